@@ -1,0 +1,2 @@
+// Public API of src/broker (filled in by the module).
+export {};

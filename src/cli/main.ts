@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// arvo-postgres command line (see README, Operations).
+export {};

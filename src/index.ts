@@ -1,0 +1,14 @@
+/**
+ * arvo-postgres: durable PostgreSQL plumbing for Arvo.
+ *
+ * - `PostgresEventBroker` (pg-boss queues per handler, routing, retries, dead letters, retention)
+ * - `PostgresMachineMemory` (workflow state for Arvo orchestrators)
+ * - `PostgresLock` (TTL row locks with owner and fencing tokens)
+ */
+export * from './broker/index';
+export * from './lock/index';
+export * from './memory/index';
+export { ArvoPostgresError, InvalidOptionError } from './shared/errors';
+export { consoleLogger, type Logger, type LogLevel, silentLogger } from './shared/logger';
+export type { ConnectionOptions } from './shared/pool';
+export { describeError, type ErrorDescription, redactSecrets } from './shared/redact';

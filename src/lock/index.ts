@@ -1,0 +1,2 @@
+// Public API of src/lock (filled in by the module).
+export {};

@@ -1,0 +1,2 @@
+// Public API of src/memory (filled in by the module).
+export {};

@@ -1,0 +1,51 @@
+import { redactSecrets, redactValue } from './redact';
+
+/**
+ * Anything console-like or pino-like: `console`, a pino or winston logger, or your own object.
+ * Only `info` and `error` are required; `debug` and `warn` fall back to them.
+ */
+export interface Logger {
+  debug?: (...args: any[]) => void;
+  info: (...args: any[]) => void;
+  warn?: (...args: any[]) => void;
+  error: (...args: any[]) => void;
+}
+
+/** Log levels the library emits. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** A logger that discards everything. */
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** The default: warnings and errors to the console, nothing else. */
+export const consoleLogger: Logger = {
+  info() {},
+  warn: (...args: unknown[]) => console.warn(...args),
+  error: (...args: unknown[]) => console.error(...args),
+};
+
+// pino-style loggers take (fields, message); console-style take (message, fields).
+function isPinoLike(logger: Logger): boolean {
+  const candidate = logger as Logger & { child?: unknown; level?: unknown };
+  return typeof candidate.child === 'function' && typeof candidate.level === 'string';
+}
+
+/** Writes one redacted log record to `logger`. Never throws: a broken logger must not break the caller. */
+export function writeLog(
+  logger: Logger,
+  level: LogLevel,
+  message: string,
+  fields?: Record<string, unknown>,
+): void {
+  const fn = logger[level] ?? (level === 'debug' ? logger.info : level === 'warn' ? logger.error : undefined);
+  if (!fn) return;
+  const safeMessage = redactSecrets(message);
+  const safeFields = fields ? redactValue(fields) : undefined;
+  try {
+    if (!safeFields) fn.call(logger, safeMessage);
+    else if (isPinoLike(logger)) fn.call(logger, safeFields, safeMessage);
+    else fn.call(logger, safeMessage, safeFields);
+  } catch {
+    // A logger that throws is ignored on purpose.
+  }
+}

@@ -1,0 +1,108 @@
+import { InvalidOptionError } from './errors';
+
+// Small validators shared by every options object, so that each module reports a bad option the same
+// way: the dotted option path plus what was expected and what was given.
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (typeof value === 'number') return `the number ${value}`;
+  return `a value of type ${typeof value}`;
+}
+
+/** Throws unless `value` is a plain object (or undefined when `optional`). */
+export function expectObject(value: unknown, option: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError(option, `expected an object, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Throws when `value` has keys other than `allowed`: a typo in an option name must not pass silently. */
+export function expectKnownKeys(
+  value: Record<string, unknown>,
+  allowed: readonly string[],
+  option: string,
+): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      const where = option ? `${option}.${key}` : key;
+      throw new InvalidOptionError(where, `unknown option; expected one of ${allowed.join(', ')}`);
+    }
+  }
+}
+
+/** An integer within `[min, max]`, or `fallback` when undefined. */
+export function integerOption(
+  value: unknown,
+  option: string,
+  range: { min: number; max?: number },
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new InvalidOptionError(option, `expected an integer, got ${describe(value)}`);
+  }
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  if (value < range.min || value > max) {
+    throw new InvalidOptionError(option, `expected an integer from ${range.min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** A finite number within `[min, max]`, or `fallback` when undefined. */
+export function numberOption(
+  value: unknown,
+  option: string,
+  range: { min: number; max?: number },
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new InvalidOptionError(option, `expected a finite number, got ${describe(value)}`);
+  }
+  const max = range.max ?? Number.MAX_VALUE;
+  if (value < range.min || value > max) {
+    throw new InvalidOptionError(option, `expected a number from ${range.min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** A boolean, or `fallback` when undefined. */
+export function booleanOption(value: unknown, option: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new InvalidOptionError(option, `expected true or false, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** One of `choices`, or `fallback` when undefined. */
+export function enumOption<T extends string>(
+  value: unknown,
+  option: string,
+  choices: readonly T[],
+  fallback: T,
+): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !choices.includes(value as T)) {
+    throw new InvalidOptionError(
+      option,
+      `expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`,
+    );
+  }
+  return value as T;
+}
+
+/** A non-empty string, or `fallback` when undefined. */
+export function stringOption(value: unknown, option: string, fallback: string): string;
+export function stringOption(value: unknown, option: string): string | undefined;
+export function stringOption(value: unknown, option: string, fallback?: string): string | undefined {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidOptionError(option, `expected a non-empty string, got ${describe(value)}`);
+  }
+  return value;
+}

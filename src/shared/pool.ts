@@ -1,0 +1,173 @@
+import pg from 'pg';
+import { InvalidOptionError } from './errors';
+import { type Logger, writeLog } from './logger';
+import { expectObject, integerOption, stringOption } from './options';
+import { redactSecrets, registerSecret } from './redact';
+
+/**
+ * How to reach PostgreSQL. Give exactly one of: `pool` (an existing `pg.Pool`, never closed by this
+ * library), `connectionString`, or discrete `host`/`port`/`user`/`password`/`database` settings.
+ */
+export interface ConnectionOptions {
+  /** An existing pool to use. The library never ends a pool it did not create. */
+  pool?: pg.Pool;
+  /** `postgres://user:password@host:port/database?sslmode=...`. */
+  connectionString?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+  /** TLS settings passed to node-postgres (`true`, or `{ ca, rejectUnauthorized, ... }`). */
+  ssl?: pg.ConnectionConfig['ssl'];
+  /** Maximum pool size. Default 10. Ignored with `pool`. */
+  max?: number;
+  /** Idle connection lifetime in ms. Default 10000. Ignored with `pool`. */
+  idleTimeoutMillis?: number;
+  /** Time to wait for a connection in ms (`0` = forever). Default 10000. Ignored with `pool`. */
+  connectionTimeoutMillis?: number;
+  /** Server-side `statement_timeout` for every statement, in ms (`0` = none). Default 30000. Ignored with `pool`. */
+  statementTimeoutMillis?: number;
+  /** `application_name` shown in `pg_stat_activity`. Default `arvo-postgres`. Ignored with `pool`. */
+  applicationName?: string;
+}
+
+/** The option keys of {@link ConnectionOptions}, for `expectKnownKeys`. */
+export const CONNECTION_OPTION_KEYS = [
+  'pool',
+  'connectionString',
+  'host',
+  'port',
+  'user',
+  'password',
+  'database',
+  'ssl',
+  'max',
+  'idleTimeoutMillis',
+  'connectionTimeoutMillis',
+  'statementTimeoutMillis',
+  'applicationName',
+] as const;
+
+/** Validated connection settings. */
+export interface ResolvedConnection {
+  /** An existing pool, when one was given. */
+  pool?: pg.Pool;
+  /** node-postgres pool configuration, when the library creates the pool. */
+  config?: pg.PoolConfig;
+}
+
+function isPool(value: unknown): value is pg.Pool {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as pg.Pool).connect === 'function' &&
+    typeof (value as pg.Pool).query === 'function' &&
+    typeof (value as pg.Pool).end === 'function'
+  );
+}
+
+/**
+ * Validates the connection part of an options object. `prefix` is the dotted path used in error
+ * messages (`''` for top-level options).
+ */
+export function resolveConnection(options: Record<string, unknown>, prefix = ''): ResolvedConnection {
+  const at = (key: string) => (prefix ? `${prefix}.${key}` : key);
+  const discrete = ['host', 'port', 'user', 'password', 'database'].filter((k) => options[k] !== undefined);
+  const given = [
+    options.pool !== undefined,
+    options.connectionString !== undefined,
+    discrete.length > 0,
+  ].filter(Boolean);
+  if (given.length !== 1) {
+    throw new InvalidOptionError(
+      at('connectionString'),
+      given.length === 0
+        ? 'no connection given: pass one of `connectionString`, `pool`, or `host`/`port`/`user`/`password`/`database`'
+        : 'give only one of `connectionString`, `pool`, or discrete `host`/`port`/... settings',
+    );
+  }
+  if (options.pool !== undefined) {
+    if (!isPool(options.pool)) throw new InvalidOptionError(at('pool'), 'expected a pg.Pool instance');
+    return { pool: options.pool };
+  }
+
+  const connectionString = stringOption(options.connectionString, at('connectionString'));
+  if (connectionString !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(connectionString);
+    } catch {
+      throw new InvalidOptionError(
+        at('connectionString'),
+        'not a valid URL (expected postgres://user:password@host:port/database)',
+      );
+    }
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+      throw new InvalidOptionError(
+        at('connectionString'),
+        `unsupported protocol ${JSON.stringify(url.protocol)}; expected postgres:`,
+      );
+    }
+    registerSecret(decodeURIComponent(url.password));
+  }
+  const password = stringOption(options.password, at('password'));
+  registerSecret(password);
+  if (options.ssl !== undefined && typeof options.ssl !== 'boolean') expectObject(options.ssl, at('ssl'));
+
+  const config: pg.PoolConfig = {
+    ...(connectionString !== undefined ? { connectionString } : {}),
+    ...(options.host !== undefined ? { host: stringOption(options.host, at('host')) } : {}),
+    ...(options.port !== undefined
+      ? { port: integerOption(options.port, at('port'), { min: 1, max: 65535 }, 5432) }
+      : {}),
+    ...(options.user !== undefined ? { user: stringOption(options.user, at('user')) } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(options.database !== undefined ? { database: stringOption(options.database, at('database')) } : {}),
+    ...(options.ssl !== undefined ? { ssl: options.ssl as pg.ConnectionConfig['ssl'] } : {}),
+    max: integerOption(options.max, at('max'), { min: 1, max: 1000 }, 10),
+    idleTimeoutMillis: integerOption(options.idleTimeoutMillis, at('idleTimeoutMillis'), { min: 0 }, 10_000),
+    connectionTimeoutMillis: integerOption(
+      options.connectionTimeoutMillis,
+      at('connectionTimeoutMillis'),
+      { min: 0 },
+      10_000,
+    ),
+    statement_timeout: integerOption(
+      options.statementTimeoutMillis,
+      at('statementTimeoutMillis'),
+      { min: 0 },
+      30_000,
+    ),
+    application_name: stringOption(options.applicationName, at('applicationName'), 'arvo-postgres'),
+  };
+  return { config };
+}
+
+/** A pool together with whether this library owns it (and so must end it on close). */
+export interface ManagedPool {
+  pool: pg.Pool;
+  owned: boolean;
+}
+
+/**
+ * Returns the given pool, or creates one. A created pool gets an `error` listener: without one an
+ * idle client losing its connection (e.g. a database restart) would crash the process.
+ */
+export function openPool(connection: ResolvedConnection, logger: Logger): ManagedPool {
+  if (connection.pool) return { pool: connection.pool, owned: false };
+  const pool = new pg.Pool(connection.config);
+  pool.on('error', (error) => {
+    writeLog(
+      logger,
+      'warn',
+      `arvo-postgres: idle database connection failed: ${redactSecrets(error.message)}`,
+    );
+  });
+  return { pool, owned: true };
+}
+
+/** Ends `managed.pool` when this library created it. */
+export async function closePool(managed: ManagedPool): Promise<void> {
+  if (managed.owned) await managed.pool.end();
+}

@@ -1,0 +1,62 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/**
+ * The contract between the broker and the machine memory for "one transaction per handled event".
+ *
+ * While the broker runs a handler for a job, it opens a database transaction that will also insert
+ * the handler's output events and complete the job, and exposes it here. A machine memory whose
+ * database is the same (equal {@link AmbientTransaction.databaseId}) runs its state `write` through
+ * it, so state, outputs and acknowledgement commit together or not at all. Locks never join: they
+ * must be visible to other workers at once, and `unlock` is deferred until the transaction settles
+ * (see {@link AmbientTransaction.onSettled}) so nobody reads the state before it is committed.
+ */
+export interface AmbientTransaction {
+  /** Identity of the database the transaction runs in (see {@link readDatabaseId}). */
+  readonly databaseId: string;
+  /** Runs one parameterized statement inside the transaction. */
+  query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount?: number | null }>;
+  /** Registers a callback run once after the transaction committed or rolled back. */
+  onSettled(callback: () => void | Promise<void>): void;
+}
+
+const storage = new AsyncLocalStorage<AmbientTransaction>();
+
+/** Runs `fn` with `transaction` as the ambient transaction of everything it awaits. */
+export function runInAmbientTransaction<T>(
+  transaction: AmbientTransaction,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return storage.run(transaction, fn);
+}
+
+/** The ambient transaction joined by work in `databaseId`, if any. */
+export function ambientTransactionFor(databaseId: string | undefined): AmbientTransaction | undefined {
+  const current = storage.getStore();
+  return current && databaseId !== undefined && current.databaseId === databaseId ? current : undefined;
+}
+
+/** Anything that can run a query: a pool, a client or an ambient transaction. */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+/**
+ * A string that is equal for two connections exactly when they reach the same database of the same
+ * cluster: the cluster's system identifier plus the database name. `pg_control_system()` needs
+ * `pg_monitor`-like rights on some setups; without them the server address, port and start time
+ * stand in, which is equally unique per running cluster.
+ */
+export async function readDatabaseId(db: Queryable): Promise<string> {
+  try {
+    const { rows } = await db.query(
+      'SELECT (SELECT system_identifier::text FROM pg_control_system()) AS cluster, current_database() AS database',
+    );
+    return `${rows[0].cluster}/${rows[0].database}`;
+  } catch {
+    const { rows } = await db.query(
+      `SELECT coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') ||
+              '@' || pg_postmaster_start_time()::text AS cluster, current_database() AS database`,
+    );
+    return `${rows[0].cluster}/${rows[0].database}`;
+  }
+}

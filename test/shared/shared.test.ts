@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { InvalidOptionError } from '../../src/shared/errors';
+import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
+import { type Logger, writeLog } from '../../src/shared/logger';
+import { openPool, resolveConnection } from '../../src/shared/pool';
+import { describeError, redactSecrets } from '../../src/shared/redact';
+import { readDatabaseId } from '../../src/shared/transaction';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+
+describe('identifiers', () => {
+  it('accepts plain identifiers and quotes them', () => {
+    assert.equal(validateIdentifier('workflow_state', 'tables.state'), 'workflow_state');
+    assert.equal(qualifiedName('App', 'state'), '"App".state');
+  });
+
+  for (const hostile of ['x"; DROP TABLE t; --', "a'b", 'a b', '1abc', '', 'x'.repeat(64), 'a-b', 'ä']) {
+    it(`rejects ${JSON.stringify(hostile.slice(0, 20))} naming the option`, () => {
+      assert.throws(
+        () => validateIdentifier(hostile, 'tables.state'),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === 'tables.state',
+      );
+    });
+  }
+});
+
+describe('redaction', () => {
+  it('masks passwords in URLs, key/value pairs and authorization headers', () => {
+    const text = redactSecrets(
+      'connect postgres://app:s3cr3t-pw@db:5432/x failed; password=hunter22 Authorization: Bearer abc.def.ghi123',
+    );
+    assert.ok(!text.includes('s3cr3t-pw'), text);
+    assert.ok(!text.includes('hunter22'), text);
+    assert.ok(!text.includes('abc.def.ghi123'), text);
+    assert.ok(text.includes('postgres://app:[REDACTED]@db:5432/x'), text);
+  });
+
+  it('masks configured passwords verbatim wherever they appear, in logs too', () => {
+    resolveConnection({ host: 'localhost', password: 'pl41n-v4lue' });
+    assert.equal(describeError(new Error('oops pl41n-v4lue oops')).message, 'oops [REDACTED] oops');
+    const lines: unknown[][] = [];
+    const logger: Logger = { info: (...args) => lines.push(args), error: (...args) => lines.push(args) };
+    writeLog(logger, 'info', 'value pl41n-v4lue', { nested: { detail: 'pl41n-v4lue' }, password: 'other' });
+    assert.ok(!JSON.stringify(lines).includes('pl41n-v4lue'));
+    assert.ok(!JSON.stringify(lines).includes('other'));
+  });
+});
+
+describe('connection options', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase('shared');
+  });
+  after(async () => {
+    await db.drop();
+  });
+
+  it('requires exactly one way to connect', () => {
+    assert.throws(() => resolveConnection({}), /connectionString/);
+    assert.throws(() => resolveConnection({ connectionString: db.url, host: 'x' }), /only one/);
+    assert.throws(() => resolveConnection({ connectionString: 'mysql://x' }), /protocol/);
+    assert.throws(() => resolveConnection({ connectionString: db.url, max: 0 }), /`max`/);
+  });
+
+  it('never puts the password of a failed connection into the error', async () => {
+    const url = new URL(db.url);
+    url.password = 'Wr0ng-Passw0rd';
+    url.port = '1';
+    const managed = openPool(
+      resolveConnection({ connectionString: url.toString(), connectionTimeoutMillis: 2000 }),
+      {
+        info() {},
+        error() {},
+      },
+    );
+    const error = await managed.pool.query('SELECT 1').catch((e: unknown) => e);
+    await managed.pool.end();
+    assert.ok(error instanceof Error);
+    assert.ok(!JSON.stringify(describeError(error)).includes('Wr0ng-Passw0rd'));
+  });
+
+  it('identifies the database so broker and memory know when they share one', async () => {
+    const a = new pg.Pool({ connectionString: db.url, max: 1 });
+    const b = new pg.Pool({ connectionString: db.url, max: 1 });
+    const other = new URL(db.url);
+    other.pathname = '/postgres';
+    const c = new pg.Pool({ connectionString: other.toString(), max: 1 });
+    try {
+      const [idA, idB, idC] = await Promise.all([readDatabaseId(a), readDatabaseId(b), readDatabaseId(c)]);
+      assert.equal(idA, idB);
+      assert.notEqual(idA, idC);
+    } finally {
+      await Promise.all([a.end(), b.end(), c.end()]);
+    }
+  });
+});

