@@ -1,2 +1,2 @@
-// Public API of src/memory (filled in by the module).
-export {};
+// Public API of src/memory.
+export type { IMachineMemory } from './types';
