@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import format from 'pg-format';
 import { InvalidOptionError } from './errors';
 
@@ -32,4 +33,16 @@ export function quoteIdentifier(name: string): string {
 /** A quoted, schema-qualified name, e.g. `"app"."workflow_state"`. */
 export function qualifiedName(schema: string, name: string): string {
   return `${format.ident(schema)}.${format.ident(name)}`;
+}
+
+/**
+ * A name derived from `base` for an index, sequence or constraint (`<base>_<suffix>`), kept within the
+ * 63-byte limit: when too long, `base` is shortened and a hash of the full name keeps it unique, so two
+ * long table names never silently share an index name.
+ */
+export function derivedIdentifier(base: string, suffix: string): string {
+  const full = `${base}_${suffix}`;
+  if (full.length <= 63) return full;
+  const hash = createHash('sha256').update(full).digest('hex').slice(0, 8);
+  return `${base.slice(0, 63 - suffix.length - hash.length - 2)}_${hash}_${suffix}`;
 }

@@ -1,0 +1,82 @@
+import type pg from 'pg';
+import { quoteIdentifier } from './identifiers';
+
+/**
+ * One table layout version of a module: idempotent, schema-qualified DDL statements. Modules keep
+ * them as data (`migrations/v1.ts`, `v2.ts`, …) so the SQL can be reviewed, printed and applied by hand.
+ */
+export interface Migration {
+  /** Layout version, 1, 2, … Applied in order, each once per component. */
+  version: number;
+  /** What the version changes, for people reading `arvo_postgres_migrations`. */
+  description: string;
+  statements: string[];
+}
+
+/** Name of the table recording applied versions (one per Postgres schema). */
+export const MIGRATIONS_TABLE = 'arvo_postgres_migrations';
+
+/** DDL of the bookkeeping table, created before any migration. */
+export function migrationsTableSql(schema: string): string[] {
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`,
+    `CREATE TABLE IF NOT EXISTS ${quoteIdentifier(schema)}.${quoteIdentifier(MIGRATIONS_TABLE)} (
+  component text NOT NULL,
+  version integer NOT NULL,
+  description text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (component, version)
+)`,
+  ];
+}
+
+export interface ApplyMigrationsOptions {
+  /** Postgres schema holding the component's tables and the bookkeeping table. */
+  schema: string;
+  /** Identifies what is migrated, e.g. `memory:arvo_workflow_state` (several instances may share a schema). */
+  component: string;
+  migrations: readonly Migration[];
+  /** Statements run first in the same transaction (e.g. `DROP TABLE` for `drop_and_recreate`). */
+  before?: string[];
+}
+
+/**
+ * Applies every migration newer than the component's recorded version, in one transaction, under an
+ * advisory lock so that processes starting together do not race on `CREATE TABLE IF NOT EXISTS`
+ * (which is not safe under concurrency). Returns the version now in place.
+ */
+export async function applyMigrations(pool: pg.Pool, options: ApplyMigrationsOptions): Promise<number> {
+  const table = `${quoteIdentifier(options.schema)}.${quoteIdentifier(MIGRATIONS_TABLE)}`;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT pg_advisory_xact_lock(hashtextextended('arvo-postgres:migrate', 0))");
+    for (const statement of migrationsTableSql(options.schema)) await client.query(statement);
+    if (options.before?.length) {
+      for (const statement of options.before) await client.query(statement);
+      await client.query(`DELETE FROM ${table} WHERE component = $1`, [options.component]);
+    }
+    const { rows } = await client.query(
+      `SELECT coalesce(max(version), 0) AS version FROM ${table} WHERE component = $1`,
+      [options.component],
+    );
+    let current = Number(rows[0].version);
+    for (const migration of [...options.migrations].sort((a, b) => a.version - b.version)) {
+      if (migration.version <= current) continue;
+      for (const statement of migration.statements) await client.query(statement);
+      await client.query(`INSERT INTO ${table} (component, version, description) VALUES ($1, $2, $3)`, [
+        options.component,
+        migration.version,
+        migration.description,
+      ]);
+      current = migration.version;
+    }
+    await client.query('COMMIT');
+    return current;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
