@@ -1,2 +1,23 @@
-// Public API of src/broker (filled in by the module).
-export {};
+// Public API of src/broker.
+export {
+  type ArvoEventHandlerLike,
+  type BrokerEventListener,
+  type BrokerQueueStats,
+  type HandlerNotFoundDetails,
+  type HandlerNotFoundListener,
+  type JobFailureRecord,
+  PostgresEventBroker,
+  type RegisterOptions,
+} from './broker';
+export {
+  BrokerNotStartedError,
+  DatabaseUnavailableError,
+  DuplicateRegistrationError,
+  InvalidEventError,
+  PayloadTooLargeError,
+  ResolveTimeoutError,
+  UnroutableEventError,
+} from './errors';
+export { decodeEvent, encodeEvent, jobIdForEvent } from './event-codec';
+export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './options';
+export type { FailureAction, FailureKind } from './policy';

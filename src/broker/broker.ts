@@ -1,0 +1,875 @@
+import type { ArvoEvent } from 'arvo-core';
+import type pg from 'pg';
+import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
+import { consoleLogger, type Logger, writeLog } from '../shared/logger';
+import { closePool, type ManagedPool, openPool } from '../shared/pool';
+import { describeError, type ErrorDescription, redactSecrets, redactValue } from '../shared/redact';
+import { readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
+import {
+  BrokerNotStartedError,
+  DatabaseUnavailableError,
+  DuplicateRegistrationError,
+  InvalidEventError,
+  isConnectionFailure,
+  ResolveTimeoutError,
+  UnroutableEventError,
+} from './errors';
+import {
+  decodeEvent,
+  encodeEvent,
+  eventDomain,
+  jobIdForEvent,
+  nameBasedUuid,
+  type StoredEvent,
+} from './event-codec';
+import { JobTransaction } from './job-transaction';
+import {
+  type BrokerQueueOptions,
+  type BrokerWorkerOptions,
+  type PostgresEventBrokerOptions,
+  queueNameOption,
+  type ResolvedBrokerOptions,
+  type ResolvedQueueOptions,
+  type ResolvedWorkerOptions,
+  resolveBrokerOptions,
+  resolveQueueOptions,
+  resolveWorkerOptions,
+} from './options';
+import { actionFor, classifyFailure, type FailureKind } from './policy';
+import { existingQueuesSql, queueStatsSql } from './sql';
+import { contextFromTraceHeaders, inSpan, messagingAttributes, SpanKind, traceHeadersOf } from './tracing';
+
+/**
+ * An Arvo event handler: arvo 2.x (`execute` resolves to `ArvoEvent[]`) or 3.x (`{ events }`).
+ * `source` names the handler's queue.
+ */
+export interface ArvoEventHandlerLike {
+  readonly source: string;
+  execute(
+    event: ArvoEvent,
+    opentelemetry?: { inheritFrom: 'EVENT' | 'CONTEXT' },
+  ): Promise<ArvoEvent[] | { events: ArvoEvent[] }>;
+}
+
+/** Options of `register` and `onWorkflowComplete`, over the broker's `defaults`. */
+export interface RegisterOptions {
+  queue?: BrokerQueueOptions;
+  worker?: BrokerWorkerOptions;
+}
+
+/** Receives events: workflow completions, domained events. Throwing makes the broker retry the event. */
+export type BrokerEventListener = (event: ArvoEvent) => void | Promise<void>;
+
+/** Details passed to `onHandlerNotFound` listeners. */
+export interface HandlerNotFoundDetails {
+  /** The `to` no queue exists for (null when the event had none). */
+  destination: string | null;
+  /** The queue whose handler emitted the event. */
+  emittedBy: string;
+  /** The queue the event is kept in. */
+  keptIn: string;
+}
+
+export type HandlerNotFoundListener = (
+  event: ArvoEvent,
+  details: HandlerNotFoundDetails,
+) => void | Promise<void>;
+
+/** Exact counts of one queue (see `getStats`). */
+export interface BrokerQueueStats {
+  name: string;
+  /** Waiting to run (created or retry), including `deferred`. */
+  queued: number;
+  active: number;
+  /** Waiting with a start time in the future (retry backoff, lock-contention reschedule). */
+  deferred: number;
+  /** Terminally failed rows still retained (their dead-letter copies are in `deadLettered` of this queue). */
+  failed: number;
+  /** Completed rows still retained. */
+  completed: number;
+  /** Every retained row. */
+  total: number;
+  /** Retained copies of this queue's jobs in dead-letter queues. */
+  deadLettered: number;
+  /** Age of the oldest job ready to run, or null when none is ready. */
+  oldestQueuedAgeMs: number | null;
+}
+
+/** What a dead-lettered or failed job carries as its output (pg-boss `output` / DLQ `sourceOutput`). */
+export interface JobFailureRecord {
+  kind: FailureKind;
+  queue: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  eventId: string | null;
+  eventType: string | null;
+  error: ErrorDescription;
+  failedAt: string;
+}
+
+type RegistrationKind = 'handler' | 'completion' | 'domained';
+
+interface Registration {
+  kind: RegistrationKind;
+  queue: string;
+  handler?: ArvoEventHandlerLike;
+  listener?: BrokerEventListener;
+  queueOptions: ResolvedQueueOptions;
+  workerOptions: ResolvedWorkerOptions;
+  workerId?: string;
+  ready?: Promise<void>;
+}
+
+interface ResolveWaiter {
+  resolve(event: ArvoEvent): void;
+  reject(error: unknown): void;
+}
+
+interface RoutedEvent {
+  event: ArvoEvent;
+  json: StoredEvent;
+  queue: string;
+  unroutable: boolean;
+}
+
+type BrokerState = 'new' | 'starting' | 'started' | 'stopping' | 'stopped';
+
+const DEFAULT_STOP_TIMEOUT_MS = 30_000;
+
+/**
+ * The durable Arvo event broker on PostgreSQL (pg-boss 12, composed, not extended).
+ *
+ * One pg-boss queue per handler `source`; every event is routed by `to` to the queue of that name,
+ * wherever in the database it was registered. Each handled event runs in one database transaction
+ * that also inserts the handler's outputs and completes the job (see `README` → atomicity).
+ */
+export class PostgresEventBroker {
+  readonly #options: ResolvedBrokerOptions;
+  #logger: Logger;
+  #state: BrokerState = 'new';
+  #boss: PgBoss | undefined;
+  #pool: ManagedPool | undefined;
+  #databaseId = '';
+  readonly #registrations = new Map<string, Registration>();
+  readonly #knownQueues = new Set<string>();
+  readonly #deadLetterQueues = new Set<string>();
+  readonly #notFoundListeners: HandlerNotFoundListener[] = [];
+  readonly #waiters = new Map<string, ResolveWaiter[]>();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #startPromise: Promise<void> | undefined;
+
+  constructor(options: PostgresEventBrokerOptions) {
+    this.#options = resolveBrokerOptions(options);
+    this.#logger = this.#options.logger ?? consoleLogger;
+  }
+
+  /** Names of the queues this broker serves (handlers, completion listeners, the domained queue). */
+  get queues(): string[] {
+    return [...this.#registrations.keys()];
+  }
+
+  /** Replaces the logger (console-like or pino-like). */
+  setLogger(logger: Logger): void {
+    if (typeof logger?.info !== 'function' || typeof logger?.error !== 'function') {
+      throw new InvalidEventError('setLogger expects an object with info() and error() functions');
+    }
+    this.#logger = logger;
+  }
+
+  /**
+   * Connects, installs/migrates pg-boss's schema, creates the dead-letter / unroutable / domained
+   * queues and every registered queue, and starts the workers. Throws {@link DatabaseUnavailableError}
+   * when PostgreSQL cannot be reached.
+   */
+  start(): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') {
+      return Promise.reject(new BrokerNotStartedError('start a stopped broker (create a new one)'));
+    }
+    this.#startPromise ??= this.#start().catch(async (error) => {
+      this.#state = 'stopped';
+      await this.#boss?.stop({ graceful: false, close: true }).catch(() => {});
+      if (this.#pool) await closePool(this.#pool).catch(() => {});
+      throw error;
+    });
+    return this.#startPromise;
+  }
+
+  async #start(): Promise<void> {
+    this.#state = 'starting';
+    const options = this.#options;
+    this.#pool = openPool(options.connection, this.#logger);
+    try {
+      this.#databaseId = await readDatabaseId(this.#pool.pool);
+    } catch (error) {
+      throw this.#unavailable('connect', error);
+    }
+    const boss = new PgBoss({
+      ...pgBossConnection(options, this.#pool.pool),
+      schema: options.schema,
+      useListenNotify: true,
+      supervise: true,
+      migrate: true,
+      maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
+      openTelemetry: { enabled: false },
+      ...(options.instanceName ? { instanceName: options.instanceName } : {}),
+    });
+    // Without an `error` listener Node throws on emit('error') and the process dies.
+    boss.on('error', (error) =>
+      writeLog(
+        this.#logger,
+        'error',
+        `arvo-postgres broker: pg-boss error: ${redactSecrets(String(error?.message))}`,
+        {
+          error: describeError(error),
+        },
+      ),
+    );
+    boss.on('warning', (warning) =>
+      writeLog(this.#logger, 'warn', `arvo-postgres broker: ${redactSecrets(String(warning?.message))}`, {
+        data: redactValue(warning?.data),
+      }),
+    );
+    this.#boss = boss;
+    try {
+      await boss.start();
+    } catch (error) {
+      throw isConnectionFailure(error) ? this.#unavailable('start pg-boss', error) : error;
+    }
+    const internal = {
+      retentionSeconds: options.deadLetterRetentionSeconds,
+      deleteAfterSeconds: options.deadLetterRetentionSeconds,
+    };
+    await this.#createDeadLetterQueue(options.deadLetterQueue);
+    await this.#upsertQueue(options.unroutableQueue, { ...internal, notify: false });
+    await this.#createDeadLetterQueue(options.queue.deadLetter);
+    await this.#upsertQueue(options.domainedQueue, {
+      ...internal,
+      ...retryOptions(options.worker),
+      deadLetter: options.queue.deadLetter,
+      notify: true,
+    });
+    this.#state = 'started';
+    await Promise.all([...this.#registrations.values()].map((registration) => this.#activate(registration)));
+    writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
+  }
+
+  /**
+   * Registers `handler` on the queue named `handler.source` (created if missing; changed options
+   * update an existing queue and never delete its jobs). Before `start()` it is activated by `start`.
+   * Throws {@link DuplicateRegistrationError} when that source is already registered here.
+   */
+  async register(handler: ArvoEventHandlerLike, options: RegisterOptions = {}): Promise<void> {
+    if (typeof handler !== 'object' || handler === null || typeof handler.execute !== 'function') {
+      throw new InvalidEventError('register expects an Arvo event handler (with `source` and `execute`)');
+    }
+    const queue = queueNameOption(handler.source, 'handler.source');
+    await this.#addRegistration({
+      kind: 'handler',
+      queue,
+      handler,
+      ...this.#resolveRegisterOptions(options),
+    });
+  }
+
+  /**
+   * Delivers the events addressed to the initiator `source` (workflow completions) to `listener`.
+   * A listener that throws gets the event again (retry with backoff, then dead-letter).
+   */
+  async onWorkflowComplete(params: {
+    source: string;
+    listener: BrokerEventListener;
+    options?: RegisterOptions;
+  }): Promise<void> {
+    if (typeof params?.listener !== 'function') {
+      throw new InvalidEventError('onWorkflowComplete expects { source, listener }');
+    }
+    const queue = queueNameOption(params.source, 'source');
+    const existing = this.#registrations.get(queue);
+    if (existing?.kind === 'completion' && !existing.listener) {
+      // Created implicitly by resolve(): adopt it.
+      existing.listener = params.listener;
+      return;
+    }
+    await this.#addRegistration({
+      kind: 'completion',
+      queue,
+      listener: params.listener,
+      ...this.#resolveRegisterOptions(params.options ?? {}),
+    });
+  }
+
+  /**
+   * Receives events with a non-null `domain` (arvo 3), which wait durably in the domained queue until
+   * a listener takes them. A listener that throws gets the event again. A second call replaces the listener.
+   */
+  async onDomainedEvent(listener: BrokerEventListener): Promise<void> {
+    if (typeof listener !== 'function') throw new InvalidEventError('onDomainedEvent expects a function');
+    const queue = this.#options.domainedQueue;
+    const existing = this.#registrations.get(queue);
+    if (existing) {
+      existing.listener = listener;
+      return;
+    }
+    await this.#addRegistration({
+      kind: 'domained',
+      queue,
+      listener,
+      queueOptions: { ...this.#options.queue, retentionSeconds: this.#options.deadLetterRetentionSeconds },
+      workerOptions: this.#options.worker,
+    });
+  }
+
+  /** Called (after commit) for every handler output whose `to` has no queue; the event is kept in the unroutable queue. */
+  onHandlerNotFound(listener: HandlerNotFoundListener): void {
+    if (typeof listener !== 'function') throw new InvalidEventError('onHandlerNotFound expects a function');
+    this.#notFoundListeners.push(listener);
+  }
+
+  /**
+   * Validates and enqueues `event` on the queue named by its `to` (or the domained queue) and returns
+   * the job id. The id derives from `event.id`, so dispatching the same event twice enqueues it once.
+   */
+  async dispatch(event: ArvoEvent): Promise<string> {
+    this.#assertStarted('dispatch');
+    const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
+    const decoded = decodeEvent(json);
+    const [routed] = await this.#route([decoded], [json]);
+    if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
+    const jobId = jobIdForEvent(json.id);
+    const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
+    await inSpan(
+      this.#options.telemetry,
+      `${routed.queue} send`,
+      SpanKind.PRODUCER,
+      messagingAttributes('send', routed.queue, jobId, json),
+      parent,
+      async (span) => {
+        const stored = { ...json };
+        // An event without trace headers continues the producer span's trace from here on.
+        if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
+        try {
+          await this.#boss!.insert(routed.queue, [{ id: jobId, data: stored }]);
+        } catch (error) {
+          throw isConnectionFailure(error) ? this.#unavailable('dispatch', error) : error;
+        }
+      },
+    );
+    return jobId;
+  }
+
+  /**
+   * Dispatches `event` and resolves with the event that comes back to `event.source` with the same
+   * subject (Arvo's request/response test pattern). A completion queue for `event.source` is created
+   * when none is registered; its events then also reach no other listener. Rejects with
+   * {@link ResolveTimeoutError} after `timeoutMs` (default 30 s).
+   */
+  async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
+    this.#assertStarted('resolve');
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    encodeEvent(event, this.#options.maxPayloadBytes);
+    const source = queueNameOption(event.source, 'event.source');
+    const registration = this.#registrations.get(source);
+    if (registration && registration.kind !== 'completion') {
+      throw new InvalidEventError(
+        `resolve: event.source ${JSON.stringify(source)} is a handler's queue on this broker; replies to it would be handled, not returned`,
+      );
+    }
+    if (!registration) {
+      await this.#addRegistration({
+        kind: 'completion',
+        queue: source,
+        queueOptions: this.#options.queue,
+        workerOptions: this.#options.worker,
+      });
+    }
+    const key = waiterKey(source, event.subject);
+    let waiter!: ResolveWaiter;
+    const reply = new Promise<ArvoEvent>((resolve, reject) => {
+      waiter = { resolve, reject };
+    });
+    const waiters = this.#waiters.get(key) ?? [];
+    waiters.push(waiter);
+    this.#waiters.set(key, waiters);
+    const timer = setTimeout(() => waiter.reject(new ResolveTimeoutError(event.id, timeoutMs)), timeoutMs);
+    try {
+      await this.dispatch(event);
+      return await reply;
+    } finally {
+      clearTimeout(timer);
+      const remaining = (this.#waiters.get(key) ?? []).filter((entry) => entry !== waiter);
+      if (remaining.length > 0) this.#waiters.set(key, remaining);
+      else this.#waiters.delete(key);
+    }
+  }
+
+  /**
+   * Exact counts (one SQL statement over pg-boss's job table, not its once-a-minute cache) for every
+   * queue this broker serves, the domained and unroutable queues, and the dead-letter queues.
+   */
+  async getStats(): Promise<BrokerQueueStats[]> {
+    this.#assertStarted('getStats');
+    const names = [
+      ...new Set([
+        ...this.queues,
+        this.#options.domainedQueue,
+        this.#options.unroutableQueue,
+        ...this.#deadLetterQueues,
+      ]),
+    ];
+    const { rows } = await this.#pool!.pool.query(queueStatsSql(this.#options.schema), [
+      names,
+      [...this.#deadLetterQueues],
+    ]);
+    return rows.map((row) => ({
+      name: row.name,
+      queued: row.queued,
+      active: row.active,
+      deferred: row.deferred,
+      failed: row.failed,
+      completed: row.completed,
+      total: row.total,
+      deadLettered: row.dead_lettered,
+      oldestQueuedAgeMs: row.oldest_queued_age_ms,
+    }));
+  }
+
+  /**
+   * Graceful shutdown: stops fetching, lets handlers in flight finish for up to `timeoutMs`
+   * (default 30 s), then fails the jobs still held (they are retried) and aborts their
+   * transactions, and closes the connections.
+   */
+  async stop(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'stopping') return;
+    if (this.#state === 'starting') await this.#startPromise?.catch(() => {});
+    this.#state = 'stopping';
+    const timeoutMs = Math.max(1000, options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+    for (const waiters of this.#waiters.values()) {
+      for (const waiter of waiters) waiter.reject(new BrokerNotStartedError('resolve (the broker stopped)'));
+    }
+    this.#waiters.clear();
+    try {
+      await this.#boss?.stop({ graceful: true, timeout: timeoutMs, close: true });
+    } finally {
+      // pg-boss has failed and aborted what was still running; give those handlers a moment to
+      // roll back before the pool closes under them.
+      await settleWithin([...this.#inFlight], 2000);
+      if (this.#pool) await closePool(this.#pool).catch(() => {});
+      this.#state = 'stopped';
+    }
+  }
+
+  // ---------------------------------------------------------------- registration
+
+  #resolveRegisterOptions(options: RegisterOptions): Pick<Registration, 'queueOptions' | 'workerOptions'> {
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidEventError('register options must be an object');
+    }
+    return {
+      queueOptions: resolveQueueOptions(options.queue, 'queue', this.#options.queue),
+      workerOptions: resolveWorkerOptions(options.worker, 'worker', this.#options.worker),
+    };
+  }
+
+  async #addRegistration(registration: Registration): Promise<void> {
+    if (this.#state === 'stopping' || this.#state === 'stopped') throw new BrokerNotStartedError('register');
+    const reserved = [
+      this.#options.unroutableQueue,
+      ...this.#deadLetterQueues,
+      this.#options.deadLetterQueue,
+    ];
+    if (registration.kind !== 'domained' && reserved.includes(registration.queue)) {
+      throw new InvalidEventError(
+        `${JSON.stringify(registration.queue)} is a dead-letter or unroutable queue`,
+      );
+    }
+    if (this.#registrations.has(registration.queue)) throw new DuplicateRegistrationError(registration.queue);
+    this.#registrations.set(registration.queue, registration);
+    if (this.#state === 'started') await this.#activate(registration);
+  }
+
+  /** Creates/updates the queue and starts its worker (once). */
+  #activate(registration: Registration): Promise<void> {
+    registration.ready ??= (async () => {
+      const { queueOptions, workerOptions } = registration;
+      await this.#createDeadLetterQueue(queueOptions.deadLetter);
+      await this.#upsertQueue(
+        registration.queue,
+        {
+          deadLetter: queueOptions.deadLetter,
+          retentionSeconds: queueOptions.retentionSeconds,
+          deleteAfterSeconds: queueOptions.deleteAfterSeconds,
+          ...retryOptions(workerOptions),
+          notify: true,
+          ...(queueOptions.warningQueueSize ? { warningQueueSize: queueOptions.warningQueueSize } : {}),
+        },
+        { policy: queueOptions.policy, partition: queueOptions.partition },
+      );
+      registration.workerId = await this.#boss!.work<StoredEvent>(
+        registration.queue,
+        {
+          batchSize: workerOptions.batchSize,
+          localConcurrency: workerOptions.localConcurrency,
+          pollingIntervalSeconds: workerOptions.pollingIntervalSeconds,
+          notifyPollingIntervalSeconds: workerOptions.notifyPollingIntervalSeconds,
+          // A full batch means more work is waiting: fetch again at once instead of sleeping.
+          burstWhenBatchFull: workerOptions.batchSize > 1,
+          includeMetadata: true,
+          perJobResults: true,
+        },
+        (jobs) =>
+          this.#track(
+            Promise.all(
+              (jobs as JobWithMetadata<StoredEvent>[]).map((job) => this.#processJob(registration, job)),
+            ),
+          ),
+      );
+    })();
+    return registration.ready;
+  }
+
+  async #createDeadLetterQueue(name: string): Promise<void> {
+    if (this.#deadLetterQueues.has(name)) return;
+    await this.#upsertQueue(name, {
+      retentionSeconds: this.#options.deadLetterRetentionSeconds,
+      deleteAfterSeconds: this.#options.deadLetterRetentionSeconds,
+      notify: false,
+    });
+    this.#deadLetterQueues.add(name);
+  }
+
+  /** createQueue is ON CONFLICT DO NOTHING, so changed options are applied with updateQueue. */
+  async #upsertQueue(
+    name: string,
+    options: Record<string, unknown>,
+    fixed: { policy?: string; partition?: boolean } = {},
+  ): Promise<void> {
+    const boss = this.#boss!;
+    await boss.createQueue(name, { ...options, ...fixed });
+    await boss.updateQueue(name, options);
+    this.#knownQueues.add(name);
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  /** Destination queue of each event: domained queue, an existing queue named `to`, or unroutable. */
+  async #route(events: ArvoEvent[], jsons: StoredEvent[]): Promise<RoutedEvent[]> {
+    const unknown = new Set<string>();
+    for (const [index, json] of jsons.entries()) {
+      const to = events[index]!.to;
+      if (eventDomain(json) === null && to && !this.#knownQueues.has(to)) unknown.add(to);
+    }
+    if (unknown.size > 0) {
+      // Queues may be registered by any process: ask the database, and remember what exists.
+      const { rows } = await this.#pool!.pool.query(existingQueuesSql(this.#options.schema), [[...unknown]]);
+      for (const row of rows) this.#knownQueues.add(row.name);
+    }
+    return events.map((event, index) => {
+      const json = jsons[index]!;
+      if (eventDomain(json) !== null)
+        return { event, json, queue: this.#options.domainedQueue, unroutable: false };
+      const to = event.to;
+      if (to && this.#knownQueues.has(to)) return { event, json, queue: to, unroutable: false };
+      return { event, json, queue: this.#options.unroutableQueue, unroutable: true };
+    });
+  }
+
+  /** Inserts `routed` in one statement per destination queue, through `db` (the job's transaction). */
+  async #enqueue(routed: RoutedEvent[], transaction: JobTransaction): Promise<void> {
+    const byQueue = new Map<string, RoutedEvent[]>();
+    for (const entry of routed) {
+      const list = byQueue.get(entry.queue) ?? [];
+      list.push(entry);
+      byQueue.set(entry.queue, list);
+    }
+    for (const [queue, entries] of byQueue) {
+      const jobs: JobInsert[] = entries.map((entry) => ({
+        id: jobIdForEvent(entry.json.id),
+        data: entry.json,
+      }));
+      await inSpan(
+        this.#options.telemetry,
+        `${queue} send`,
+        SpanKind.PRODUCER,
+        {
+          ...messagingAttributes('send', queue, jobs[0]!.id!, entries[0]!.json),
+          'messaging.batch.message_count': jobs.length,
+        },
+        undefined,
+        () => this.#boss!.insert(queue, jobs, { db: transaction.db }),
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- processing
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inFlight.add(promise);
+    const forget = () => this.#inFlight.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  async #processJob(registration: Registration, job: JobWithMetadata<StoredEvent>): Promise<JobResult> {
+    let event: ArvoEvent;
+    try {
+      event = decodeEvent(job.data);
+    } catch (error) {
+      return this.#failure(registration, job, null, error);
+    }
+    const parent = contextFromTraceHeaders(event.traceparent, event.tracestate);
+    return inSpan(
+      this.#options.telemetry,
+      `${job.name} process`,
+      SpanKind.CONSUMER,
+      {
+        ...messagingAttributes('process', job.name, job.id, event),
+        'messaging.pgboss.retry_count': job.retryCount,
+      },
+      parent,
+      async () => {
+        const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId, job.signal);
+        let unroutable: RoutedEvent[] = [];
+        let outcome: JobResult;
+        try {
+          const outputs = await runInAmbientTransaction(transaction, () =>
+            this.#deliver(registration, event),
+          );
+          const encoded = outputs.map((output) => encodeEvent(output, this.#options.maxPayloadBytes).json);
+          const routed = await this.#route(outputs, encoded);
+          unroutable = routed.filter((entry) => entry.unroutable);
+          await this.#enqueue(routed, transaction);
+          const completion = await this.#boss!.complete(
+            job.name,
+            { id: job.id, retryCount: job.retryCount },
+            null,
+            { db: transaction.db },
+          );
+          if ((completion as { affected?: number }).affected !== 1) {
+            throw new Error(
+              `job ${job.id} is no longer claimed by this worker (expired or stopped); rolled back`,
+            );
+          }
+          await transaction.commit();
+          outcome = { id: job.id, status: 'completed' };
+        } catch (error) {
+          await transaction.rollback();
+          await transaction.runSettledCallbacks((callbackError) => this.#logCallbackError(callbackError));
+          return this.#failure(registration, job, event, error);
+        }
+        await transaction.runSettledCallbacks((callbackError) => this.#logCallbackError(callbackError));
+        this.#afterCommit(registration, event, unroutable);
+        return outcome;
+      },
+    );
+  }
+
+  /** Runs the handler or listener; returns the events to enqueue. */
+  async #deliver(registration: Registration, event: ArvoEvent): Promise<ArvoEvent[]> {
+    if (registration.kind === 'handler') {
+      const result = await registration.handler!.execute(event, { inheritFrom: 'CONTEXT' });
+      const events = Array.isArray(result) ? result : result?.events;
+      if (!Array.isArray(events)) {
+        throw new InvalidEventError(
+          `Handler ${registration.queue} returned neither ArvoEvent[] nor { events }`,
+        );
+      }
+      return events;
+    }
+    if (registration.listener) await registration.listener(event);
+    return [];
+  }
+
+  #afterCommit(registration: Registration, event: ArvoEvent, unroutable: RoutedEvent[]): void {
+    if (registration.kind === 'completion') {
+      const key = waiterKey(registration.queue, event.subject);
+      const waiter = this.#waiters.get(key)?.shift();
+      waiter?.resolve(event);
+    }
+    for (const entry of unroutable) {
+      writeLog(
+        this.#logger,
+        'warn',
+        'arvo-postgres broker: no queue for event destination; kept as unroutable',
+        {
+          eventId: entry.json.id,
+          type: entry.json.type,
+          to: entry.event.to,
+          emittedBy: registration.queue,
+        },
+      );
+      for (const listener of this.#notFoundListeners) {
+        Promise.resolve()
+          .then(() =>
+            listener(entry.event, {
+              destination: entry.event.to,
+              emittedBy: registration.queue,
+              keptIn: this.#options.unroutableQueue,
+            }),
+          )
+          .catch((error) => this.#logCallbackError(error));
+      }
+    }
+  }
+
+  /** Applies the error policy (see `policy.ts`) and returns pg-boss's disposition for the job. */
+  async #failure(
+    registration: Registration,
+    job: JobWithMetadata<StoredEvent>,
+    event: ArvoEvent | null,
+    error: unknown,
+  ): Promise<JobResult> {
+    const kind = classifyFailure(error);
+    const action = actionFor(kind, this.#options.executionViolation);
+    const record: JobFailureRecord = {
+      kind,
+      queue: job.name,
+      attempt: job.retryCount + 1,
+      eventId: event?.id ?? (typeof job.data?.id === 'string' ? job.data.id : null),
+      eventType: event?.type ?? (typeof job.data?.type === 'string' ? job.data.type : null),
+      error: describeError(error),
+      failedAt: new Date().toISOString(),
+    };
+    if (action === 'reschedule') {
+      try {
+        await this.#reschedule(registration, job);
+        writeLog(this.#logger, 'debug', 'arvo-postgres broker: lock contention, job rescheduled', {
+          queue: job.name,
+          jobId: job.id,
+        });
+        return { id: job.id, status: 'completed' };
+      } catch (rescheduleError) {
+        // Could not reschedule (e.g. the database went away): fall back to an ordinary retry.
+        record.error = describeError(rescheduleError);
+        record.kind = 'infrastructure';
+        return { id: job.id, status: 'failed', output: record };
+      }
+    }
+    const level = action === 'deadLetter' || job.retryCount >= job.retryLimit ? 'error' : 'warn';
+    writeLog(
+      this.#logger,
+      level,
+      action === 'deadLetter' || job.retryCount >= job.retryLimit
+        ? `arvo-postgres broker: job dead-lettered (${kind})`
+        : `arvo-postgres broker: job failed, will be retried (${kind})`,
+      {
+        queue: job.name,
+        jobId: job.id,
+        attempt: record.attempt,
+        error: { name: record.error.name, message: record.error.message },
+      },
+    );
+    return { id: job.id, status: action === 'deadLetter' ? 'deadletter' : 'failed', output: record };
+  }
+
+  /**
+   * Lock contention: another worker holds the workflow's lock, so this job is not failed (which
+   * would cost a retry) but replaced, in one transaction, by a copy that starts after a short
+   * jittered delay, and completed. The copy keeps the remaining retry budget and gets an id derived
+   * from the job's, so a repeated attempt cannot create two copies. Delayed jobs send no NOTIFY,
+   * so the local worker is woken when the copy comes due.
+   */
+  async #reschedule(registration: Registration, job: JobWithMetadata<StoredEvent>): Promise<void> {
+    const { minDelayMs, maxDelayMs } = this.#options.lockContention;
+    const delayMs = Math.round(minDelayMs + Math.random() * (maxDelayMs - minDelayMs));
+    const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId, job.signal);
+    try {
+      const copyId = nameBasedUuid(`arvo-reschedule:${job.id}`);
+      await this.#boss!.insert(
+        job.name,
+        [
+          {
+            id: copyId,
+            data: job.data,
+            startAfter: `${delayMs / 1000} seconds`,
+            retryLimit: Math.max(0, job.retryLimit - job.retryCount),
+          },
+        ],
+        { db: transaction.db },
+      );
+      const completion = await this.#boss!.complete(
+        job.name,
+        { id: job.id, retryCount: job.retryCount },
+        { rescheduledAs: copyId, reason: 'lock contention' },
+        { db: transaction.db },
+      );
+      if ((completion as { affected?: number }).affected !== 1) {
+        throw new Error(`job ${job.id} is no longer claimed by this worker; not rescheduled`);
+      }
+      await transaction.commit();
+    } catch (error) {
+      await transaction.rollback();
+      throw error;
+    }
+    const workerId = registration.workerId;
+    if (workerId) setTimeout(() => this.#boss?.notifyWorker(workerId), delayMs + 5).unref();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #assertStarted(operation: string): void {
+    if (this.#state !== 'started') throw new BrokerNotStartedError(operation);
+  }
+
+  #unavailable(operation: string, error: unknown): DatabaseUnavailableError {
+    const { message } = describeError(error);
+    return new DatabaseUnavailableError(`Cannot ${operation}: PostgreSQL is unavailable (${message})`);
+  }
+
+  #logCallbackError(error: unknown): void {
+    writeLog(this.#logger, 'warn', 'arvo-postgres broker: a settle callback or listener failed', {
+      error: describeError(error),
+    });
+  }
+}
+
+function waiterKey(source: string, subject: string): string {
+  return `${source}\u0000${subject}`;
+}
+
+function retryOptions(worker: ResolvedWorkerOptions): Record<string, unknown> {
+  return {
+    retryLimit: worker.retryLimit,
+    retryDelay: worker.retryDelay,
+    retryBackoff: worker.retryBackoff,
+    retryDelayMax: worker.retryDelayMax,
+    expireInSeconds: worker.expireInSeconds,
+  };
+}
+
+/**
+ * Connection settings for pg-boss's own pool. pg-boss needs a pool of its own: LISTEN/NOTIFY only
+ * works with a pool it creates (a `db` adapter would have to reimplement its listener), so with an
+ * external `pool` the same connection parameters are reused for a small second pool. The handlers'
+ * transactions always run on the broker's pool (shared with the memory when the same pool is given).
+ */
+function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record<string, unknown> {
+  const source = (options.connection.config ??
+    (pool as unknown as { options: pg.PoolConfig }).options) as pg.PoolConfig;
+  const keys = [
+    'connectionString',
+    'host',
+    'port',
+    'user',
+    'password',
+    'database',
+    'ssl',
+    'connectionTimeoutMillis',
+  ] as const;
+  const config: Record<string, unknown> = {};
+  for (const key of keys) if (source[key] !== undefined) config[key] = source[key];
+  config.max = options.pgBossPoolMax;
+  config.application_name = `${source.application_name ?? 'arvo-postgres'}-pgboss`.slice(0, 63);
+  return config;
+}
+
+async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}

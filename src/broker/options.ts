@@ -1,0 +1,383 @@
+import { InvalidOptionError } from '../shared/errors';
+import { validateIdentifier } from '../shared/identifiers';
+import type { Logger } from '../shared/logger';
+import {
+  booleanOption,
+  enumOption,
+  expectKnownKeys,
+  expectObject,
+  integerOption,
+  numberOption,
+  stringOption,
+} from '../shared/options';
+import {
+  CONNECTION_OPTION_KEYS,
+  type ConnectionOptions,
+  type ResolvedConnection,
+  resolveConnection,
+} from '../shared/pool';
+
+/** Queue settings (stored on the pg-boss queue row; re-registering with other values updates them). */
+export interface BrokerQueueOptions {
+  /** Dead-letter queue of this queue; created automatically. Default: the broker's `deadLetterQueue`. */
+  deadLetter?: string;
+  /** Seconds a job may wait (created/retry) before it is deleted unprocessed. Default 86400 (1 day). */
+  retentionSeconds?: number;
+  /** Seconds a completed or failed job is kept. Default 3600 (1 hour). */
+  deleteAfterSeconds?: number;
+  /** pg-boss queue policy (fixed at creation). Default `standard`. */
+  policy?: 'standard' | 'short' | 'singleton' | 'stately' | 'exclusive';
+  /** Own job table partition for this queue (fixed at creation). Default false. */
+  partition?: boolean;
+  /** Warn (logger) when more jobs than this are queued. */
+  warningQueueSize?: number;
+}
+
+/** Worker settings of a queue. Retry settings are stored on the queue row, like pg-boss does. */
+export interface BrokerWorkerOptions {
+  /** Jobs fetched per fetch; they run concurrently. Default 10. */
+  batchSize?: number;
+  /** Fetch loops per queue in this process. Default 2 (so up to `batchSize × localConcurrency` in flight). */
+  localConcurrency?: number;
+  /** Retries after the first attempt for retryable failures. Default 3. */
+  retryLimit?: number;
+  /** Seconds before the first retry. Default 1. */
+  retryDelay?: number;
+  /** Exponential backoff between retries. Default true. */
+  retryBackoff?: boolean;
+  /** Maximum seconds between retries. Default 60. */
+  retryDelayMax?: number;
+  /** Seconds a handler may run before the job is failed and retried. Default 300. */
+  expireInSeconds?: number;
+  /** Idle poll interval when LISTEN/NOTIFY is unavailable, in seconds (≥ 0.5). Default 1. */
+  pollingIntervalSeconds?: number;
+  /** Backstop poll while LISTEN/NOTIFY is live, in seconds (≥ polling interval). Default 1 (retries send no NOTIFY). */
+  notifyPollingIntervalSeconds?: number;
+}
+
+/** Options of {@link PostgresEventBroker}. */
+export interface PostgresEventBrokerOptions extends ConnectionOptions {
+  /** Schema of pg-boss's tables. Default `pgboss`. */
+  schema?: string;
+  /** Console- or pino-like logger. Default: warnings and errors to the console. */
+  logger?: Logger;
+  /** Defaults for every `register` / `onWorkflowComplete` / internal queue. */
+  defaults?: { queue?: BrokerQueueOptions; worker?: BrokerWorkerOptions };
+  /** Largest event accepted, as UTF-8 JSON bytes, at `dispatch` and for handler outputs. Default 1 MiB. */
+  maxPayloadBytes?: number;
+  /** Default dead-letter queue. Default `arvo.dead-letter`. */
+  deadLetterQueue?: string;
+  /** Queue keeping events whose `to` has no queue. Default `arvo.unroutable`. */
+  unroutableQueue?: string;
+  /** Durable queue of events with a non-null `domain`. Default `arvo.domained`. */
+  domainedQueue?: string;
+  /** Retention of the dead-letter, unroutable and domained queues in seconds. Default 604800 (7 days). */
+  deadLetterRetentionSeconds?: number;
+  /** `ExecutionViolation`: dead-letter at once (default) or retry like an infrastructure error. */
+  executionViolation?: 'deadLetter' | 'retry';
+  /** Delay range for re-running a job that hit lock contention, in ms. Default 50–250, jittered. */
+  lockContention?: { minDelayMs?: number; maxDelayMs?: number };
+  /** pg-boss maintenance (retention sweep) interval in seconds. Default 120. */
+  maintenanceIntervalSeconds?: number;
+  /** Producer/consumer spans (no cost without an OpenTelemetry SDK). Default true. */
+  telemetry?: boolean;
+  /** Connections of pg-boss's own pool (fetching, settling, LISTEN). Default 6. */
+  pgBossPoolMax?: number;
+  /** Name of this instance in pg-boss's instance registry. */
+  instanceName?: string;
+}
+
+export interface ResolvedQueueOptions {
+  deadLetter: string;
+  retentionSeconds: number;
+  deleteAfterSeconds: number;
+  policy: NonNullable<BrokerQueueOptions['policy']>;
+  partition: boolean;
+  warningQueueSize?: number;
+}
+
+export type ResolvedWorkerOptions = Required<BrokerWorkerOptions>;
+
+export interface ResolvedBrokerOptions {
+  connection: ResolvedConnection;
+  schema: string;
+  logger?: Logger;
+  queue: ResolvedQueueOptions;
+  worker: ResolvedWorkerOptions;
+  maxPayloadBytes: number;
+  deadLetterQueue: string;
+  unroutableQueue: string;
+  domainedQueue: string;
+  deadLetterRetentionSeconds: number;
+  executionViolation: 'deadLetter' | 'retry';
+  lockContention: { minDelayMs: number; maxDelayMs: number };
+  maintenanceIntervalSeconds: number;
+  telemetry: boolean;
+  pgBossPoolMax: number;
+  instanceName?: string;
+}
+
+const QUEUE_KEYS = [
+  'deadLetter',
+  'retentionSeconds',
+  'deleteAfterSeconds',
+  'policy',
+  'partition',
+  'warningQueueSize',
+];
+const WORKER_KEYS = [
+  'batchSize',
+  'localConcurrency',
+  'retryLimit',
+  'retryDelay',
+  'retryBackoff',
+  'retryDelayMax',
+  'expireInSeconds',
+  'pollingIntervalSeconds',
+  'notifyPollingIntervalSeconds',
+];
+const BROKER_KEYS = [
+  ...CONNECTION_OPTION_KEYS,
+  'schema',
+  'logger',
+  'defaults',
+  'maxPayloadBytes',
+  'deadLetterQueue',
+  'unroutableQueue',
+  'domainedQueue',
+  'deadLetterRetentionSeconds',
+  'executionViolation',
+  'lockContention',
+  'maintenanceIntervalSeconds',
+  'telemetry',
+  'pgBossPoolMax',
+  'instanceName',
+];
+
+const DAY = 86_400;
+const QUEUE_NAME = /^[\w.\-/]{1,200}$/;
+
+/** A pg-boss queue name: letters, digits, `_ . - /`. */
+export function queueNameOption(value: unknown, option: string, fallback?: string): string {
+  const name = fallback === undefined ? stringOption(value, option) : stringOption(value, option, fallback);
+  if (name === undefined || !QUEUE_NAME.test(name)) {
+    throw new InvalidOptionError(
+      option,
+      `${JSON.stringify(name)} is not a valid queue name (1-200 letters, digits, '_', '.', '-', '/')`,
+    );
+  }
+  return name;
+}
+
+/** Validates queue options over `base` (the broker defaults). */
+export function resolveQueueOptions(
+  value: unknown,
+  option: string,
+  base: ResolvedQueueOptions,
+): ResolvedQueueOptions {
+  if (value === undefined) return base;
+  const input = expectObject(value, option);
+  expectKnownKeys(input, QUEUE_KEYS, option);
+  const resolved: ResolvedQueueOptions = {
+    deadLetter:
+      input.deadLetter === undefined
+        ? base.deadLetter
+        : queueNameOption(input.deadLetter, `${option}.deadLetter`),
+    retentionSeconds: integerOption(
+      input.retentionSeconds,
+      `${option}.retentionSeconds`,
+      { min: 1 },
+      base.retentionSeconds,
+    ),
+    deleteAfterSeconds: integerOption(
+      input.deleteAfterSeconds,
+      `${option}.deleteAfterSeconds`,
+      { min: 0 },
+      base.deleteAfterSeconds,
+    ),
+    policy: enumOption(
+      input.policy,
+      `${option}.policy`,
+      ['standard', 'short', 'singleton', 'stately', 'exclusive'] as const,
+      base.policy,
+    ),
+    partition: booleanOption(input.partition, `${option}.partition`, base.partition),
+  };
+  const warning =
+    input.warningQueueSize === undefined
+      ? base.warningQueueSize
+      : integerOption(input.warningQueueSize, `${option}.warningQueueSize`, { min: 1 }, 1);
+  if (warning !== undefined) resolved.warningQueueSize = warning;
+  return resolved;
+}
+
+/** Validates worker options over `base` (the broker defaults). */
+export function resolveWorkerOptions(
+  value: unknown,
+  option: string,
+  base: ResolvedWorkerOptions,
+): ResolvedWorkerOptions {
+  if (value === undefined) return base;
+  const input = expectObject(value, option);
+  expectKnownKeys(input, WORKER_KEYS, option);
+  const polling = numberOption(
+    input.pollingIntervalSeconds,
+    `${option}.pollingIntervalSeconds`,
+    { min: 0.5, max: 3600 },
+    base.pollingIntervalSeconds,
+  );
+  const notifyPolling = numberOption(
+    input.notifyPollingIntervalSeconds,
+    `${option}.notifyPollingIntervalSeconds`,
+    { min: 0.5, max: 3600 },
+    Math.max(base.notifyPollingIntervalSeconds, polling),
+  );
+  if (notifyPolling < polling) {
+    throw new InvalidOptionError(
+      `${option}.notifyPollingIntervalSeconds`,
+      `must be at least pollingIntervalSeconds (${polling})`,
+    );
+  }
+  return {
+    batchSize: integerOption(input.batchSize, `${option}.batchSize`, { min: 1, max: 1000 }, base.batchSize),
+    localConcurrency: integerOption(
+      input.localConcurrency,
+      `${option}.localConcurrency`,
+      { min: 1, max: 100 },
+      base.localConcurrency,
+    ),
+    retryLimit: integerOption(
+      input.retryLimit,
+      `${option}.retryLimit`,
+      { min: 0, max: 1000 },
+      base.retryLimit,
+    ),
+    retryDelay: integerOption(input.retryDelay, `${option}.retryDelay`, { min: 0 }, base.retryDelay),
+    retryBackoff: booleanOption(input.retryBackoff, `${option}.retryBackoff`, base.retryBackoff),
+    retryDelayMax: integerOption(
+      input.retryDelayMax,
+      `${option}.retryDelayMax`,
+      { min: 1 },
+      base.retryDelayMax,
+    ),
+    expireInSeconds: integerOption(
+      input.expireInSeconds,
+      `${option}.expireInSeconds`,
+      { min: 1, max: DAY },
+      base.expireInSeconds,
+    ),
+    pollingIntervalSeconds: polling,
+    notifyPollingIntervalSeconds: notifyPolling,
+  };
+}
+
+const QUEUE_DEFAULTS: ResolvedQueueOptions = {
+  deadLetter: 'arvo.dead-letter',
+  retentionSeconds: DAY,
+  deleteAfterSeconds: 3600,
+  policy: 'standard',
+  partition: false,
+};
+
+const WORKER_DEFAULTS: ResolvedWorkerOptions = {
+  batchSize: 10,
+  localConcurrency: 2,
+  retryLimit: 3,
+  retryDelay: 1,
+  retryBackoff: true,
+  retryDelayMax: 60,
+  expireInSeconds: 300,
+  pollingIntervalSeconds: 1,
+  notifyPollingIntervalSeconds: 1,
+};
+
+function isLogger(value: unknown): value is Logger {
+  const candidate = value as Logger | null;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.info === 'function' &&
+    typeof candidate.error === 'function'
+  );
+}
+
+/** Validates the constructor options; every problem is an {@link InvalidOptionError} naming the option. */
+export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
+  const input = expectObject(value, 'options');
+  expectKnownKeys(input, BROKER_KEYS, '');
+  const connection = resolveConnection(input);
+  if (input.logger !== undefined && !isLogger(input.logger)) {
+    throw new InvalidOptionError('logger', 'expected an object with info() and error() functions');
+  }
+  const deadLetterQueue = queueNameOption(
+    input.deadLetterQueue,
+    'deadLetterQueue',
+    QUEUE_DEFAULTS.deadLetter,
+  );
+  let queue = { ...QUEUE_DEFAULTS, deadLetter: deadLetterQueue };
+  let worker = WORKER_DEFAULTS;
+  if (input.defaults !== undefined) {
+    const defaults = expectObject(input.defaults, 'defaults');
+    expectKnownKeys(defaults, ['queue', 'worker'], 'defaults');
+    queue = resolveQueueOptions(defaults.queue, 'defaults.queue', queue);
+    worker = resolveWorkerOptions(defaults.worker, 'defaults.worker', worker);
+  }
+  let lockContention = { minDelayMs: 50, maxDelayMs: 250 };
+  if (input.lockContention !== undefined) {
+    const given = expectObject(input.lockContention, 'lockContention');
+    expectKnownKeys(given, ['minDelayMs', 'maxDelayMs'], 'lockContention');
+    const minDelayMs = integerOption(
+      given.minDelayMs,
+      'lockContention.minDelayMs',
+      { min: 0, max: 60_000 },
+      50,
+    );
+    const maxDelayMs = integerOption(
+      given.maxDelayMs,
+      'lockContention.maxDelayMs',
+      { min: minDelayMs, max: 60_000 },
+      Math.max(250, minDelayMs),
+    );
+    lockContention = { minDelayMs, maxDelayMs };
+  }
+  const resolved: ResolvedBrokerOptions = {
+    connection,
+    schema: validateIdentifier(input.schema ?? 'pgboss', 'schema'),
+    queue,
+    worker,
+    maxPayloadBytes: integerOption(
+      input.maxPayloadBytes,
+      'maxPayloadBytes',
+      { min: 256, max: 64 * 1024 * 1024 },
+      1024 * 1024,
+    ),
+    deadLetterQueue,
+    unroutableQueue: queueNameOption(input.unroutableQueue, 'unroutableQueue', 'arvo.unroutable'),
+    domainedQueue: queueNameOption(input.domainedQueue, 'domainedQueue', 'arvo.domained'),
+    deadLetterRetentionSeconds: integerOption(
+      input.deadLetterRetentionSeconds,
+      'deadLetterRetentionSeconds',
+      { min: 1 },
+      7 * DAY,
+    ),
+    executionViolation: enumOption(
+      input.executionViolation,
+      'executionViolation',
+      ['deadLetter', 'retry'] as const,
+      'deadLetter',
+    ),
+    lockContention,
+    maintenanceIntervalSeconds: integerOption(
+      input.maintenanceIntervalSeconds,
+      'maintenanceIntervalSeconds',
+      { min: 1, max: DAY },
+      120,
+    ),
+    telemetry: booleanOption(input.telemetry, 'telemetry', true),
+    pgBossPoolMax: integerOption(input.pgBossPoolMax, 'pgBossPoolMax', { min: 2, max: 1000 }, 6),
+  };
+  if (input.logger !== undefined) resolved.logger = input.logger as Logger;
+  const instanceName = stringOption(input.instanceName, 'instanceName');
+  if (instanceName !== undefined) resolved.instanceName = instanceName;
+  return resolved;
+}

@@ -1,0 +1,59 @@
+import { quoteIdentifier } from '../shared/identifiers';
+
+/**
+ * The broker's own SQL over pg-boss's tables (`queue`, `job`; layout of pg-boss 12.38, see its
+ * `plans.js`). Everything else goes through pg-boss's API. `schema` is validated by the caller.
+ */
+
+/** `$1 text[]` → the names among them that exist as queues, in any process's registration. */
+export function existingQueuesSql(schema: string): string {
+  return `SELECT name FROM ${quoteIdentifier(schema)}.queue WHERE name = ANY($1::text[])`;
+}
+
+/**
+ * Exact counts per queue in one statement, straight from the job table (pg-boss's own queue counts
+ * are a cache refreshed once a minute). `$1 text[]`: the queues to report; `$2 text[]`: the
+ * dead-letter queues whose copies are counted as `dead_lettered` of their source queue.
+ *
+ * - `queued`: created or retry (waiting to run), including `deferred` (start_after in the future);
+ * - `active`, `failed`, `completed`: rows in that state still retained;
+ * - `total`: every retained row (also cancelled);
+ * - `dead_lettered`: retained copies of this queue's jobs in the dead-letter queues;
+ * - `oldest_queued_age_ms`: age of the oldest job ready to run now, null when none.
+ */
+export function queueStatsSql(schema: string): string {
+  const job = `${quoteIdentifier(schema)}.job`;
+  return `
+    WITH counts AS (
+      SELECT j.name,
+        count(*) FILTER (WHERE j.state IN ('created', 'retry')) AS queued,
+        count(*) FILTER (WHERE j.state = 'active') AS active,
+        count(*) FILTER (WHERE j.state IN ('created', 'retry') AND j.start_after > now()) AS deferred,
+        count(*) FILTER (WHERE j.state = 'failed') AS failed,
+        count(*) FILTER (WHERE j.state = 'completed') AS completed,
+        count(*) AS total,
+        min(j.created_on) FILTER (WHERE j.state IN ('created', 'retry') AND j.start_after <= now()) AS oldest_ready
+      FROM ${job} j
+      WHERE j.name = ANY($1::text[])
+      GROUP BY j.name
+    ),
+    dead AS (
+      SELECT d.source_name AS name, count(*) AS dead_lettered
+      FROM ${job} d
+      WHERE d.name = ANY($2::text[]) AND d.source_name = ANY($1::text[])
+      GROUP BY d.source_name
+    )
+    SELECT n.name,
+      coalesce(c.queued, 0)::int AS queued,
+      coalesce(c.active, 0)::int AS active,
+      coalesce(c.deferred, 0)::int AS deferred,
+      coalesce(c.failed, 0)::int AS failed,
+      coalesce(c.completed, 0)::int AS completed,
+      coalesce(c.total, 0)::int AS total,
+      coalesce(d.dead_lettered, 0)::int AS dead_lettered,
+      floor(extract(epoch FROM now() - c.oldest_ready) * 1000)::float8 AS oldest_queued_age_ms
+    FROM unnest($1::text[]) WITH ORDINALITY AS n(name, position)
+    LEFT JOIN counts c ON c.name = n.name
+    LEFT JOIN dead d ON d.name = n.name
+    ORDER BY n.position`;
+}

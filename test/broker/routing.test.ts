@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { ArvoEvent } from 'arvo-core';
+import type pg from 'pg';
+import { jobIdForEvent } from '../../src/broker/event-codec';
+import {
+  BrokerNotStartedError,
+  DuplicateRegistrationError,
+  InvalidEventError,
+  PayloadTooLargeError,
+  PostgresEventBroker,
+  UnroutableEventError,
+} from '../../src/broker/index';
+import { InvalidOptionError } from '../../src/shared/errors';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createServiceFixture } from '../support/orchestrator';
+import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+
+describe('PostgresEventBroker: options and lifecycle', () => {
+  it('rejects unknown and invalid options naming the option', () => {
+    assert.throws(
+      () => new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db', batchSize: 3 } as any),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'batchSize',
+    );
+    assert.throws(
+      () => new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db', schema: 'a;drop' }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'schema',
+    );
+    assert.throws(
+      () =>
+        new PostgresEventBroker({
+          connectionString: 'postgres://x@localhost/db',
+          defaults: { worker: { batchSize: 0 } },
+        }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'defaults.worker.batchSize',
+    );
+    assert.throws(
+      () =>
+        new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db', deadLetterQueue: 'a b' }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'deadLetterQueue',
+    );
+  });
+
+  it('refuses dispatch before start', async () => {
+    const broker = new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db' });
+    await assert.rejects(broker.dispatch(clientEvent('com.test.echo')), BrokerNotStartedError);
+  });
+});
+
+describe('PostgresEventBroker: routing, dispatch and validation', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let broker: PostgresEventBroker;
+  const logger = memoryLogger();
+  const completions: ArvoEvent[] = [];
+  const notFound: Array<{ event: ArvoEvent; destination: string | null }> = [];
+
+  before(async () => {
+    db = await createTestDatabase('broker_routing');
+    pool = newPool(db.url);
+    broker = new PostgresEventBroker({ connectionString: db.url, logger, maxPayloadBytes: 4096 });
+    await broker.register(createServiceFixture('com.test.echo'));
+    await broker.register(
+      handler('com.test.big', async (event) => [replyTo(event, 'evt.big.done', { blob: 'x'.repeat(5000) })]),
+    );
+    await broker.register(
+      handler('com.test.lost', async (event) => [replyTo(event, 'evt.lost.out', {}, 'com.nobody.home')]),
+    );
+    // arvo 3 shape: { events }
+    await broker.register(
+      handler('com.test.v3', async (event) => ({ events: [replyTo(event, 'evt.v3.done', { v: 3 })] })),
+    );
+    await broker.onWorkflowComplete({
+      source: 'com.test.client',
+      listener: (event) => void completions.push(event),
+    });
+    broker.onHandlerNotFound(
+      (event, details) => void notFound.push({ event, destination: details.destination }),
+    );
+    await broker.start();
+  });
+
+  after(async () => {
+    await broker?.stop({ timeoutMs: 5000 });
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('serves one queue per handler source plus the completion queue', () => {
+    assert.deepEqual(broker.queues.sort(), [
+      'com.test.big',
+      'com.test.client',
+      'com.test.echo',
+      'com.test.lost',
+      'com.test.v3',
+    ]);
+  });
+
+  it('refuses a second handler for the same source', async () => {
+    await assert.rejects(broker.register(createServiceFixture('com.test.echo')), DuplicateRegistrationError);
+  });
+
+  it('routes by `to`, rebuilds the event losslessly, and delivers the reply to the initiator', async () => {
+    const event = clientEvent('com.test.echo', { n: 1, nested: { list: [1, 'two'] } });
+    const reply = await broker.resolve(event, { timeoutMs: 15_000 });
+    assert.equal(reply.type, 'evt.com.test.echo.success');
+    assert.equal(reply.subject, event.subject);
+    assert.deepEqual((reply.data as any).input, { n: 1, nested: { list: [1, 'two'] } });
+    const [job] = await jobsIn(pool, 'com.test.echo');
+    assert.equal(job.id, event.id);
+    assert.deepEqual(job.data, event.toJSON());
+    assert.equal(job.state, 'completed');
+    await waitFor('completion listener', () => completions.some((c) => c.subject === event.subject));
+  });
+
+  it('accepts arvo 3 handlers returning { events }', async () => {
+    const reply = await broker.resolve(clientEvent('com.test.v3'), { timeoutMs: 15_000 });
+    assert.deepEqual(reply.data, { v: 3 });
+  });
+
+  it('enqueues the same event once however often it is dispatched', async () => {
+    const event = clientEvent('com.test.echo', { once: true });
+    const first = await broker.dispatch(event);
+    const second = await broker.dispatch(event);
+    assert.equal(first, second);
+    assert.equal(first, event.id);
+    await waitFor('reply', () => completions.some((c) => c.subject === event.subject));
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE id = $1`, [event.id]);
+    assert.equal(rows[0].n, 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(completions.filter((c) => c.subject === event.subject).length, 1);
+  });
+
+  it('derives a name-based UUID job id for non-UUID event ids', () => {
+    const id = jobIdForEvent('order-42');
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(jobIdForEvent('order-42'), id);
+    assert.notEqual(jobIdForEvent('order-43'), id);
+  });
+
+  it('rejects what is not an event, unroutable destinations and oversized payloads at dispatch', async () => {
+    await assert.rejects(broker.dispatch({ id: 'x' } as any), InvalidEventError);
+    await assert.rejects(broker.dispatch(clientEvent('com.nobody.home')), (error: unknown) => {
+      assert.ok(error instanceof UnroutableEventError);
+      assert.equal(error.destination, 'com.nobody.home');
+      return true;
+    });
+    await assert.rejects(
+      broker.dispatch(clientEvent('com.test.echo', { blob: 'y'.repeat(5000) })),
+      (error: unknown) => {
+        assert.ok(error instanceof PayloadTooLargeError);
+        assert.equal(error.limit, 4096);
+        assert.ok(error.bytes > 5000);
+        return true;
+      },
+    );
+  });
+
+  it('dead-letters a job whose output is over the payload limit, with the reason', async () => {
+    const event = clientEvent('com.test.big');
+    await broker.dispatch(event);
+    const dead = await waitFor('dead letter', async () =>
+      (await jobsIn(pool, 'arvo.dead-letter')).find((job) => job.data.id === event.id),
+    );
+    assert.equal(dead.source_name, 'com.test.big');
+    assert.equal(dead.source_retry_count, 0);
+    assert.equal(dead.source_output.kind, 'invalidEvent');
+    assert.equal(dead.source_output.error.name, 'PayloadTooLargeError');
+    assert.equal(
+      (await jobsIn(pool, 'com.test.client')).some((job) => job.data.type === 'evt.big.done'),
+      false,
+    );
+  });
+
+  it('keeps events for a destination without a queue anywhere as unroutable and tells the listener', async () => {
+    const event = clientEvent('com.test.lost');
+    await broker.dispatch(event);
+    const kept = await waitFor('unroutable job', async () =>
+      (await jobsIn(pool, 'arvo.unroutable')).find((job) => job.data.subject === event.subject),
+    );
+    assert.equal(kept.data.to, 'com.nobody.home');
+    await waitFor('listener', () => notFound.find((entry) => entry.event.subject === event.subject));
+    assert.equal(
+      notFound.find((entry) => entry.event.subject === event.subject)?.destination,
+      'com.nobody.home',
+    );
+  });
+
+  it('routes to a queue registered by another broker instance in the same database', async () => {
+    // Created by another process's registration: only the database knows about it.
+    const other = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const seen: ArvoEvent[] = [];
+    await other.register(
+      handler('com.test.elsewhere', async (event) => {
+        seen.push(event);
+        return [replyTo(event, 'evt.elsewhere.done')];
+      }),
+    );
+    await other.start();
+    try {
+      const reply = await broker.resolve(clientEvent('com.test.echo', { chain: true }), {
+        timeoutMs: 15_000,
+      });
+      assert.equal(reply.type, 'evt.com.test.echo.success');
+      const event = clientEvent('com.test.elsewhere');
+      const answer = await broker.resolve(event, { timeoutMs: 15_000 });
+      assert.equal(answer.type, 'evt.elsewhere.done');
+      assert.equal(seen[0]?.id, event.id);
+    } finally {
+      await other.stop({ timeoutMs: 5000 });
+    }
+  });
+});

@@ -1,0 +1,108 @@
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { type ArvoEvent, createArvoEvent } from 'arvo-core';
+import pg from 'pg';
+import type { ArvoEventHandlerLike } from '../../src/broker/index';
+import type { Logger } from '../../src/shared/logger';
+
+// With a context manager registered arvo keeps its spans to OpenTelemetry instead of printing them.
+const contextManager = new AsyncLocalStorageContextManager();
+contextManager.enable();
+context.setGlobalContextManager(contextManager);
+
+/** Polls `probe` until it returns a truthy value, or throws after `timeoutMs` with `what`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 20_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value as T;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A plain event from the test client to `to`. */
+export function clientEvent(
+  to: string,
+  data: Record<string, unknown> = {},
+  fields: { subject?: string; source?: string; type?: string; extensions?: Record<string, string> } = {},
+): ArvoEvent {
+  return createArvoEvent(
+    {
+      source: fields.source ?? 'com.test.client',
+      type: fields.type ?? to,
+      subject: fields.subject ?? `subject-${Math.random().toString(36).slice(2)}`,
+      to,
+      data,
+    },
+    fields.extensions ?? {},
+    { disable: true },
+  );
+}
+
+/** A hand-written handler (what the broker sees of any Arvo handler). */
+export function handler(
+  source: string,
+  execute: (event: ArvoEvent) => Promise<ArvoEvent[] | { events: ArvoEvent[] }>,
+): ArvoEventHandlerLike {
+  return { source, execute };
+}
+
+/** The reply a service sends back to the caller. */
+export function replyTo(
+  event: ArvoEvent,
+  type: string,
+  data: Record<string, unknown> = {},
+  to?: string,
+): ArvoEvent {
+  return createArvoEvent(
+    {
+      source: event.to ?? 'com.test.unknown',
+      type,
+      subject: event.subject,
+      to: to ?? event.redirectto ?? event.source,
+      data,
+      ...(event.traceparent ? { traceparent: event.traceparent } : {}),
+    },
+    {},
+    { disable: true },
+  );
+}
+
+/** A logger that keeps every line (for redaction checks) and prints nothing. */
+export function memoryLogger(): Logger & { lines: unknown[][] } {
+  const lines: unknown[][] = [];
+  const keep = (...args: unknown[]) => {
+    lines.push(args);
+  };
+  return { lines, debug: keep, info: keep, warn: keep, error: keep };
+}
+
+/** Rows of pg-boss's job table for `queue`. */
+export async function jobsIn(pool: pg.Pool, queue: string, schema = 'pgboss'): Promise<any[]> {
+  const { rows } = await pool.query(
+    `SELECT id, name, state, data, output, retry_count, retry_limit, start_after, created_on, completed_on,
+            source_name, source_id, source_retry_count, source_output
+       FROM ${schema}.job WHERE name = $1 ORDER BY created_on, id`,
+    [queue],
+  );
+  return rows;
+}
+
+export function newPool(url: string): pg.Pool {
+  return new pg.Pool({ connectionString: url, max: 4 });
+}
