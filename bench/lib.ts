@@ -1,0 +1,274 @@
+/**
+ * Small helpers shared by every benchmark scenario: the result shape, timing, percentiles,
+ * resource snapshots and table printing. Scenarios live in `bench/scenarios/*.ts`.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import pg from 'pg';
+
+/** What `bench/run.ts` hands every scenario. */
+export interface ScenarioContext {
+  /** Small counts, so the whole quick run stays under a minute. */
+  quick: boolean;
+  /** Connection string of a fresh, empty database made for this scenario alone. */
+  databaseUrl: string;
+  /** Results of the scenarios that already ran in this process (for in-run ratios). */
+  earlier: ReadonlyMap<string, ScenarioResult>;
+  /** Progress line on stderr, so the table on stdout stays clean. */
+  log(message: string): void;
+}
+
+/** One benchmark scenario (one file in `bench/scenarios/`). */
+export interface Scenario {
+  /** Number used by the issue (`1`..`6`). */
+  id: number;
+  /** Short name accepted by `--scenario`. */
+  name: string;
+  /** One line: what is measured. */
+  title: string;
+  run(context: ScenarioContext): Promise<ScenarioMeasurement>;
+}
+
+/** Latency percentiles in milliseconds. */
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+/** A target from issue 4 and whether this run met it. */
+export interface TargetCheck {
+  /** What is compared, e.g. `hops/s vs raw pg-boss`. */
+  what: string;
+  /** The target as written in the issue, e.g. `≥ 0.6×`. */
+  target: string;
+  /** The measured value, formatted. */
+  measured: string;
+  /** `null` when it could not be judged (a prerequisite scenario did not run). */
+  met: boolean | null;
+}
+
+/** What a scenario measured; `bench/run.ts` adds resources and timing around it. */
+export interface ScenarioMeasurement {
+  /** The headline throughput. */
+  throughput: { value: number; unit: string } | null;
+  /** Hops per second, when the scenario moves events (comparable across scenarios). */
+  hopsPerSecond?: number;
+  /** The headline latency (per hop for workflow scenarios, per operation otherwise). */
+  latency: (LatencySummary & { of: string }) | null;
+  /** Throughput divided by the in-run reference (raw pg-boss unless `ratio.to` says otherwise). */
+  ratio: { to: string; value: number } | null;
+  targets: TargetCheck[];
+  /** Scenario-specific numbers (settings used, counts, secondary latencies). */
+  details: Record<string, unknown>;
+  /** Pool usage of the pool the scenario owns, sampled at the start and the end of the measured part. */
+  pool?: { before: PoolUsage; after: PoolUsage };
+}
+
+/** A finished scenario as written to the JSON file. */
+export interface ScenarioResult extends ScenarioMeasurement {
+  id: number;
+  name: string;
+  title: string;
+  status: 'ok' | 'failed';
+  error?: string;
+  durationMs: number;
+  resources: { before: ResourceSnapshot; after: ResourceSnapshot };
+}
+
+/** node-postgres pool counters. */
+export interface PoolUsage {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
+/** Process memory and server-side connection counts at one moment. */
+export interface ResourceSnapshot {
+  rssMb: number;
+  heapUsedMb: number;
+  /** Connections open to the scenario's database, as `pg_stat_activity` counts them. */
+  databaseConnections: number | null;
+}
+
+/** Milliseconds since an arbitrary origin, with sub-millisecond precision. */
+export function now(): number {
+  return performance.now();
+}
+
+/** The `q`-quantile (0..1) of `sorted` (ascending), nearest-rank. */
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil(q * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))] as number;
+}
+
+/** p50/p95/p99/max of a list of millisecond samples. */
+export function summarize(samples: number[]): LatencySummary {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    count: sorted.length,
+    p50: round(quantile(sorted, 0.5)),
+    p95: round(quantile(sorted, 0.95)),
+    p99: round(quantile(sorted, 0.99)),
+    max: round(sorted.length ? (sorted[sorted.length - 1] as number) : Number.NaN),
+  };
+}
+
+/** Rounds to `digits` decimals (2 by default) for readable JSON. */
+export function round(value: number, digits = 2): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+/** Resolves once `condition()` is true; rejects with `what` after `timeoutMs`. */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs: number,
+  intervalMs = 5,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A promise with its resolve function outside, for "wait until N things happened". */
+export function countdown(total: number): { tick(): void; done: Promise<void>; remaining(): number } {
+  let left = total;
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    resolveDone = resolve;
+  });
+  if (left <= 0) resolveDone();
+  return {
+    tick() {
+      left -= 1;
+      if (left === 0) resolveDone();
+    },
+    done,
+    remaining: () => left,
+  };
+}
+
+/** Rejects after `ms` with a message naming what was awaited, unless `promise` settles first. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// A full GC before each memory reading makes before/after RSS comparable (tsx gives no --expose-gc).
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
+
+/** Process memory (after a full GC) and the connection count of `databaseUrl`. */
+export async function snapshotResources(databaseUrl: string): Promise<ResourceSnapshot> {
+  collectGarbage();
+  const memory = process.memoryUsage();
+  return {
+    rssMb: round(memory.rss / 2 ** 20, 1),
+    heapUsedMb: round(memory.heapUsed / 2 ** 20, 1),
+    databaseConnections: await countConnections(databaseUrl),
+  };
+}
+
+async function countConnections(databaseUrl: string): Promise<number | null> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  try {
+    await client.connect();
+    const { rows } = await client.query(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    return rows[0].n as number;
+  } catch {
+    return null;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Counters of a node-postgres pool. */
+export function poolUsage(pool: pg.Pool): PoolUsage {
+  return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+}
+
+/**
+ * Wraps `pool.query` and the `query` of every client the pool hands out so each statement sent to
+ * the server is counted: the round trips a piece of code costs, measured rather than believed.
+ */
+export function countRoundTrips(pool: pg.Pool): { readonly count: number; reset(): void } {
+  let count = 0;
+  const wrapped = new WeakSet<object>();
+  const wrapQuery = (target: { query: (...args: any[]) => any }) => {
+    if (wrapped.has(target)) return;
+    wrapped.add(target);
+    const original = target.query.bind(target);
+    target.query = (...args: any[]) => {
+      count += 1;
+      return original(...args);
+    };
+  };
+  // pool.query checks out a client and calls client.query: count it once, at the client.
+  pool.on('connect', (client) => wrapQuery(client));
+  return {
+    get count() {
+      return count;
+    },
+    reset() {
+      count = 0;
+    },
+  };
+}
+
+/** `ratio` formatted as `0.62×`. */
+export function formatRatio(value: number | null | undefined): string {
+  return value === null || value === undefined || !Number.isFinite(value) ? '–' : `${value.toFixed(2)}×`;
+}
+
+/** Number with a fixed count of decimals, or `–`. */
+export function formatNumber(value: number | null | undefined, digits = 1): string {
+  return value === null || value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits);
+}
+
+/** A target check built from a comparison; `met` is null when the measured value is unknown. */
+export function checkTarget(
+  what: string,
+  target: string,
+  measured: number | null | undefined,
+  passes: (value: number) => boolean,
+  format: (value: number) => string = (value) => formatNumber(value, 2),
+): TargetCheck {
+  const known = measured !== null && measured !== undefined && Number.isFinite(measured);
+  return {
+    what,
+    target,
+    measured: known ? format(measured) : 'n/a',
+    met: known ? passes(measured) : null,
+  };
+}
+
+/** Renders rows as a plain-text table with a header rule. */
+export function renderTable(header: string[], rows: string[][]): string {
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)),
+  );
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}

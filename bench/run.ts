@@ -1,0 +1,239 @@
+/**
+ * `npm run bench [-- --quick] [--scenario baseline,1,...] [--json path]`
+ *
+ * Runs the issue-4 scenarios against the embedded PostgreSQL (fsync and synchronous_commit on, as
+ * in production) or against `DATABASE_URL`, each in a fresh database, then prints a table and
+ * writes the results as JSON (default `bench/results/latest.json`). The raw pg-boss baseline runs
+ * first so every other figure can be given as a ratio to it.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createTestDatabase } from '../test/support/database';
+import { type PostgresServer, startEmbeddedPostgres } from '../test/support/postgres-server';
+import {
+  formatNumber,
+  formatRatio,
+  renderTable,
+  type Scenario,
+  type ScenarioResult,
+  snapshotResources,
+} from './lib';
+import { baselineScenario } from './scenarios/baseline';
+
+/** Run order: the baseline first (the reference), scale last (it reuses scenario 1's figure). */
+const SCENARIOS: Scenario[] = [baselineScenario];
+
+const root = path.dirname(fileURLToPath(import.meta.url));
+
+function usage(): string {
+  return [
+    'usage: npm run bench -- [--quick] [--scenario <names>] [--json <path>]',
+    '  --quick            small counts; the whole run takes under a minute',
+    `  --scenario <list>  comma-separated ids or names: ${SCENARIOS.map((s) => `${s.id}|${s.name}`).join(', ')}`,
+    '  --json <path>      where to write results (default bench/results/latest.json)',
+    'DATABASE_URL=postgres://... runs against that server instead of an embedded one.',
+  ].join('\n');
+}
+
+function selectScenarios(list: string | undefined): Scenario[] {
+  if (!list) return SCENARIOS;
+  const wanted = list
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+  for (const item of wanted) {
+    if (!SCENARIOS.some((s) => String(s.id) === item || s.name === item)) {
+      throw new Error(`unknown scenario ${JSON.stringify(item)}\n${usage()}`);
+    }
+  }
+  return SCENARIOS.filter((s) => wanted.includes(String(s.id)) || wanted.includes(s.name));
+}
+
+async function describeMachine(serverUrl: string, external: boolean) {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const setting = async (name: string) =>
+      (await client.query('SELECT current_setting($1) AS value', [name])).rows[0].value as string;
+    const pgBoss = JSON.parse(
+      await readFile(path.join(root, '..', 'node_modules', 'pg-boss', 'package.json'), 'utf8'),
+    ) as { version: string };
+    const cpus = os.cpus();
+    return {
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model ?? 'unknown',
+      totalMemoryGb: Math.round(os.totalmem() / 2 ** 30),
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      node: process.version,
+      postgres: await setting('server_version'),
+      postgresSettings: {
+        fsync: await setting('fsync'),
+        synchronous_commit: await setting('synchronous_commit'),
+        shared_buffers: await setting('shared_buffers'),
+      },
+      pgBoss: pgBoss.version,
+      database: external ? 'DATABASE_URL' : 'embedded PostgreSQL on loopback',
+    };
+  } finally {
+    await client.end();
+  }
+}
+
+async function runScenario(
+  scenario: Scenario,
+  quick: boolean,
+  earlier: Map<string, ScenarioResult>,
+): Promise<ScenarioResult> {
+  const database = await createTestDatabase(`bench_${scenario.name}`);
+  const log = (message: string) => console.error(`[${scenario.id} ${scenario.name}] ${message}`);
+  const started = Date.now();
+  const before = await snapshotResources(database.url);
+  try {
+    const measured = await scenario.run({ quick, databaseUrl: database.url, earlier, log });
+    const after = await snapshotResources(database.url);
+    return {
+      id: scenario.id,
+      name: scenario.name,
+      title: scenario.title,
+      status: 'ok',
+      durationMs: Date.now() - started,
+      resources: { before, after },
+      ...measured,
+    };
+  } catch (error) {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    log(`failed: ${message}`);
+    return {
+      id: scenario.id,
+      name: scenario.name,
+      title: scenario.title,
+      status: 'failed',
+      error: error instanceof Error ? error.message : String(error),
+      durationMs: Date.now() - started,
+      resources: { before, after: await snapshotResources(database.url) },
+      throughput: null,
+      latency: null,
+      ratio: null,
+      targets: [],
+      details: {},
+    };
+  } finally {
+    await database.drop().catch((error) => log(`could not drop ${database.name}: ${error}`));
+  }
+}
+
+function printResults(results: ScenarioResult[]): void {
+  const rows = results.map((result) => [
+    `${result.id} ${result.name}`,
+    result.status === 'ok'
+      ? result.throughput
+        ? `${formatNumber(result.throughput.value)} ${result.throughput.unit}`
+        : '–'
+      : `FAILED: ${result.error ?? ''}`.slice(0, 60),
+    result.latency ? formatNumber(result.latency.p50, 2) : '–',
+    result.latency ? formatNumber(result.latency.p95, 2) : '–',
+    result.latency ? formatNumber(result.latency.p99, 2) : '–',
+    result.latency?.of ?? '',
+    result.ratio ? `${formatRatio(result.ratio.value)} ${result.ratio.to}` : '–',
+    `${formatNumber(result.resources.before.rssMb, 0)}→${formatNumber(result.resources.after.rssMb, 0)}`,
+    `${result.resources.before.databaseConnections ?? '?'}→${result.resources.after.databaseConnections ?? '?'}`,
+  ]);
+  console.log(
+    renderTable(
+      ['scenario', 'throughput', 'p50 ms', 'p95 ms', 'p99 ms', 'latency of', 'ratio', 'RSS MB', 'db conns'],
+      rows,
+    ),
+  );
+  const targetRows = results.flatMap((result) =>
+    result.targets.map((target) => [
+      `${result.id} ${result.name}`,
+      target.what,
+      target.target,
+      target.measured,
+      target.met === null ? 'n/a' : target.met ? 'met' : 'MISSED',
+    ]),
+  );
+  if (targetRows.length > 0) {
+    console.log();
+    console.log(renderTable(['scenario', 'target', 'goal', 'measured', 'result'], targetRows));
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      scenario: { type: 'string' },
+      json: { type: 'string', default: path.join('bench', 'results', 'latest.json') },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(usage());
+    return 0;
+  }
+  const scenarios = selectScenarios(values.scenario);
+  const quick = values.quick ?? false;
+
+  const external = Boolean(process.env.DATABASE_URL);
+  let server: PostgresServer | undefined;
+  if (!external) {
+    const started = Date.now();
+    // Production settings: fsync and synchronous_commit stay on (the embedded defaults).
+    server = await startEmbeddedPostgres();
+    // createTestDatabase reaches the server through DATABASE_URL.
+    process.env.DATABASE_URL = server.url;
+    console.error(`embedded PostgreSQL started in ${Date.now() - started} ms`);
+  }
+  const serverUrl = process.env.DATABASE_URL as string;
+  try {
+    const machine = await describeMachine(serverUrl, external);
+    console.error(
+      `${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, PostgreSQL ${machine.postgres} ` +
+        `(fsync ${machine.postgresSettings.fsync}, synchronous_commit ${machine.postgresSettings.synchronous_commit}), ` +
+        `pg-boss ${machine.pgBoss}${quick ? ', quick mode' : ''}`,
+    );
+    const started = new Date();
+    const results = new Map<string, ScenarioResult>();
+    for (const scenario of scenarios) {
+      console.error(`[${scenario.id} ${scenario.name}] ${scenario.title}`);
+      results.set(scenario.name, await runScenario(scenario, quick, results));
+    }
+    const all = [...results.values()];
+    console.log();
+    printResults(all);
+
+    const jsonPath = path.resolve(values.json as string);
+    await mkdir(path.dirname(jsonPath), { recursive: true });
+    await writeFile(
+      jsonPath,
+      `${JSON.stringify(
+        {
+          startedAt: started.toISOString(),
+          durationMs: Date.now() - started.getTime(),
+          mode: quick ? 'quick' : 'full',
+          machine,
+          scenarios: all,
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    console.error(`\nresults written to ${path.relative(process.cwd(), jsonPath)}`);
+    return all.every((result) => result.status === 'ok') ? 0 : 1;
+  } finally {
+    await server?.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);
