@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ArvoPostgresError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
-import { type Logger, silentLogger, writeLog } from '../shared/logger';
+import { consoleLogger, type Logger, writeLog } from '../shared/logger';
 import { applyMigrations } from '../shared/migrations';
 import {
   booleanOption,
@@ -66,7 +66,7 @@ export interface PostgresLockOptions extends ConnectionOptions {
   defaults?: LockRetryOptions;
   /** Delete expired rows every this many ms (`0` = never; call `sweepExpired()` yourself). Default 60000. */
   sweepIntervalMs?: number;
-  /** Where warnings (failed sweeps) go. Default: silent. */
+  /** Where warnings (failed sweeps) go. Default: console warnings and errors. */
   logger?: Logger;
   /** Create OpenTelemetry spans for lock operations. Default `false`. */
   enableOtel?: boolean;
@@ -210,7 +210,7 @@ export class PostgresLock {
     this.sweepIntervalMs = integerOption(given.sweepIntervalMs, 'sweepIntervalMs', { min: 0 }, 60_000);
     this.otel = booleanOption(given.enableOtel, 'enableOtel', false);
     if (given.logger !== undefined) expectObject(given.logger, 'logger');
-    this.logger = (given.logger as Logger | undefined) ?? silentLogger;
+    this.logger = (given.logger as Logger | undefined) ?? consoleLogger;
     this.statements = lockStatements(this.schema, this.table);
     this.managed = openPool(resolveConnection(given), this.logger);
     this.pool = this.managed.pool;

@@ -1,0 +1,699 @@
+import { ArvoOrchestrationSubject } from 'arvo-core';
+import format from 'pg-format';
+import { type LockHandle, PostgresLock, type ResolvedLockRetry, resolveLockRetry } from '../lock/lock';
+import { lockMigrationV1 } from '../lock/migrations/v1';
+import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
+import { qualifiedName, validateIdentifier } from '../shared/identifiers';
+import { consoleLogger, type Logger, writeLog } from '../shared/logger';
+import { applyMigrations, MIGRATIONS_TABLE, type Migration, migrationsTableSql } from '../shared/migrations';
+import {
+  booleanOption,
+  enumOption,
+  expectKnownKeys,
+  expectObject,
+  integerOption,
+  stringOption,
+} from '../shared/options';
+import {
+  CONNECTION_OPTION_KEYS,
+  type ConnectionOptions,
+  closePool,
+  type ManagedPool,
+  openPool,
+  type ResolvedConnection,
+  resolveConnection,
+} from '../shared/pool';
+import { describeError, redactError } from '../shared/redact';
+import { withSpan } from '../shared/telemetry';
+import { ambientTransactionFor, readDatabaseId } from '../shared/transaction';
+import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
+import {
+  type ExpectedColumn,
+  LOCK_COLUMNS_V1,
+  type MemoryTables,
+  STATE_COLUMNS_V1,
+  stateMigrationV1,
+} from './migrations/v1';
+import { FINISHED_STATUSES, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
+import type { IMachineMemory } from './types';
+
+/** What `connectPostgresMachineMemory` does to the tables before use. */
+export type MemoryMigrateMode = 'noop' | 'create_if_not_exists' | 'drop_and_recreate';
+
+/** Options of {@link connectPostgresMachineMemory}. Every option is validated at connect. */
+export interface PostgresMachineMemoryOptions extends ConnectionOptions {
+  /** Postgres schema of both tables (created when migrating). Default `public`. */
+  schema?: string;
+  /** Table names. Defaults `arvo_workflow_state` and `arvo_workflow_lock`. */
+  tables?: Partial<MemoryTables>;
+  /**
+   * `create_if_not_exists` (default) creates missing tables and indexes; `noop` only validates;
+   * `drop_and_recreate` deletes all workflow state first (tests and demos only).
+   */
+  migrate?: MemoryMigrateMode;
+  /** Workflow lock settings (see `LockRetryOptions`); `maxRetries` = `maxAttempts - 1`, give one of them. */
+  lock?: {
+    /** Lock lifetime in ms. Default 30000. */
+    ttlMs?: number;
+    /** Attempts of `lock()` before it returns `false`. Default 4. */
+    maxAttempts?: number;
+    /** Retries after the first attempt (prior-art name). */
+    maxRetries?: number;
+    /** Wait before the second attempt in ms. Default 50. */
+    initialDelayMs?: number;
+    /** Growth factor of the wait. Default 2. */
+    backoffExponent?: number;
+    /** Upper bound of one wait in ms. Default 1000. */
+    maxDelayMs?: number;
+  };
+  cleanup?: {
+    /**
+     * Delete a root workflow's whole tree as soon as it is written with a finished status. Default
+     * `false`: a redelivered init event for a deleted workflow would start it again.
+     */
+    onCompletion?: boolean;
+  };
+  retention?: {
+    /** Delete trees whose root finished longer ago than this (ms). Default: keep. */
+    finishedAfterMs?: number;
+    /** Delete trees with no write for this long (ms), whatever their status. Default: keep. */
+    abandonedAfterMs?: number;
+    /** Period of the automatic sweep in ms when a retention is set (`0` = never). Default 60000. */
+    sweepIntervalMs?: number;
+  };
+  /** OpenTelemetry spans per operation. Default `false`. */
+  enableOtel?: boolean;
+  /** Where warnings go (failed sweeps, failed deferred unlocks). Default: console warnings and errors. */
+  logger?: Logger;
+}
+
+/** Result of {@link PostgresMachineMemory.sweep}. */
+export interface MemorySweepResult {
+  /** Workflow trees deleted because their root finished before the retention. */
+  finishedTrees: number;
+  /** Workflow trees deleted because nothing in them was written for too long. */
+  abandonedTrees: number;
+  /** Records deleted in total. */
+  deletedRecords: number;
+  /** Expired lock rows deleted. */
+  expiredLocks: number;
+}
+
+interface MemoryConfig {
+  connection: ResolvedConnection;
+  schema: string;
+  tables: MemoryTables;
+  migrate: MemoryMigrateMode;
+  lockRetry: ResolvedLockRetry;
+  cleanupOnCompletion: boolean;
+  finishedAfterMs: number | undefined;
+  abandonedAfterMs: number | undefined;
+  sweepIntervalMs: number;
+  enableOtel: boolean;
+  logger: Logger;
+}
+
+const MEMORY_OPTION_KEYS = [
+  ...CONNECTION_OPTION_KEYS,
+  'schema',
+  'tables',
+  'migrate',
+  'lock',
+  'cleanup',
+  'retention',
+  'enableOtel',
+  'logger',
+] as const;
+
+const MEMORY_LOCK_DEFAULTS: ResolvedLockRetry = {
+  ttlMs: 30_000,
+  maxAttempts: 4,
+  initialDelayMs: 50,
+  backoffExponent: 2,
+  maxDelayMs: 1_000,
+};
+
+const DAY_MS = 86_400_000;
+
+function resolveMemoryOptions(options: unknown): MemoryConfig {
+  const given = expectObject(options, 'options');
+  expectKnownKeys(given, MEMORY_OPTION_KEYS, '');
+  const schema = validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema');
+  const tablesGiven = given.tables === undefined ? {} : expectObject(given.tables, 'tables');
+  expectKnownKeys(tablesGiven, ['state', 'lock'], 'tables');
+  const tables: MemoryTables = {
+    state: validateIdentifier(
+      stringOption(tablesGiven.state, 'tables.state', 'arvo_workflow_state'),
+      'tables.state',
+    ),
+    lock: validateIdentifier(
+      stringOption(tablesGiven.lock, 'tables.lock', 'arvo_workflow_lock'),
+      'tables.lock',
+    ),
+  };
+  if (tables.state === tables.lock) {
+    throw new InvalidOptionError('tables.lock', 'must differ from `tables.state`');
+  }
+
+  let lockRetry = MEMORY_LOCK_DEFAULTS;
+  if (given.lock !== undefined) {
+    const { maxRetries, ...rest } = expectObject(given.lock, 'lock');
+    if (maxRetries !== undefined) {
+      if (rest.maxAttempts !== undefined) {
+        throw new InvalidOptionError(
+          'lock.maxRetries',
+          'give either `maxRetries` or `maxAttempts`, not both',
+        );
+      }
+      rest.maxAttempts = integerOption(maxRetries, 'lock.maxRetries', { min: 0, max: 999 }, 0) + 1;
+    }
+    lockRetry = resolveLockRetry(rest, 'lock', MEMORY_LOCK_DEFAULTS);
+  }
+
+  const cleanup = given.cleanup === undefined ? {} : expectObject(given.cleanup, 'cleanup');
+  expectKnownKeys(cleanup, ['onCompletion'], 'cleanup');
+  const retention = given.retention === undefined ? {} : expectObject(given.retention, 'retention');
+  expectKnownKeys(retention, ['finishedAfterMs', 'abandonedAfterMs', 'sweepIntervalMs'], 'retention');
+  const age = (key: string) =>
+    retention[key] === undefined
+      ? undefined
+      : integerOption(retention[key], `retention.${key}`, { min: 0, max: 3650 * DAY_MS }, 0);
+  const finishedAfterMs = age('finishedAfterMs');
+  const abandonedAfterMs = age('abandonedAfterMs');
+  const hasRetention = finishedAfterMs !== undefined || abandonedAfterMs !== undefined;
+  const sweepIntervalMs = integerOption(
+    retention.sweepIntervalMs,
+    'retention.sweepIntervalMs',
+    { min: 0, max: DAY_MS },
+    hasRetention ? 60_000 : 0,
+  );
+  if (sweepIntervalMs > 0 && !hasRetention) {
+    throw new InvalidOptionError(
+      'retention.sweepIntervalMs',
+      'a periodic sweep needs `retention.finishedAfterMs` or `retention.abandonedAfterMs`',
+    );
+  }
+  if (given.logger !== undefined) expectObject(given.logger, 'logger');
+
+  return {
+    connection: resolveConnection(given),
+    schema,
+    tables,
+    migrate: enumOption(
+      given.migrate,
+      'migrate',
+      ['noop', 'create_if_not_exists', 'drop_and_recreate'],
+      'create_if_not_exists',
+    ),
+    lockRetry,
+    cleanupOnCompletion: booleanOption(cleanup.onCompletion, 'cleanup.onCompletion', false),
+    finishedAfterMs,
+    abandonedAfterMs,
+    sweepIntervalMs,
+    enableOtel: booleanOption(given.enableOtel, 'enableOtel', false),
+    logger: (given.logger as Logger | undefined) ?? consoleLogger,
+  };
+}
+
+function memoryMigrations(
+  schema: string,
+  tables: MemoryTables,
+): Array<{ component: string; migration: Migration }> {
+  return [
+    { component: `memory:${tables.state}`, migration: stateMigrationV1(schema, tables.state) },
+    { component: `lock:${tables.lock}`, migration: lockMigrationV1(schema, tables.lock) },
+  ];
+}
+
+/**
+ * The DDL a machine memory needs, as one SQL script (schema, tables, indexes and the bookkeeping row
+ * that tells a later `create_if_not_exists` it is in place). For reviewing or applying by hand.
+ */
+export function memoryMigrationSql(
+  options: { schema?: string; tables?: Partial<MemoryTables> } = {},
+): string {
+  const schema = validateIdentifier(options.schema ?? 'public', 'schema');
+  const tables: MemoryTables = {
+    state: validateIdentifier(options.tables?.state ?? 'arvo_workflow_state', 'tables.state'),
+    lock: validateIdentifier(options.tables?.lock ?? 'arvo_workflow_lock', 'tables.lock'),
+  };
+  const statements = [...migrationsTableSql(schema)];
+  for (const { component, migration } of memoryMigrations(schema, tables)) {
+    statements.push(...migration.statements);
+    statements.push(
+      format(
+        'INSERT INTO %s (component, version, description) VALUES (%L, %s, %L) ON CONFLICT DO NOTHING',
+        qualifiedName(schema, MIGRATIONS_TABLE),
+        component,
+        migration.version,
+        migration.description,
+      ),
+    );
+  }
+  return `${statements.join(';\n\n')};\n`;
+}
+
+async function migrateMemory(managed: ManagedPool, config: MemoryConfig): Promise<void> {
+  if (config.migrate === 'noop') return;
+  for (const { component, migration } of memoryMigrations(config.schema, config.tables)) {
+    const table = component.startsWith('lock:') ? config.tables.lock : config.tables.state;
+    await applyMigrations(managed.pool, {
+      schema: config.schema,
+      component,
+      migrations: [migration],
+      ...(config.migrate === 'drop_and_recreate'
+        ? { before: [`DROP TABLE IF EXISTS ${qualifiedName(config.schema, table)}`] }
+        : {}),
+    });
+  }
+}
+
+function optionalString(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+function shortSubject(subject: string): string {
+  return subject.length > 40 ? `${subject.slice(0, 40)}…` : subject;
+}
+
+function requireSubject(subject: unknown): string {
+  if (typeof subject !== 'string' || subject.length === 0) {
+    throw new ArvoPostgresError('INVALID_ARGUMENT', 'A workflow subject must be a non-empty string');
+  }
+  return subject;
+}
+
+function requireRecord(value: unknown, name: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ArvoPostgresError(
+      'INVALID_ARGUMENT',
+      `\`${name}\` must be a plain object (the workflow record)`,
+    );
+  }
+  return value as Record<string, unknown>;
+}
+
+/** The orchestrator named in an orchestration subject, or `null` for any other subject. */
+function orchestratorOf(subject: string): string | null {
+  try {
+    return ArvoOrchestrationSubject.parse(subject).orchestrator.name;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Workflow state of Arvo orchestrators in PostgreSQL: one JSONB record per orchestration subject
+ * with a version for compare-and-swap, TTL locks from `src/lock`, parent/root columns for workflow
+ * trees, and retention sweeps. Create it with {@link connectPostgresMachineMemory}.
+ *
+ * `write` joins the broker's ambient transaction when both use the same database, so the state
+ * commits together with the handled job and its output events; `unlock` then waits for that
+ * transaction to settle.
+ */
+export class PostgresMachineMemory<T extends Record<string, any> = Record<string, any>>
+  implements IMachineMemory<T>
+{
+  readonly schema: string;
+  readonly tables: Readonly<MemoryTables>;
+  private readonly statements: MemoryStatements;
+  /** Version of every record object `read` returned or `write` stored, for the compare-and-swap. */
+  private readonly versions = new WeakMap<object, string>();
+  /** Locks this instance holds, by subject: `unlock` releases only these. */
+  private readonly held = new Map<string, LockHandle>();
+  private readonly locks: PostgresLock;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  /** @internal Use {@link connectPostgresMachineMemory}. */
+  constructor(
+    private readonly config: MemoryConfig,
+    private readonly managed: ManagedPool,
+    /** Identity of the database, to join an ambient transaction only when it runs there. */
+    readonly databaseId: string,
+  ) {
+    this.schema = config.schema;
+    this.tables = Object.freeze({ ...config.tables });
+    this.statements = memoryStatements(config.schema, config.tables);
+    this.locks = new PostgresLock({
+      pool: managed.pool,
+      schema: config.schema,
+      table: config.tables.lock,
+      migrate: false,
+      defaults: config.lockRetry,
+      logger: config.logger,
+      enableOtel: config.enableOtel,
+      // Only holders that crashed leave lock rows behind; a slow sweep is enough.
+      sweepIntervalMs: 60_000,
+    });
+  }
+
+  /** The pool in use. */
+  get pool() {
+    return this.managed.pool;
+  }
+
+  /** The record of `id`, or `null`. The object is remembered so that `write(id, next, it)` can compare-and-swap. */
+  async read(id: string): Promise<T | null> {
+    requireSubject(id);
+    return this.run('read', id, async () => {
+      const { rows } = await this.query(this.statements.read, [id]);
+      const row = rows[0];
+      if (!row) return null;
+      this.versions.set(row.data, row.version);
+      return row.data as T;
+    });
+  }
+
+  /**
+   * Stores `data` for `id`.
+   * - `prevData === null`: creates the record; throws {@link MachineMemoryConflictError} when it
+   *   exists — unless `data.executionStatus === 'failure'` (arvo 3 writes failures this way), which
+   *   overwrites the record and bumps its version.
+   * - otherwise: compare-and-swap against the version of `prevData`, the object `read` (or a previous
+   *   `write`) returned; a `prevData` this instance never saw is compared by content (JSONB
+   *   equality) instead. Throws {@link MachineMemoryConflictError} when the record changed.
+   *
+   * `metadata` may carry `{ source, initiator }` strings, stored in their columns.
+   */
+  async write(id: string, data: T, prevData: T | null, metadata?: unknown): Promise<void> {
+    requireSubject(id);
+    requireRecord(data, 'data');
+    if (prevData !== null && prevData !== undefined) requireRecord(prevData, 'prevData');
+    await this.run('write', id, async () => {
+      const meta =
+        typeof metadata === 'object' && metadata !== null ? (metadata as Record<string, unknown>) : {};
+      const json = JSON.stringify(data);
+      const status = optionalString(data.status);
+      const executionStatus = optionalString(data.executionStatus);
+      const initiator = optionalString(meta.initiator);
+      const source = optionalString(meta.source);
+      const parentSubject = optionalString(data.parentSubject);
+      const tx = ambientTransactionFor(this.databaseId);
+      const execute = (statement: NamedStatement, values: unknown[]) =>
+        tx ? tx.query(statement.text, values) : this.query(statement, values);
+
+      let rows: Array<{ version: string }>;
+      let expected: string | null = null;
+      if (prevData === null || prevData === undefined) {
+        const statement =
+          executionStatus === 'failure' ? this.statements.insertOrOverwrite : this.statements.insert;
+        ({ rows } = await execute(statement, [
+          id,
+          json,
+          parentSubject,
+          status,
+          executionStatus,
+          orchestratorOf(id),
+          initiator,
+          source,
+        ]));
+        if (!rows[0]) {
+          throw new MachineMemoryConflictError(
+            id,
+            null,
+            `Cannot create workflow ${shortSubject(id)}: a record exists already (write with the record read as prevData)`,
+          );
+        }
+      } else {
+        const known = this.versions.get(prevData);
+        expected = known ?? null;
+        ({ rows } = await execute(
+          known !== undefined ? this.statements.updateByVersion : this.statements.updateByContent,
+          [id, json, known ?? JSON.stringify(prevData), status, executionStatus, initiator, source],
+        ));
+        if (!rows[0]) {
+          throw new MachineMemoryConflictError(
+            id,
+            expected,
+            known !== undefined
+              ? `Workflow ${shortSubject(id)} changed since it was read (expected version ${known}), or was deleted`
+              : `Workflow ${shortSubject(id)} no longer matches prevData (changed since read, or deleted)`,
+          );
+        }
+      }
+      this.versions.set(data, rows[0].version);
+
+      if (
+        this.config.cleanupOnCompletion &&
+        parentSubject === null &&
+        status !== null &&
+        (FINISHED_STATUSES as readonly string[]).includes(status)
+      ) {
+        if (tx) await tx.query(this.statements.deleteTree, [id]);
+        else await this.pool.query(this.statements.deleteTree, [id]);
+      }
+    });
+  }
+
+  /**
+   * Takes the lock on `id` for this instance, retrying with backoff (no connection is held while
+   * waiting). `false` when another holder kept it through every attempt.
+   */
+  async lock(id: string): Promise<boolean> {
+    requireSubject(id);
+    return this.run('lock', id, async () => {
+      const handle = await this.locks.acquireWithRetry(id);
+      if (!handle) return false;
+      this.held.set(id, handle);
+      return true;
+    });
+  }
+
+  /**
+   * Releases the lock this instance holds on `id`; `false` when it holds none (or lost it to a TTL
+   * takeover). Inside an ambient transaction of the same database the release waits until that
+   * transaction settled, so nobody reads state that is not committed yet; it then returns `true`.
+   */
+  async unlock(id: string): Promise<boolean> {
+    requireSubject(id);
+    const handle = this.held.get(id);
+    if (!handle) return false;
+    this.held.delete(id);
+    const tx = ambientTransactionFor(this.databaseId);
+    if (tx) {
+      tx.onSettled(() =>
+        this.locks.release(handle).then(
+          () => undefined,
+          (error: unknown) => {
+            writeLog(
+              this.config.logger,
+              'warn',
+              'arvo-postgres: deferred unlock failed; the lock expires with its TTL',
+              {
+                error: describeError(error),
+              },
+            );
+          },
+        ),
+      );
+      return true;
+    }
+    return this.run('unlock', id, () => this.locks.release(handle));
+  }
+
+  /** Deletes the record of `subject` and all its descendants; returns how many records were deleted. */
+  async cleanup(subject: string): Promise<number> {
+    requireSubject(subject);
+    return this.run('cleanup', subject, async () => {
+      const { rowCount } = await this.pool.query(this.statements.deleteTree, [subject]);
+      return rowCount ?? 0;
+    });
+  }
+
+  /** The root of `subject`'s workflow tree (itself for a root), or `null` when it has no record. */
+  async getRootSubject(subject: string): Promise<string | null> {
+    requireSubject(subject);
+    return this.run('get_root_subject', subject, async () => {
+      const { rows } = await this.pool.query(this.statements.rootOf, [subject]);
+      return rows[0]?.root_subject ?? null;
+    });
+  }
+
+  /** Every subject in the tree of `root`, the root itself included, oldest first. */
+  async getSubjectsByRoot(root: string): Promise<string[]> {
+    requireSubject(root);
+    return this.run('get_subjects_by_root', root, async () => {
+      const { rows } = await this.pool.query(this.statements.subjectsByRoot, [root]);
+      return rows.map((row) => row.subject as string);
+    });
+  }
+
+  /**
+   * Deletes whole workflow trees: those whose root finished more than `olderThanMs` ago (default
+   * `retention.finishedAfterMs`) and those with no write for `abandonedOlderThanMs` (default
+   * `retention.abandonedAfterMs`); plus expired lock rows. An age left undefined is not swept.
+   */
+  async sweep(
+    options: { olderThanMs?: number; abandonedOlderThanMs?: number; batchSize?: number } = {},
+  ): Promise<MemorySweepResult> {
+    const given = expectObject(options, 'sweep.options');
+    expectKnownKeys(given, ['olderThanMs', 'abandonedOlderThanMs', 'batchSize'], 'sweep.options');
+    const age = (key: string, fallback: number | undefined) =>
+      given[key] === undefined ? fallback : integerOption(given[key], `sweep.options.${key}`, { min: 0 }, 0);
+    const finishedAge = age('olderThanMs', this.config.finishedAfterMs);
+    const abandonedAge = age('abandonedOlderThanMs', this.config.abandonedAfterMs);
+    const batchSize = integerOption(
+      given.batchSize,
+      'sweep.options.batchSize',
+      { min: 1, max: 100_000 },
+      500,
+    );
+    return this.run('sweep', '', async () => {
+      const result: MemorySweepResult = {
+        finishedTrees: 0,
+        abandonedTrees: 0,
+        deletedRecords: 0,
+        expiredLocks: 0,
+      };
+      const sweepTrees = async (statement: string, ageMs: number): Promise<number> => {
+        let trees = 0;
+        for (;;) {
+          const { rows } = await this.pool.query(statement, [ageMs, batchSize]);
+          const roots = new Set(rows.map((row) => row.root_subject as string)).size;
+          trees += roots;
+          result.deletedRecords += rows.length;
+          if (roots < batchSize) return trees;
+        }
+      };
+      if (finishedAge !== undefined)
+        result.finishedTrees = await sweepTrees(this.statements.sweepFinished, finishedAge);
+      if (abandonedAge !== undefined) {
+        result.abandonedTrees = await sweepTrees(this.statements.sweepAbandoned, abandonedAge);
+      }
+      result.expiredLocks = await this.locks.sweepExpired();
+      return result;
+    });
+  }
+
+  /**
+   * Checks that both tables exist in the configured Postgres schema with the columns, types,
+   * nullability and primary keys of layout version 1. Throws {@link MachineMemoryTableStructureError}
+   * naming every problem found.
+   */
+  async validateTableStructure(): Promise<void> {
+    await this.run('validate_table_structure', '', async () => {
+      const names = [this.tables.state, this.tables.lock];
+      const [columns, keys, anywhere] = await Promise.all([
+        this.pool.query(this.statements.columns, [this.schema, names]),
+        this.pool.query(this.statements.primaryKeys, [this.schema, names]),
+        this.pool.query(this.statements.tablesAnywhere, [names]),
+      ]);
+      const problems: string[] = [];
+      const check = (table: string, expected: readonly ExpectedColumn[], primaryKey: string) => {
+        const where = `${this.schema}.${table}`;
+        const actual = columns.rows.filter((row) => row.table_name === table);
+        if (actual.length === 0) {
+          const elsewhere = anywhere.rows
+            .filter((row) => row.table_name === table && row.table_schema !== this.schema)
+            .map((row) => row.table_schema);
+          problems.push(
+            `table ${where} does not exist${elsewhere.length ? ` (a table of that name exists in schema ${elsewhere.join(', ')})` : ''}`,
+          );
+          return;
+        }
+        for (const column of expected) {
+          const found = actual.find((row) => row.column_name === column.name);
+          if (!found) {
+            problems.push(`column ${where}.${column.name} is missing (expected ${column.type})`);
+            continue;
+          }
+          if (found.data_type !== column.type) {
+            problems.push(
+              `column ${where}.${column.name} has type ${found.data_type}, expected ${column.type}`,
+            );
+          }
+          const nullable = found.is_nullable === 'YES';
+          if (nullable !== column.nullable) {
+            problems.push(
+              `column ${where}.${column.name} is ${nullable ? 'nullable' : 'NOT NULL'}, expected ${column.nullable ? 'nullable' : 'NOT NULL'}`,
+            );
+          }
+        }
+        const key = keys.rows.find((row) => row.table_name === table)?.columns as string[] | undefined;
+        if (!key) problems.push(`table ${where} has no primary key, expected PRIMARY KEY (${primaryKey})`);
+        else if (key.join(',') !== primaryKey) {
+          problems.push(
+            `table ${where} has PRIMARY KEY (${key.join(', ')}), expected PRIMARY KEY (${primaryKey})`,
+          );
+        }
+      };
+      check(this.tables.state, STATE_COLUMNS_V1, 'subject');
+      check(this.tables.lock, LOCK_COLUMNS_V1, 'key');
+      if (problems.length > 0) throw new MachineMemoryTableStructureError(problems);
+    });
+  }
+
+  /** Stops the sweep, releases the locks this instance holds and ends the pool if the memory created it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    const handles = [...this.held.values()];
+    this.held.clear();
+    await Promise.all(handles.map((handle) => this.locks.release(handle).catch(() => false)));
+    await this.locks.close();
+    await closePool(this.managed);
+  }
+
+  /** @internal Starts the lock sweep and the retention sweep when configured (called by `connectPostgresMachineMemory`). */
+  async startSweeping(): Promise<void> {
+    await this.locks.start();
+    if (this.config.sweepIntervalMs <= 0) return;
+    this.sweepTimer = setInterval(() => {
+      this.sweep().catch((error: unknown) => {
+        writeLog(this.config.logger, 'warn', 'arvo-postgres: workflow retention sweep failed', {
+          error: describeError(error),
+        });
+      });
+    }, this.config.sweepIntervalMs);
+    // Housekeeping must never keep the process alive.
+    this.sweepTimer.unref();
+  }
+
+  private query(statement: NamedStatement, values: unknown[]) {
+    return this.pool.query({ name: statement.name, text: statement.text, values });
+  }
+
+  private async run<R>(operation: string, subject: string, fn: () => Promise<R>): Promise<R> {
+    if (this.closed) throw new ArvoPostgresError('MEMORY_CLOSED', `Machine memory is closed (${operation})`);
+    try {
+      return await withSpan(
+        this.config.enableOtel,
+        `arvo-postgres.memory.${operation}`,
+        subject ? { 'arvo_postgres.memory.subject': subject } : {},
+        fn,
+      );
+    } catch (error) {
+      throw redactError(error);
+    }
+  }
+}
+
+/**
+ * Connects a {@link PostgresMachineMemory}: validates `options` (an {@link InvalidOptionError} names
+ * the bad option), migrates per `options.migrate`, checks the table structure and starts the
+ * retention sweep when configured.
+ */
+export async function connectPostgresMachineMemory<T extends Record<string, any> = Record<string, any>>(
+  options: PostgresMachineMemoryOptions,
+): Promise<PostgresMachineMemory<T>> {
+  const config = resolveMemoryOptions(options);
+  const managed = openPool(config.connection, config.logger);
+  try {
+    const databaseId = await readDatabaseId(managed.pool);
+    await migrateMemory(managed, config);
+    const memory = new PostgresMachineMemory<T>(config, managed, databaseId);
+    await memory.validateTableStructure();
+    await memory.startSweeping();
+    return memory;
+  } catch (error) {
+    await closePool(managed).catch(() => {});
+    throw redactError(error);
+  }
+}
+
+/** Closes `memory` (see {@link PostgresMachineMemory.close}). */
+export async function releasePostgresMachineMemory(memory: PostgresMachineMemory<any>): Promise<void> {
+  await memory.close();
+}

@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import { qualifiedName } from '../shared/identifiers';
+import type { MemoryTables } from './migrations/v1';
+
+/** A statement with a stable name, so node-postgres prepares it once per connection. */
+export interface NamedStatement {
+  name: string;
+  text: string;
+}
+
+/** Every statement of the machine memory, built once per (schema, tables). */
+export interface MemoryStatements {
+  /** `$1` subject → `data`, `version`. */
+  read: NamedStatement;
+  /**
+   * `$1` subject, `$2` data, `$3` parent subject, `$4` status, `$5` execution status, `$6` orchestrator,
+   * `$7` initiator, `$8` source. Creates a record (version 1) whose root is the parent's root, or the
+   * parent, or itself; returns no row when the subject exists.
+   */
+  insert: NamedStatement;
+  /** Same parameters as `insert`; an existing row is overwritten and its version bumped (failure records). */
+  insertOrOverwrite: NamedStatement;
+  /**
+   * `$1` subject, `$2` data, `$3` expected version, `$4` status, `$5` execution status, `$6` initiator,
+   * `$7` source. Compare-and-swap on the version; returns no row on conflict.
+   */
+  updateByVersion: NamedStatement;
+  /** As `updateByVersion`, but `$3` is the expected record (JSONB equality) instead of a version. */
+  updateByContent: NamedStatement;
+  /** `$1` subject → the subject and all its descendants deleted (`subject` per row). */
+  deleteTree: string;
+  /** `$1` subject → `root_subject`. */
+  rootOf: string;
+  /** `$1` root subject → `subject` of every record in the tree, root included, oldest first. */
+  subjectsByRoot: string;
+  /** `$1` age in ms, `$2` max trees. Deletes whole trees whose root finished longer ago than `$1`. */
+  sweepFinished: string;
+  /** `$1` age in ms, `$2` max trees. Deletes whole trees with no write for longer than `$1`. */
+  sweepAbandoned: string;
+  /** `$1` schema, `$2` table names → `table_name`, `column_name`, `data_type`, `is_nullable`. */
+  columns: string;
+  /** `$1` schema, `$2` table names → `table_name`, `columns` (text[]) of each primary key. */
+  primaryKeys: string;
+  /** `$1` table names → `table_schema`, `table_name` of tables with these names in any schema. */
+  tablesAnywhere: string;
+}
+
+/** Statuses (arvo-xstate machine status or this memory's `status`) after which a workflow is finished. */
+export const FINISHED_STATUSES = ['done', 'error', 'stopped', 'failure'] as const;
+
+export function memoryStatements(schema: string, tables: MemoryTables): MemoryStatements {
+  const state = qualifiedName(schema, tables.state);
+  // Prepared statement names are per connection; the hash keeps two memories on one pool apart.
+  const tag = createHash('sha256').update(state).digest('hex').slice(0, 12);
+  const named = (name: string, text: string): NamedStatement => ({
+    name: `arvo_memory_${name}_${tag}`,
+    text,
+  });
+  const finished = FINISHED_STATUSES.map((status) => `'${status}'`).join(', ');
+  const insert = `INSERT INTO ${state} AS m
+  (subject, data, version, parent_subject, root_subject, status, execution_status, orchestrator, initiator, source)
+VALUES ($1, $2::jsonb, 1, $3,
+  coalesce((SELECT p.root_subject FROM ${state} p WHERE p.subject = $3), $3, $1),
+  $4, $5, $6, $7, $8)`;
+  const update = `UPDATE ${state} SET
+  data = $2::jsonb, version = version + 1, status = $4, execution_status = $5,
+  initiator = coalesce($6, initiator), source = coalesce($7, source), updated_at = now()`;
+  return {
+    read: named('read', `SELECT data, version::text AS version FROM ${state} WHERE subject = $1`),
+    insert: named(
+      'insert',
+      `${insert}
+ON CONFLICT (subject) DO NOTHING
+RETURNING version::text AS version`,
+    ),
+    insertOrOverwrite: named(
+      'overwrite',
+      `${insert}
+ON CONFLICT (subject) DO UPDATE SET
+  data = EXCLUDED.data, version = m.version + 1, status = EXCLUDED.status,
+  execution_status = EXCLUDED.execution_status, initiator = coalesce(EXCLUDED.initiator, m.initiator),
+  source = coalesce(EXCLUDED.source, m.source), updated_at = now()
+RETURNING version::text AS version`,
+    ),
+    updateByVersion: named(
+      'cas_version',
+      `${update}
+WHERE subject = $1 AND version = $3::bigint
+RETURNING version::text AS version`,
+    ),
+    updateByContent: named(
+      'cas_content',
+      `${update}
+WHERE subject = $1 AND data = $3::jsonb
+RETURNING version::text AS version`,
+    ),
+    deleteTree: `WITH RECURSIVE tree(subject) AS (
+  SELECT subject FROM ${state} WHERE subject = $1
+  UNION
+  SELECT c.subject FROM ${state} c JOIN tree t ON c.parent_subject = t.subject
+)
+DELETE FROM ${state} WHERE subject IN (SELECT subject FROM tree) OR root_subject = $1
+RETURNING subject`,
+    rootOf: `SELECT root_subject FROM ${state} WHERE subject = $1`,
+    subjectsByRoot: `SELECT subject FROM ${state} WHERE root_subject = $1 ORDER BY created_at, subject`,
+    sweepFinished: `WITH roots AS (
+  SELECT subject FROM ${state}
+  WHERE subject = root_subject
+    AND (status IN (${finished}) OR execution_status = 'failure')
+    AND updated_at < now() - $1::bigint * interval '1 millisecond'
+  LIMIT $2
+)
+DELETE FROM ${state} WHERE root_subject IN (SELECT subject FROM roots)
+RETURNING root_subject`,
+    sweepAbandoned: `WITH roots AS (
+  SELECT DISTINCT o.root_subject FROM ${state} o
+  WHERE o.updated_at < now() - $1::bigint * interval '1 millisecond'
+    AND NOT EXISTS (
+      SELECT 1 FROM ${state} n
+      WHERE n.root_subject = o.root_subject AND n.updated_at >= now() - $1::bigint * interval '1 millisecond'
+    )
+  LIMIT $2
+)
+DELETE FROM ${state} WHERE root_subject IN (SELECT root_subject FROM roots)
+RETURNING root_subject`,
+    columns: `SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
+WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY table_name, ordinal_position`,
+    primaryKeys: `SELECT c.relname::text AS table_name, array_agg(a.attname::text ORDER BY k.ord) AS columns
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE i.indisprimary AND n.nspname = $1 AND c.relname = ANY($2::text[])
+GROUP BY c.relname`,
+    tablesAnywhere: `SELECT table_schema, table_name FROM information_schema.tables WHERE table_name = ANY($1::text[])`,
+  };
+}
