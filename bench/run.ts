@@ -23,9 +23,21 @@ import {
   snapshotResources,
 } from './lib';
 import { baselineScenario } from './scenarios/baseline';
+import { fanOutScenario } from './scenarios/fan-out';
+import { idleLatencyScenario } from './scenarios/idle-latency';
+import { memoryScenario } from './scenarios/memory';
+import { scaleScenario } from './scenarios/scale';
+import { throughputScenario } from './scenarios/throughput';
 
 /** Run order: the baseline first (the reference), scale last (it reuses scenario 1's figure). */
-const SCENARIOS: Scenario[] = [baselineScenario];
+const SCENARIOS: Scenario[] = [
+  baselineScenario,
+  memoryScenario,
+  throughputScenario,
+  idleLatencyScenario,
+  fanOutScenario,
+  scaleScenario,
+];
 
 const root = path.dirname(fileURLToPath(import.meta.url));
 

@@ -1,0 +1,65 @@
+/**
+ * Scenario 3 — fan-out contention: the orchestrator calls the service 10 times in parallel and
+ * collects the 10 replies on one subject (22 hops). Replies of one workflow arrive together and
+ * contend for the workflow's lock; the broker must reschedule them without failing or
+ * dead-lettering anything.
+ */
+import {
+  checkTarget,
+  formatRatio,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioMeasurement,
+  summarize,
+} from '../lib';
+import { SERVICE_TYPE, startWorkflowRig } from '../workflow';
+import { describeRun } from './throughput';
+
+const FAN_OUT = 10;
+
+export const fanOutScenario: Scenario = {
+  id: 3,
+  name: 'fanout',
+  title: `fan-out contention: ${FAN_OUT} parallel calls, ${FAN_OUT} replies to one subject (22 hops)`,
+  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+    const workflows = quick ? 15 : 100;
+    const rig = await startWorkflowRig(databaseUrl, [{ fanOut: SERVICE_TYPE, count: FAN_OUT }]);
+    try {
+      log(`dispatching ${workflows} fan-out workflows at once`);
+      const run = await rig.run(workflows, 'burst', 300_000);
+      const stats = await rig.broker.getStats();
+      const failedJobs = stats.reduce((sum, queue) => sum + queue.failed, 0);
+      const deadLettered = stats.reduce((sum, queue) => sum + queue.deadLettered, 0);
+      const sequentialHops = earlier.get('throughput')?.hopsPerSecond;
+      const ratioToSequential = sequentialHops ? run.hopsPerSecond / sequentialHops : null;
+      const baseline = earlier.get('baseline')?.hopsPerSecond;
+      return {
+        throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
+        hopsPerSecond: run.hopsPerSecond,
+        latency: { ...summarize(run.hopLatencies), of: 'hop (under contention)' },
+        ratio: baseline ? { to: 'raw pg-boss hops/s', value: run.hopsPerSecond / baseline } : null,
+        targets: [
+          checkTarget('failed + dead-lettered jobs', '0', failedJobs + deadLettered, (v) => v === 0, String),
+          checkTarget('workflows failed', '0', run.failedWorkflows, (v) => v === 0, String),
+          checkTarget(
+            'hops/s vs scenario 1',
+            '≥ 0.5×',
+            ratioToSequential,
+            (value) => value >= 0.5,
+            formatRatio,
+          ),
+        ],
+        details: {
+          ...describeRun(run),
+          lockContentionReschedules: run.lockContention,
+          failedJobs,
+          deadLettered,
+          ratioToScenario1HopsPerSecond: ratioToSequential,
+        },
+        pool: run.pool,
+      };
+    } finally {
+      await rig.stop();
+    }
+  },
+};

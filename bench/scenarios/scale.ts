@@ -1,0 +1,129 @@
+/**
+ * Scenario 6 — scale: scenario 1 again on a database that already retains 1,000,000 completed jobs
+ * in the broker's queues and 100,000 finished workflow records, seeded with set-based
+ * `INSERT … SELECT generate_series` straight into pg-boss's job table and the memory's state table,
+ * then vacuumed and analysed (the state autovacuum would reach). Also times `getStats()`, which
+ * must count over those rows.
+ */
+import type pg from 'pg';
+import { qualifiedName } from '../../src/shared/identifiers';
+import {
+  checkTarget,
+  formatRatio,
+  now,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioMeasurement,
+  summarize,
+} from '../lib';
+import { RIG_TABLES } from '../workflow';
+import { describeRun, measureThroughput, throughputWorkflows } from './throughput';
+
+/** `$1` count, `$2` queue names: completed jobs spread over the queues, finished in the last 10 minutes. */
+function seedJobsSql(schema: string): string {
+  const job = qualifiedName(schema, 'job');
+  const queue = qualifiedName(schema, 'queue');
+  return `INSERT INTO ${job} (id, name, data, state, policy, retry_limit, retry_delay, retry_backoff,
+  expire_seconds, deletion_seconds, created_on, start_after, started_on, completed_on, keep_until)
+SELECT gen_random_uuid(), q.name,
+  jsonb_build_object('id', gen_random_uuid(), 'type', 'com.bench.service', 'source', 'arvo.orc.bench',
+    'specversion', '1.0', 'subject', md5(g::text) || repeat('s', 140), 'to', q.name,
+    'time', now(), 'data', jsonb_build_object('step', g % 3)),
+  'completed', q.policy, q.retry_limit, q.retry_delay, q.retry_backoff, q.expire_seconds, q.deletion_seconds,
+  now() - interval '20 minutes', now() - interval '20 minutes', now() - interval '20 minutes',
+  now() - (g % 600) * interval '1 second', now() + interval '14 days'
+FROM generate_series(1, $1::int) AS g
+JOIN ${queue} q ON q.name = ($2::text[])[1 + g % cardinality($2::text[])]`;
+}
+
+/** `$1` count: finished root workflows with records like the fixture orchestrator's. */
+function seedWorkflowsSql(schema: string, table: string): string {
+  return `INSERT INTO ${qualifiedName(schema, table)} (subject, data, version, parent_subject, root_subject,
+  status, execution_status, orchestrator, initiator, source, created_at, updated_at)
+SELECT s.subject,
+  jsonb_build_object('subject', s.subject, 'orchestrator', 'arvo.orc.bench', 'parentSubject', null,
+    'initiator', 'com.bench.client', 'status', 'done', 'executionStatus', 'normal', 'step', 3, 'pending', 0,
+    'results', jsonb_build_array(
+      jsonb_build_object('type', 'evt.com.bench.service.success', 'data', jsonb_build_object('step', 0)),
+      jsonb_build_object('type', 'evt.com.bench.service.success', 'data', jsonb_build_object('step', 1)),
+      jsonb_build_object('type', 'evt.com.bench.service.success', 'data', jsonb_build_object('step', 2))),
+    'consumed', jsonb_build_array(gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), gen_random_uuid()),
+    'produced', jsonb_build_array(gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), gen_random_uuid()),
+    'error', null),
+  4, NULL, s.subject, 'done', 'normal', 'arvo.orc.bench', 'com.bench.client', 'arvo.orc.bench',
+  now() - interval '30 minutes', now() - (s.g % 1200) * interval '1 second'
+FROM (SELECT g, 'seed.' || md5(g::text) || repeat('w', 140) AS subject FROM generate_series(1, $1::int) AS g) s`;
+}
+
+async function seed(
+  pool: pg.Pool,
+  queues: string[],
+  counts: { jobs: number; workflows: number },
+  log: (message: string) => void,
+): Promise<Record<string, number>> {
+  const started = now();
+  log(`seeding ${counts.jobs} completed jobs over ${queues.length} queues`);
+  await pool.query(seedJobsSql(RIG_TABLES.pgBossSchema), [counts.jobs, queues]);
+  const jobsSeconds = (now() - started) / 1000;
+  log(`seeding ${counts.workflows} finished workflows`);
+  await pool.query(seedWorkflowsSql(RIG_TABLES.memorySchema, RIG_TABLES.stateTable), [counts.workflows]);
+  const workflowsSeconds = (now() - started) / 1000 - jobsSeconds;
+  log('vacuum analyze');
+  await pool.query(`VACUUM (ANALYZE) ${qualifiedName(RIG_TABLES.pgBossSchema, 'job')}`);
+  await pool.query(`VACUUM (ANALYZE) ${qualifiedName(RIG_TABLES.memorySchema, RIG_TABLES.stateTable)}`);
+  return { jobsSeconds, workflowsSeconds, totalSeconds: (now() - started) / 1000 };
+}
+
+export const scaleScenario: Scenario = {
+  id: 6,
+  name: 'scale',
+  title: 'scale: scenario 1 with 1,000,000 retained jobs and 100,000 finished workflows; getStats()',
+  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+    const workflows = throughputWorkflows(quick);
+    const counts = quick ? { jobs: 100_000, workflows: 10_000 } : { jobs: 1_000_000, workflows: 100_000 };
+
+    let emptyHopsPerSecond = earlier.get('throughput')?.hopsPerSecond;
+    if (emptyHopsPerSecond === undefined) {
+      log('scenario 1 did not run: measuring the empty run here first');
+      emptyHopsPerSecond = (await measureThroughput(databaseUrl, workflows, log)).hopsPerSecond;
+    }
+
+    let seeding: Record<string, number> = {};
+    const statsLatencies: number[] = [];
+    const run = await measureThroughput(databaseUrl, workflows, log, async (rig) => {
+      seeding = await seed(rig.pool, rig.broker.queues, counts, log);
+      log('timing getStats()');
+      for (let call = 0; call < 20; call += 1) {
+        const started = now();
+        await rig.broker.getStats();
+        statsLatencies.push(now() - started);
+      }
+    });
+    const ratio = run.hopsPerSecond / emptyHopsPerSecond;
+    const stats = summarize(statsLatencies);
+    return {
+      throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
+      hopsPerSecond: run.hopsPerSecond,
+      latency: { ...summarize(run.hopLatencies), of: 'hop (under load, seeded)' },
+      ratio: { to: 'empty run (scenario 1) hops/s', value: ratio },
+      targets: [
+        checkTarget('hops/s vs empty run', '≥ 0.8×', ratio, (value) => value >= 0.8, formatRatio),
+        checkTarget(
+          'getStats() p50',
+          '≤ 50 ms',
+          stats.p50,
+          (value) => value <= 50,
+          (v) => `${v.toFixed(1)} ms`,
+        ),
+      ],
+      details: {
+        ...describeRun(run),
+        seeded: counts,
+        seedingSeconds: seeding,
+        emptyRunHopsPerSecond: emptyHopsPerSecond,
+        getStatsLatencyMs: stats,
+      },
+      pool: run.pool,
+    };
+  },
+};

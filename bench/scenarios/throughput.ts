@@ -1,0 +1,76 @@
+/**
+ * Scenario 1 — workflow throughput: the fixture orchestrator calls one service 3 times in sequence
+ * and completes (8 hops), with every workflow dispatched at once. Judged against the raw pg-boss
+ * baseline measured earlier in the same run.
+ */
+import {
+  checkTarget,
+  formatRatio,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioMeasurement,
+  summarize,
+} from '../lib';
+import { SEQUENTIAL_STEPS, startWorkflowRig, type WorkflowRun } from '../workflow';
+
+/** Workflows dispatched at once. */
+export function throughputWorkflows(quick: boolean): number {
+  return quick ? 100 : 1000;
+}
+
+/** Runs scenario 1's burst on `databaseUrl` (also used by scenario 6 on a pre-seeded database). */
+export async function measureThroughput(
+  databaseUrl: string,
+  workflows: number,
+  log: (message: string) => void,
+  beforeRun?: (rig: Awaited<ReturnType<typeof startWorkflowRig>>) => Promise<void>,
+): Promise<WorkflowRun> {
+  const rig = await startWorkflowRig(databaseUrl, SEQUENTIAL_STEPS);
+  try {
+    await beforeRun?.(rig);
+    log(`dispatching ${workflows} workflows at once`);
+    return await rig.run(workflows, 'burst', 300_000);
+  } finally {
+    await rig.stop();
+  }
+}
+
+/** The figures every workflow scenario reports about a run. */
+export function describeRun(run: WorkflowRun): Record<string, unknown> {
+  return {
+    workflows: run.workflows,
+    hops: run.hops,
+    elapsedSeconds: run.elapsedSeconds,
+    workflowsPerSecond: run.workflowsPerSecond,
+    hopsPerSecond: run.hopsPerSecond,
+    deliveries: run.deliveries,
+    hopLatencyMs: summarize(run.hopLatencies),
+    workflowLatencyMs: summarize(run.workflowLatencies),
+    lockContention: run.lockContention,
+    failedWorkflows: run.failedWorkflows,
+    statementsPerHopOnSharedPool: run.statementsPerHop,
+  };
+}
+
+export const throughputScenario: Scenario = {
+  id: 1,
+  name: 'throughput',
+  title: 'workflow throughput: broker + orchestrator calling a service 3× (8 hops), all dispatched at once',
+  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+    const run = await measureThroughput(databaseUrl, throughputWorkflows(quick), log);
+    const baseline = earlier.get('baseline')?.hopsPerSecond;
+    const ratio = baseline ? run.hopsPerSecond / baseline : null;
+    return {
+      throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
+      hopsPerSecond: run.hopsPerSecond,
+      latency: { ...summarize(run.hopLatencies), of: 'hop (under load)' },
+      ratio: ratio === null ? null : { to: 'raw pg-boss hops/s', value: ratio },
+      targets: [
+        checkTarget('hops/s vs raw pg-boss', '≥ 0.6×', ratio, (value) => value >= 0.6, formatRatio),
+        checkTarget('workflows failed', '0', run.failedWorkflows, (value) => value === 0, String),
+      ],
+      details: describeRun(run),
+      pool: run.pool,
+    };
+  },
+};
