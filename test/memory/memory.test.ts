@@ -1,0 +1,523 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { ArvoOrchestrationSubject } from 'arvo-core';
+import pg from 'pg';
+import {
+  connectPostgresMachineMemory,
+  MachineMemoryConflictError,
+  MachineMemoryTableStructureError,
+  memoryMigrationSql,
+  type PostgresMachineMemory,
+  type PostgresMachineMemoryOptions,
+  releasePostgresMachineMemory,
+} from '../../src/memory/index';
+import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+
+let db: TestDatabase;
+let admin: pg.Pool;
+const opened: PostgresMachineMemory[] = [];
+
+async function connect(options: Partial<PostgresMachineMemoryOptions> = {}): Promise<PostgresMachineMemory> {
+  const memory = await connectPostgresMachineMemory({ connectionString: db.url, max: 3, ...options });
+  opened.push(memory);
+  return memory;
+}
+
+function rootSubject(name = 'arvo.orc.parent'): string {
+  return ArvoOrchestrationSubject.new({ orchestator: name, version: '1.0.0', initiator: 'com.test.client' });
+}
+
+function childSubject(parent: string, name = 'arvo.orc.child'): string {
+  return ArvoOrchestrationSubject.from({ orchestator: name, version: '1.0.0', subject: parent });
+}
+
+function record(subject: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    subject,
+    parentSubject: null,
+    status: 'active',
+    executionStatus: 'normal',
+    consumed: [],
+    ...extra,
+  };
+}
+
+before(async () => {
+  db = await createTestDatabase('memory');
+  admin = new pg.Pool({ connectionString: db.url, max: 2 });
+});
+after(async () => {
+  await Promise.all(opened.map((memory) => releasePostgresMachineMemory(memory)));
+  await admin.end();
+  await db.drop();
+});
+
+describe('PostgresMachineMemory: tables', () => {
+  it('creates both tables with their indexes in the configured schema and validates them', async () => {
+    const memory = await connect({ schema: 'wf', tables: { state: 'state_v1', lock: 'lock_v1' } });
+    await memory.validateTableStructure();
+    const { rows } = await admin.query(
+      `SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'wf' ORDER BY tablename, indexname`,
+    );
+    const defs = rows.map((r) => r.indexdef as string);
+    for (const column of ['(root_subject)', '(parent_subject)', '(status, updated_at)', '(expires_at)']) {
+      assert.ok(
+        defs.some((d) => d.endsWith(column)),
+        `index on ${column} missing: ${defs.join('\n')}`,
+      );
+    }
+    // Connecting again (and concurrently) is a no-op.
+    await Promise.all(
+      [1, 2, 3].map(() => connect({ schema: 'wf', tables: { state: 'state_v1', lock: 'lock_v1' } })),
+    );
+  });
+
+  it('names every structural problem: wrong type, nullability, missing column and primary key', async () => {
+    await admin.query(`CREATE SCHEMA broken;
+      CREATE TABLE broken.state (subject varchar(255), data text NOT NULL, version bigint,
+        root_subject text NOT NULL, created_at timestamp NOT NULL, updated_at timestamptz NOT NULL);
+      CREATE TABLE broken.locks (key text PRIMARY KEY, owner text NOT NULL, fencing_token bigint NOT NULL,
+        acquired_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`);
+    const error = await connect({
+      schema: 'broken',
+      tables: { state: 'state', lock: 'locks' },
+      migrate: 'noop',
+    }).catch((e: unknown) => e);
+    assert.ok(error instanceof MachineMemoryTableStructureError, String(error));
+    const problems = error.problems.join('\n');
+    assert.match(problems, /broken\.state\.subject has type character varying, expected text/);
+    assert.match(problems, /broken\.state\.data has type text, expected jsonb/);
+    assert.match(problems, /broken\.state\.version is nullable, expected NOT NULL/);
+    assert.match(problems, /broken\.state\.parent_subject is missing/);
+    assert.match(problems, /broken\.state\.created_at has type timestamp without time zone/);
+    assert.match(problems, /table broken\.state has no primary key, expected PRIMARY KEY \(subject\)/);
+    assert.ok(!problems.includes('broken.locks'), 'the valid lock table is not reported');
+    assert.match(error.message, /data has type text/);
+  });
+
+  it('reports a table that exists only in another schema', async () => {
+    await connect({ tables: { state: 'elsewhere_state', lock: 'elsewhere_lock' } });
+    const error = await connect({
+      schema: 'empty_schema',
+      tables: { state: 'elsewhere_state', lock: 'elsewhere_lock' },
+      migrate: 'noop',
+    }).catch((e: unknown) => e);
+    assert.ok(error instanceof MachineMemoryTableStructureError);
+    assert.match(
+      error.message,
+      /empty_schema\.elsewhere_state does not exist \(a table of that name exists in schema public\)/,
+    );
+  });
+
+  it('prints DDL that, applied by hand, gives tables a `noop` connect accepts', async () => {
+    const sql = memoryMigrationSql({ schema: 'by_hand', tables: { state: 's', lock: 'l' } });
+    assert.match(sql, /CREATE TABLE IF NOT EXISTS by_hand\.s/);
+    await admin.query(sql);
+    await admin.query(sql);
+    const memory = await connect({ schema: 'by_hand', tables: { state: 's', lock: 'l' }, migrate: 'noop' });
+    const subject = rootSubject();
+    await memory.write(subject, record(subject), null);
+    assert.equal((await memory.read(subject))?.subject, subject);
+  });
+
+  it('drop_and_recreate starts from empty tables', async () => {
+    const options = { schema: 'recreate', migrate: 'drop_and_recreate' as const };
+    const first = await connect(options);
+    const subject = rootSubject();
+    await first.write(subject, record(subject), null);
+    const second = await connect(options);
+    assert.equal(await second.read(subject), null);
+  });
+
+  it('rejects hostile schema and table names without executing them', async () => {
+    for (const [options, option] of [
+      [{ schema: 'x"; DROP SCHEMA public CASCADE; --' }, 'schema'],
+      [{ tables: { state: "state'; DELETE FROM pg_class; --" } }, 'tables.state'],
+      [{ tables: { lock: 'a b' } }, 'tables.lock'],
+    ] as const) {
+      await assert.rejects(
+        connect(options as Partial<PostgresMachineMemoryOptions>),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option,
+      );
+    }
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'public'`,
+    );
+    assert.equal(rows[0].n, 1);
+  });
+
+  it('validates every option at connect, naming it', async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ migrate: 'create' }, 'migrate'],
+      [{ tables: { state: 'same', lock: 'same' } }, 'tables.lock'],
+      [{ tables: { history: 'h' } }, 'tables.history'],
+      [{ lock: { ttlMs: -5 } }, 'lock.ttlMs'],
+      [{ lock: { maxRetries: 2, maxAttempts: 3 } }, 'lock.maxRetries'],
+      [{ lock: { backoff: 2 } }, 'lock.backoff'],
+      [{ cleanup: { onCompletion: 'yes' } }, 'cleanup.onCompletion'],
+      [{ retention: { sweepIntervalMs: 1000 } }, 'retention.sweepIntervalMs'],
+      [{ retention: { finishedAfterMs: -1 } }, 'retention.finishedAfterMs'],
+      [{ enableOtel: 1 }, 'enableOtel'],
+      [{ statementTimeoutMillis: -1 }, 'statementTimeoutMillis'],
+      [{ lockConfig: {} }, 'lockConfig'],
+    ];
+    for (const [options, option] of cases) {
+      await assert.rejects(
+        connectPostgresMachineMemory({
+          connectionString: db.url,
+          ...options,
+        } as PostgresMachineMemoryOptions),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option,
+        option,
+      );
+    }
+  });
+
+  it('never puts the password into a thrown error or a log line', async () => {
+    const url = new URL(db.url);
+    url.password = 'M3m0ry-Secr3t-Pw';
+    const lines: string[] = [];
+    const capture = (...args: unknown[]) => lines.push(JSON.stringify(args));
+    const error = await connectPostgresMachineMemory({
+      connectionString: url.toString(),
+      logger: { info: capture, warn: capture, error: capture },
+    }).catch((e: unknown) => e);
+    assert.ok(error instanceof Error);
+    const text = `${error.message}\n${error.stack}\n${lines.join('\n')}`;
+    assert.ok(!text.includes('M3m0ry-Secr3t-Pw'), text);
+  });
+});
+
+describe('PostgresMachineMemory: records', () => {
+  let memory: PostgresMachineMemory;
+  before(async () => {
+    memory = await connect();
+  });
+
+  it('stores and reads back exactly the record, with extracted columns and no version inside', async () => {
+    const subject = rootSubject();
+    assert.equal(await memory.read(subject), null);
+    const data = record(subject, { value: { nested: [1, 'two', null] }, count: 3 });
+    await memory.write(subject, data, null, { source: 'arvo.orc.parent', initiator: 'com.test.client' });
+    const read = await memory.read(subject);
+    assert.deepEqual(read, data);
+    const { rows } = await admin.query(
+      `SELECT version, parent_subject, root_subject, status, execution_status, orchestrator, initiator, source,
+              created_at <= updated_at AS ordered
+       FROM public.arvo_workflow_state WHERE subject = $1`,
+      [subject],
+    );
+    assert.deepEqual(rows[0], {
+      version: '1',
+      parent_subject: null,
+      root_subject: subject,
+      status: 'active',
+      execution_status: 'normal',
+      orchestrator: 'arvo.orc.parent',
+      initiator: 'com.test.client',
+      source: 'arvo.orc.parent',
+      ordered: true,
+    });
+  });
+
+  it('refuses to create a record twice, but accepts a failure record over an existing one', async () => {
+    const subject = rootSubject();
+    await memory.write(subject, record(subject), null);
+    await assert.rejects(
+      memory.write(subject, record(subject, { again: true }), null),
+      (error: unknown) =>
+        error instanceof MachineMemoryConflictError &&
+        error.subject === subject &&
+        error.expectedVersion === null,
+    );
+    const failure = record(subject, { status: 'error', executionStatus: 'failure', error: 'boom' });
+    await memory.write(subject, failure, null);
+    const stored = await memory.read(subject);
+    assert.deepEqual(stored, failure);
+    const { rows } = await admin.query(
+      'SELECT version, execution_status FROM public.arvo_workflow_state WHERE subject = $1',
+      [subject],
+    );
+    assert.deepEqual(rows[0], { version: '2', execution_status: 'failure' });
+    // The version history stays consistent: a CAS from the record read after the overwrite works.
+    await memory.write(subject, { ...stored!, note: 'after failure' }, stored);
+    assert.equal((await memory.read(subject))?.note, 'after failure');
+  });
+
+  it('compare-and-swaps against the version of the record read, and reports a stale writer', async () => {
+    const subject = rootSubject();
+    await memory.write(subject, record(subject, { step: 0 }), null);
+    const first = await memory.read(subject);
+    const second = await memory.read(subject);
+    await memory.write(subject, { ...first!, step: 1 }, first);
+    await assert.rejects(
+      memory.write(subject, { ...second!, step: 99 }, second),
+      (error: unknown) =>
+        error instanceof MachineMemoryConflictError &&
+        error.expectedVersion === '1' &&
+        /expected version 1/.test(error.message),
+    );
+    assert.equal((await memory.read(subject))?.step, 1);
+  });
+
+  it('lets exactly one of several writers from the same prevData win', async () => {
+    const subject = rootSubject();
+    await memory.write(subject, record(subject, { step: 0 }), null);
+    const writers = await Promise.all(Array.from({ length: 6 }, () => connect({ max: 1 })));
+    const reads = await Promise.all(writers.map((writer) => writer.read(subject)));
+    const outcomes = await Promise.allSettled(
+      writers.map((writer, index) =>
+        writer.write(subject, { ...reads[index]!, step: 1, by: index }, reads[index]!),
+      ),
+    );
+    const winners = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+    assert.equal(winners.length, 1);
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') assert.ok(outcome.reason instanceof MachineMemoryConflictError);
+    }
+    const winner = outcomes.findIndex((outcome) => outcome.status === 'fulfilled');
+    assert.equal((await memory.read(subject))?.by, winner);
+  });
+
+  it('compares a prevData it never returned by content', async () => {
+    const subject = rootSubject();
+    await memory.write(subject, record(subject, { step: 0 }), null);
+    const copy = structuredClone(await memory.read(subject));
+    await memory.write(subject, { ...copy!, step: 1 }, copy);
+    await assert.rejects(memory.write(subject, { ...copy!, step: 2 }, copy), MachineMemoryConflictError);
+    assert.equal((await memory.read(subject))?.step, 1);
+  });
+
+  it('rejects writes to a deleted record and bad arguments with typed errors', async () => {
+    const subject = rootSubject();
+    await memory.write(subject, record(subject), null);
+    const read = await memory.read(subject);
+    assert.equal(await memory.cleanup(subject), 1);
+    await assert.rejects(memory.write(subject, { ...read! }, read), MachineMemoryConflictError);
+    await assert.rejects(memory.write('', record('x'), null), (e: unknown) => e instanceof ArvoPostgresError);
+    await assert.rejects(
+      memory.write(subject, [] as unknown as Record<string, unknown>, null),
+      (e: unknown) => e instanceof ArvoPostgresError && e.code === 'INVALID_ARGUMENT',
+    );
+  });
+
+  it('handles subjects of 300+ characters', async () => {
+    let subject = rootSubject('arvo.orc.a.very.long.orchestrator.name.for.testing.subject.lengths');
+    for (let depth = 0; depth < 3; depth++) {
+      subject = ArvoOrchestrationSubject.from({
+        orchestator: `arvo.orc.child.level${depth}`,
+        version: '1.0.0',
+        subject,
+        meta: { [`key${depth}`]: randomBytes(30).toString('hex') },
+      });
+    }
+    assert.ok(subject.length > 300, `subject has ${subject.length} characters`);
+    await memory.write(subject, record(subject), null);
+    assert.equal((await memory.read(subject))?.subject, subject);
+    assert.equal(await memory.lock(subject), true);
+    assert.equal(await memory.unlock(subject), true);
+  });
+});
+
+describe('PostgresMachineMemory: hierarchy and cleanup', () => {
+  let memory: PostgresMachineMemory;
+  before(async () => {
+    memory = await connect({ tables: { state: 'tree_state', lock: 'tree_lock' } });
+  });
+
+  it('resolves the root when a child is created and lists and deletes whole trees', async () => {
+    const root = rootSubject();
+    const child = childSubject(root);
+    const grandchild = childSubject(child, 'arvo.orc.grandchild');
+    const sibling = childSubject(root, 'arvo.orc.sibling');
+    await memory.write(root, record(root), null);
+    await memory.write(child, record(child, { parentSubject: root }), null);
+    await memory.write(grandchild, record(grandchild, { parentSubject: child }), null);
+    await memory.write(sibling, record(sibling, { parentSubject: root }), null);
+    assert.equal(await memory.getRootSubject(grandchild), root);
+    assert.equal(await memory.getRootSubject(root), root);
+    assert.equal(await memory.getRootSubject(rootSubject()), null);
+    assert.deepEqual(
+      new Set(await memory.getSubjectsByRoot(root)),
+      new Set([root, child, grandchild, sibling]),
+    );
+
+    assert.equal(await memory.cleanup(child), 2, 'child and grandchild');
+    assert.deepEqual(new Set(await memory.getSubjectsByRoot(root)), new Set([root, sibling]));
+    assert.equal(await memory.cleanup(root), 2);
+    assert.deepEqual(await memory.getSubjectsByRoot(root), []);
+  });
+
+  it('deletes a finished root tree on completion when cleanup.onCompletion is set', async () => {
+    const cleaning = await connect({
+      tables: { state: 'tree_state', lock: 'tree_lock' },
+      cleanup: { onCompletion: true },
+    });
+    const root = rootSubject();
+    const child = childSubject(root);
+    await cleaning.write(root, record(root), null);
+    await cleaning.write(child, record(child, { parentSubject: root }), null);
+    const childRecord = await cleaning.read(child);
+    await cleaning.write(child, { ...childRecord!, status: 'done' }, childRecord);
+    assert.equal(
+      (await cleaning.getSubjectsByRoot(root)).length,
+      2,
+      'a finished child alone deletes nothing',
+    );
+    const rootRecord = await cleaning.read(root);
+    await cleaning.write(root, { ...rootRecord!, status: 'done' }, rootRecord);
+    assert.deepEqual(await cleaning.getSubjectsByRoot(root), []);
+  });
+
+  it('sweeps finished and abandoned trees past their retention and keeps the rest', async () => {
+    const sweeper = await connect({ tables: { state: 'sweep_state', lock: 'sweep_lock' } });
+    const make = async (status: string, ageMs: number) => {
+      const root = rootSubject();
+      const child = childSubject(root);
+      await sweeper.write(root, record(root, { status }), null);
+      await sweeper.write(child, record(child, { parentSubject: root, status }), null);
+      await admin.query(
+        `UPDATE public.sweep_state SET updated_at = now() - $2::bigint * interval '1 millisecond' WHERE root_subject = $1`,
+        [root, ageMs],
+      );
+      return root;
+    };
+    const oldDone = await make('done', 3_600_000);
+    const recentDone = await make('done', 1_000);
+    const oldActive = await make('active', 3_600_000);
+    const veryOldActive = await make('active', 10 * 86_400_000);
+
+    const finishedOnly = await sweeper.sweep({ olderThanMs: 600_000 });
+    assert.deepEqual(finishedOnly, {
+      finishedTrees: 1,
+      abandonedTrees: 0,
+      deletedRecords: 2,
+      expiredLocks: 0,
+    });
+    assert.deepEqual(await sweeper.getSubjectsByRoot(oldDone), []);
+    assert.equal((await sweeper.getSubjectsByRoot(oldActive)).length, 2);
+
+    const abandoned = await sweeper.sweep({ abandonedOlderThanMs: 86_400_000, batchSize: 1 });
+    assert.equal(abandoned.abandonedTrees, 1);
+    assert.deepEqual(await sweeper.getSubjectsByRoot(veryOldActive), []);
+    assert.equal((await sweeper.getSubjectsByRoot(oldActive)).length, 2);
+    assert.equal((await sweeper.getSubjectsByRoot(recentDone)).length, 2);
+  });
+
+  it('runs the retention sweep periodically when configured', async () => {
+    const periodic = await connect({
+      tables: { state: 'periodic_state', lock: 'periodic_lock' },
+      retention: { finishedAfterMs: 1_000, sweepIntervalMs: 100 },
+    });
+    const root = rootSubject();
+    await periodic.write(root, record(root, { status: 'done' }), null);
+    await admin.query(`UPDATE public.periodic_state SET updated_at = now() - interval '1 hour'`);
+    const deadline = Date.now() + 20_000;
+    while ((await periodic.getSubjectsByRoot(root)).length > 0) {
+      assert.ok(Date.now() < deadline, 'periodic sweep did not run');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+});
+
+describe('PostgresMachineMemory: locks', () => {
+  it('gives the lock to exactly one of 10 concurrent memories', async () => {
+    const memories = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        connect({ max: 1, tables: { state: 'lk_state', lock: 'lk_lock' }, lock: { maxAttempts: 1 } }),
+      ),
+    );
+    const subject = rootSubject();
+    const results = await Promise.all(memories.map((memory) => memory.lock(subject)));
+    assert.equal(results.filter(Boolean).length, 1);
+    const holder = results.indexOf(true);
+    const other = memories[(holder + 1) % memories.length]!;
+    assert.equal(await other.unlock(subject), false, 'an instance cannot release a lock it does not hold');
+    assert.equal(await other.lock(subject), false);
+    assert.equal(await memories[holder]!.unlock(subject), true);
+    assert.equal(await memories[holder]!.unlock(subject), false, 'released already');
+    assert.equal(await other.lock(subject), true);
+    assert.equal(await other.unlock(subject), true);
+    assert.equal(await other.unlock(rootSubject()), false, 'unknown subject');
+  });
+
+  it('waits for a held lock with backoff and gets it once released', async () => {
+    const a = await connect({ tables: { state: 'lk_state', lock: 'lk_lock' } });
+    const b = await connect({
+      max: 1,
+      tables: { state: 'lk_state', lock: 'lk_lock' },
+      lock: { maxAttempts: 100, initialDelayMs: 10, backoffExponent: 1.2, maxDelayMs: 50 },
+    });
+    const subject = rootSubject();
+    assert.equal(await a.lock(subject), true);
+    const waiting = b.lock(subject);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // b's only connection is free while it waits.
+    assert.equal((await b.pool.query('SELECT 1 AS one')).rows[0].one, 1);
+    assert.equal(await a.unlock(subject), true);
+    assert.equal(await waiting, true);
+    assert.equal(await b.unlock(subject), true);
+  });
+
+  it('after a TTL takeover the stale instance cannot release the new holder', async () => {
+    const a = await connect({
+      tables: { state: 'lk_state', lock: 'lk_lock' },
+      lock: { ttlMs: 100, maxAttempts: 1 },
+    });
+    const b = await connect({
+      tables: { state: 'lk_state', lock: 'lk_lock' },
+      lock: { ttlMs: 30_000, maxAttempts: 200, initialDelayMs: 20, backoffExponent: 1, maxDelayMs: 20 },
+    });
+    const subject = rootSubject();
+    assert.equal(await a.lock(subject), true);
+    assert.equal(await b.lock(subject), true, 'taken over after the TTL');
+    assert.equal(await a.unlock(subject), false);
+    const { rows } = await admin.query('SELECT count(*)::int AS n FROM public.lk_lock WHERE key = $1', [
+      subject,
+    ]);
+    assert.equal(rows[0].n, 1, "the new holder's lock is still there");
+    assert.equal(await b.unlock(subject), true);
+  });
+});
+
+describe('PostgresMachineMemory: round trips and lifecycle', () => {
+  it('needs two statements for lock+read and two for write+unlock', async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    try {
+      const memory = await connectPostgresMachineMemory({
+        pool,
+        tables: { state: 'rt_state', lock: 'rt_lock' },
+      });
+      const subject = rootSubject();
+      let statements = 0;
+      const original = pool.query.bind(pool);
+      (pool as { query: unknown }).query = (...args: Parameters<typeof original>) => {
+        statements += 1;
+        return original(...args);
+      };
+      await memory.lock(subject);
+      await memory.read(subject);
+      assert.equal(statements, 2);
+      statements = 0;
+      await memory.write(subject, record(subject), null);
+      await memory.unlock(subject);
+      assert.equal(statements, 2);
+      await memory.close();
+      assert.equal((await original('SELECT 1 AS one')).rows[0].one, 1, 'a given pool stays open');
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('refuses to work after close', async () => {
+    const memory = await connectPostgresMachineMemory({ connectionString: db.url });
+    await releasePostgresMachineMemory(memory);
+    await releasePostgresMachineMemory(memory);
+    await assert.rejects(
+      memory.read(rootSubject()),
+      (e: unknown) => e instanceof ArvoPostgresError && e.code === 'MEMORY_CLOSED',
+    );
+  });
+});
