@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ArvoOrchestrationSubject } from 'arvo-core';
+import pg from 'pg';
+import {
+  connectPostgresMachineMemory,
+  type PostgresMachineMemory,
+  releasePostgresMachineMemory,
+} from '../../src/memory/index';
+import { type AmbientTransaction, runInAmbientTransaction } from '../../src/shared/transaction';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+
+let db: TestDatabase;
+let pool: pg.Pool;
+let memory: PostgresMachineMemory;
+let observer: PostgresMachineMemory;
+
+/** A hand-made ambient transaction over one real connection, settled by the test. */
+async function openTransaction(databaseId: string) {
+  const client = await pool.connect();
+  await client.query('BEGIN');
+  const callbacks: Array<() => void | Promise<void>> = [];
+  const tx: AmbientTransaction = {
+    databaseId,
+    query: (text, values) => client.query(text, values),
+    onSettled: (callback) => {
+      callbacks.push(callback);
+    },
+  };
+  return {
+    tx,
+    callbacks,
+    async settle(outcome: 'COMMIT' | 'ROLLBACK') {
+      try {
+        await client.query(outcome);
+      } finally {
+        client.release();
+      }
+      for (const callback of callbacks) await callback();
+    },
+  };
+}
+
+function newSubject(): string {
+  return ArvoOrchestrationSubject.new({
+    orchestator: 'arvo.orc.ambient',
+    version: '1.0.0',
+    initiator: 'com.test.client',
+  });
+}
+
+before(async () => {
+  db = await createTestDatabase('memory_ambient');
+  pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  memory = await connectPostgresMachineMemory({ connectionString: db.url });
+  observer = await connectPostgresMachineMemory({ connectionString: db.url, lock: { maxAttempts: 1 } });
+});
+after(async () => {
+  await releasePostgresMachineMemory(memory);
+  await releasePostgresMachineMemory(observer);
+  await pool.end();
+  await db.drop();
+});
+
+describe('PostgresMachineMemory in an ambient transaction', () => {
+  it('writes through the transaction and releases the lock only after it committed', async () => {
+    const subject = newSubject();
+    const transaction = await openTransaction(memory.databaseId);
+    await runInAmbientTransaction(transaction.tx, async () => {
+      assert.equal(await memory.lock(subject), true);
+      assert.equal(await memory.read(subject), null);
+      await memory.write(subject, { subject, status: 'active', step: 1 }, null);
+      assert.equal(await memory.unlock(subject), true);
+    });
+    assert.equal(transaction.callbacks.length, 1, 'unlock is deferred to the settlement');
+    assert.equal(await observer.read(subject), null, 'uncommitted state is invisible');
+    assert.equal(await observer.lock(subject), false, 'the lock is held until the transaction settles');
+
+    await transaction.settle('COMMIT');
+    assert.deepEqual(await observer.read(subject), { subject, status: 'active', step: 1 });
+    assert.equal(await observer.lock(subject), true);
+    assert.equal(await observer.unlock(subject), true);
+  });
+
+  it('loses the write with a rollback and still releases the lock', async () => {
+    const subject = newSubject();
+    await memory.write(subject, { subject, step: 0 }, null);
+    const transaction = await openTransaction(memory.databaseId);
+    await runInAmbientTransaction(transaction.tx, async () => {
+      assert.equal(await memory.lock(subject), true);
+      const prev = await memory.read(subject);
+      await memory.write(subject, { subject, step: 1 }, prev);
+      await memory.unlock(subject);
+    });
+    await transaction.settle('ROLLBACK');
+    assert.deepEqual(await observer.read(subject), { subject, step: 0 });
+    assert.equal(await observer.lock(subject), true);
+    await observer.unlock(subject);
+    // The memory's next CAS starts from what is committed.
+    const prev = await memory.read(subject);
+    await memory.write(subject, { subject, step: 1 }, prev);
+    assert.deepEqual(await observer.read(subject), { subject, step: 1 });
+  });
+
+  it('ignores an ambient transaction of another database', async () => {
+    const subject = newSubject();
+    const transaction = await openTransaction('some-other-cluster/other-db');
+    try {
+      await runInAmbientTransaction(transaction.tx, async () => {
+        assert.equal(await memory.lock(subject), true);
+        await memory.write(subject, { subject, step: 1 }, null);
+        assert.equal(await memory.unlock(subject), true);
+      });
+      assert.equal(transaction.callbacks.length, 0);
+      assert.deepEqual(
+        await observer.read(subject),
+        { subject, step: 1 },
+        'written through the pool at once',
+      );
+      assert.equal(await observer.lock(subject), true, 'released at once');
+      await observer.unlock(subject);
+    } finally {
+      await transaction.settle('ROLLBACK');
+    }
+    assert.deepEqual(await observer.read(subject), { subject, step: 1 });
+  });
+});
