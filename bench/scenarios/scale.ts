@@ -80,7 +80,7 @@ export const scaleScenario: Scenario = {
   title: 'scale: scenario 1 with 1,000,000 retained jobs and 100,000 finished workflows; getStats()',
   async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
     const workflows = throughputWorkflows(quick);
-    const counts = quick ? { jobs: 100_000, workflows: 10_000 } : { jobs: 1_000_000, workflows: 100_000 };
+    const counts = quick ? { jobs: 50_000, workflows: 5_000 } : { jobs: 1_000_000, workflows: 100_000 };
 
     let emptyHopsPerSecond = earlier.get('throughput')?.hopsPerSecond;
     if (emptyHopsPerSecond === undefined) {
