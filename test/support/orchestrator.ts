@@ -89,6 +89,9 @@ export class TransactionViolation extends ViolationError<'OrchestratorTransactio
 
   constructor(cause: TransactionViolationCause, message: string, metadata?: Record<string, any>) {
     super({ type: 'OrchestratorTransaction', message: `[${cause}] ${message}`, metadata });
+    // arvo-core is compiled to ES5: its Error subclass returns a plain Error, so restore the prototype
+    // for `instanceof TransactionViolation` (and `instanceof ViolationError`) to hold.
+    Object.setPrototypeOf(this, new.target.prototype);
     this.cause = cause;
   }
 }
