@@ -2,6 +2,7 @@
  * Small helpers shared by every benchmark scenario: the result shape, timing, percentiles,
  * resource snapshots and table printing. Scenarios live in `bench/scenarios/*.ts`.
  */
+import { readdir, readFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import pg from 'pg';
@@ -63,6 +64,8 @@ export interface ScenarioMeasurement {
   targets: TargetCheck[];
   /** Scenario-specific numbers (settings used, counts, secondary latencies). */
   details: Record<string, unknown>;
+  /** CPU time per unit of throughput (hop, cycle) in the measured part: Node vs PostgreSQL. */
+  cpu?: { per: string; nodeMs: number; postgresMs: number | null };
   /** Pool usage of the pool the scenario owns, sampled at the start and the end of the measured part. */
   pool?: { before: PoolUsage; after: PoolUsage };
 }
@@ -271,4 +274,81 @@ export function renderTable(header: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd();
   return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** CPU time spent during a measured window, in milliseconds. */
+export interface CpuUsage {
+  /** This Node process (the benchmark, broker, handlers and pg-boss). */
+  nodeMs: number;
+  /** The PostgreSQL server's processes, when it runs on this machine (`null` otherwise). */
+  postgresMs: number | null;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** `[ppid, utime + stime in ticks]` of a process from `/proc/<pid>/stat`. */
+async function readProcStat(pid: string): Promise<[number, number] | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name may contain spaces: fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return [Number(fields[1]), Number(fields[11]) + Number(fields[12])];
+  } catch {
+    return null;
+  }
+}
+
+/** Total CPU ticks of the postmaster `postmaster` and its children (the backends). */
+async function postgresTicks(postmaster: number): Promise<number | null> {
+  const own = await readProcStat(String(postmaster));
+  if (!own) return null;
+  let ticks = own[1];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readProcStat(entry);
+    if (stat && stat[0] === postmaster) ticks += stat[1];
+  }
+  return ticks;
+}
+
+/**
+ * Starts measuring CPU time of this process and of the PostgreSQL server behind `databaseUrl`
+ * (found as the parent of a backend; Linux `/proc` only). Tells where a hop's cost goes: Node or
+ * the database. Backends that exit inside the window take their CPU time with them.
+ */
+export async function startCpuMeter(databaseUrl: string): Promise<{ stop(): Promise<CpuUsage> }> {
+  let postmaster: number | null = null;
+  const client = new pg.Client({ connectionString: databaseUrl });
+  try {
+    await client.connect();
+    const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+    postmaster = (await readProcStat(String(rows[0].pid)))?.[0] ?? null;
+  } catch {
+    postmaster = null;
+  } finally {
+    await client.end().catch(() => {});
+  }
+  const postgresBefore = postmaster === null ? null : await postgresTicks(postmaster);
+  const nodeBefore = process.cpuUsage();
+  return {
+    async stop() {
+      const node = process.cpuUsage(nodeBefore);
+      const postgresAfter = postmaster === null ? null : await postgresTicks(postmaster);
+      return {
+        nodeMs: (node.user + node.system) / 1000,
+        postgresMs:
+          postgresBefore === null || postgresAfter === null
+            ? null
+            : ((postgresAfter - postgresBefore) * 1000) / CLOCK_TICKS_PER_SECOND,
+      };
+    },
+  };
+}
+
+/** CPU milliseconds per unit of work (per hop, per cycle). */
+export function cpuPer(usage: CpuUsage, units: number): { nodeMs: number; postgresMs: number | null } {
+  return {
+    nodeMs: round(usage.nodeMs / units, 3),
+    postgresMs: usage.postgresMs === null ? null : round(usage.postgresMs / units, 3),
+  };
 }

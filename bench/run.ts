@@ -151,12 +151,26 @@ function printResults(results: ScenarioResult[]): void {
     result.latency ? formatNumber(result.latency.p99, 2) : '–',
     result.latency?.of ?? '',
     result.ratio ? `${formatRatio(result.ratio.value)} ${result.ratio.to}` : '–',
+    result.cpu
+      ? `${formatNumber(result.cpu.nodeMs, 2)} | ${formatNumber(result.cpu.postgresMs, 2)} /${result.cpu.per}`
+      : '–',
     `${formatNumber(result.resources.before.rssMb, 0)}→${formatNumber(result.resources.after.rssMb, 0)}`,
     `${result.resources.before.databaseConnections ?? '?'}→${result.resources.after.databaseConnections ?? '?'}`,
   ]);
   console.log(
     renderTable(
-      ['scenario', 'throughput', 'p50 ms', 'p95 ms', 'p99 ms', 'latency of', 'ratio', 'RSS MB', 'db conns'],
+      [
+        'scenario',
+        'throughput',
+        'p50 ms',
+        'p95 ms',
+        'p99 ms',
+        'latency of',
+        'ratio',
+        'CPU ms node | pg',
+        'RSS MB',
+        'db conns',
+      ],
       rows,
     ),
   );

@@ -18,7 +18,16 @@ import {
   type FixtureHandler,
   type FixtureStep,
 } from '../test/support/orchestrator';
-import { countdown, countRoundTrips, now, type PoolUsage, poolUsage, withTimeout } from './lib';
+import {
+  countdown,
+  countRoundTrips,
+  cpuPer,
+  now,
+  type PoolUsage,
+  poolUsage,
+  startCpuMeter,
+  withTimeout,
+} from './lib';
 
 // Arvo prints its spans to the console when no context manager is registered.
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -82,6 +91,8 @@ export interface WorkflowRun {
   lockContention: number;
   /** Statements sent over the shared pool per hop (broker + memory, not pg-boss's own pool). */
   statementsPerHop: number;
+  /** CPU milliseconds per hop: this Node process and the PostgreSQL server. */
+  cpuPerHop: { nodeMs: number; postgresMs: number | null };
   /** Completions whose data said the workflow failed. */
   failedWorkflows: number;
   pool: { before: PoolUsage; after: PoolUsage };
@@ -169,6 +180,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         finished.tick();
         current?.tick();
       };
+      const cpu = await startCpuMeter(databaseUrl);
       const started = now();
       if (mode === 'burst') {
         await Promise.all(Array.from({ length: count }, dispatchOne));
@@ -185,6 +197,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         `${count} workflows (${finished.remaining()} still running)`,
       );
       const elapsedSeconds = (now() - started) / 1000;
+      const cpuUsage = await cpu.stop();
       const hops = count * hopsPerWorkflow(steps);
       return {
         workflows: count,
@@ -197,6 +210,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         workflowLatencies,
         lockContention,
         statementsPerHop: statements.count / hops,
+        cpuPerHop: cpuPer(cpuUsage, hops),
         failedWorkflows,
         pool: { before, after: poolUsage(pool) },
       };

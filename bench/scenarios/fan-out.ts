@@ -57,6 +57,7 @@ export const fanOutScenario: Scenario = {
           deadLettered,
           ratioToScenario1HopsPerSecond: ratioToSequential,
         },
+        cpu: { per: 'hop', ...run.cpuPerHop },
         pool: run.pool,
       };
     } finally {

@@ -9,11 +9,13 @@ import { connectPostgresMachineMemory, releasePostgresMachineMemory } from '../.
 import {
   checkTarget,
   countRoundTrips,
+  cpuPer,
   now,
   poolUsage,
   type Scenario,
   type ScenarioContext,
   type ScenarioMeasurement,
+  startCpuMeter,
   summarize,
 } from '../lib';
 
@@ -106,6 +108,7 @@ export const memoryScenario: Scenario = {
       const before = poolUsage(pool);
       const concurrentLatencies: number[] = [];
       let next = 0;
+      const cpu = await startCpuMeter(databaseUrl);
       const started = now();
       await Promise.all(
         Array.from({ length: CONCURRENCY }, async () => {
@@ -119,6 +122,7 @@ export const memoryScenario: Scenario = {
         }),
       );
       const cyclesPerSecond = subjects / ((now() - started) / 1000);
+      const cpuPerCycle = cpuPer(await cpu.stop(), subjects);
       const after = poolUsage(pool);
 
       if ([...createLockRead, ...createWriteUnlock, ...lockRead, ...writeUnlock].some((n) => n === 0)) {
@@ -160,6 +164,7 @@ export const memoryScenario: Scenario = {
           subjects,
           concurrency: CONCURRENCY,
           cyclesPerSecond,
+          cpuMsPerCycle: cpuPerCycle,
           operationsPerSecond: cyclesPerSecond * 4,
           roundTrips: {
             createLockRead: { max: worst(createLockRead), mean: mean(createLockRead) },
@@ -171,6 +176,7 @@ export const memoryScenario: Scenario = {
           updateCycleLatencyMs: summarize(updateLatencies),
           concurrentCycleLatencyMs: summarize(concurrentLatencies),
         },
+        cpu: { per: 'cycle', ...cpuPerCycle },
         pool: { before, after },
       };
     } finally {

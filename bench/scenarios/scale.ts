@@ -123,6 +123,7 @@ export const scaleScenario: Scenario = {
         emptyRunHopsPerSecond: emptyHopsPerSecond,
         getStatsLatencyMs: stats,
       },
+      cpu: { per: 'hop', ...run.cpuPerHop },
       pool: run.pool,
     };
   },
