@@ -36,7 +36,7 @@ import {
   resolveWorkerOptions,
 } from './options';
 import { actionFor, classifyFailure, type FailureKind } from './policy';
-import { existingQueuesSql, queueStatsSql } from './sql';
+import { exhaustRetriesSql, existingQueuesSql, queueStatsSql } from './sql';
 import { contextFromTraceHeaders, inSpan, messagingAttributes, SpanKind, traceHeadersOf } from './tracing';
 
 /**
@@ -711,7 +711,12 @@ export class PostgresEventBroker {
     }
   }
 
-  /** Applies the error policy (see `policy.ts`) and returns pg-boss's disposition for the job. */
+  /**
+   * Applies the error policy (see `policy.ts`) and settles the job at once, on its own: a batch's
+   * other jobs may still be running, and pg-boss would only settle `perJobResults` after all of them.
+   * Returns pg-boss's disposition: `completed` once settled here (a fenced no-op for pg-boss), or
+   * `failed` with the record when settling here failed (pg-boss then fails it, or its claim expires).
+   */
   async #failure(
     registration: Registration,
     job: JobWithMetadata<StoredEvent>,
@@ -729,36 +734,67 @@ export class PostgresEventBroker {
       error: describeError(error),
       failedAt: new Date().toISOString(),
     };
-    if (action === 'reschedule') {
-      try {
+    try {
+      if (action === 'reschedule') {
         await this.#reschedule(registration, job);
         writeLog(this.#logger, 'debug', 'arvo-postgres broker: lock contention, job rescheduled', {
           queue: job.name,
           jobId: job.id,
         });
         return { id: job.id, status: 'completed' };
-      } catch (rescheduleError) {
-        // Could not reschedule (e.g. the database went away): fall back to an ordinary retry.
-        record.error = describeError(rescheduleError);
-        record.kind = 'infrastructure';
-        return { id: job.id, status: 'failed', output: record };
       }
+      const terminal = action === 'deadLetter' || job.retryCount >= job.retryLimit;
+      writeLog(
+        this.#logger,
+        terminal ? 'error' : 'warn',
+        terminal
+          ? `arvo-postgres broker: job dead-lettered (${kind})`
+          : `arvo-postgres broker: job failed, will be retried (${kind})`,
+        {
+          queue: job.name,
+          jobId: job.id,
+          attempt: record.attempt,
+          error: { name: record.error.name, message: record.error.message },
+        },
+      );
+      await this.#fail(job, record, action === 'deadLetter');
+      return { id: job.id, status: 'completed' };
+    } catch (settleError) {
+      writeLog(
+        this.#logger,
+        'warn',
+        'arvo-postgres broker: could not settle a failed job; pg-boss will retry it',
+        {
+          queue: job.name,
+          jobId: job.id,
+          error: describeError(settleError),
+        },
+      );
+      return { id: job.id, status: 'failed', output: record };
     }
-    const level = action === 'deadLetter' || job.retryCount >= job.retryLimit ? 'error' : 'warn';
-    writeLog(
-      this.#logger,
-      level,
-      action === 'deadLetter' || job.retryCount >= job.retryLimit
-        ? `arvo-postgres broker: job dead-lettered (${kind})`
-        : `arvo-postgres broker: job failed, will be retried (${kind})`,
-      {
-        queue: job.name,
-        jobId: job.id,
-        attempt: record.attempt,
-        error: { name: record.error.name, message: record.error.message },
-      },
-    );
-    return { id: job.id, status: action === 'deadLetter' ? 'deadletter' : 'failed', output: record };
+  }
+
+  /**
+   * Fails this attempt of `job` with `record` as its output: pg-boss retries it with the queue's
+   * backoff, or, at the last attempt or with `now`, moves a copy to the dead-letter queue. `now`
+   * first lowers the job's retry limit to the attempts made, in the same transaction, which is what
+   * pg-boss's own `deadletter` disposition amounts to.
+   */
+  async #fail(job: JobWithMetadata<StoredEvent>, record: JobFailureRecord, now: boolean): Promise<void> {
+    const attempt = { id: job.id, retryCount: job.retryCount };
+    if (!now) {
+      await this.#boss!.fail(job.name, attempt, record);
+      return;
+    }
+    const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId);
+    try {
+      await transaction.query(exhaustRetriesSql(this.#options.schema), [job.name, job.id, job.retryCount]);
+      await this.#boss!.fail(job.name, attempt, record, { db: transaction.db });
+      await transaction.commit();
+    } catch (error) {
+      await transaction.rollback();
+      throw error;
+    }
   }
 
   /**

@@ -11,6 +11,16 @@ export function existingQueuesSql(schema: string): string {
 }
 
 /**
+ * `$1` queue, `$2` job id, `$3` retry count of the attempt: makes this attempt the job's last, so
+ * that pg-boss's `fail` (in the same transaction) dead-letters it at once. Fenced like pg-boss's own
+ * settles: only while that attempt is still active.
+ */
+export function exhaustRetriesSql(schema: string): string {
+  return `UPDATE ${quoteIdentifier(schema)}.job SET retry_limit = retry_count
+    WHERE name = $1 AND id = $2::uuid AND retry_count = $3 AND state = 'active'`;
+}
+
+/**
  * Exact counts per queue in one statement, straight from the job table (pg-boss's own queue counts
  * are a cache refreshed once a minute). `$1 text[]`: the queues to report; `$2 text[]`: the
  * dead-letter queues whose copies are counted as `dead_lettered` of their source queue.

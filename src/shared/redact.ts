@@ -30,10 +30,12 @@ export function registerSecret(secret: string | undefined | null): void {
 /** Returns `text` with credentials masked. */
 export function redactSecrets(text: string): string {
   let out = text;
+  // Pattern rules first: a known secret that is also an ordinary word (e.g. a password `postgres`)
+  // would otherwise be masked inside the URL scheme and stop the URL rule from matching.
+  for (const [pattern, replacement] of RULES) out = out.replace(pattern, replacement);
   for (const secret of knownSecrets) {
     if (out.includes(secret)) out = out.split(secret).join(MASK);
   }
-  for (const [pattern, replacement] of RULES) out = out.replace(pattern, replacement);
   return out.replace(/ {2}\[REDACTED\]/g, ` ${MASK}`);
 }
 

@@ -68,6 +68,7 @@ export function replyTo(
   type: string,
   data: Record<string, unknown> = {},
   to?: string,
+  extensions: Record<string, string> = {},
 ): ArvoEvent {
   return createArvoEvent(
     {
@@ -78,7 +79,7 @@ export function replyTo(
       data,
       ...(event.traceparent ? { traceparent: event.traceparent } : {}),
     },
-    {},
+    extensions,
     { disable: true },
   );
 }

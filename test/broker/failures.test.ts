@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { ArvoEvent } from 'arvo-core';
+import { ConfigViolation, ContractViolation, ExecutionViolation } from 'arvo-event-handler';
+import type pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import { PostgresEventBroker } from '../../src/broker/index';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { TransactionViolation } from '../support/orchestrator';
+import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+
+const SECRET_URL = 'postgres://app:s3cr3t-pw-123@db.internal:5432/app';
+
+describe('PostgresEventBroker: error policy, dead letters, stats', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let broker: PostgresEventBroker;
+  const logger = memoryLogger();
+  const attempts = new Map<string, number[]>();
+  const domained: ArvoEvent[] = [];
+  let releaseBlocked: () => void = () => {};
+  let blocked = new Promise<void>((resolve) => {
+    releaseBlocked = resolve;
+  });
+
+  function count(event: ArvoEvent): number {
+    const list = attempts.get(event.id) ?? [];
+    list.push(Date.now());
+    attempts.set(event.id, list);
+    return list.length;
+  }
+
+  before(async () => {
+    db = await createTestDatabase('broker_failures');
+    pool = newPool(db.url);
+    broker = new PostgresEventBroker({
+      connectionString: db.url,
+      logger,
+      defaults: { worker: { retryLimit: 2, retryDelay: 1, retryBackoff: true } },
+      lockContention: { minDelayMs: 20, maxDelayMs: 60 },
+    });
+    const throwing = (source: string, make: () => Error) =>
+      handler(source, async (event) => {
+        count(event);
+        throw make();
+      });
+    await broker.register(throwing('com.fail.contract', () => new ContractViolation('data does not match')));
+    await broker.register(throwing('com.fail.config', () => new ConfigViolation('wrong destination')));
+    await broker.register(throwing('com.fail.execution', () => new ExecutionViolation('deliberate')));
+    await broker.register(throwing('com.fail.infra', () => new Error(`cannot reach ${SECRET_URL}`)));
+    await broker.register(
+      handler('com.fail.transactiononce', async (event) => {
+        if (count(event) === 1)
+          throw new TransactionViolation('WRITE_MACHINE_MEMORY_FAILURE', 'version conflict');
+        return [replyTo(event, 'evt.transaction.done')];
+      }),
+    );
+    await broker.register(
+      handler('com.fail.contended', async (event) => {
+        if (count(event) <= 4) throw new TransactionViolation('LOCK_UNACQUIRED', 'locked by another holder');
+        return [replyTo(event, 'evt.contended.done')];
+      }),
+      { worker: { retryLimit: 0 } },
+    );
+    // arvo 3 marks such events with `domain`; on arvo 2 it is an extension of that name.
+    await broker.register(
+      handler('com.test.domain', async (event) => [
+        replyTo(event, 'evt.human.approval', { ask: 'ok?' }, undefined, { domain: 'human.interaction' }),
+      ]),
+    );
+    await broker.register(
+      handler('com.test.stats', async (event) => {
+        count(event);
+        if ((event.data as any).bad) throw new ContractViolation('bad stats input');
+        if ((event.data as any).block) await blocked;
+        return [replyTo(event, 'evt.stats.done')];
+      }),
+    );
+    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
+    let domainedCalls = 0;
+    await broker.onDomainedEvent(async (event) => {
+      domainedCalls += 1;
+      domained.push(event);
+      if (domainedCalls === 1) throw new Error('listener crashed');
+    });
+    await broker.start();
+  });
+
+  after(async () => {
+    releaseBlocked();
+    await broker?.stop({ timeoutMs: 5000 });
+    await pool?.end();
+    await db?.drop();
+  });
+
+  async function deadLetterOf(event: ArvoEvent): Promise<any> {
+    return waitFor(
+      `dead letter of ${event.to}`,
+      async () => (await jobsIn(pool, 'arvo.dead-letter')).find((job) => job.data.id === event.id),
+      30_000,
+    );
+  }
+
+  for (const [queue, kind, name] of [
+    ['com.fail.contract', 'contract', 'ViolationError<Contract>'],
+    ['com.fail.config', 'config', 'ViolationError<Config>'],
+    ['com.fail.execution', 'execution', 'ViolationError<Execution>'],
+  ] as const) {
+    it(`dead-letters a ${kind} violation at once, without retries`, async () => {
+      const event = clientEvent(queue);
+      await broker.dispatch(event);
+      const dead = await deadLetterOf(event);
+      assert.equal(dead.source_name, queue);
+      assert.equal(dead.source_id, event.id);
+      assert.equal(dead.source_retry_count, 0);
+      assert.equal(dead.source_output.kind, kind);
+      assert.equal(dead.source_output.attempt, 1);
+      assert.equal(dead.source_output.error.name, name);
+      assert.deepEqual(dead.data, event.toJSON());
+      assert.equal(attempts.get(event.id)?.length, 1);
+      const [original] = await jobsIn(pool, queue).then((jobs) => jobs.filter((job) => job.id === event.id));
+      assert.equal(original.state, 'failed');
+    });
+  }
+
+  it('retries other errors with backoff, then dead-letters them with a redacted error', async () => {
+    const event = clientEvent('com.fail.infra');
+    await broker.dispatch(event);
+    const dead = await deadLetterOf(event);
+    const times = attempts.get(event.id)!;
+    assert.equal(times.length, 3);
+    // Exponential backoff from retryDelay 1 s: ≥ 1 s, then ≥ 2 s.
+    assert.ok(times[1]! - times[0]! >= 900, `first retry after ${times[1]! - times[0]!} ms`);
+    assert.ok(times[2]! - times[1]! >= 1900, `second retry after ${times[2]! - times[1]!} ms`);
+    assert.equal(dead.source_retry_count, 2);
+    assert.equal(dead.source_output.kind, 'infrastructure');
+    assert.equal(dead.source_output.attempt, 3);
+    assert.ok(
+      !JSON.stringify(dead.source_output).includes('s3cr3t-pw-123'),
+      JSON.stringify(dead.source_output),
+    );
+    assert.match(dead.source_output.error.message, /:\/\/app:\[REDACTED\]@db\.internal/);
+    const leaked = logger.lines.filter((line) => JSON.stringify(line).includes('s3cr3t-pw-123'));
+    assert.deepEqual(leaked, []);
+  });
+
+  it('retries a transaction violation (memory conflict) and consumes a retry', async () => {
+    const event = clientEvent('com.fail.transactiononce');
+    await broker.dispatch(event);
+    const job = await waitFor('completion', async () =>
+      (await jobsIn(pool, 'com.fail.transactiononce')).find(
+        (j) => j.id === event.id && j.state === 'completed',
+      ),
+    );
+    assert.equal(job.retry_count, 1);
+    assert.equal(attempts.get(event.id)?.length, 2);
+  });
+
+  it('reschedules on lock contention without consuming the retry budget (retryLimit 0)', async () => {
+    const event = clientEvent('com.fail.contended');
+    await broker.dispatch(event);
+    await waitFor('reply after contention', async () =>
+      (await jobsIn(pool, 'com.test.client')).find((job) => job.data.subject === event.subject),
+    );
+    assert.equal(attempts.get(event.id)?.length, 5);
+    const jobs = await jobsIn(pool, 'com.fail.contended');
+    assert.equal(jobs.length, 5, 'the original and four rescheduled copies');
+    assert.ok(jobs.every((job) => job.state === 'completed'));
+    assert.ok(jobs.every((job) => job.retry_count === 0));
+    assert.equal(jobs.filter((job) => job.output?.reason === 'lock contention').length, 4);
+    assert.equal(
+      (await jobsIn(pool, 'arvo.dead-letter')).filter((job) => job.data.id === event.id).length,
+      0,
+    );
+  });
+
+  it('keeps domained events durably and retries the listener when it throws', async () => {
+    const event = clientEvent('com.test.domain');
+    await broker.dispatch(event);
+    const job = await waitFor('domained job completed', async () =>
+      (await jobsIn(pool, 'arvo.domained')).find(
+        (j) => j.data.subject === event.subject && j.state === 'completed',
+      ),
+    );
+    assert.equal(job.retry_count, 1);
+    assert.equal(job.data.domain, 'human.interaction');
+    const seen = domained.filter((e) => e.subject === event.subject);
+    assert.equal(seen.length, 2);
+    assert.equal(seen[0]!.id, seen[1]!.id);
+  });
+
+  it('rebuild failures are dead-lettered at once with the reason', async () => {
+    const boss = new PgBoss({ connectionString: db.url });
+    boss.on('error', () => {});
+    await boss.start();
+    try {
+      const id = await boss.send('com.test.stats', { not: 'an event' });
+      const dead = await waitFor('dead letter of garbage', async () =>
+        (await jobsIn(pool, 'arvo.dead-letter')).find((job) => job.source_id === id),
+      );
+      assert.equal(dead.source_output.kind, 'invalidEvent');
+      assert.match(dead.source_output.error.message, /cannot be rebuilt into an ArvoEvent/);
+    } finally {
+      await boss.stop({ graceful: false });
+    }
+  });
+
+  it('getStats reports exact counts right after sends and failures', async () => {
+    const good = [1, 2, 3].map((n) => clientEvent('com.test.stats', { n }));
+    const bad = [1, 2].map((n) => clientEvent('com.test.stats', { bad: true, n }));
+    const slow = [1, 2].map((n) => clientEvent('com.test.stats', { block: true, n }));
+    const before = (await broker.getStats()).find((s) => s.name === 'com.test.stats')!;
+    for (const event of [...good, ...bad, ...slow]) await broker.dispatch(event);
+    const stats = await waitFor('stats to settle', async () => {
+      const all = await broker.getStats();
+      const row = all.find((s) => s.name === 'com.test.stats')!;
+      return row.active === 2 && row.completed === before.completed + 3 && row.failed === before.failed + 2
+        ? all
+        : undefined;
+    });
+    const row = stats.find((s) => s.name === 'com.test.stats')!;
+    assert.deepEqual(
+      { queued: row.queued, active: row.active, deferred: row.deferred, total: row.total },
+      { queued: 0, active: 2, deferred: 0, total: before.total + 7 },
+    );
+    assert.equal(row.deadLettered, before.deadLettered + 2);
+    assert.equal(row.oldestQueuedAgeMs, null);
+    const dlq = stats.find((s) => s.name === 'arvo.dead-letter')!;
+    const dlqRows = await jobsIn(pool, 'arvo.dead-letter');
+    assert.equal(dlq.queued, dlqRows.filter((job) => job.state === 'created').length);
+    assert.equal(dlq.total, dlqRows.length);
+    assert.ok(stats.some((s) => s.name === 'arvo.unroutable'));
+    assert.ok(stats.some((s) => s.name === 'arvo.domained'));
+    releaseBlocked();
+    blocked = Promise.resolve();
+    await waitFor('blocked jobs done', async () => {
+      const after = (await broker.getStats()).find((s) => s.name === 'com.test.stats')!;
+      return after.active === 0 && after.completed === before.completed + 5;
+    });
+  });
+});
