@@ -64,8 +64,8 @@ export interface ScenarioMeasurement {
   targets: TargetCheck[];
   /** Scenario-specific numbers (settings used, counts, secondary latencies). */
   details: Record<string, unknown>;
-  /** CPU time per unit of throughput (hop, cycle) in the measured part: Node vs PostgreSQL. */
-  cpu?: { per: string; nodeMs: number; postgresMs: number | null };
+  /** Cost per unit of throughput (hop, cycle) in the measured part: CPU (Node vs PostgreSQL), commits, WAL. */
+  cost?: CostPerUnit & { per: string };
   /** Pool usage of the pool the scenario owns, sampled at the start and the end of the measured part. */
   pool?: { before: PoolUsage; after: PoolUsage };
 }
@@ -276,12 +276,24 @@ export function renderTable(header: string[], rows: string[][]): string {
   return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
 }
 
-/** CPU time spent during a measured window, in milliseconds. */
-export interface CpuUsage {
-  /** This Node process (the benchmark, broker, handlers and pg-boss). */
-  nodeMs: number;
-  /** The PostgreSQL server's processes, when it runs on this machine (`null` otherwise). */
-  postgresMs: number | null;
+/** What a measured window cost, in total. */
+export interface CostUsage {
+  /** CPU ms of this Node process (the benchmark, broker, handlers and pg-boss). */
+  nodeCpuMs: number;
+  /** CPU ms of the PostgreSQL server's processes, when it runs on this machine (`null` otherwise). */
+  postgresCpuMs: number | null;
+  /** Transactions that wrote (each one a WAL flush with synchronous_commit on), server-wide. */
+  writeTransactions: number;
+  /** WAL generated, server-wide. */
+  walBytes: number;
+}
+
+/** {@link CostUsage} divided by the units of work done (hops, cycles). */
+export interface CostPerUnit {
+  nodeCpuMs: number;
+  postgresCpuMs: number | null;
+  writeTransactions: number;
+  walBytes: number;
 }
 
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -312,43 +324,67 @@ async function postgresTicks(postmaster: number): Promise<number | null> {
 }
 
 /**
- * Starts measuring CPU time of this process and of the PostgreSQL server behind `databaseUrl`
- * (found as the parent of a backend; Linux `/proc` only). Tells where a hop's cost goes: Node or
- * the database. Backends that exit inside the window take their CPU time with them.
+ * The next transaction id (consumed only by transactions that write) and the WAL position; neither
+ * read consumes anything itself.
  */
-export async function startCpuMeter(databaseUrl: string): Promise<{ stop(): Promise<CpuUsage> }> {
-  let postmaster: number | null = null;
-  const client = new pg.Client({ connectionString: databaseUrl });
-  try {
-    await client.connect();
-    const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-    postmaster = (await readProcStat(String(rows[0].pid)))?.[0] ?? null;
-  } catch {
-    postmaster = null;
-  } finally {
-    await client.end().catch(() => {});
-  }
-  const postgresBefore = postmaster === null ? null : await postgresTicks(postmaster);
-  const nodeBefore = process.cpuUsage();
-  return {
-    async stop() {
-      const node = process.cpuUsage(nodeBefore);
-      const postgresAfter = postmaster === null ? null : await postgresTicks(postmaster);
-      return {
-        nodeMs: (node.user + node.system) / 1000,
-        postgresMs:
-          postgresBefore === null || postgresAfter === null
-            ? null
-            : ((postgresAfter - postgresBefore) * 1000) / CLOCK_TICKS_PER_SECOND,
-      };
-    },
-  };
+const SERVER_COUNTERS_SQL = `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,
+  pg_current_wal_lsn()::text AS lsn, pg_backend_pid() AS pid`;
+
+async function readServerCounters(client: pg.Client): Promise<{ nextXid: number; lsn: string; pid: number }> {
+  const { rows } = await client.query(SERVER_COUNTERS_SQL);
+  return { nextXid: Number(rows[0].next_xid), lsn: rows[0].lsn, pid: rows[0].pid };
 }
 
-/** CPU milliseconds per unit of work (per hop, per cycle). */
-export function cpuPer(usage: CpuUsage, units: number): { nodeMs: number; postgresMs: number | null } {
+/**
+ * Starts measuring what a window of work costs: CPU of this process and of the PostgreSQL server
+ * behind `databaseUrl` (found as the parent of a backend; Linux `/proc` only), write transactions
+ * and WAL bytes. Tells where a hop's cost goes: Node or the database, and how many commits it
+ * takes. Server-wide counters assume nothing else uses the server (true for the embedded one).
+ */
+export async function startCostMeter(databaseUrl: string): Promise<{ stop(): Promise<CostUsage> }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const before = await readServerCounters(client);
+    const postmaster = (await readProcStat(String(before.pid)))?.[0] ?? null;
+    const postgresBefore = postmaster === null ? null : await postgresTicks(postmaster);
+    const nodeBefore = process.cpuUsage();
+    return {
+      async stop() {
+        const node = process.cpuUsage(nodeBefore);
+        const postgresAfter = postmaster === null ? null : await postgresTicks(postmaster);
+        try {
+          const after = await readServerCounters(client);
+          const { rows } = await client.query('SELECT pg_wal_lsn_diff($1, $2)::bigint AS bytes', [
+            after.lsn,
+            before.lsn,
+          ]);
+          return {
+            nodeCpuMs: (node.user + node.system) / 1000,
+            postgresCpuMs:
+              postgresBefore === null || postgresAfter === null
+                ? null
+                : ((postgresAfter - postgresBefore) * 1000) / CLOCK_TICKS_PER_SECOND,
+            writeTransactions: after.nextXid - before.nextXid,
+            walBytes: Number(rows[0].bytes),
+          };
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+    };
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw error;
+  }
+}
+
+/** Cost per unit of work (per hop, per cycle). */
+export function costPer(usage: CostUsage, units: number): CostPerUnit {
   return {
-    nodeMs: round(usage.nodeMs / units, 3),
-    postgresMs: usage.postgresMs === null ? null : round(usage.postgresMs / units, 3),
+    nodeCpuMs: round(usage.nodeCpuMs / units, 3),
+    postgresCpuMs: usage.postgresCpuMs === null ? null : round(usage.postgresCpuMs / units, 3),
+    writeTransactions: round(usage.writeTransactions / units, 2),
+    walBytes: Math.round(usage.walBytes / units),
   };
 }

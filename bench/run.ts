@@ -151,9 +151,10 @@ function printResults(results: ScenarioResult[]): void {
     result.latency ? formatNumber(result.latency.p99, 2) : '–',
     result.latency?.of ?? '',
     result.ratio ? `${formatRatio(result.ratio.value)} ${result.ratio.to}` : '–',
-    result.cpu
-      ? `${formatNumber(result.cpu.nodeMs, 2)} | ${formatNumber(result.cpu.postgresMs, 2)} /${result.cpu.per}`
+    result.cost
+      ? `${formatNumber(result.cost.nodeCpuMs, 2)} | ${formatNumber(result.cost.postgresCpuMs, 2)}`
       : '–',
+    result.cost ? `${formatNumber(result.cost.writeTransactions, 2)} /${result.cost.per}` : '–',
     `${formatNumber(result.resources.before.rssMb, 0)}→${formatNumber(result.resources.after.rssMb, 0)}`,
     `${result.resources.before.databaseConnections ?? '?'}→${result.resources.after.databaseConnections ?? '?'}`,
   ]);

@@ -19,13 +19,14 @@ import {
   type FixtureStep,
 } from '../test/support/orchestrator';
 import {
+  type CostPerUnit,
+  costPer,
   countdown,
   countRoundTrips,
-  cpuPer,
   now,
   type PoolUsage,
   poolUsage,
-  startCpuMeter,
+  startCostMeter,
   withTimeout,
 } from './lib';
 
@@ -91,8 +92,8 @@ export interface WorkflowRun {
   lockContention: number;
   /** Statements sent over the shared pool per hop (broker + memory, not pg-boss's own pool). */
   statementsPerHop: number;
-  /** CPU milliseconds per hop: this Node process and the PostgreSQL server. */
-  cpuPerHop: { nodeMs: number; postgresMs: number | null };
+  /** CPU (this process, the server), write transactions and WAL per hop. */
+  costPerHop: CostPerUnit;
   /** Completions whose data said the workflow failed. */
   failedWorkflows: number;
   pool: { before: PoolUsage; after: PoolUsage };
@@ -180,7 +181,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         finished.tick();
         current?.tick();
       };
-      const cpu = await startCpuMeter(databaseUrl);
+      const meter = await startCostMeter(databaseUrl);
       const started = now();
       if (mode === 'burst') {
         await Promise.all(Array.from({ length: count }, dispatchOne));
@@ -197,7 +198,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         `${count} workflows (${finished.remaining()} still running)`,
       );
       const elapsedSeconds = (now() - started) / 1000;
-      const cpuUsage = await cpu.stop();
+      const usage = await meter.stop();
       const hops = count * hopsPerWorkflow(steps);
       return {
         workflows: count,
@@ -210,7 +211,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         workflowLatencies,
         lockContention,
         statementsPerHop: statements.count / hops,
-        cpuPerHop: cpuPer(cpuUsage, hops),
+        costPerHop: costPer(usage, hops),
         failedWorkflows,
         pool: { before, after: poolUsage(pool) },
       };

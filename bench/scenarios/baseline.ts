@@ -6,14 +6,14 @@
  */
 import { type Db, type Job, PgBoss } from 'pg-boss';
 import {
+  costPer,
   countdown,
-  cpuPer,
   now,
   type PoolUsage,
   type Scenario,
   type ScenarioContext,
   type ScenarioMeasurement,
-  startCpuMeter,
+  startCostMeter,
   summarize,
   withTimeout,
 } from '../lib';
@@ -163,12 +163,12 @@ export const baselineScenario: Scenario = {
       log(`dispatching ${burst} workflows at once`);
       const finished = countdown(burst);
       chain.onWorkflowDone = () => finished.tick();
-      const cpu = await startCpuMeter(databaseUrl);
+      const meter = await startCostMeter(databaseUrl);
       const started = now();
       await Promise.all(Array.from({ length: burst }, (_, workflow) => dispatch(chain, workflow)));
       await withTimeout(finished.done, 300_000, `${burst} baseline workflows`);
       const elapsedSeconds = (now() - started) / 1000;
-      const cpuPerHop = cpuPer(await cpu.stop(), burst * HOPS_PER_WORKFLOW);
+      const costPerHop = costPer(await meter.stop(), burst * HOPS_PER_WORKFLOW);
       const burstHops = summarize(chain.hopLatencies);
       const burstWorkflows = summarize(chain.workflowLatencies);
       const poolAfter = bossPoolUsage(chain.boss);
@@ -195,7 +195,7 @@ export const baselineScenario: Scenario = {
         targets: [],
         details: {
           settings,
-          cpuMsPerHop: cpuPerHop,
+          costPerHop: costPerHop,
           workflows: burst,
           workflowsPerSecond: burst / elapsedSeconds,
           elapsedSeconds,
@@ -205,7 +205,7 @@ export const baselineScenario: Scenario = {
           idleHopLatencyMs: idleHops,
           idleWorkflowLatencyMs: idleWorkflows,
         },
-        cpu: { per: 'hop', ...cpuPerHop },
+        cost: { per: 'hop', ...costPerHop },
         ...(poolBefore && poolAfter ? { pool: { before: poolBefore, after: poolAfter } } : {}),
       };
     } finally {

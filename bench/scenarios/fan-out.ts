@@ -57,7 +57,7 @@ export const fanOutScenario: Scenario = {
           deadLettered,
           ratioToScenario1HopsPerSecond: ratioToSequential,
         },
-        cpu: { per: 'hop', ...run.cpuPerHop },
+        cost: { per: 'hop', ...run.costPerHop },
         pool: run.pool,
       };
     } finally {

@@ -43,7 +43,7 @@ export const idleLatencyScenario: Scenario = {
           checkTarget('workflow p50', '≤ 80 ms', workflow.p50, (value) => value <= 80, ms),
         ],
         details: describeRun(run),
-        cpu: { per: 'hop', ...run.cpuPerHop },
+        cost: { per: 'hop', ...run.costPerHop },
         pool: run.pool,
       };
     } finally {

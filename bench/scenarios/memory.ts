@@ -8,14 +8,14 @@ import pg from 'pg';
 import { connectPostgresMachineMemory, releasePostgresMachineMemory } from '../../src/memory/index';
 import {
   checkTarget,
+  costPer,
   countRoundTrips,
-  cpuPer,
   now,
   poolUsage,
   type Scenario,
   type ScenarioContext,
   type ScenarioMeasurement,
-  startCpuMeter,
+  startCostMeter,
   summarize,
 } from '../lib';
 
@@ -108,7 +108,7 @@ export const memoryScenario: Scenario = {
       const before = poolUsage(pool);
       const concurrentLatencies: number[] = [];
       let next = 0;
-      const cpu = await startCpuMeter(databaseUrl);
+      const meter = await startCostMeter(databaseUrl);
       const started = now();
       await Promise.all(
         Array.from({ length: CONCURRENCY }, async () => {
@@ -122,7 +122,7 @@ export const memoryScenario: Scenario = {
         }),
       );
       const cyclesPerSecond = subjects / ((now() - started) / 1000);
-      const cpuPerCycle = cpuPer(await cpu.stop(), subjects);
+      const costPerCycle = costPer(await meter.stop(), subjects);
       const after = poolUsage(pool);
 
       if ([...createLockRead, ...createWriteUnlock, ...lockRead, ...writeUnlock].some((n) => n === 0)) {
@@ -164,7 +164,7 @@ export const memoryScenario: Scenario = {
           subjects,
           concurrency: CONCURRENCY,
           cyclesPerSecond,
-          cpuMsPerCycle: cpuPerCycle,
+          costPerCycle: costPerCycle,
           operationsPerSecond: cyclesPerSecond * 4,
           roundTrips: {
             createLockRead: { max: worst(createLockRead), mean: mean(createLockRead) },
@@ -176,7 +176,7 @@ export const memoryScenario: Scenario = {
           updateCycleLatencyMs: summarize(updateLatencies),
           concurrentCycleLatencyMs: summarize(concurrentLatencies),
         },
-        cpu: { per: 'cycle', ...cpuPerCycle },
+        cost: { per: 'cycle', ...costPerCycle },
         pool: { before, after },
       };
     } finally {

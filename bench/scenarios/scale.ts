@@ -123,7 +123,7 @@ export const scaleScenario: Scenario = {
         emptyRunHopsPerSecond: emptyHopsPerSecond,
         getStatsLatencyMs: stats,
       },
-      cpu: { per: 'hop', ...run.cpuPerHop },
+      cost: { per: 'hop', ...run.costPerHop },
       pool: run.pool,
     };
   },

@@ -55,7 +55,7 @@ export function describeRun(run: WorkflowRun): Record<string, unknown> {
     lockContention: run.lockContention,
     failedWorkflows: run.failedWorkflows,
     statementsPerHopOnSharedPool: run.statementsPerHop,
-    cpuMsPerHop: run.cpuPerHop,
+    costPerHop: run.costPerHop,
   };
 }
 
@@ -77,7 +77,7 @@ export const throughputScenario: Scenario = {
         checkTarget('workflows failed', '0', run.failedWorkflows, (value) => value === 0, String),
       ],
       details: describeRun(run),
-      cpu: { per: 'hop', ...run.cpuPerHop },
+      cost: { per: 'hop', ...run.costPerHop },
       pool: run.pool,
     };
   },
