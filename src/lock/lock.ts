@@ -318,10 +318,11 @@ export class PostgresLock {
 
   /** The live lock on `key` (for diagnostics), or `null`. */
   async inspect(key: string): Promise<LockHandle | null> {
-    const { rows } = await this.pool.query(this.statements.inspect, [validKey(key)]).catch((error) => {
-      throw redactError(error);
+    validKey(key);
+    return this.run('inspect', { 'arvo_postgres.lock.key': key }, async () => {
+      const { rows } = await this.pool.query(this.statements.inspect, [key]);
+      return rows[0] ? toHandle(rows[0]) : null;
     });
-    return rows[0] ? toHandle(rows[0]) : null;
   }
 
   /** Deletes expired locks in batches of `batchSize`; returns how many rows were deleted. */

@@ -241,6 +241,18 @@ describe('PostgresLock', () => {
     assert.equal(rowCount, 1);
   });
 
+  it('keeps index names of 63-character tables within the limit and distinct', async () => {
+    const a = await openLock({ table: `${'l'.repeat(62)}a` });
+    const b = await openLock({ table: `${'l'.repeat(62)}b` });
+    assert.ok(await a.acquire('k'));
+    assert.ok(await b.acquire('k'));
+    const { rows } = await a.pool.query(
+      `SELECT indexname FROM pg_indexes WHERE tablename LIKE 'llll%' AND indexdef LIKE '%(expires_at)%'`,
+    );
+    assert.equal(new Set(rows.map((r) => r.indexname)).size, 2);
+    assert.ok(rows.every((r) => r.indexname.length <= 63));
+  });
+
   it('validates options naming the offending option', () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ defaults: { ttlMs: 0 } }, 'defaults.ttlMs'],
