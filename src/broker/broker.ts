@@ -210,6 +210,8 @@ export class PostgresEventBroker {
       supervise: true,
       migrate: true,
       maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
+      // The retention sweep runs inside the supervise pass, so that pass must be at least as frequent.
+      superviseIntervalSeconds: Math.min(60, options.maintenanceIntervalSeconds),
       openTelemetry: { enabled: false },
       ...(options.instanceName ? { instanceName: options.instanceName } : {}),
     });

@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { trace } from '@opentelemetry/api';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { createArvoEvent, currentOpenTelemetryHeaders } from 'arvo-core';
+import type pg from 'pg';
+import {
+  BrokerNotStartedError,
+  DatabaseUnavailableError,
+  PostgresEventBroker,
+  ResolveTimeoutError,
+} from '../../src/broker/index';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createServiceFixture } from '../support/orchestrator';
+import { freePort } from '../support/postgres-server';
+import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+
+const exporter = new InMemorySpanExporter();
+
+function traceHeaders(): { traceparent?: string; tracestate?: string } {
+  const { traceparent, tracestate } = currentOpenTelemetryHeaders();
+  return { ...(traceparent ? { traceparent } : {}), ...(tracestate ? { tracestate } : {}) };
+}
+
+trace.setGlobalTracerProvider(
+  new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
+);
+
+describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let broker: PostgresEventBroker;
+
+  before(async () => {
+    db = await createTestDatabase('broker_lifecycle');
+    pool = newPool(db.url);
+    broker = new PostgresEventBroker({
+      connectionString: db.url,
+      logger: memoryLogger(),
+      maintenanceIntervalSeconds: 1,
+    });
+    // Service A forwards to service B, which answers the client (B's reply goes to `redirectto`).
+    await broker.register(
+      handler('com.trace.a', async (event) => [
+        createArvoEvent(
+          {
+            source: 'com.trace.a',
+            type: 'com.trace.b',
+            subject: event.subject,
+            to: 'com.trace.b',
+            redirectto: event.source,
+            data: {},
+            ...traceHeaders(),
+          },
+          {},
+          { disable: true },
+        ),
+      ]),
+    );
+    await broker.register(createServiceFixture('com.trace.b'));
+    await broker.register(handler('com.test.silent', async () => []));
+    await broker.register(
+      handler('com.test.shortlived', async (event) => [replyTo(event, 'evt.shortlived.done')]),
+      { queue: { deleteAfterSeconds: 1 } },
+    );
+    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
+    await broker.start();
+  });
+
+  after(async () => {
+    await broker?.stop({ timeoutMs: 5000 });
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('keeps one trace id across hops, with producer and consumer spans', async () => {
+    exporter.reset();
+    const event = clientEvent('com.trace.a');
+    assert.equal(event.traceparent, null);
+    const reply = await broker.resolve(event, { timeoutMs: 15_000 });
+    const spans = exporter.getFinishedSpans();
+    const consumers = spans.filter((span) => span.name.endsWith(' process'));
+    const producers = spans.filter((span) => span.name.endsWith(' send'));
+    assert.deepEqual(consumers.map((span) => span.attributes['messaging.destination.name']).sort(), [
+      'com.test.client',
+      'com.trace.a',
+      'com.trace.b',
+    ]);
+    assert.ok(producers.length >= 3, `producer spans: ${producers.map((s) => s.name).join(', ')}`);
+    const traceIds = new Set([...consumers, ...producers].map((span) => span.spanContext().traceId));
+    assert.equal(traceIds.size, 1, `trace ids: ${[...traceIds].join(', ')}`);
+    const [traceId] = traceIds;
+    assert.equal(reply.traceparent?.split('-')[1], traceId);
+    const consumer = consumers.find(
+      (span) => span.attributes['messaging.destination.name'] === 'com.trace.a',
+    )!;
+    assert.equal(consumer.attributes['messaging.system'], 'pg-boss');
+    assert.equal(consumer.attributes['messaging.message.id'], event.id);
+    // arvo's own handler span (inheritFrom: 'CONTEXT') is in the same trace.
+    const arvoSpans = spans.filter((span) => !span.name.endsWith(' process') && !span.name.endsWith(' send'));
+    assert.ok(arvoSpans.length > 0);
+    assert.ok(arvoSpans.every((span) => span.spanContext().traceId === traceId));
+  });
+
+  it('resolve() rejects with ResolveTimeoutError when no reply comes', async () => {
+    await assert.rejects(
+      broker.resolve(clientEvent('com.test.silent'), { timeoutMs: 500 }),
+      ResolveTimeoutError,
+    );
+  });
+
+  it('deletes completed jobs after deleteAfterSeconds (maintenance really runs)', async () => {
+    const event = clientEvent('com.test.shortlived');
+    await broker.resolve(event, { timeoutMs: 15_000 });
+    const [job] = await jobsIn(pool, 'com.test.shortlived');
+    assert.equal(job?.id, event.id);
+    await waitFor(
+      'retention sweep',
+      async () => (await jobsIn(pool, 'com.test.shortlived')).length === 0,
+      30_000,
+      250,
+    );
+  });
+});
+
+describe('PostgresEventBroker: stop and availability', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+
+  before(async () => {
+    db = await createTestDatabase('broker_stop');
+    pool = newPool(db.url);
+  });
+
+  after(async () => {
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('stop() lets an in-flight handler finish and commits its outputs', async () => {
+    const broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    let started = false;
+    let finished = false;
+    await broker.register(
+      handler('com.stop.slow', async (event) => {
+        started = true;
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        finished = true;
+        return [replyTo(event, 'evt.slow.done')];
+      }),
+    );
+    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
+    await broker.start();
+    const event = clientEvent('com.stop.slow');
+    await broker.dispatch(event);
+    await waitFor('handler start', () => started);
+    await broker.stop({ timeoutMs: 10_000 });
+    assert.equal(finished, true);
+    const [job] = await jobsIn(pool, 'com.stop.slow');
+    assert.equal(job.state, 'completed');
+    const replies = (await jobsIn(pool, 'com.test.client')).filter((j) => j.data.subject === event.subject);
+    assert.equal(replies.length, 1);
+    await assert.rejects(broker.dispatch(clientEvent('com.stop.slow')), BrokerNotStartedError);
+  });
+
+  it('at the stop deadline the job is failed for a retry and the handler transaction rolls back', async () => {
+    const broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    let started = false;
+    let finished = false;
+    await broker.register(
+      handler('com.stop.stuck', async (event) => {
+        started = true;
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        finished = true;
+        return [replyTo(event, 'evt.stuck.done')];
+      }),
+    );
+    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
+    await broker.start();
+    const event = clientEvent('com.stop.stuck');
+    await broker.dispatch(event);
+    await waitFor('handler start', () => started);
+    await broker.stop({ timeoutMs: 1000 });
+    await waitFor('handler end', () => finished);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const [job] = await jobsIn(pool, 'com.stop.stuck');
+    assert.equal(job.state, 'retry');
+    assert.equal(
+      (await jobsIn(pool, 'com.test.client')).filter((j) => j.data.subject === event.subject).length,
+      0,
+    );
+  });
+
+  it('start() throws DatabaseUnavailableError without leaking the password', async () => {
+    const port = await freePort();
+    const broker = new PostgresEventBroker({
+      connectionString: `postgres://app:v3ry-s3cret@127.0.0.1:${port}/none`,
+      connectionTimeoutMillis: 2000,
+      logger: memoryLogger(),
+    });
+    await assert.rejects(broker.start(), (error: unknown) => {
+      assert.ok(error instanceof DatabaseUnavailableError, String(error));
+      assert.ok(!String((error as Error).message).includes('v3ry-s3cret'));
+      return true;
+    });
+  });
+});
