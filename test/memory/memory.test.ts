@@ -13,6 +13,7 @@ import {
   releasePostgresMachineMemory,
 } from '../../src/memory/index';
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
+import { applyMigrations } from '../../src/shared/migrations';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 
 let db: TestDatabase;
@@ -120,6 +121,24 @@ describe('PostgresMachineMemory: tables', () => {
     const subject = rootSubject();
     await memory.write(subject, record(subject), null);
     assert.equal((await memory.read(subject))?.subject, subject);
+  });
+
+  it('applies each migration version once, in order, and records it', async () => {
+    const migrations = [
+      { version: 2, description: 'add note', statements: ['ALTER TABLE mig.t ADD COLUMN note text'] },
+      { version: 1, description: 'create t', statements: ['CREATE TABLE mig.t (id int PRIMARY KEY)'] },
+    ];
+    assert.equal(await applyMigrations(admin, { schema: 'mig', component: 'test:t', migrations }), 2);
+    // A second run would fail on the non-idempotent ALTER if it re-applied anything.
+    assert.equal(await applyMigrations(admin, { schema: 'mig', component: 'test:t', migrations }), 2);
+    const { rows } = await admin.query(
+      `SELECT version, description FROM mig.arvo_postgres_migrations WHERE component = 'test:t' ORDER BY version`,
+    );
+    assert.deepEqual(rows, [
+      { version: 1, description: 'create t' },
+      { version: 2, description: 'add note' },
+    ]);
+    await admin.query('INSERT INTO mig.t (id, note) VALUES (1, $1)', ['ok']);
   });
 
   it('drop_and_recreate starts from empty tables', async () => {
