@@ -214,6 +214,36 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     await other.unlock(init.subject);
   });
 
+  it('reports memory I/O failures as LOCK_FAILURE and READ_MACHINE_MEMORY_FAILURE', async () => {
+    const closed = await connectPostgresMachineMemory({ connectionString: db.url });
+    await releasePostgresMachineMemory(closed);
+    const [onClosed] = handlersFor(closed);
+    await assert.rejects(
+      onClosed!.execute(createInitEvent('parent')),
+      (error: unknown) =>
+        error instanceof TransactionViolation &&
+        error.cause === 'LOCK_FAILURE' &&
+        /MEMORY_CLOSED|closed/.test(error.message),
+    );
+    let unlocked = false;
+    const unreadable: IMachineMemory<Record<string, any>> = {
+      lock: (id) => memory.lock(id),
+      async unlock(id) {
+        unlocked = true;
+        return memory.unlock(id);
+      },
+      read: () => closed.read('any'),
+      write: () => Promise.reject(new Error('not reached')),
+    };
+    const [parent] = handlersFor(unreadable);
+    await assert.rejects(
+      parent!.execute(createInitEvent('parent')),
+      (error: unknown) =>
+        error instanceof TransactionViolation && error.cause === 'READ_MACHINE_MEMORY_FAILURE',
+    );
+    assert.ok(unlocked, 'unlock runs in finally');
+  });
+
   it('rejects events whose subject is not its orchestration subject before touching the memory', async () => {
     const calls: string[] = [];
     const spy: IMachineMemory<Record<string, any>> = {
