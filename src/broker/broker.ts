@@ -4,7 +4,7 @@ import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg
 import { consoleLogger, type Logger, writeLog } from '../shared/logger';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, type ErrorDescription, redactSecrets, redactValue } from '../shared/redact';
-import { readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
+import { type Queryable, readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
 import {
   BrokerNotStartedError,
   DatabaseUnavailableError,
@@ -335,7 +335,7 @@ export class PostgresEventBroker {
     this.#assertStarted('dispatch');
     const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
     const decoded = decodeEvent(json);
-    const [routed] = await this.#route([decoded], [json]);
+    const [routed] = await this.#route([decoded], [json], this.#pool!.pool);
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
@@ -554,7 +554,7 @@ export class PostgresEventBroker {
   // ---------------------------------------------------------------- routing
 
   /** Destination queue of each event: domained queue, an existing queue named `to`, or unroutable. */
-  async #route(events: ArvoEvent[], jsons: StoredEvent[]): Promise<RoutedEvent[]> {
+  async #route(events: ArvoEvent[], jsons: StoredEvent[], db: Queryable): Promise<RoutedEvent[]> {
     const unknown = new Set<string>();
     for (const [index, json] of jsons.entries()) {
       const to = events[index]!.to;
@@ -562,7 +562,7 @@ export class PostgresEventBroker {
     }
     if (unknown.size > 0) {
       // Queues may be registered by any process: ask the database, and remember what exists.
-      const { rows } = await this.#pool!.pool.query(existingQueuesSql(this.#options.schema), [[...unknown]]);
+      const { rows } = await db.query(existingQueuesSql(this.#options.schema), [[...unknown]]);
       for (const row of rows) this.#knownQueues.add(row.name);
     }
     return events.map((event, index) => {
@@ -637,7 +637,8 @@ export class PostgresEventBroker {
             this.#deliver(registration, event),
           );
           const encoded = outputs.map((output) => encodeEvent(output, this.#options.maxPayloadBytes).json);
-          const routed = await this.#route(outputs, encoded);
+          // Through the job's transaction: a second pool connection per job could starve the pool.
+          const routed = await this.#route(outputs, encoded, transaction);
           unroutable = routed.filter((entry) => entry.unroutable);
           await this.#enqueue(routed, transaction);
           const completion = await this.#boss!.complete(

@@ -210,4 +210,35 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
       await other.stop({ timeoutMs: 5000 });
     }
   });
+
+  it('re-registering with changed options updates the queue and keeps its pending jobs', async () => {
+    const reconfigured = (n: number) =>
+      handler('com.test.reconf', async (event) => [replyTo(event, 'evt.reconf.done', { n })]);
+    const first = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    await first.register(reconfigured(1), { worker: { retryLimit: 5 }, queue: { deleteAfterSeconds: 100 } });
+    await first.start();
+    await first.stop({ timeoutMs: 2000 });
+    const queueRow = async () =>
+      (
+        await pool.query(
+          `SELECT retry_limit, deletion_seconds FROM pgboss.queue WHERE name = 'com.test.reconf'`,
+        )
+      ).rows[0];
+    assert.deepEqual(await queueRow(), { retry_limit: 5, deletion_seconds: 100 });
+    // Nobody serves the queue now: the job waits.
+    const event = clientEvent('com.test.reconf');
+    await broker.dispatch(event);
+    const second = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    await second.register(reconfigured(2), { worker: { retryLimit: 1 }, queue: { deleteAfterSeconds: 200 } });
+    await second.start();
+    try {
+      assert.deepEqual(await queueRow(), { retry_limit: 1, deletion_seconds: 200 });
+      const reply = await waitFor('reply from the re-registered handler', () =>
+        completions.find((c) => c.subject === event.subject),
+      );
+      assert.deepEqual(reply.data, { n: 2 });
+    } finally {
+      await second.stop({ timeoutMs: 2000 });
+    }
+  });
 });
