@@ -1,6 +1,7 @@
 import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
+import { InvalidOptionError } from '../shared/errors';
 import { consoleLogger, type Logger, writeLog } from '../shared/logger';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, type ErrorDescription, redactSecrets, redactValue } from '../shared/redact';
@@ -171,7 +172,7 @@ export class PostgresEventBroker {
   /** Replaces the logger (console-like or pino-like). */
   setLogger(logger: Logger): void {
     if (typeof logger?.info !== 'function' || typeof logger?.error !== 'function') {
-      throw new InvalidEventError('setLogger expects an object with info() and error() functions');
+      throw new InvalidOptionError('logger', 'expected an object with info() and error() functions');
     }
     this.#logger = logger;
   }
@@ -262,7 +263,7 @@ export class PostgresEventBroker {
    */
   async register(handler: ArvoEventHandlerLike, options: RegisterOptions = {}): Promise<void> {
     if (typeof handler !== 'object' || handler === null || typeof handler.execute !== 'function') {
-      throw new InvalidEventError('register expects an Arvo event handler (with `source` and `execute`)');
+      throw new InvalidOptionError('handler', 'expected an Arvo event handler (with `source` and `execute`)');
     }
     const queue = queueNameOption(handler.source, 'handler.source');
     await this.#addRegistration({
@@ -283,7 +284,7 @@ export class PostgresEventBroker {
     options?: RegisterOptions;
   }): Promise<void> {
     if (typeof params?.listener !== 'function') {
-      throw new InvalidEventError('onWorkflowComplete expects { source, listener }');
+      throw new InvalidOptionError('listener', 'onWorkflowComplete expects { source, listener: function }');
     }
     const queue = queueNameOption(params.source, 'source');
     const existing = this.#registrations.get(queue);
@@ -305,7 +306,7 @@ export class PostgresEventBroker {
    * a listener takes them. A listener that throws gets the event again. A second call replaces the listener.
    */
   async onDomainedEvent(listener: BrokerEventListener): Promise<void> {
-    if (typeof listener !== 'function') throw new InvalidEventError('onDomainedEvent expects a function');
+    if (typeof listener !== 'function') throw new InvalidOptionError('listener', 'expected a function');
     const queue = this.#options.domainedQueue;
     const existing = this.#registrations.get(queue);
     if (existing) {
@@ -323,7 +324,7 @@ export class PostgresEventBroker {
 
   /** Called (after commit) for every handler output whose `to` has no queue; the event is kept in the unroutable queue. */
   onHandlerNotFound(listener: HandlerNotFoundListener): void {
-    if (typeof listener !== 'function') throw new InvalidEventError('onHandlerNotFound expects a function');
+    if (typeof listener !== 'function') throw new InvalidOptionError('listener', 'expected a function');
     this.#notFoundListeners.push(listener);
   }
 
@@ -464,7 +465,7 @@ export class PostgresEventBroker {
 
   #resolveRegisterOptions(options: RegisterOptions): Pick<Registration, 'queueOptions' | 'workerOptions'> {
     if (typeof options !== 'object' || options === null) {
-      throw new InvalidEventError('register options must be an object');
+      throw new InvalidOptionError('options', 'expected an object');
     }
     return {
       queueOptions: resolveQueueOptions(options.queue, 'queue', this.#options.queue),
@@ -480,8 +481,9 @@ export class PostgresEventBroker {
       this.#options.deadLetterQueue,
     ];
     if (registration.kind !== 'domained' && reserved.includes(registration.queue)) {
-      throw new InvalidEventError(
-        `${JSON.stringify(registration.queue)} is a dead-letter or unroutable queue`,
+      throw new InvalidOptionError(
+        'source',
+        `${JSON.stringify(registration.queue)} is a dead-letter or unroutable queue of this broker`,
       );
     }
     if (this.#registrations.has(registration.queue)) throw new DuplicateRegistrationError(registration.queue);
@@ -546,7 +548,10 @@ export class PostgresEventBroker {
     fixed: { policy?: string; partition?: boolean } = {},
   ): Promise<void> {
     const boss = this.#boss!;
-    await boss.createQueue(name, { ...options, ...fixed });
+    const creation = Object.fromEntries(
+      Object.entries({ ...options, ...fixed }).filter(([, value]) => value !== null),
+    );
+    await boss.createQueue(name, creation);
     await boss.updateQueue(name, options);
     this.#knownQueues.add(name);
   }
@@ -870,7 +875,8 @@ function retryOptions(worker: ResolvedWorkerOptions): Record<string, unknown> {
     retryLimit: worker.retryLimit,
     retryDelay: worker.retryDelay,
     retryBackoff: worker.retryBackoff,
-    retryDelayMax: worker.retryDelayMax,
+    // pg-boss accepts a maximum only with backoff; null clears one set by an earlier registration.
+    retryDelayMax: worker.retryBackoff ? worker.retryDelayMax : null,
     expireInSeconds: worker.expireInSeconds,
   };
 }

@@ -238,4 +238,30 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
       return after.active === 0 && after.completed === before.completed + 5;
     });
   });
+
+  it('retries an ExecutionViolation when configured with executionViolation: retry', async () => {
+    const other = new PostgresEventBroker({
+      connectionString: db.url,
+      logger: memoryLogger(),
+      executionViolation: 'retry',
+      defaults: { worker: { retryLimit: 1, retryDelay: 0, retryBackoff: false } },
+    });
+    await other.register(
+      handler('com.fail.execretry', async (event) => {
+        count(event);
+        throw new ExecutionViolation('deliberate, but retried');
+      }),
+    );
+    await other.start();
+    try {
+      const event = clientEvent('com.fail.execretry');
+      await other.dispatch(event);
+      const dead = await deadLetterOf(event);
+      assert.equal(attempts.get(event.id)?.length, 2);
+      assert.equal(dead.source_retry_count, 1);
+      assert.equal(dead.source_output.kind, 'execution');
+    } finally {
+      await other.stop({ timeoutMs: 2000 });
+    }
+  });
 });

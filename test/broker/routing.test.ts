@@ -41,6 +41,21 @@ describe('PostgresEventBroker: options and lifecycle', () => {
     );
   });
 
+  it('rejects what is not a handler, listener or logger', async () => {
+    const broker = new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db' });
+    await assert.rejects(broker.register({ source: 'com.x.y' } as any), InvalidOptionError);
+    await assert.rejects(broker.register(handler('bad name!', async () => [])), InvalidOptionError);
+    await assert.rejects(broker.onWorkflowComplete({ source: 'com.x.y' } as any), InvalidOptionError);
+    assert.throws(() => broker.setLogger({} as any), InvalidOptionError);
+    await assert.rejects(
+      broker.register(
+        handler('com.x.y', async () => []),
+        { worker: { retryLimit: -1 } },
+      ),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'worker.retryLimit',
+    );
+  });
+
   it('refuses dispatch before start', async () => {
     const broker = new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db' });
     await assert.rejects(broker.dispatch(clientEvent('com.test.echo')), BrokerNotStartedError);
