@@ -49,6 +49,10 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     await broker.register(throwing('com.fail.execution', () => new ExecutionViolation('deliberate')));
     await broker.register(throwing('com.fail.infra', () => new Error(`cannot reach ${SECRET_URL}`)));
     await broker.register(
+      throwing('com.fail.custom', () => new ContractViolation('custom dead letter')),
+      { queue: { deadLetter: 'com.custom.dead-letter' } },
+    );
+    await broker.register(
       handler('com.fail.transactiononce', async (event) => {
         if (count(event) === 1)
           throw new TransactionViolation('WRITE_MACHINE_MEMORY_FAILURE', 'version conflict');
@@ -263,5 +267,21 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     } finally {
       await other.stop({ timeoutMs: 2000 });
     }
+  });
+
+  it('creates a per-queue dead-letter queue and reports it in getStats', async () => {
+    const event = clientEvent('com.fail.custom');
+    await broker.dispatch(event);
+    const dead = await waitFor('custom dead letter', async () =>
+      (await jobsIn(pool, 'com.custom.dead-letter')).find((job) => job.data.id === event.id),
+    );
+    assert.equal(dead.source_name, 'com.fail.custom');
+    assert.equal(
+      (await jobsIn(pool, 'arvo.dead-letter')).filter((job) => job.data.id === event.id).length,
+      0,
+    );
+    const stats = await broker.getStats();
+    assert.equal(stats.find((s) => s.name === 'com.custom.dead-letter')?.queued, 1);
+    assert.equal(stats.find((s) => s.name === 'com.fail.custom')?.deadLettered, 1);
   });
 });
