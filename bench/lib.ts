@@ -298,13 +298,17 @@ export interface CostPerUnit {
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** `[ppid, utime + stime in ticks]` of a process from `/proc/<pid>/stat`. */
-async function readProcStat(pid: string): Promise<[number, number] | null> {
+/** Command name, parent pid and CPU ticks (utime + stime) of a process, from `/proc/<pid>/stat`. */
+async function readProcStat(pid: string): Promise<{ command: string; ppid: number; ticks: number } | null> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     // The command name may contain spaces: fields are counted after its closing parenthesis.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return [Number(fields[1]), Number(fields[11]) + Number(fields[12])];
+    return {
+      command: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+      ppid: Number(fields[1]),
+      ticks: Number(fields[11]) + Number(fields[12]),
+    };
   } catch {
     return null;
   }
@@ -314,11 +318,11 @@ async function readProcStat(pid: string): Promise<[number, number] | null> {
 async function postgresTicks(postmaster: number): Promise<number | null> {
   const own = await readProcStat(String(postmaster));
   if (!own) return null;
-  let ticks = own[1];
+  let ticks = own.ticks;
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readProcStat(entry);
-    if (stat && stat[0] === postmaster) ticks += stat[1];
+    if (stat && stat.ppid === postmaster) ticks += stat.ticks;
   }
   return ticks;
 }
@@ -346,7 +350,9 @@ export async function startCostMeter(databaseUrl: string): Promise<{ stop(): Pro
   await client.connect();
   try {
     const before = await readServerCounters(client);
-    const postmaster = (await readProcStat(String(before.pid)))?.[0] ?? null;
+    // Only when the backend is a local process (a remote server's pid may name anything here).
+    const backend = await readProcStat(String(before.pid));
+    const postmaster = backend?.command === 'postgres' ? backend.ppid : null;
     const postgresBefore = postmaster === null ? null : await postgresTicks(postmaster);
     const nodeBefore = process.cpuUsage();
     return {

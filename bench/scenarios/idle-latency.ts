@@ -34,9 +34,7 @@ export const idleLatencyScenario: Scenario = {
         throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
         hopsPerSecond: run.hopsPerSecond,
         latency: { ...hop, of: 'hop (idle)' },
-        ratio: baselineHop
-          ? { to: 'raw pg-boss idle hop p50 (latency)', value: hop.p50 / baselineHop }
-          : null,
+        ratio: baselineHop ? { to: 'raw pg-boss idle hop p50', value: hop.p50 / baselineHop } : null,
         targets: [
           checkTarget('hop p50', '≤ 10 ms', hop.p50, (value) => value <= 10, ms),
           checkTarget('hop p99', '≤ 30 ms', hop.p99, (value) => value <= 30, ms),

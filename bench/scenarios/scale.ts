@@ -105,7 +105,7 @@ export const scaleScenario: Scenario = {
       throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
       hopsPerSecond: run.hopsPerSecond,
       latency: { ...summarize(run.hopLatencies), of: 'hop (under load, seeded)' },
-      ratio: { to: 'empty run (scenario 1) hops/s', value: ratio },
+      ratio: { to: 'empty run hops/s', value: ratio },
       targets: [
         checkTarget('hops/s vs empty run', '≥ 0.8×', ratio, (value) => value >= 0.8, formatRatio),
         checkTarget(
