@@ -79,6 +79,19 @@ export interface ScenarioResult extends ScenarioMeasurement {
   error?: string;
   durationMs: number;
   resources: { before: ResourceSnapshot; after: ResourceSnapshot };
+  /** With `--statements`: the statements that took the most server time in this scenario. */
+  statements?: StatementStats[];
+}
+
+/** One normalized statement from `pg_stat_statements`. */
+export interface StatementStats {
+  calls: number;
+  totalMs: number;
+  meanMs: number;
+  rows: number;
+  /** Share of all statement time in the scenario's database, 0..1. */
+  share: number;
+  query: string;
 }
 
 /** node-postgres pool counters. */
@@ -393,4 +406,52 @@ export function costPer(usage: CostUsage, units: number): CostPerUnit {
     writeTransactions: round(usage.writeTransactions / units, 2),
     walBytes: Math.round(usage.walBytes / units),
   };
+}
+
+/**
+ * Enables `pg_stat_statements` in the database at `databaseUrl` and clears its counters; false when
+ * the server was not started with it in `shared_preload_libraries`.
+ */
+export async function resetStatementStats(databaseUrl: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await client.query('SELECT pg_stat_statements_reset()');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** The `limit` statements of the current database with the most total execution time. */
+export async function readStatementStats(databaseUrl: string, limit = 12): Promise<StatementStats[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `WITH mine AS (
+         SELECT calls, total_exec_time, rows, query FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT LIKE '%pg_stat_statements%'
+       )
+       SELECT calls::float8 AS calls, total_exec_time AS total_ms, rows::float8 AS rows,
+              total_exec_time / nullif(sum(total_exec_time) OVER (), 0) AS share,
+              regexp_replace(query, '\\s+', ' ', 'g') AS query
+       FROM mine ORDER BY total_exec_time DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map((row) => ({
+      calls: row.calls,
+      totalMs: round(row.total_ms),
+      meanMs: round(row.total_ms / Math.max(1, row.calls), 3),
+      rows: row.rows,
+      share: round(row.share ?? 0, 3),
+      query: row.query,
+    }));
+  } finally {
+    await client.end().catch(() => {});
+  }
 }

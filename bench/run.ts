@@ -17,7 +17,9 @@ import { type PostgresServer, startEmbeddedPostgres } from '../test/support/post
 import {
   formatNumber,
   formatRatio,
+  readStatementStats,
   renderTable,
+  resetStatementStats,
   type Scenario,
   type ScenarioResult,
   snapshotResources,
@@ -47,6 +49,7 @@ function usage(): string {
     '  --quick            small counts; the whole run takes under a minute',
     `  --scenario <list>  comma-separated ids or names: ${SCENARIOS.map((s) => `${s.id}|${s.name}`).join(', ')}`,
     '  --json <path>      where to write results (default bench/results/latest.json)',
+    '  --statements       record pg_stat_statements per scenario (preloads it in the embedded server)',
     'DATABASE_URL=postgres://... runs against that server instead of an embedded one.',
   ].join('\n');
 }
@@ -97,7 +100,7 @@ async function describeMachine(serverUrl: string, external: boolean) {
 
 async function runScenario(
   scenario: Scenario,
-  quick: boolean,
+  options: { quick: boolean; statements: boolean },
   earlier: Map<string, ScenarioResult>,
 ): Promise<ScenarioResult> {
   const database = await createTestDatabase(`bench_${scenario.name}`);
@@ -105,7 +108,9 @@ async function runScenario(
   const started = Date.now();
   const before = await snapshotResources(database.url);
   try {
-    const measured = await scenario.run({ quick, databaseUrl: database.url, earlier, log });
+    const recording = options.statements && (await resetStatementStats(database.url));
+    if (options.statements && !recording) log('pg_stat_statements is not preloaded on this server: skipped');
+    const measured = await scenario.run({ quick: options.quick, databaseUrl: database.url, earlier, log });
     const after = await snapshotResources(database.url);
     return {
       id: scenario.id,
@@ -115,6 +120,7 @@ async function runScenario(
       durationMs: Date.now() - started,
       resources: { before, after },
       ...measured,
+      ...(recording ? { statements: await readStatementStats(database.url) } : {}),
     };
   } catch (error) {
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -188,6 +194,22 @@ function printResults(results: ScenarioResult[]): void {
     console.log();
     console.log(renderTable(['scenario', 'target', 'goal', 'measured', 'result'], targetRows));
   }
+  for (const result of results) {
+    if (!result.statements?.length) continue;
+    console.log(`\nserver time by statement, ${result.id} ${result.name} (whole scenario, set-up included):`);
+    console.log(
+      renderTable(
+        ['share', 'calls', 'total ms', 'mean ms', 'statement'],
+        result.statements.map((statement) => [
+          `${(statement.share * 100).toFixed(1)}%`,
+          String(statement.calls),
+          formatNumber(statement.totalMs, 0),
+          formatNumber(statement.meanMs, 3),
+          statement.query.slice(0, 110),
+        ]),
+      ),
+    );
+  }
 }
 
 async function main(): Promise<number> {
@@ -196,6 +218,7 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       scenario: { type: 'string' },
       json: { type: 'string', default: path.join('bench', 'results', 'latest.json') },
+      statements: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -211,7 +234,9 @@ async function main(): Promise<number> {
   if (!external) {
     const started = Date.now();
     // Production settings: fsync and synchronous_commit stay on (the embedded defaults).
-    server = await startEmbeddedPostgres();
+    server = await startEmbeddedPostgres({
+      postgresFlags: values.statements ? ['-c', 'shared_preload_libraries=pg_stat_statements'] : [],
+    });
     // createTestDatabase reaches the server through DATABASE_URL.
     process.env.DATABASE_URL = server.url;
     console.error(`embedded PostgreSQL started in ${Date.now() - started} ms`);
@@ -228,7 +253,10 @@ async function main(): Promise<number> {
     const results = new Map<string, ScenarioResult>();
     for (const scenario of scenarios) {
       console.error(`[${scenario.id} ${scenario.name}] ${scenario.title}`);
-      results.set(scenario.name, await runScenario(scenario, quick, results));
+      results.set(
+        scenario.name,
+        await runScenario(scenario, { quick, statements: values.statements ?? false }, results),
+      );
     }
     const all = [...results.values()];
     console.log();
