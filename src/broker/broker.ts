@@ -351,7 +351,7 @@ export class PostgresEventBroker {
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
         try {
-          await this.#boss!.insert(routed.queue, [{ id: jobId, data: stored }]);
+          await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
         } catch (error) {
           throw isConnectionFailure(error) ? this.#unavailable('dispatch', error) : error;
         }
@@ -519,6 +519,9 @@ export class PostgresEventBroker {
           burstWhenBatchFull: workerOptions.batchSize > 1,
           includeMetadata: true,
           perJobResults: true,
+          ...(subjectConcurrencyOf(registration) > 0
+            ? { groupConcurrency: subjectConcurrencyOf(registration) }
+            : {}),
         },
         (jobs) =>
           this.#track(
@@ -589,10 +592,7 @@ export class PostgresEventBroker {
       byQueue.set(entry.queue, list);
     }
     for (const [queue, entries] of byQueue) {
-      const jobs: JobInsert[] = entries.map((entry) => ({
-        id: jobIdForEvent(entry.json.id),
-        data: entry.json,
-      }));
+      const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json));
       await inSpan(
         this.#options.telemetry,
         `${queue} send`,
@@ -666,6 +666,11 @@ export class PostgresEventBroker {
         }
         await transaction.runSettledCallbacks((callbackError) => this.#logCallbackError(callbackError));
         this.#afterCommit(registration, event, unroutable);
+        // A subject-limited queue may hold the subject's next job back until now, and pg-boss sends
+        // no NOTIFY when a job becomes fetchable that way: wake this process's fetch loop.
+        if (subjectConcurrencyOf(registration) > 0 && registration.workerId) {
+          this.#boss?.notifyWorker(registration.workerId);
+        }
         return outcome;
       },
     );
@@ -825,6 +830,7 @@ export class PostgresEventBroker {
             id: copyId,
             data: job.data,
             startAfter: `${delayMs / 1000} seconds`,
+            ...(job.groupId ? { group: { id: job.groupId } } : {}),
             retryLimit: Math.max(0, job.retryLimit - job.retryCount),
           },
         ],
@@ -864,6 +870,25 @@ export class PostgresEventBroker {
       error: describeError(error),
     });
   }
+}
+
+/**
+ * The pg-boss job of a stored event: id from the event id (idempotent enqueue), group = subject so a
+ * queue with `subjectConcurrency` can limit how many jobs of one workflow run at once.
+ */
+function jobInsertFor(json: StoredEvent): JobInsert {
+  return { id: jobIdForEvent(json.id), data: json, ...(json.subject ? { group: { id: json.subject } } : {}) };
+}
+
+/**
+ * Effective `subjectConcurrency`: as configured, else 1 for orchestrators (arvo's orchestrator
+ * contracts are all typed `arvo.orc.<name>`, and an orchestrator locks per subject) and 0 otherwise.
+ */
+function subjectConcurrencyOf(registration: Registration): number {
+  return (
+    registration.workerOptions.subjectConcurrency ??
+    (registration.kind === 'handler' && registration.queue.startsWith('arvo.orc.') ? 1 : 0)
+  );
 }
 
 function waiterKey(source: string, subject: string): string {

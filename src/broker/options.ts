@@ -53,6 +53,14 @@ export interface BrokerWorkerOptions {
   pollingIntervalSeconds?: number;
   /** Backstop poll while LISTEN/NOTIFY is live, in seconds (≥ polling interval). Default 1 (retries send no NOTIFY). */
   notifyPollingIntervalSeconds?: number;
+  /**
+   * At most this many jobs of one subject run at once on this queue, across all processes (pg-boss
+   * group concurrency, group = event subject); `0` = no limit. Default: `1` for orchestrator queues
+   * (source `arvo.orc.*`), where replies to one workflow then wait in the queue instead of
+   * contending for its lock, and `0` for every other queue. Do not limit a service that receives
+   * fan-out calls: those calls share the workflow's subject and would run one by one.
+   */
+  subjectConcurrency?: number;
 }
 
 /** Options of {@link PostgresEventBroker}. */
@@ -96,7 +104,10 @@ export interface ResolvedQueueOptions {
   warningQueueSize?: number;
 }
 
-export type ResolvedWorkerOptions = Required<BrokerWorkerOptions>;
+/** Worker options after validation; `subjectConcurrency` undefined means the per-queue default. */
+export type ResolvedWorkerOptions = Required<Omit<BrokerWorkerOptions, 'subjectConcurrency'>> & {
+  subjectConcurrency?: number;
+};
 
 export interface ResolvedBrokerOptions {
   connection: ResolvedConnection;
@@ -135,6 +146,7 @@ const WORKER_KEYS = [
   'expireInSeconds',
   'pollingIntervalSeconds',
   'notifyPollingIntervalSeconds',
+  'subjectConcurrency',
 ];
 const BROKER_KEYS = [
   ...CONNECTION_OPTION_KEYS,
@@ -268,6 +280,18 @@ export function resolveWorkerOptions(
     ),
     pollingIntervalSeconds: polling,
     notifyPollingIntervalSeconds: notifyPolling,
+    ...(input.subjectConcurrency === undefined
+      ? base.subjectConcurrency === undefined
+        ? {}
+        : { subjectConcurrency: base.subjectConcurrency }
+      : {
+          subjectConcurrency: integerOption(
+            input.subjectConcurrency,
+            `${option}.subjectConcurrency`,
+            { min: 0, max: 1000 },
+            0,
+          ),
+        }),
   };
 }
 

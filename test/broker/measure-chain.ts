@@ -22,6 +22,7 @@ const workflows = Number(process.env.WORKFLOWS ?? 100);
 
 const db = await createTestDatabase('broker_measure');
 const pool = new pg.Pool({ connectionString: db.url, max: 30 });
+pool.on('error', () => {});
 const memory = await connectPostgresMachineMemory({ pool, logger: silentLogger });
 const broker = new PostgresEventBroker({ pool, logger: silentLogger });
 const done = new Set<string>();

@@ -256,4 +256,38 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
       await second.stop({ timeoutMs: 2000 });
     }
   });
+
+  it('subjectConcurrency 1 runs the jobs of one subject one at a time; without it they overlap', async () => {
+    const running = new Map<string, number>();
+    const peak = new Map<string, number>();
+    const tracking = (source: string) =>
+      handler(source, async (event) => {
+        const now = (running.get(source) ?? 0) + 1;
+        running.set(source, now);
+        peak.set(source, Math.max(peak.get(source) ?? 0, now));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        running.set(source, (running.get(source) ?? 1) - 1);
+        return [replyTo(event, 'evt.tracked.done')];
+      });
+    const other = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    await other.register(tracking('com.test.serial'), { worker: { subjectConcurrency: 1 } });
+    await other.register(tracking('com.test.parallel'));
+    await other.start();
+    try {
+      for (const source of ['com.test.serial', 'com.test.parallel']) {
+        const events = Array.from({ length: 6 }, () =>
+          clientEvent(source, {}, { subject: `shared-${source}` }),
+        );
+        await Promise.all(events.map((event) => broker.dispatch(event)));
+        await waitFor(`${source} done`, async () => {
+          const jobs = await jobsIn(pool, source);
+          return jobs.length === 6 && jobs.every((job) => job.state === 'completed');
+        });
+      }
+      assert.equal(peak.get('com.test.serial'), 1);
+      assert.ok((peak.get('com.test.parallel') ?? 0) > 1, `parallel peak ${peak.get('com.test.parallel')}`);
+    } finally {
+      await other.stop({ timeoutMs: 2000 });
+    }
+  });
 });

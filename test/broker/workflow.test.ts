@@ -43,6 +43,7 @@ describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fi
     const orchestrators = [
       { name: 'sequence', steps: [{ call: 'com.calc.add' }, { call: 'com.calc.mul' }] },
       { name: 'fanout', steps: [{ fanOut: 'com.calc.fan', count: 8 }, { call: 'com.calc.add' }] },
+      { name: 'fangrouped', steps: [{ fanOut: 'com.calc.fan', count: 8 }, { call: 'com.calc.add' }] },
       { name: 'parent', steps: [{ call: 'com.calc.add' }, { child: 'child' }, { call: 'com.calc.mul' }] },
       { name: 'child', steps: [{ call: 'com.calc.mul' }] },
       { name: 'failing', steps: [{ call: 'com.calc.add', data: { fail: true } }, { call: 'com.calc.mul' }] },
@@ -51,11 +52,11 @@ describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fi
     ];
     for (const { name, steps } of orchestrators) {
       // retryLimit 0: a lock contention that consumed a retry would dead-letter the event.
+      // `fanout` turns the per-subject limit of orchestrator queues off, so its replies contend.
       await broker.register(createOrchestratorFixture({ name, memory, steps }), {
-        worker: { retryLimit: 0 },
+        worker: { retryLimit: 0, ...(name === 'fanout' ? { subjectConcurrency: 0 } : {}) },
       });
     }
-    // The atomicity test needs ordinary retries on its orchestrator.
     await broker.onWorkflowComplete({
       source: 'com.test.client',
       listener: (event) => void completions.set(event.subject, event),
@@ -122,6 +123,20 @@ describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fi
       [],
     );
     console.log(`# fan-out: ${rescheduled} lock-contention reschedules for 32 contending replies`);
+  });
+
+  it('fans out with the default per-subject limit on orchestrator queues: replies wait instead of contending', async () => {
+    const inits = Array.from({ length: 4 }, () => createInitEvent('fangrouped'));
+    for (const init of inits) await broker.dispatch(init);
+    for (const init of inits) {
+      const done = await waitFor('grouped fan-out completion', () => completions.get(init.subject), 60_000);
+      assert.equal((done.data as any).results.length, 9);
+    }
+    const jobs = await jobsIn(pool, 'arvo.orc.fangrouped');
+    assert.ok(jobs.every((job) => job.state === 'completed' && job.retry_count === 0));
+    const rescheduled = jobs.filter((job) => job.output?.reason === 'lock contention').length;
+    assert.equal(jobs.length - rescheduled, 4 + 4 * 9);
+    console.log(`# grouped fan-out: ${rescheduled} lock-contention reschedules for 32 replies`);
   });
 
   it('runs a parent/child workflow', async () => {
