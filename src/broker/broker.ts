@@ -141,8 +141,34 @@ const DEFAULT_STOP_TIMEOUT_MS = 30_000;
  * The durable Arvo event broker on PostgreSQL (pg-boss 12, composed, not extended).
  *
  * One pg-boss queue per handler `source`; every event is routed by `to` to the queue of that name,
- * wherever in the database it was registered. Each handled event runs in one database transaction
- * that also inserts the handler's outputs and completes the job (see `README` → atomicity).
+ * wherever in the database it was registered (else to the unroutable queue), or, with a non-null
+ * `domain`, to the durable domained queue.
+ *
+ * **One transaction per handled event.** pg-boss workers fetch batches (`perJobResults`), and each
+ * job of a batch gets a transaction of its own (not pg-boss's `transactional` worker, which would
+ * share one transaction across the batch so that one failing event would roll back its neighbours).
+ * The transaction is opened lazily on the first statement and exposed as the ambient transaction
+ * while `handler.execute` runs; a {@link PostgresMachineMemory} of the same database writes its
+ * state through it. After the handler returns, its outputs are inserted (one statement per
+ * destination queue) and the job is completed, fenced to the attempt that was fetched, through the
+ * same transaction, which then commits; `onSettled` callbacks (the memory's deferred unlock) run
+ * after commit or rollback. Consequences:
+ * - memory in the same database: state, outputs and acknowledgement commit together or not at all;
+ *   a crash, a failed insert, or a claim lost to `expireInSeconds`/`stop()` rolls all of it back and
+ *   the event is delivered again;
+ * - memory elsewhere (another database, or anything the handler does outside the transaction):
+ *   those effects commit on their own before the outputs. If the outputs then fail the event is
+ *   redelivered, and whatever the handler does on a redelivery decides the outcome (an
+ *   orchestrator that already consumed the event emits nothing again);
+ * - listeners (`onWorkflowComplete`, `onDomainedEvent`) run before the commit: at-least-once.
+ *
+ * **Errors** follow {@link classifyFailure}: violations of contract/config (and execution, by
+ * default) are dead-lettered at once, other errors retried with backoff and then dead-lettered.
+ * **Lock contention** (`LOCK_UNACQUIRED`) costs no retry: the job is completed and replaced by a
+ * copy starting 50–250 ms later (same transaction, remaining retry budget, id derived from the
+ * job's), and the local worker is woken when it comes due. Orchestrator queues (`arvo.orc.*`) also
+ * run one job per subject at a time by default (`worker.subjectConcurrency`), so replies to one
+ * workflow mostly wait in the queue instead of contending at all.
  */
 export class PostgresEventBroker {
   readonly #options: ResolvedBrokerOptions;

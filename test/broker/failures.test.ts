@@ -233,6 +233,12 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     const dlqRows = await jobsIn(pool, 'arvo.dead-letter');
     assert.equal(dlq.queued, dlqRows.filter((job) => job.state === 'created').length);
     assert.equal(dlq.total, dlqRows.length);
+    // Dead letters wait (created) until someone redrives them: the oldest one's age is reported.
+    const oldest = Math.min(
+      ...dlqRows.filter((job) => job.state === 'created').map((job) => job.created_on.getTime()),
+    );
+    assert.ok(dlq.oldestQueuedAgeMs !== null);
+    assert.ok(Math.abs(dlq.oldestQueuedAgeMs - (Date.now() - oldest)) < 2000, `${dlq.oldestQueuedAgeMs}`);
     assert.ok(stats.some((s) => s.name === 'arvo.unroutable'));
     assert.ok(stats.some((s) => s.name === 'arvo.domained'));
     releaseBlocked();
