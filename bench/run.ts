@@ -24,7 +24,7 @@ import {
   type ScenarioResult,
   snapshotResources,
 } from './lib';
-import { baselineScenario } from './scenarios/baseline';
+import { baselineScenario, perJobTransactionBaselineScenario } from './scenarios/baseline';
 import { fanOutScenario } from './scenarios/fan-out';
 import { idleLatencyScenario } from './scenarios/idle-latency';
 import { memoryScenario } from './scenarios/memory';
@@ -34,6 +34,7 @@ import { throughputScenario } from './scenarios/throughput';
 /** Run order: the baseline first (the reference), scale last (it reuses scenario 1's figure). */
 const SCENARIOS: Scenario[] = [
   baselineScenario,
+  perJobTransactionBaselineScenario,
   memoryScenario,
   throughputScenario,
   idleLatencyScenario,

@@ -67,6 +67,7 @@ export const throughputScenario: Scenario = {
     const run = await measureThroughput(databaseUrl, throughputWorkflows(quick), log);
     const baseline = earlier.get('baseline')?.hopsPerSecond;
     const ratio = baseline ? run.hopsPerSecond / baseline : null;
+    const perJobBaseline = earlier.get('baseline-per-job')?.hopsPerSecond;
     return {
       throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
       hopsPerSecond: run.hopsPerSecond,
@@ -76,7 +77,10 @@ export const throughputScenario: Scenario = {
         checkTarget('hops/s vs raw pg-boss', '≥ 0.6×', ratio, (value) => value >= 0.6, formatRatio),
         checkTarget('workflows failed', '0', run.failedWorkflows, (value) => value === 0, String),
       ],
-      details: describeRun(run),
+      details: {
+        ...describeRun(run),
+        ratioToPerJobTransactionBaseline: perJobBaseline ? run.hopsPerSecond / perJobBaseline : null,
+      },
       cost: { per: 'hop', ...run.costPerHop },
       pool: run.pool,
     };
