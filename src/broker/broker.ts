@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
 import { InvalidOptionError } from '../shared/errors';
 import { consoleLogger, type Logger, writeLog } from '../shared/logger';
+import { expectObject, integerOption } from '../shared/options';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, type ErrorDescription, redactSecrets, redactValue } from '../shared/redact';
 import { type Queryable, readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
@@ -37,7 +38,7 @@ import {
   resolveWorkerOptions,
 } from './options';
 import { actionFor, classifyFailure, type FailureKind } from './policy';
-import { exhaustRetriesSql, existingQueuesSql, queueStatsSql } from './sql';
+import { exhaustRetriesSql, existingQueuesSql, pendingDeadLettersSql, queueStatsSql } from './sql';
 import { contextFromTraceHeaders, inSpan, messagingAttributes, SpanKind, traceHeadersOf } from './tracing';
 
 /**
@@ -106,6 +107,34 @@ export interface JobFailureRecord {
   eventType: string | null;
   error: ErrorDescription;
   failedAt: string;
+}
+
+/** A job waiting in a dead-letter queue (see `listDeadLetters`). */
+export interface DeadLetter {
+  /** Id of the copy in the dead-letter queue (pass it to `redriveDeadLetters`). */
+  id: string;
+  deadLetterQueue: string;
+  /** The queue the event failed on. */
+  sourceQueue: string | null;
+  /** Id of the failed job in its source queue. */
+  sourceJobId: string | null;
+  /** Attempts made before it was dead-lettered. */
+  attempts: number | null;
+  /** The failure, as stored (normally a {@link JobFailureRecord}; redacted). */
+  failure: JobFailureRecord | Record<string, unknown> | null;
+  /** The event as stored (`toJSON()` form). */
+  event: Record<string, unknown>;
+  deadLetteredAt: Date;
+}
+
+/** Which dead letters to list or redrive. */
+export interface DeadLetterFilter {
+  /** The dead-letter queue. Default: the broker's `deadLetterQueue`. */
+  queue?: string;
+  /** Only those that failed on this queue. */
+  sourceQueue?: string;
+  /** Most to list/move. Default 100 (list) / 1000 (redrive). */
+  limit?: number;
 }
 
 type RegistrationKind = 'handler' | 'completion' | 'domained';
@@ -460,6 +489,61 @@ export class PostgresEventBroker {
       deadLettered: row.dead_lettered,
       oldestQueuedAgeMs: row.oldest_queued_age_ms,
     }));
+  }
+
+  /** Dead letters still waiting in a dead-letter queue, oldest first. */
+  async listDeadLetters(filter: DeadLetterFilter = {}): Promise<DeadLetter[]> {
+    this.#assertStarted('listDeadLetters');
+    const { queue, sourceQueue, limit } = this.#deadLetterFilter(filter, 100);
+    const { rows } = await this.#pool!.pool.query(pendingDeadLettersSql(this.#options.schema), [
+      queue,
+      sourceQueue ?? null,
+      limit,
+    ]);
+    return rows.map((row) => ({
+      id: row.id,
+      deadLetterQueue: queue,
+      sourceQueue: row.source_name,
+      sourceJobId: row.source_id,
+      attempts: row.source_retry_count === null ? null : row.source_retry_count + 1,
+      failure: row.source_output,
+      event: row.data,
+      deadLetteredAt: row.created_on,
+    }));
+  }
+
+  /**
+   * Moves dead letters back to the queues they failed on (pg-boss `redrive`: new job id, fresh
+   * retry budget), e.g. after fixing a handler. `ids` limits it to those dead letters. Returns how
+   * many were moved.
+   */
+  async redriveDeadLetters(filter: DeadLetterFilter & { ids?: string[] } = {}): Promise<number> {
+    this.#assertStarted('redriveDeadLetters');
+    const { queue, sourceQueue, limit } = this.#deadLetterFilter(filter, 1000);
+    if (
+      filter.ids !== undefined &&
+      (!Array.isArray(filter.ids) || filter.ids.some((id) => typeof id !== 'string'))
+    ) {
+      throw new InvalidOptionError('ids', 'expected an array of job ids');
+    }
+    return this.#boss!.redrive(queue, {
+      limit,
+      ...(sourceQueue ? { sourceName: sourceQueue } : {}),
+      ...(filter.ids ? { ids: filter.ids } : {}),
+    });
+  }
+
+  #deadLetterFilter(
+    filter: DeadLetterFilter,
+    defaultLimit: number,
+  ): { queue: string; sourceQueue?: string; limit: number } {
+    const given = expectObject(filter, 'filter');
+    const queue =
+      given.queue === undefined ? this.#options.deadLetterQueue : queueNameOption(given.queue, 'queue');
+    const limit = integerOption(given.limit, 'limit', { min: 1, max: 100_000 }, defaultLimit);
+    return given.sourceQueue === undefined
+      ? { queue, limit }
+      : { queue, limit, sourceQueue: queueNameOption(given.sourceQueue, 'sourceQueue') };
   }
 
   /**

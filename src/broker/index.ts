@@ -3,6 +3,8 @@ export {
   type ArvoEventHandlerLike,
   type BrokerEventListener,
   type BrokerQueueStats,
+  type DeadLetter,
+  type DeadLetterFilter,
   type HandlerNotFoundDetails,
   type HandlerNotFoundListener,
   type JobFailureRecord,

@@ -67,3 +67,16 @@ export function queueStatsSql(schema: string): string {
     LEFT JOIN dead d ON d.name = n.name
     ORDER BY n.position`;
 }
+
+/**
+ * Dead letters still waiting in dead-letter queue `$1` (created or retry), oldest first, optionally
+ * only those from source queue `$2`; at most `$3` rows.
+ */
+export function pendingDeadLettersSql(schema: string): string {
+  return `
+    SELECT id, data, source_name, source_id, source_retry_count, source_output, created_on
+      FROM ${quoteIdentifier(schema)}.job
+     WHERE name = $1 AND state IN ('created', 'retry') AND ($2::text IS NULL OR source_name = $2)
+     ORDER BY created_on, id
+     LIMIT $3`;
+}

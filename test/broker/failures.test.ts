@@ -290,4 +290,27 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     assert.equal(stats.find((s) => s.name === 'com.custom.dead-letter')?.queued, 1);
     assert.equal(stats.find((s) => s.name === 'com.fail.custom')?.deadLettered, 1);
   });
+
+  it('lists pending dead letters with their source, attempts, failure and event', async () => {
+    const letters = await broker.listDeadLetters({ sourceQueue: 'com.fail.contract' });
+    assert.equal(letters.length, 1);
+    const [letter] = letters;
+    assert.equal(letter!.deadLetterQueue, 'arvo.dead-letter');
+    assert.equal(letter!.sourceQueue, 'com.fail.contract');
+    assert.equal(letter!.attempts, 1);
+    assert.equal((letter!.failure as any).kind, 'contract');
+    assert.equal(letter!.event.to, 'com.fail.contract');
+    assert.equal(letter!.sourceJobId, letter!.event.id);
+    const infra = await broker.listDeadLetters({ sourceQueue: 'com.fail.infra' });
+    assert.equal(infra[0]?.attempts, 3);
+    const custom = await broker.listDeadLetters({ queue: 'com.custom.dead-letter' });
+    assert.deepEqual(
+      custom.map((l) => l.sourceQueue),
+      ['com.fail.custom'],
+    );
+    await assert.rejects(
+      broker.listDeadLetters({ limit: 0 }),
+      (error: unknown) => error instanceof Error && /limit/.test(error.message),
+    );
+  });
 });

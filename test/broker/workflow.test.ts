@@ -185,15 +185,11 @@ describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fi
     await pool.query('DROP TRIGGER refuse_sink ON pgboss.job_common; DROP FUNCTION public.refuse_sink()');
     assert.equal(await memory.read(init.subject), null);
     // The lock was released when the transaction rolled back: a redrive completes the workflow.
-    const boss = await import('pg-boss');
-    const admin = new boss.PgBoss({ connectionString: db.url });
-    admin.on('error', () => {});
-    await admin.start();
-    try {
-      assert.equal(await admin.redrive('arvo.dead-letter', { ids: [dead.id] }), 1);
-    } finally {
-      await admin.stop({ graceful: false });
-    }
+    const [listed] = await broker.listDeadLetters({ sourceQueue: 'arvo.orc.atomic' });
+    assert.equal(listed?.id, dead.id);
+    assert.equal(listed?.attempts, 1);
+    assert.equal(listed?.event.id, init.id);
+    assert.equal(await broker.redriveDeadLetters({ ids: [dead.id] }), 1);
     const done = await waitFor('completion after redrive', () => completions.get(init.subject), 30_000);
     assert.equal((done.data as any).status, 'done');
   });
