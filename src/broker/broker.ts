@@ -423,7 +423,7 @@ export class PostgresEventBroker {
    */
   async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
     this.#assertStarted('resolve');
-    const timeoutMs = options.timeoutMs ?? 30_000;
+    const timeoutMs = integerOption(options?.timeoutMs, 'timeoutMs', { min: 1 }, 30_000);
     encodeEvent(event, this.#options.maxPayloadBytes);
     const source = queueNameOption(event.source, 'event.source');
     const registration = this.#registrations.get(source);
@@ -432,7 +432,10 @@ export class PostgresEventBroker {
         `resolve: event.source ${JSON.stringify(source)} is a handler's queue on this broker; replies to it would be handled, not returned`,
       );
     }
-    if (!registration) {
+    if (registration) {
+      // Another resolve() may still be creating the queue the reply has to find.
+      await registration.ready;
+    } else {
       await this.#addRegistration({
         kind: 'completion',
         queue: source,
@@ -445,6 +448,8 @@ export class PostgresEventBroker {
     const reply = new Promise<ArvoEvent>((resolve, reject) => {
       waiter = { resolve, reject };
     });
+    // Rejected by stop() or the timer possibly while dispatch() is still running: never unhandled.
+    reply.catch(() => {});
     const waiters = this.#waiters.get(key) ?? [];
     waiters.push(waiter);
     this.#waiters.set(key, waiters);
@@ -555,7 +560,11 @@ export class PostgresEventBroker {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     if (this.#state === 'starting') await this.#startPromise?.catch(() => {});
     this.#state = 'stopping';
-    const timeoutMs = Math.max(1000, options.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+    // pg-boss waits at least one second.
+    const timeoutMs = Math.max(
+      1000,
+      integerOption(options?.timeoutMs, 'timeoutMs', { min: 0 }, DEFAULT_STOP_TIMEOUT_MS),
+    );
     for (const waiters of this.#waiters.values()) {
       for (const waiter of waiters) waiter.reject(new BrokerNotStartedError('resolve (the broker stopped)'));
     }
@@ -598,7 +607,14 @@ export class PostgresEventBroker {
     }
     if (this.#registrations.has(registration.queue)) throw new DuplicateRegistrationError(registration.queue);
     this.#registrations.set(registration.queue, registration);
-    if (this.#state === 'started') await this.#activate(registration);
+    if (this.#state !== 'started') return;
+    try {
+      await this.#activate(registration);
+    } catch (error) {
+      // Not registered after all: the caller may fix the cause and register again.
+      this.#registrations.delete(registration.queue);
+      throw error;
+    }
   }
 
   /** Creates/updates the queue and starts its worker (once). */
