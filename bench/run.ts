@@ -213,6 +213,28 @@ function printResults(results: ScenarioResult[]): void {
   }
 }
 
+/**
+ * Ctrl-C, SIGTERM or a crash must not leave a PostgreSQL (and its data directory) behind on a
+ * machine others share. Connections the shutdown terminates raise errors nobody listens to any
+ * more; those are ignored once stopping.
+ */
+function stopOnAbort(server: PostgresServer): void {
+  let stopping = false;
+  const stop = (reason: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`\n${reason}: stopping the embedded PostgreSQL`);
+    void server.stop().finally(() => process.exit(code));
+  };
+  process.once('SIGINT', () => stop('SIGINT', 130));
+  process.once('SIGTERM', () => stop('SIGTERM', 143));
+  process.on('uncaughtException', (error) => {
+    if (stopping) return;
+    console.error(error);
+    stop('uncaught exception', 1);
+  });
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -241,6 +263,7 @@ async function main(): Promise<number> {
     // createTestDatabase reaches the server through DATABASE_URL.
     process.env.DATABASE_URL = server.url;
     console.error(`embedded PostgreSQL started in ${Date.now() - started} ms`);
+    stopOnAbort(server);
   }
   const serverUrl = process.env.DATABASE_URL as string;
   try {
