@@ -136,6 +136,10 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     // Exponential backoff from retryDelay 1 s: ≥ 1 s, then ≥ 2 s.
     assert.ok(times[1]! - times[0]! >= 900, `first retry after ${times[1]! - times[0]!} ms`);
     assert.ok(times[2]! - times[1]! >= 1900, `second retry after ${times[2]! - times[1]!} ms`);
+    // Retries send no NOTIFY; the 1 s backstop poll picks them up soon after they come due
+    // (backoff is at most 2 s, then 4 s; pg-boss's default 30 s poll would blow these bounds).
+    assert.ok(times[1]! - times[0]! < 5000, `first retry after ${times[1]! - times[0]!} ms`);
+    assert.ok(times[2]! - times[1]! < 8000, `second retry after ${times[2]! - times[1]!} ms`);
     assert.equal(dead.source_retry_count, 2);
     assert.equal(dead.source_output.kind, 'infrastructure');
     assert.equal(dead.source_output.attempt, 3);
