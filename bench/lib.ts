@@ -357,8 +357,11 @@ async function readServerCounters(client: pg.Client): Promise<{ nextXid: number;
  * behind `databaseUrl` (found as the parent of a backend; Linux `/proc` only), write transactions
  * and WAL bytes. Tells where a hop's cost goes: Node or the database, and how many commits it
  * takes. Server-wide counters assume nothing else uses the server (true for the embedded one).
+ * With {@link recordStatementStats} on, it also clears `pg_stat_statements`.
  */
 export async function startCostMeter(databaseUrl: string): Promise<{ stop(): Promise<CostUsage> }> {
+  // Statement statistics then cover the measured part, not the set-up (schema creation, seeding).
+  if (statementStatsEnabled) await resetStatementStats(databaseUrl);
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -406,6 +409,13 @@ export function costPer(usage: CostUsage, units: number): CostPerUnit {
     writeTransactions: round(usage.writeTransactions / units, 2),
     walBytes: Math.round(usage.walBytes / units),
   };
+}
+
+let statementStatsEnabled = false;
+
+/** `--statements`: every {@link startCostMeter} clears `pg_stat_statements` first. */
+export function recordStatementStats(enabled: boolean): void {
+  statementStatsEnabled = enabled;
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   formatNumber,
   formatRatio,
   readStatementStats,
+  recordStatementStats,
   renderTable,
   resetStatementStats,
   type Scenario,
@@ -197,7 +198,7 @@ function printResults(results: ScenarioResult[]): void {
   }
   for (const result of results) {
     if (!result.statements?.length) continue;
-    console.log(`\nserver time by statement, ${result.id} ${result.name} (whole scenario, set-up included):`);
+    console.log(`\nserver time by statement, ${result.id} ${result.name} (its last measured part):`);
     console.log(
       renderTable(
         ['share', 'calls', 'total ms', 'mean ms', 'statement'],
@@ -250,6 +251,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const scenarios = selectScenarios(values.scenario);
+  recordStatementStats(values.statements ?? false);
   const quick = values.quick ?? false;
 
   const external = Boolean(process.env.DATABASE_URL);
