@@ -465,3 +465,9 @@ export async function readStatementStats(databaseUrl: string, limit = 12): Promi
     await client.end().catch(() => {});
   }
 }
+
+/** Renders rows as a Markdown table (pipes in cells escaped). */
+export function renderMarkdownTable(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}

@@ -19,6 +19,7 @@ import {
   formatRatio,
   readStatementStats,
   recordStatementStats,
+  renderMarkdownTable,
   renderTable,
   resetStatementStats,
   type Scenario,
@@ -146,44 +147,51 @@ async function runScenario(
   }
 }
 
-function printResults(results: ScenarioResult[]): void {
-  const rows = results.map((result) => [
-    `${result.id} ${result.name}`,
-    result.status === 'ok'
-      ? result.throughput
-        ? `${formatNumber(result.throughput.value)} ${result.throughput.unit}`
-        : '–'
-      : `FAILED: ${result.error ?? ''}`.slice(0, 60),
-    result.latency ? formatNumber(result.latency.p50, 2) : '–',
-    result.latency ? formatNumber(result.latency.p95, 2) : '–',
-    result.latency ? formatNumber(result.latency.p99, 2) : '–',
-    result.latency?.of ?? '',
-    result.ratio ? `${formatRatio(result.ratio.value)} ${result.ratio.to}` : '–',
-    result.cost
-      ? `${formatNumber(result.cost.nodeCpuMs, 2)} | ${formatNumber(result.cost.postgresCpuMs, 2)}`
-      : '–',
-    result.cost ? `${formatNumber(result.cost.writeTransactions, 2)} /${result.cost.per}` : '–',
-    `${formatNumber(result.resources.before.rssMb, 0)}→${formatNumber(result.resources.after.rssMb, 0)}`,
-    `${result.resources.before.databaseConnections ?? '?'}→${result.resources.after.databaseConnections ?? '?'}`,
-  ]);
-  console.log(
-    renderTable(
-      [
-        'scenario',
-        'throughput',
-        'p50 ms',
-        'p95 ms',
-        'p99 ms',
-        'latency of',
-        'ratio',
-        'CPU ms node | pg',
-        'RSS MB',
-        'db conns',
-      ],
-      rows,
-    ),
-  );
-  const targetRows = results.flatMap((result) =>
+/** The columns of the results table: title and cell of each scenario. */
+const RESULT_COLUMNS: Array<[string, (result: ScenarioResult) => string]> = [
+  ['scenario', (result) => `${result.id} ${result.name}`],
+  [
+    'throughput',
+    (result) =>
+      result.status !== 'ok'
+        ? `FAILED: ${result.error ?? ''}`.slice(0, 60)
+        : result.throughput
+          ? `${formatNumber(result.throughput.value)} ${result.throughput.unit}`
+          : '–',
+  ],
+  ['hops/s', (result) => formatNumber(result.hopsPerSecond, 0)],
+  ['p50 ms', (result) => formatNumber(result.latency?.p50, 2)],
+  ['p95 ms', (result) => formatNumber(result.latency?.p95, 2)],
+  ['p99 ms', (result) => formatNumber(result.latency?.p99, 2)],
+  ['latency of', (result) => result.latency?.of ?? ''],
+  ['ratio', (result) => (result.ratio ? `${formatRatio(result.ratio.value)} ${result.ratio.to}` : '–')],
+  [
+    'CPU ms node | pg',
+    (result) =>
+      result.cost
+        ? `${formatNumber(result.cost.nodeCpuMs, 2)} | ${formatNumber(result.cost.postgresCpuMs, 2)} /${result.cost.per}`
+        : '–',
+  ],
+  [
+    'commits',
+    (result) => (result.cost ? `${formatNumber(result.cost.writeTransactions, 2)} /${result.cost.per}` : '–'),
+  ],
+  [
+    'RSS MB',
+    (result) =>
+      `${formatNumber(result.resources.before.rssMb, 0)}→${formatNumber(result.resources.after.rssMb, 0)}`,
+  ],
+  [
+    'db conns',
+    (result) =>
+      `${result.resources.before.databaseConnections ?? '?'}→${result.resources.after.databaseConnections ?? '?'}`,
+  ],
+];
+
+const TARGET_HEADER = ['scenario', 'target', 'goal', 'measured', 'result'];
+
+function targetRows(results: ScenarioResult[]): string[][] {
+  return results.flatMap((result) =>
     result.targets.map((target) => [
       `${result.id} ${result.name}`,
       target.what,
@@ -192,9 +200,23 @@ function printResults(results: ScenarioResult[]): void {
       target.met === null ? 'n/a' : target.met ? 'met' : 'MISSED',
     ]),
   );
-  if (targetRows.length > 0) {
+}
+
+function resultRows(results: ScenarioResult[]): string[][] {
+  return results.map((result) => RESULT_COLUMNS.map(([, cell]) => cell(result)));
+}
+
+function printResults(results: ScenarioResult[]): void {
+  console.log(
+    renderTable(
+      RESULT_COLUMNS.map(([title]) => title),
+      resultRows(results),
+    ),
+  );
+  const targets = targetRows(results);
+  if (targets.length > 0) {
     console.log();
-    console.log(renderTable(['scenario', 'target', 'goal', 'measured', 'result'], targetRows));
+    console.log(renderTable(TARGET_HEADER, targets));
   }
   for (const result of results) {
     if (!result.statements?.length) continue;
@@ -212,6 +234,29 @@ function printResults(results: ScenarioResult[]): void {
       ),
     );
   }
+}
+
+/** The results as Markdown, ready to quote in the README's performance section. */
+function resultsMarkdown(
+  results: ScenarioResult[],
+  machine: Awaited<ReturnType<typeof describeMachine>>,
+  mode: string,
+  startedAt: string,
+): string {
+  return [
+    `Measured ${startedAt} (${mode} run): ${machine.cpus} × ${machine.cpuModel}, ${machine.totalMemoryGb} GB, ` +
+      `${machine.platform}; Node ${machine.node}; PostgreSQL ${machine.postgres} (${machine.database}, ` +
+      `fsync ${machine.postgresSettings.fsync}, synchronous_commit ${machine.postgresSettings.synchronous_commit}, ` +
+      `shared_buffers ${machine.postgresSettings.shared_buffers}); pg-boss ${machine.pgBoss}.`,
+    '',
+    renderMarkdownTable(
+      RESULT_COLUMNS.map(([title]) => title),
+      resultRows(results),
+    ),
+    '',
+    renderMarkdownTable(TARGET_HEADER, targetRows(results)),
+    '',
+  ].join('\n');
 }
 
 /**
@@ -304,7 +349,14 @@ async function main(): Promise<number> {
         2,
       )}\n`,
     );
-    console.error(`\nresults written to ${path.relative(process.cwd(), jsonPath)}`);
+    const markdownPath = jsonPath.replace(/(\.json)?$/, '.md');
+    await writeFile(
+      markdownPath,
+      resultsMarkdown(all, machine, quick ? 'quick' : 'full', started.toISOString()),
+    );
+    console.error(
+      `\nresults written to ${path.relative(process.cwd(), jsonPath)} and ${path.relative(process.cwd(), markdownPath)}`,
+    );
     return all.every((result) => result.status === 'ok') ? 0 : 1;
   } finally {
     await server?.stop();
