@@ -259,6 +259,11 @@ export function formatNumber(value: number | null | undefined, digits = 1): stri
   return value === null || value === undefined || !Number.isFinite(value) ? '–' : value.toFixed(digits);
 }
 
+/** Milliseconds as `12.3 ms`. */
+export function formatMs(value: number): string {
+  return `${value.toFixed(1)} ms`;
+}
+
 /** A target check built from a comparison; `met` is null when the measured value is unknown. */
 export function checkTarget(
   what: string,

@@ -14,10 +14,11 @@ import {
   type ScenarioMeasurement,
   summarize,
 } from '../lib';
-import { RIG_TABLES, SERVICE_TYPE, startWorkflowRig } from '../workflow';
+import { hopsPerWorkflow, RIG_TABLES, SERVICE_TYPE, startWorkflowRig } from '../workflow';
 import { describeRun } from './throughput';
 
 const FAN_OUT = 10;
+const STEPS = [{ fanOut: SERVICE_TYPE, count: FAN_OUT }];
 
 /**
  * From the job table: jobs the broker completed as rescheduled for lock contention (it stores
@@ -40,10 +41,10 @@ async function countReschedulesAndRetries(
 export const fanOutScenario: Scenario = {
   id: 3,
   name: 'fanout',
-  title: `fan-out contention: ${FAN_OUT} parallel calls, ${FAN_OUT} replies to one subject (22 hops)`,
+  title: `fan-out contention: ${FAN_OUT} parallel calls, ${FAN_OUT} replies to one subject (${hopsPerWorkflow(STEPS)} hops)`,
   async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
     const workflows = quick ? 15 : 100;
-    const rig = await startWorkflowRig(databaseUrl, [{ fanOut: SERVICE_TYPE, count: FAN_OUT }]);
+    const rig = await startWorkflowRig(databaseUrl, STEPS);
     try {
       await rig.run(3, 'burst', 60_000); // warm-up, unmeasured
       log(`dispatching ${workflows} fan-out workflows at once`);

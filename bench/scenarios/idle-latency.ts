@@ -4,6 +4,7 @@
  */
 import {
   checkTarget,
+  formatMs,
   type Scenario,
   type ScenarioContext,
   type ScenarioMeasurement,
@@ -36,9 +37,9 @@ export const idleLatencyScenario: Scenario = {
         latency: { ...hop, of: 'hop (idle)' },
         ratio: baselineHop ? { to: 'raw pg-boss idle hop p50', value: hop.p50 / baselineHop } : null,
         targets: [
-          checkTarget('hop p50', '≤ 10 ms', hop.p50, (value) => value <= 10, ms),
-          checkTarget('hop p99', '≤ 30 ms', hop.p99, (value) => value <= 30, ms),
-          checkTarget('workflow p50', '≤ 80 ms', workflow.p50, (value) => value <= 80, ms),
+          checkTarget('hop p50', '≤ 10 ms', hop.p50, (value) => value <= 10, formatMs),
+          checkTarget('hop p99', '≤ 30 ms', hop.p99, (value) => value <= 30, formatMs),
+          checkTarget('workflow p50', '≤ 80 ms', workflow.p50, (value) => value <= 80, formatMs),
         ],
         details: describeRun(run),
         cost: { per: 'hop', ...run.costPerHop },
@@ -49,7 +50,3 @@ export const idleLatencyScenario: Scenario = {
     }
   },
 };
-
-function ms(value: number): string {
-  return `${value.toFixed(1)} ms`;
-}

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import { qualifiedName } from '../../src/shared/identifiers';
 import {
   checkTarget,
+  formatMs,
   formatRatio,
   now,
   type Scenario,
@@ -108,13 +109,7 @@ export const scaleScenario: Scenario = {
       ratio: { to: 'empty run hops/s', value: ratio },
       targets: [
         checkTarget('hops/s vs empty run', '≥ 0.8×', ratio, (value) => value >= 0.8, formatRatio),
-        checkTarget(
-          'getStats() p50',
-          '≤ 50 ms',
-          stats.p50,
-          (value) => value <= 50,
-          (v) => `${v.toFixed(1)} ms`,
-        ),
+        checkTarget('getStats() p50', '≤ 50 ms', stats.p50, (value) => value <= 50, formatMs),
       ],
       details: {
         ...describeRun(run),

@@ -11,7 +11,7 @@ import {
   type ScenarioMeasurement,
   summarize,
 } from '../lib';
-import { SEQUENTIAL_STEPS, startWorkflowRig, type WorkflowRun } from '../workflow';
+import { SEQUENTIAL_STEPS, startWorkflowRig, type WorkflowRig, type WorkflowRun } from '../workflow';
 
 /** Workflows run (unmeasured) before each measured burst. */
 const WARM_UP_WORKFLOWS = 20;
@@ -26,7 +26,7 @@ export async function measureThroughput(
   databaseUrl: string,
   workflows: number,
   log: (message: string) => void,
-  beforeRun?: (rig: Awaited<ReturnType<typeof startWorkflowRig>>) => Promise<void>,
+  beforeRun?: (rig: WorkflowRig) => Promise<void>,
 ): Promise<WorkflowRun> {
   const rig = await startWorkflowRig(databaseUrl, SEQUENTIAL_STEPS);
   try {
