@@ -466,22 +466,35 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Exact counts (one SQL statement over pg-boss's job table, not its once-a-minute cache) for every
-   * queue this broker serves, the domained and unroutable queues, and the dead-letter queues.
+   * Exact counts (one SQL statement over pg-boss's job table, not its once-a-minute cache). By
+   * default for every queue this broker serves, the domained and unroutable queues and the
+   * dead-letter queues; `queues` names other queues instead, `'all'` reports every queue in the
+   * database (e.g. for an operations CLI that registers nothing).
    */
-  async getStats(): Promise<BrokerQueueStats[]> {
+  async getStats(options: { queues?: string[] | 'all' } = {}): Promise<BrokerQueueStats[]> {
     this.#assertStarted('getStats');
-    const names = [
-      ...new Set([
-        ...this.queues,
-        this.#options.domainedQueue,
-        this.#options.unroutableQueue,
-        ...this.#deadLetterQueues,
-      ]),
-    ];
+    const given = expectObject(options, 'options').queues;
+    let names: string[];
+    if (given === undefined || given === 'all') {
+      names =
+        given === 'all'
+          ? []
+          : [
+              ...new Set([
+                ...this.queues,
+                this.#options.domainedQueue,
+                this.#options.unroutableQueue,
+                ...this.#deadLetterQueues,
+              ]),
+            ];
+    } else if (Array.isArray(given)) {
+      names = given.map((name, index) => queueNameOption(name, `queues[${index}]`));
+    } else {
+      throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
+    }
     const { rows } = await this.#pool!.pool.query(queueStatsSql(this.#options.schema), [
       names,
-      [...this.#deadLetterQueues],
+      given === 'all',
     ]);
     return rows.map((row) => ({
       name: row.name,

@@ -22,19 +22,28 @@ export function exhaustRetriesSql(schema: string): string {
 
 /**
  * Exact counts per queue in one statement, straight from the job table (pg-boss's own queue counts
- * are a cache refreshed once a minute). `$1 text[]`: the queues to report; `$2 text[]`: the
- * dead-letter queues whose copies are counted as `dead_lettered` of their source queue.
+ * are a cache refreshed once a minute). `$1 text[]`: the queues to report, in this order; `$2
+ * boolean`: also every other queue in the database (by name, after those).
  *
  * - `queued`: created or retry (waiting to run), including `deferred` (start_after in the future);
  * - `active`, `failed`, `completed`: rows in that state still retained;
  * - `total`: every retained row (also cancelled);
- * - `dead_lettered`: retained copies of this queue's jobs in the dead-letter queues;
+ * - `dead_lettered`: retained copies of this queue's jobs in any dead-letter queue (a queue named
+ *   as some queue's `dead_letter`);
  * - `oldest_queued_age_ms`: age of the oldest job ready to run now, null when none.
  */
 export function queueStatsSql(schema: string): string {
   const job = `${quoteIdentifier(schema)}.job`;
+  const queue = `${quoteIdentifier(schema)}.queue`;
   return `
-    WITH counts AS (
+    WITH names AS (
+      SELECT n.name, n.position FROM unnest($1::text[]) WITH ORDINALITY AS n(name, position)
+      UNION ALL
+      SELECT q.name, 1000000000 + row_number() OVER (ORDER BY q.name)
+        FROM ${queue} q
+       WHERE $2::boolean AND NOT (q.name = ANY($1::text[]))
+    ),
+    counts AS (
       SELECT j.name,
         count(*) FILTER (WHERE j.state IN ('created', 'retry')) AS queued,
         count(*) FILTER (WHERE j.state = 'active') AS active,
@@ -44,13 +53,14 @@ export function queueStatsSql(schema: string): string {
         count(*) AS total,
         min(j.created_on) FILTER (WHERE j.state IN ('created', 'retry') AND j.start_after <= now()) AS oldest_ready
       FROM ${job} j
-      WHERE j.name = ANY($1::text[])
+      WHERE j.name IN (SELECT name FROM names)
       GROUP BY j.name
     ),
     dead AS (
       SELECT d.source_name AS name, count(*) AS dead_lettered
       FROM ${job} d
-      WHERE d.name = ANY($2::text[]) AND d.source_name = ANY($1::text[])
+      WHERE d.name IN (SELECT dead_letter FROM ${queue} WHERE dead_letter IS NOT NULL)
+        AND d.source_name IN (SELECT name FROM names)
       GROUP BY d.source_name
     )
     SELECT n.name,
@@ -62,7 +72,7 @@ export function queueStatsSql(schema: string): string {
       coalesce(c.total, 0)::int AS total,
       coalesce(d.dead_lettered, 0)::int AS dead_lettered,
       floor(extract(epoch FROM now() - c.oldest_ready) * 1000)::float8 AS oldest_queued_age_ms
-    FROM unnest($1::text[]) WITH ORDINALITY AS n(name, position)
+    FROM names n
     LEFT JOIN counts c ON c.name = n.name
     LEFT JOIN dead d ON d.name = n.name
     ORDER BY n.position`;

@@ -244,6 +244,18 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     assert.ok(dlq.oldestQueuedAgeMs !== null);
     assert.ok(Math.abs(dlq.oldestQueuedAgeMs - (Date.now() - oldest)) < 2000, `${dlq.oldestQueuedAgeMs}`);
     assert.ok(stats.some((s) => s.name === 'arvo.unroutable'));
+    // The same numbers for named queues, and for every queue in the database.
+    assert.deepEqual(await broker.getStats({ queues: ['com.test.stats'] }), [row]);
+    const all = await broker.getStats({ queues: 'all' });
+    assert.deepEqual(
+      all.find((s) => s.name === 'com.test.stats'),
+      row,
+    );
+    const { rows: queueRows } = await pool.query('SELECT name FROM pgboss.queue ORDER BY name');
+    assert.deepEqual(
+      all.map((s) => s.name),
+      queueRows.map((q) => q.name),
+    );
     assert.ok(stats.some((s) => s.name === 'arvo.domained'));
     releaseBlocked();
     blocked = Promise.resolve();
