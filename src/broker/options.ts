@@ -39,6 +39,11 @@ export interface BrokerWorkerOptions {
   batchSize?: number;
   /** Fetch loops per queue in this process. Default 2 (so up to `batchSize × localConcurrency` in flight). */
   localConcurrency?: number;
+  /**
+   * Shorthand for the jobs in flight per process: `2 × concurrency/2` when even, else
+   * `1 × concurrency` (fetch loops × batch size). Not together with `batchSize`/`localConcurrency`.
+   */
+  concurrency?: number;
   /** Retries after the first attempt for retryable failures. Default 3. */
   retryLimit?: number;
   /** Seconds before the first retry. Default 1. */
@@ -105,7 +110,9 @@ export interface ResolvedQueueOptions {
 }
 
 /** Worker options after validation; `subjectConcurrency` undefined means the per-queue default. */
-export type ResolvedWorkerOptions = Required<Omit<BrokerWorkerOptions, 'subjectConcurrency'>> & {
+export type ResolvedWorkerOptions = Required<
+  Omit<BrokerWorkerOptions, 'subjectConcurrency' | 'concurrency'>
+> & {
   subjectConcurrency?: number;
 };
 
@@ -139,6 +146,7 @@ const QUEUE_KEYS = [
 const WORKER_KEYS = [
   'batchSize',
   'localConcurrency',
+  'concurrency',
   'retryLimit',
   'retryDelay',
   'retryBackoff',
@@ -223,15 +231,27 @@ export function resolveQueueOptions(
   return resolved;
 }
 
-/** Validates worker options over `base` (the broker defaults). */
+/** Validates worker options over `defaults` (the broker's). */
 export function resolveWorkerOptions(
   value: unknown,
   option: string,
-  base: ResolvedWorkerOptions,
+  defaults: ResolvedWorkerOptions,
 ): ResolvedWorkerOptions {
-  if (value === undefined) return base;
+  if (value === undefined) return defaults;
   const input = expectObject(value, option);
   expectKnownKeys(input, WORKER_KEYS, option);
+  let base = defaults;
+  if (input.concurrency !== undefined) {
+    if (input.batchSize !== undefined || input.localConcurrency !== undefined) {
+      throw new InvalidOptionError(
+        `${option}.concurrency`,
+        'give either concurrency or batchSize/localConcurrency',
+      );
+    }
+    const concurrency = integerOption(input.concurrency, `${option}.concurrency`, { min: 1, max: 2000 }, 1);
+    const loops = concurrency % 2 === 0 ? 2 : 1;
+    base = { ...defaults, localConcurrency: loops, batchSize: concurrency / loops };
+  }
   const polling = numberOption(
     input.pollingIntervalSeconds,
     `${option}.pollingIntervalSeconds`,

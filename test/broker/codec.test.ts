@@ -4,8 +4,10 @@ import { trace } from '@opentelemetry/api';
 import { createArvoEvent } from 'arvo-core';
 import { ConfigViolation, ContractViolation, ExecutionViolation } from 'arvo-event-handler';
 import { decodeEvent, encodeEvent, InvalidEventError, PayloadTooLargeError } from '../../src/broker/index';
+import { resolveBrokerOptions, resolveWorkerOptions } from '../../src/broker/options';
 import { actionFor, classifyFailure } from '../../src/broker/policy';
 import { contextFromTraceHeaders } from '../../src/broker/tracing';
+import { InvalidOptionError } from '../../src/shared/errors';
 import { TransactionViolation } from '../support/orchestrator';
 
 describe('event codec', () => {
@@ -115,5 +117,51 @@ describe('trace context extraction', () => {
     ]) {
       assert.equal(contextFromTraceHeaders(header, null), undefined, String(header));
     }
+  });
+});
+
+describe('worker options', () => {
+  const defaults = resolveBrokerOptions({ connectionString: 'postgres://x@localhost/db' }).worker;
+
+  it('maps concurrency onto fetch loops × batch size exactly', () => {
+    for (const [concurrency, loops, batch] of [
+      [1, 1, 1],
+      [5, 1, 5],
+      [20, 2, 10],
+    ] as const) {
+      const resolved = resolveWorkerOptions({ concurrency }, 'worker', defaults);
+      assert.deepEqual([resolved.localConcurrency, resolved.batchSize], [loops, batch]);
+    }
+  });
+
+  it('refuses concurrency together with batchSize or localConcurrency, and a too-short notify poll', () => {
+    assert.throws(
+      () => resolveWorkerOptions({ concurrency: 4, batchSize: 2 }, 'worker', defaults),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'worker.concurrency',
+    );
+    assert.throws(
+      () =>
+        resolveWorkerOptions(
+          { pollingIntervalSeconds: 5, notifyPollingIntervalSeconds: 1 },
+          'worker',
+          defaults,
+        ),
+      (error: unknown) =>
+        error instanceof InvalidOptionError && error.option === 'worker.notifyPollingIntervalSeconds',
+    );
+  });
+
+  it('defaults: batches of 10, two loops, 1 s backstop poll, retries with backoff', () => {
+    assert.deepEqual(defaults, {
+      batchSize: 10,
+      localConcurrency: 2,
+      retryLimit: 3,
+      retryDelay: 1,
+      retryBackoff: true,
+      retryDelayMax: 60,
+      expireInSeconds: 300,
+      pollingIntervalSeconds: 1,
+      notifyPollingIntervalSeconds: 1,
+    });
   });
 });
