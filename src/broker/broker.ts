@@ -587,8 +587,16 @@ export class PostgresEventBroker {
     } finally {
       // pg-boss has failed and aborted what was still running; give those handlers a moment to
       // roll back before the pool closes under them.
-      await settleWithin([...this.#inFlight], 2000);
-      if (this.#pool) await closePool(this.#pool).catch(() => {});
+      const settled = await settleWithin([...this.#inFlight], 2000);
+      if (!settled) {
+        writeLog(
+          this.#logger,
+          'warn',
+          'arvo-postgres broker: handlers still running after stop(); their work was rolled back',
+        );
+      }
+      // A handler that never returns would keep its connection checked out and pool.end() waiting.
+      if (this.#pool) await settleWithin([closePool(this.#pool).catch(() => {})], 5000);
       this.#state = 'stopped';
     }
   }
@@ -1071,14 +1079,16 @@ function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record
   return config;
 }
 
-async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
-  if (promises.length === 0) return;
+/** Waits until `promises` settle or `ms` pass; true when they all settled in time. */
+async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<boolean> {
+  if (promises.length === 0) return true;
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled(promises),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, ms);
+  const settled = await Promise.race([
+    Promise.allSettled(promises).then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
     }),
   ]);
   clearTimeout(timer);
+  return settled;
 }
