@@ -197,6 +197,18 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     assert.equal(seen[0]!.id, seen[1]!.id);
   });
 
+  it('dispatch() sends an event with a domain to the domained queue, not to its `to`', async () => {
+    const event = clientEvent(
+      'com.fail.contract',
+      { ask: 'approve?' },
+      { extensions: { domain: 'human.interaction' } },
+    );
+    await broker.dispatch(event);
+    await waitFor('domained delivery', () => domained.some((e) => e.id === event.id));
+    assert.equal((await jobsIn(pool, 'arvo.domained')).filter((job) => job.id === event.id).length, 1);
+    assert.equal((await jobsIn(pool, 'com.fail.contract')).filter((job) => job.id === event.id).length, 0);
+  });
+
   it('rebuild failures are dead-lettered at once with the reason', async () => {
     const boss = new PgBoss({ connectionString: db.url });
     boss.on('error', () => {});
