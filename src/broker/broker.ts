@@ -7,6 +7,7 @@ import { expectObject, integerOption } from '../shared/options';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, type ErrorDescription, redactSecrets, redactValue } from '../shared/redact';
 import { type Queryable, readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
+import { CircuitBreaker } from './circuit-breaker';
 import {
   BrokerNotStartedError,
   DatabaseUnavailableError,
@@ -213,10 +214,13 @@ export class PostgresEventBroker {
   readonly #waiters = new Map<string, ResolveWaiter[]>();
   readonly #inFlight = new Set<Promise<unknown>>();
   #startPromise: Promise<void> | undefined;
+  /** Bounds `dispatch` while PostgreSQL is down: fails fast instead of hanging. */
+  readonly #dispatchBreaker: CircuitBreaker;
 
   constructor(options: PostgresEventBrokerOptions) {
     this.#options = resolveBrokerOptions(options);
     this.#logger = this.#options.logger ?? consoleLogger;
+    this.#dispatchBreaker = new CircuitBreaker(this.#options.circuitBreaker);
   }
 
   /** Names of the queues this broker serves (handlers, completion listeners, the domained queue). */
@@ -264,7 +268,7 @@ export class PostgresEventBroker {
       schema: options.schema,
       useListenNotify: true,
       supervise: true,
-      migrate: true,
+      migrate: options.migrate,
       maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
       // The retention sweep runs inside the supervise pass, so that pass must be at least as frequent.
       superviseIntervalSeconds: Math.min(60, options.maintenanceIntervalSeconds),
@@ -386,12 +390,16 @@ export class PostgresEventBroker {
   /**
    * Validates and enqueues `event` on the queue named by its `to` (or the domained queue) and returns
    * the job id. The id derives from `event.id`, so dispatching the same event twice enqueues it once.
+   * While PostgreSQL is unreachable it throws {@link DatabaseUnavailableError} within
+   * `circuitBreaker.callTimeoutMs`, and at once while the circuit is open; retrying the same event is safe.
    */
   async dispatch(event: ArvoEvent): Promise<string> {
     this.#assertStarted('dispatch');
     const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
     const decoded = decodeEvent(json);
-    const [routed] = await this.#route([decoded], [json], this.#pool!.pool);
+    const [routed] = await this.#dispatchBreaker.run('dispatch', () =>
+      this.#route([decoded], [json], this.#pool!.pool),
+    );
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
@@ -405,11 +413,9 @@ export class PostgresEventBroker {
         const stored = { ...json };
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
-        try {
-          await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
-        } catch (error) {
-          throw isConnectionFailure(error) ? this.#unavailable('dispatch', error) : error;
-        }
+        await this.#dispatchBreaker.run('dispatch', () =>
+          this.#boss!.insert(routed.queue, [jobInsertFor(stored)]),
+        );
       },
     );
     return jobId;

@@ -16,6 +16,11 @@ import {
   type ResolvedConnection,
   resolveConnection,
 } from '../shared/pool';
+import {
+  type CircuitBreakerOptions,
+  type ResolvedCircuitBreakerOptions,
+  resolveCircuitBreakerOptions,
+} from './circuit-breaker';
 
 /** Queue settings (stored on the pg-boss queue row; re-registering with other values updates them). */
 export interface BrokerQueueOptions {
@@ -98,6 +103,13 @@ export interface PostgresEventBrokerOptions extends ConnectionOptions {
   pgBossPoolMax?: number;
   /** Name of this instance in pg-boss's instance registry. */
   instanceName?: string;
+  /**
+   * Install/migrate pg-boss's schema at `start()`. Default true. `false` for a role without DDL
+   * rights: the schema must exist (see SECURITY.md, "Least privilege").
+   */
+  migrate?: boolean;
+  /** Fail-fast behaviour of `dispatch` while PostgreSQL is unreachable (see `CircuitBreaker`). */
+  circuitBreaker?: CircuitBreakerOptions;
 }
 
 export interface ResolvedQueueOptions {
@@ -133,6 +145,8 @@ export interface ResolvedBrokerOptions {
   telemetry: boolean;
   pgBossPoolMax: number;
   instanceName?: string;
+  migrate: boolean;
+  circuitBreaker: ResolvedCircuitBreakerOptions;
 }
 
 const QUEUE_KEYS = [
@@ -172,6 +186,8 @@ const BROKER_KEYS = [
   'telemetry',
   'pgBossPoolMax',
   'instanceName',
+  'migrate',
+  'circuitBreaker',
 ];
 
 const DAY = 86_400;
@@ -419,6 +435,8 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
     ),
     telemetry: booleanOption(input.telemetry, 'telemetry', true),
     pgBossPoolMax: integerOption(input.pgBossPoolMax, 'pgBossPoolMax', { min: 2, max: 1000 }, 6),
+    migrate: booleanOption(input.migrate, 'migrate', true),
+    circuitBreaker: resolveCircuitBreakerOptions(input.circuitBreaker, 'circuitBreaker'),
   };
   if (input.logger !== undefined) resolved.logger = input.logger as Logger;
   const instanceName = stringOption(input.instanceName, 'instanceName');

