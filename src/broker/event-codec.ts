@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ArvoEvent } from 'arvo-core';
+import { jsonContainsNul } from '../shared/json';
 import { InvalidEventError, PayloadTooLargeError } from './errors';
 
 /**
@@ -75,6 +76,12 @@ export function encodeEvent(event: unknown, maxPayloadBytes: number): { json: St
   }
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxPayloadBytes) throw new PayloadTooLargeError(event.id, bytes, maxPayloadBytes);
+  // PostgreSQL's jsonb cannot store U+0000; refuse it here, by name, instead of a driver error at insert.
+  if (jsonContainsNul(text)) {
+    throw new InvalidEventError(
+      `Event ${event.id} contains a NUL character (\\u0000), which PostgreSQL cannot store in jsonb`,
+    );
+  }
   // Round-trip through JSON so what is validated below is exactly what will be stored.
   return { json: JSON.parse(text) as StoredEvent, bytes };
 }

@@ -4,6 +4,7 @@ import { type LockHandle, PostgresLock, type ResolvedLockRetry, resolveLockRetry
 import { lockMigrationV1 } from '../lock/migrations/v1';
 import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
 import { qualifiedName, validateIdentifier } from '../shared/identifiers';
+import { jsonContainsNul } from '../shared/json';
 import { consoleLogger, type Logger, writeLog } from '../shared/logger';
 import { applyMigrations, MIGRATIONS_TABLE, type Migration, migrationsTableSql } from '../shared/migrations';
 import {
@@ -280,6 +281,12 @@ function requireSubject(subject: unknown): string {
   if (typeof subject !== 'string' || subject.length === 0) {
     throw new ArvoPostgresError('INVALID_ARGUMENT', 'A workflow subject must be a non-empty string');
   }
+  if (subject.includes('\u0000')) {
+    throw new ArvoPostgresError(
+      'INVALID_ARGUMENT',
+      'A workflow subject cannot contain a NUL character (\\u0000)',
+    );
+  }
   return subject;
 }
 
@@ -384,6 +391,13 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       const meta =
         typeof metadata === 'object' && metadata !== null ? (metadata as Record<string, unknown>) : {};
       const json = JSON.stringify(data);
+      if (jsonContainsNul(json)) {
+        // jsonb cannot store U+0000: a clear error instead of the driver's "unsupported Unicode escape".
+        throw new ArvoPostgresError(
+          'INVALID_ARGUMENT',
+          `Cannot write workflow ${shortSubject(id)}: the record contains a NUL character (\\u0000), which PostgreSQL cannot store`,
+        );
+      }
       const status = optionalString(data.status);
       const executionStatus = optionalString(data.executionStatus);
       const initiator = optionalString(meta.initiator);

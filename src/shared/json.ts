@@ -1,0 +1,10 @@
+/** `\u0000` as `JSON.stringify` writes a NUL character (an escaped backslash before `u0000` is not one). */
+const JSON_NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
+
+/**
+ * Whether the JSON text (from `JSON.stringify`) holds a NUL character in some string. PostgreSQL's
+ * `jsonb` and `text` cannot store U+0000, so such values are refused before they reach the driver.
+ */
+export function jsonContainsNul(json: string): boolean {
+  return JSON_NUL_ESCAPE.test(json);
+}
