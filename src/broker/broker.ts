@@ -272,6 +272,9 @@ export class PostgresEventBroker {
       maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
       // The retention sweep runs inside the supervise pass, so that pass must be at least as frequent.
       superviseIntervalSeconds: Math.min(60, options.maintenanceIntervalSeconds),
+      // Jobs of a crashed worker are only failed (and retried) by the monitor pass after their
+      // expireInSeconds; pg-boss runs it once a minute by default, so keep it as frequent as supervise.
+      monitorIntervalSeconds: Math.min(60, options.maintenanceIntervalSeconds),
       openTelemetry: { enabled: false },
       ...(options.instanceName ? { instanceName: options.instanceName } : {}),
     });
