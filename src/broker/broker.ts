@@ -5,9 +5,16 @@ import { InvalidOptionError } from '../shared/errors';
 import { consoleLogger, type Logger, writeLog } from '../shared/logger';
 import { expectObject, integerOption } from '../shared/options';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
-import { describeError, type ErrorDescription, redactSecrets, redactValue } from '../shared/redact';
+import { describeError, redactSecrets, redactValue } from '../shared/redact';
 import { type Queryable, readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
 import { CircuitBreaker } from './circuit-breaker';
+import {
+  type DeadLetter,
+  type DeadLetterFilter,
+  DeadLetters,
+  failureHistory,
+  type JobFailureRecord,
+} from './dead-letters';
 import {
   BrokerNotStartedError,
   DatabaseUnavailableError,
@@ -26,6 +33,7 @@ import {
   type StoredEvent,
 } from './event-codec';
 import { JobTransaction } from './job-transaction';
+import { BrokerMetrics, type BrokerQueueStats, queryQueueStats } from './metrics';
 import {
   type BrokerQueueOptions,
   type BrokerWorkerOptions,
@@ -38,8 +46,8 @@ import {
   resolveQueueOptions,
   resolveWorkerOptions,
 } from './options';
-import { actionFor, classifyFailure, type FailureKind } from './policy';
-import { exhaustRetriesSql, existingQueuesSql, pendingDeadLettersSql, queueStatsSql } from './sql';
+import { actionFor, classifyFailure } from './policy';
+import { exhaustRetriesSql, existingQueuesSql } from './sql';
 import { contextFromTraceHeaders, inSpan, messagingAttributes, SpanKind, traceHeadersOf } from './tracing';
 
 /**
@@ -77,66 +85,6 @@ export type HandlerNotFoundListener = (
   event: ArvoEvent,
   details: HandlerNotFoundDetails,
 ) => void | Promise<void>;
-
-/** Exact counts of one queue (see `getStats`). */
-export interface BrokerQueueStats {
-  name: string;
-  /** Waiting to run (created or retry), including `deferred`. */
-  queued: number;
-  active: number;
-  /** Waiting with a start time in the future (retry backoff, lock-contention reschedule). */
-  deferred: number;
-  /** Terminally failed rows still retained (their dead-letter copies are in `deadLettered` of this queue). */
-  failed: number;
-  /** Completed rows still retained. */
-  completed: number;
-  /** Every retained row. */
-  total: number;
-  /** Retained copies of this queue's jobs in dead-letter queues. */
-  deadLettered: number;
-  /** Age of the oldest job ready to run, or null when none is ready. */
-  oldestQueuedAgeMs: number | null;
-}
-
-/** What a dead-lettered or failed job carries as its output (pg-boss `output` / DLQ `sourceOutput`). */
-export interface JobFailureRecord {
-  kind: FailureKind;
-  queue: string;
-  /** 1 for the first attempt. */
-  attempt: number;
-  eventId: string | null;
-  eventType: string | null;
-  error: ErrorDescription;
-  failedAt: string;
-}
-
-/** A job waiting in a dead-letter queue (see `listDeadLetters`). */
-export interface DeadLetter {
-  /** Id of the copy in the dead-letter queue (pass it to `redriveDeadLetters`). */
-  id: string;
-  deadLetterQueue: string;
-  /** The queue the event failed on. */
-  sourceQueue: string | null;
-  /** Id of the failed job in its source queue. */
-  sourceJobId: string | null;
-  /** Attempts made before it was dead-lettered. */
-  attempts: number | null;
-  /** The failure, as stored (normally a {@link JobFailureRecord}; redacted). */
-  failure: JobFailureRecord | Record<string, unknown> | null;
-  /** The event as stored (`toJSON()` form). */
-  event: Record<string, unknown>;
-  deadLetteredAt: Date;
-}
-
-/** Which dead letters to list or redrive. */
-export interface DeadLetterFilter {
-  /** The dead-letter queue. Default: the broker's `deadLetterQueue`. */
-  queue?: string;
-  /** Only those that failed on this queue. */
-  sourceQueue?: string;
-  /** Most to list/move. Default 100 (list) / 1000 (redrive). */
-  limit?: number;
-}
 
 type RegistrationKind = 'handler' | 'completion' | 'domained';
 
@@ -214,6 +162,8 @@ export class PostgresEventBroker {
   readonly #waiters = new Map<string, ResolveWaiter[]>();
   readonly #inFlight = new Set<Promise<unknown>>();
   #startPromise: Promise<void> | undefined;
+  #deadLetters: DeadLetters | undefined;
+  readonly #metrics = new BrokerMetrics(() => this.getStats());
   /** Bounds `dispatch` while PostgreSQL is down: fails fast instead of hanging. */
   readonly #dispatchBreaker: CircuitBreaker;
 
@@ -263,6 +213,11 @@ export class PostgresEventBroker {
     } catch (error) {
       throw this.#unavailable('connect', error);
     }
+    this.#deadLetters = new DeadLetters({
+      pool: this.#pool.pool,
+      schema: options.schema,
+      deadLetterQueues: [options.deadLetterQueue],
+    });
     const boss = new PgBoss({
       ...pgBossConnection(options, this.#pool.pool),
       schema: options.schema,
@@ -501,76 +456,46 @@ export class PostgresEventBroker {
     } else {
       throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
     }
-    const { rows } = await this.#pool!.pool.query(queueStatsSql(this.#options.schema), [
-      names,
-      given === 'all',
-    ]);
-    return rows.map((row) => ({
-      name: row.name,
-      queued: row.queued,
-      active: row.active,
-      deferred: row.deferred,
-      failed: row.failed,
-      completed: row.completed,
-      total: row.total,
-      deadLettered: row.dead_lettered,
-      oldestQueuedAgeMs: row.oldest_queued_age_ms,
-    }));
-  }
-
-  /** Dead letters still waiting in a dead-letter queue, oldest first. */
-  async listDeadLetters(filter: DeadLetterFilter = {}): Promise<DeadLetter[]> {
-    this.#assertStarted('listDeadLetters');
-    const { queue, sourceQueue, limit } = this.#deadLetterFilter(filter, 100);
-    const { rows } = await this.#pool!.pool.query(pendingDeadLettersSql(this.#options.schema), [
-      queue,
-      sourceQueue ?? null,
-      limit,
-    ]);
-    return rows.map((row) => ({
-      id: row.id,
-      deadLetterQueue: queue,
-      sourceQueue: row.source_name,
-      sourceJobId: row.source_id,
-      attempts: row.source_retry_count === null ? null : row.source_retry_count + 1,
-      failure: row.source_output,
-      event: row.data,
-      deadLetteredAt: row.created_on,
-    }));
+    return queryQueueStats(this.#pool!.pool, this.#options.schema, names, given === 'all');
   }
 
   /**
-   * Moves dead letters back to the queues they failed on (pg-boss `redrive`: new job id, fresh
-   * retry budget), e.g. after fixing a handler. `ids` limits it to those dead letters. Returns how
-   * many were moved.
+   * Metrics in Prometheus text exposition format: exact queue gauges (from `getStats()`) and this
+   * process's counters and handler duration histogram (see {@link BrokerMetrics}; the same metrics
+   * also go to OpenTelemetry's `metrics.getMeter('arvo-postgres')`).
    */
-  async redriveDeadLetters(filter: DeadLetterFilter & { ids?: string[] } = {}): Promise<number> {
-    this.#assertStarted('redriveDeadLetters');
-    const { queue, sourceQueue, limit } = this.#deadLetterFilter(filter, 1000);
-    if (
-      filter.ids !== undefined &&
-      (!Array.isArray(filter.ids) || filter.ids.some((id) => typeof id !== 'string'))
-    ) {
-      throw new InvalidOptionError('ids', 'expected an array of job ids');
-    }
-    return this.#boss!.redrive(queue, {
-      limit,
-      ...(sourceQueue ? { sourceName: sourceQueue } : {}),
-      ...(filter.ids ? { ids: filter.ids } : {}),
-    });
+  async getMetrics(): Promise<string> {
+    return this.#metrics.prometheus(await this.getStats());
   }
 
-  #deadLetterFilter(
-    filter: DeadLetterFilter,
-    defaultLimit: number,
-  ): { queue: string; sourceQueue?: string; limit: number } {
-    const given = expectObject(filter, 'filter');
-    const queue =
-      given.queue === undefined ? this.#options.deadLetterQueue : queueNameOption(given.queue, 'queue');
-    const limit = integerOption(given.limit, 'limit', { min: 1, max: 100_000 }, defaultLimit);
-    return given.sourceQueue === undefined
-      ? { queue, limit }
-      : { queue, limit, sourceQueue: queueNameOption(given.sourceQueue, 'sourceQueue') };
+  /**
+   * Dead letters of every dead-letter queue in the database: `list`, `show`, `replay` (keeping the
+   * failure history), `purge`. See {@link DeadLetters}.
+   */
+  get deadLetters(): DeadLetters {
+    this.#assertStarted('deadLetters');
+    return this.#deadLetters!;
+  }
+
+  /** Dead letters waiting in the broker's dead-letter queue (or `filter.queue`), oldest first. */
+  async listDeadLetters(filter: DeadLetterFilter = {}): Promise<DeadLetter[]> {
+    const given = expectObject(filter, 'filter') as DeadLetterFilter;
+    return this.deadLetters.list({ ...given, queue: given.queue ?? this.#options.deadLetterQueue });
+  }
+
+  /**
+   * Moves dead letters of the broker's dead-letter queue (or `filter.queue`) back to the queues they
+   * failed on (new job id, fresh retry budget, failure history kept), e.g. after fixing a handler;
+   * `ids` limits it to those. Returns how many were moved.
+   */
+  async redriveDeadLetters(filter: DeadLetterFilter & { ids?: string[] } = {}): Promise<number> {
+    const { ids, ...given } = expectObject(filter, 'filter') as DeadLetterFilter & { ids?: string[] };
+    const replayed = await this.deadLetters.replay({
+      ...given,
+      queue: given.queue ?? this.#options.deadLetterQueue,
+      ...(ids === undefined ? { all: true } : { ids }),
+    });
+    return replayed.length;
   }
 
   /**
@@ -606,6 +531,7 @@ export class PostgresEventBroker {
       }
       // A handler that never returns would keep its connection checked out and pool.end() waiting.
       if (this.#pool) await settleWithin([closePool(this.#pool).catch(() => {})], 5000);
+      this.#metrics.close();
       this.#state = 'stopped';
     }
   }
@@ -682,7 +608,9 @@ export class PostgresEventBroker {
         (jobs) =>
           this.#track(
             Promise.all(
-              (jobs as JobWithMetadata<StoredEvent>[]).map((job) => this.#processJob(registration, job)),
+              (jobs as JobWithMetadata<StoredEvent>[]).map((job) =>
+                this.#metrics.timeHandler(job.name, () => this.#processJob(registration, job)),
+              ),
             ),
           ),
       );
@@ -821,6 +749,7 @@ export class PostgresEventBroker {
           return this.#failure(registration, job, event, error);
         }
         await transaction.runSettledCallbacks((callbackError) => this.#logCallbackError(callbackError));
+        this.#metrics.processed(job.name);
         this.#afterCommit(registration, event, unroutable);
         // A subject-limited queue may hold the subject's next job back until now, and pg-boss sends
         // no NOTIFY when a job becomes fetchable that way: wake this process's fetch loop.
@@ -902,10 +831,12 @@ export class PostgresEventBroker {
       eventType: event?.type ?? (typeof job.data?.type === 'string' ? job.data.type : null),
       error: describeError(error),
       failedAt: new Date().toISOString(),
+      history: failureHistory(job.output),
     };
     try {
       if (action === 'reschedule') {
         await this.#reschedule(registration, job);
+        this.#metrics.lockContention(job.name);
         writeLog(this.#logger, 'debug', 'arvo-postgres broker: lock contention, job rescheduled', {
           queue: job.name,
           jobId: job.id,
@@ -927,6 +858,7 @@ export class PostgresEventBroker {
         },
       );
       await this.#fail(job, record, action === 'deadLetter');
+      this.#metrics.failed(job.name, kind, terminal);
       return { id: job.id, status: 'completed' };
     } catch (settleError) {
       writeLog(

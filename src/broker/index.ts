@@ -2,15 +2,23 @@
 export {
   type ArvoEventHandlerLike,
   type BrokerEventListener,
-  type BrokerQueueStats,
-  type DeadLetter,
-  type DeadLetterFilter,
   type HandlerNotFoundDetails,
   type HandlerNotFoundListener,
-  type JobFailureRecord,
   PostgresEventBroker,
   type RegisterOptions,
 } from './broker';
+export {
+  type DeadLetter,
+  type DeadLetterFilter,
+  type DeadLetterPurge,
+  type DeadLetterReplay,
+  DeadLetters,
+  type DeadLettersOptions,
+  type FailureHistoryEntry,
+  type JobFailureRecord,
+  MAX_FAILURE_HISTORY,
+  type ReplayedDeadLetter,
+} from './dead-letters';
 export {
   BrokerNotStartedError,
   DatabaseUnavailableError,
@@ -21,5 +29,6 @@ export {
   UnroutableEventError,
 } from './errors';
 export { decodeEvent, encodeEvent, jobIdForEvent } from './event-codec';
+export { BrokerMetrics, type BrokerQueueStats, HANDLER_DURATION_BUCKETS, queryQueueStats } from './metrics';
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './options';
 export type { FailureAction, FailureKind } from './policy';

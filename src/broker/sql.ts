@@ -79,14 +79,93 @@ export function queueStatsSql(schema: string): string {
 }
 
 /**
- * Dead letters still waiting in dead-letter queue `$1` (created or retry), oldest first, optionally
- * only those from source queue `$2`; at most `$3` rows.
+ * The dead-letter queues of the database (`$1 text[]`: names to treat as dead-letter queues too,
+ * e.g. a broker's default before any queue names it), as a CTE body: every queue some queue names
+ * as its `dead_letter`.
  */
-export function pendingDeadLettersSql(schema: string): string {
+function deadLetterQueuesCte(schema: string): string {
+  return `dead_letter_queues AS (
+      SELECT dead_letter AS name FROM ${quoteIdentifier(schema)}.queue WHERE dead_letter IS NOT NULL
+      UNION SELECT unnest($1::text[])
+    )`;
+}
+
+/**
+ * The dead letters a selection covers: waiting (created or retry) jobs in a dead-letter queue,
+ * narrowed by `$2` dead-letter queue, `$3` source queue, `$4 uuid[]` ids and `$5` minimum age in
+ * ms (each null = no filter). `j` is the dead-letter row.
+ */
+const DEAD_LETTER_SELECTION = `j.name IN (SELECT name FROM dead_letter_queues)
+        AND j.state IN ('created', 'retry')
+        AND ($2::text IS NULL OR j.name = $2)
+        AND ($3::text IS NULL OR j.source_name = $3)
+        AND ($4::uuid[] IS NULL OR j.id = ANY($4::uuid[]))
+        AND ($5::float8 IS NULL OR j.created_on < now() - $5::float8 * interval '1 millisecond')`;
+
+/** Dead letters of a selection (see `DEAD_LETTER_SELECTION`, `$1`-`$5`), oldest first, at most `$6`. */
+export function deadLettersSql(schema: string): string {
   return `
-    SELECT id, data, source_name, source_id, source_retry_count, source_output, created_on
-      FROM ${quoteIdentifier(schema)}.job
-     WHERE name = $1 AND state IN ('created', 'retry') AND ($2::text IS NULL OR source_name = $2)
-     ORDER BY created_on, id
-     LIMIT $3`;
+    WITH ${deadLetterQueuesCte(schema)}
+    SELECT j.id, j.name, j.data, j.source_name, j.source_id, j.source_retry_count, j.source_output, j.created_on
+      FROM ${quoteIdentifier(schema)}.job j
+     WHERE ${DEAD_LETTER_SELECTION}
+     ORDER BY j.created_on, j.id
+     LIMIT $6`;
+}
+
+/**
+ * Replays the dead letters of a selection (`$1`-`$5`, at most `$6`, oldest first) in one statement:
+ * each becomes a new job (new id, retry count 0) on its source queue, with the columns pg-boss's own
+ * redrive sets (12.38 `redriveInsertValues`: retry, expiry and retention from the source queue as
+ * configured now; priority, group, trace context carried over) plus **`output` = the dead letter's
+ * failure record**, which is how the broker finds the earlier failures when the replayed job fails
+ * again (see `failureHistory`). The dead letters that were re-created are deleted; one whose source
+ * queue no longer exists, or that collides with a job already there, stays. Returns
+ * `dead_letter_id`, `job_id`, `queue` per replayed job.
+ */
+export function replayDeadLettersSql(schema: string): string {
+  const s = quoteIdentifier(schema);
+  return `
+    WITH ${deadLetterQueuesCte(schema)},
+    candidates AS (
+      SELECT j.id, j.name, gen_random_uuid() AS new_id
+        FROM ${s}.job j
+        JOIN ${s}.queue q ON q.name = j.source_name
+       WHERE ${DEAD_LETTER_SELECTION}
+       ORDER BY j.created_on, j.id
+       LIMIT $6
+       FOR UPDATE OF j SKIP LOCKED
+    ),
+    inserted AS (
+      INSERT INTO ${s}.job (id, name, data, priority, retry_limit, retry_backoff, retry_delay, retry_delay_max,
+          expire_seconds, start_after, created_on, keep_until, deletion_seconds, policy, singleton_key, group_id,
+          group_tier, heartbeat_seconds, dead_letter, source_root_id, trace_context, output)
+      SELECT c.new_id, m.source_name, m.data, m.priority, q.retry_limit, q.retry_backoff, q.retry_delay,
+          q.retry_delay_max, q.expire_seconds, ${s}.job_now(), ${s}.job_now(),
+          ${s}.job_now() + q.retention_seconds * interval '1s', q.deletion_seconds, q.policy, m.singleton_key,
+          m.group_id, m.group_tier, q.heartbeat_seconds, q.dead_letter, coalesce(m.source_root_id, m.source_id),
+          m.trace_context, m.source_output
+        FROM candidates c
+        JOIN ${s}.job m ON m.name = c.name AND m.id = c.id
+        JOIN ${s}.queue q ON q.name = m.source_name
+      ON CONFLICT DO NOTHING
+      RETURNING id, name
+    ),
+    removed AS (
+      DELETE FROM ${s}.job d
+       USING candidates c, inserted i
+       WHERE i.id = c.new_id AND d.name = c.name AND d.id = c.id
+    )
+    SELECT c.id AS dead_letter_id, i.id AS job_id, i.name AS queue
+      FROM candidates c JOIN inserted i ON i.id = c.new_id
+     ORDER BY c.id`;
+}
+
+/** Deletes the dead letters of a selection (`$1`-`$5`); returns their ids. */
+export function purgeDeadLettersSql(schema: string): string {
+  return `
+    WITH ${deadLetterQueuesCte(schema)}
+    DELETE FROM ${quoteIdentifier(schema)}.job j
+     WHERE ${DEAD_LETTER_SELECTION}
+    RETURNING j.id`;
 }
