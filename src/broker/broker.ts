@@ -355,9 +355,13 @@ export class PostgresEventBroker {
     this.#assertStarted('dispatch');
     const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
     const decoded = decodeEvent(json);
-    const [routed] = await this.#dispatchBreaker.run('dispatch', () =>
-      this.#route([decoded], [json], this.#pool!.pool),
-    );
+    // One guarded call: routing may ask the database too, and its success must not reset the count.
+    return this.#dispatchBreaker.run('dispatch', () => this.#send(decoded, json));
+  }
+
+  /** Routes and enqueues a validated event (see `dispatch`); returns the job id. */
+  async #send(decoded: ArvoEvent, json: StoredEvent): Promise<string> {
+    const [routed] = await this.#route([decoded], [json], this.#pool!.pool);
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
@@ -371,9 +375,7 @@ export class PostgresEventBroker {
         const stored = { ...json };
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
-        await this.#dispatchBreaker.run('dispatch', () =>
-          this.#boss!.insert(routed.queue, [jobInsertFor(stored)]),
-        );
+        await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
       },
     );
     return jobId;

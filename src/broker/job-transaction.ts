@@ -17,6 +17,11 @@ export class JobTransaction implements AmbientTransaction {
   #settled = false;
   #callbacks: Array<() => void | Promise<void>> = [];
   #abortReason: unknown;
+  /** Set when the connection broke while checked out (e.g. the server restarted). */
+  #connectionError: Error | undefined;
+  readonly #onConnectionError = (error: Error) => {
+    this.#connectionError = error;
+  };
 
   constructor(pool: pg.Pool, databaseId: string, signal?: AbortSignal) {
     this.#pool = pool;
@@ -30,10 +35,13 @@ export class JobTransaction implements AmbientTransaction {
   #connect(): Promise<pg.PoolClient> {
     this.#client ??= (async () => {
       const client = await this.#pool.connect();
+      // A checked-out client that loses its connection between statements emits 'error'; without
+      // a listener that is an uncaught exception and the whole process dies.
+      client.on('error', this.#onConnectionError);
       try {
         await client.query('BEGIN');
       } catch (error) {
-        client.release(true);
+        this.#release(client, error);
         throw error;
       }
       return client;
@@ -45,6 +53,7 @@ export class JobTransaction implements AmbientTransaction {
     if (this.#settled) throw new Error('The job transaction is already settled');
     if (this.#abortReason) throw this.#abortReason;
     const client = await this.#connect();
+    if (this.#connectionError) throw this.#connectionError;
     return client.query(text, values);
   }
 
@@ -62,7 +71,7 @@ export class JobTransaction implements AmbientTransaction {
     const client = await this.#client;
     await client.query('COMMIT');
     this.#settled = true;
-    client.release();
+    this.#release(client);
   }
 
   /** Rolls back if still open; never throws (a broken connection is dropped instead). */
@@ -77,11 +86,18 @@ export class JobTransaction implements AmbientTransaction {
       return;
     }
     try {
+      if (this.#connectionError) throw this.#connectionError;
       await client.query('ROLLBACK');
-      client.release();
+      this.#release(client);
     } catch (error) {
-      client.release(error instanceof Error ? error : true);
+      this.#release(client, error);
     }
+  }
+
+  /** Returns the client to the pool; a broken one (`error` given) is destroyed instead. */
+  #release(client: pg.PoolClient, error?: unknown): void {
+    client.off('error', this.#onConnectionError);
+    client.release(error === undefined ? undefined : error instanceof Error ? error : true);
   }
 
   /** Runs the `onSettled` callbacks once; their errors are passed to `onError`. */
