@@ -1,0 +1,244 @@
+import type pg from 'pg';
+import { MachineMemoryTableStructureError } from '../../memory/errors';
+import { connectPostgresMachineMemory, memoryMigrationSql } from '../../memory/memory';
+import { silentLogger } from '../../shared/logger';
+import { MIGRATIONS_TABLE } from '../../shared/migrations';
+import { describeError } from '../../shared/redact';
+import {
+  type CliIo,
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  type Command,
+  connectionStringOf,
+  EXIT,
+  json,
+  type Names,
+  namesOf,
+  parse,
+  UsageError,
+  withPool,
+} from '../common';
+import { withPgBoss } from '../pgboss';
+import { indexesSql, recordedMigrationsSql, tableExistsSql } from '../sql';
+
+/** One check: `problems` make it fail (exit 1); `warnings` are reported only. */
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+  problems: string[];
+  warnings: string[];
+}
+
+interface ExpectedIndex {
+  name: string;
+  table: string;
+  columns: string;
+}
+
+/** The secondary indexes of the memory's layout, read from its own DDL (the single source of truth). */
+function expectedIndexes(names: Names): ExpectedIndex[] {
+  const ddl = memoryMigrationSql({
+    schema: names.schema,
+    tables: { state: names.stateTable, lock: names.lockTable },
+  });
+  const pattern = /CREATE INDEX IF NOT EXISTS "?(\w+)"? ON "?\w+"?\."?(\w+)"? \(([^)]*)\)/g;
+  return [...ddl.matchAll(pattern)].map((match) => ({
+    name: match[1]!,
+    table: match[2]!,
+    columns: normalizeColumns(match[3]!),
+  }));
+}
+
+function normalizeColumns(list: string): string {
+  return list.replace(/["\s]/g, '');
+}
+
+async function memoryTablesCheck(pool: pg.Pool, names: Names): Promise<DoctorCheck> {
+  const name = 'memory tables';
+  const detail = `${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}`;
+  try {
+    const memory = await connectPostgresMachineMemory({
+      pool,
+      schema: names.schema,
+      tables: { state: names.stateTable, lock: names.lockTable },
+      migrate: 'noop',
+      logger: silentLogger,
+    });
+    await memory.close();
+    return { name, ok: true, detail: `${detail} (layout version 1)`, problems: [], warnings: [] };
+  } catch (error) {
+    const problems =
+      error instanceof MachineMemoryTableStructureError ? error.problems : [describeError(error).message];
+    return { name, ok: false, detail, problems, warnings: [] };
+  }
+}
+
+async function memoryIndexesCheck(pool: pg.Pool, names: Names): Promise<DoctorCheck> {
+  const expected = expectedIndexes(names);
+  const { rows } = await pool.query(indexesSql, [names.schema, [names.stateTable, names.lockTable]]);
+  const problems: string[] = [];
+  for (const index of expected) {
+    const where = `${names.schema}.${index.table}`;
+    const found = rows.find((row) => row.index_name === index.name);
+    if (!found) {
+      problems.push(`index ${index.name} on ${where} (${index.columns}) is missing`);
+      continue;
+    }
+    if (found.table_name !== index.table) {
+      problems.push(`index ${index.name} is on ${names.schema}.${found.table_name}, expected ${where}`);
+    }
+    const columns = /\((.*)\)\s*$/.exec(found.definition)?.[1];
+    if (columns === undefined || normalizeColumns(columns) !== index.columns) {
+      problems.push(
+        `index ${index.name} on ${where} is ${found.definition}, expected columns (${index.columns})`,
+      );
+    }
+    if (!found.valid)
+      problems.push(`index ${index.name} on ${where} is INVALID (an interrupted build); rebuild it`);
+  }
+  return {
+    name: 'memory indexes',
+    ok: problems.length === 0,
+    detail: `${expected.length} expected`,
+    problems,
+    warnings: [],
+  };
+}
+
+async function memoryMigrationsCheck(pool: pg.Pool, names: Names): Promise<DoctorCheck> {
+  const components = [`memory:${names.stateTable}`, `lock:${names.lockTable}`];
+  const name = 'memory migrations';
+  const { rows: exists } = await pool.query(tableExistsSql, [names.schema, MIGRATIONS_TABLE]);
+  const recorded = exists[0]?.exists
+    ? (await pool.query(recordedMigrationsSql(names.schema, MIGRATIONS_TABLE), [components])).rows
+    : [];
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  for (const component of components) {
+    const version = recorded.find((row) => row.component === component)?.version as number | undefined;
+    if (version === undefined) {
+      warnings.push(
+        `no record of ${component} in ${names.schema}.${MIGRATIONS_TABLE} (tables created by hand? arvo-postgres migrate records it)`,
+      );
+    } else if (version > 1) {
+      problems.push(
+        `${component} is at layout version ${version}; this version of arvo-postgres knows version 1`,
+      );
+    }
+  }
+  return { name, ok: problems.length === 0, detail: components.join(', '), problems, warnings };
+}
+
+async function pgBossCheck(url: string, names: Names): Promise<DoctorCheck> {
+  const name = 'pg-boss schema';
+  try {
+    return await withPgBoss(url, names.pgBossSchema, false, async (boss) => {
+      const version = await boss.schemaVersion();
+      const drift = await boss.detectSchemaDrift();
+      const problems = [
+        ...drift.missingTables.map((table) => `table ${table} is missing`),
+        ...drift.missing.map((index) => `index ${index.name} is missing`),
+        ...drift.invalid.map((index) => `index ${index.name} is INVALID`),
+        ...drift.mismatched.map((index) => `index ${index.name} differs from pg-boss's definition`),
+        ...drift.missingFunctions.map((fn) => `function ${fn.name} is missing`),
+        ...drift.mismatchedFunctions.map((fn) => `function ${fn.name} differs from pg-boss's definition`),
+        ...drift.columnDrift.map((table) => `columns of ${table.table} differ from pg-boss's layout`),
+        ...drift.constraintDrift.map((table) => `constraints of ${table.table} differ from pg-boss's layout`),
+      ];
+      if (!drift.ok && problems.length === 0)
+        problems.push("schema differs from pg-boss's layout (detectSchemaDrift)");
+      return {
+        name,
+        ok: problems.length === 0,
+        detail: `${names.pgBossSchema} at version ${version}${problems.length === 0 ? ', no drift' : ''}`,
+        problems,
+        warnings: drift.extraIndexes.map((index) => `extra index ${index.name} on ${index.table}`),
+      };
+    });
+  } catch (error) {
+    const message = describeError(error).message;
+    const hint =
+      message === 'pg-boss is not installed' || message === 'pg-boss database requires migrations'
+        ? ' (run arvo-postgres migrate, or apply migrate --print-sql)'
+        : '';
+    return { name, ok: false, detail: names.pgBossSchema, problems: [`${message}${hint}`], warnings: [] };
+  }
+}
+
+function render(checks: DoctorCheck[]): string {
+  const width = Math.max(...checks.map((check) => check.name.length));
+  const lines: string[] = [];
+  for (const check of checks) {
+    lines.push(`${check.ok ? 'ok  ' : 'FAIL'}  ${check.name.padEnd(width)}  ${check.detail}`);
+    for (const problem of check.problems) lines.push(`        - ${problem}`);
+    for (const warning of check.warnings) lines.push(`        ! ${warning}`);
+  }
+  const problems = checks.reduce((sum, check) => sum + check.problems.length, 0);
+  lines.push(problems === 0 ? 'no problems found' : `${problems} problem${problems === 1 ? '' : 's'} found`);
+  return `${lines.join('\n')}\n`;
+}
+
+export const doctorCommand: Command = {
+  name: 'doctor',
+  summary: 'validate memory tables, indexes and the pg-boss schema; report what is wrong',
+  usage: `Usage: arvo-postgres doctor [--json]
+
+Checks, without changing anything:
+  connection         the database answers
+  memory tables      state and lock tables: columns, types, nullability, primary keys
+  memory indexes     the secondary indexes of layout version 1 exist, are valid, on the right columns
+  memory migrations  the layout version recorded in <schema>.arvo_postgres_migrations (missing: warning)
+  pg-boss schema     installed at the version pg-boss 12.38 needs, no drift in tables, indexes, functions
+
+Exit codes: 0 no problem found; 1 a problem was found (each is listed); 2 usage.
+
+  --json   print the checks as JSON
+
+${CONNECTION_HELP}`,
+  async run(args: string[], io: CliIo): Promise<number> {
+    const { values, positionals } = parse(args, {
+      ...CONNECTION_OPTIONS,
+      json: { type: 'boolean', default: false },
+    });
+    if (values.help) {
+      io.stdout(`${this.usage}\n`);
+      return EXIT.ok;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    const names = namesOf(values);
+    const url = connectionStringOf(values, io);
+    const checks = await withPool(url, async (pool) => {
+      let version: string;
+      try {
+        version = (await pool.query("SELECT current_setting('server_version') AS version")).rows[0].version;
+      } catch (error) {
+        return [
+          {
+            name: 'connection',
+            ok: false,
+            detail: '',
+            problems: [describeError(error).message],
+            warnings: [],
+          },
+        ];
+      }
+      const connection: DoctorCheck = {
+        name: 'connection',
+        ok: true,
+        detail: `PostgreSQL ${version}`,
+        problems: [],
+        warnings: [],
+      };
+      return [
+        connection,
+        await memoryTablesCheck(pool, names),
+        await memoryIndexesCheck(pool, names),
+        await memoryMigrationsCheck(pool, names),
+        await pgBossCheck(url, names),
+      ];
+    });
+    io.stdout(values.json ? json({ ok: checks.every((check) => check.ok), checks }) : render(checks));
+    return checks.every((check) => check.ok) ? EXIT.ok : EXIT.problem;
+  },
+};

@@ -1,0 +1,106 @@
+import { type BrokerQueueStats, queryQueueStats } from '../../broker/metrics';
+import {
+  type CliIo,
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  type Command,
+  connectionStringOf,
+  EXIT,
+  formatAge,
+  json,
+  namesOf,
+  parse,
+  table,
+  UsageError,
+  withPool,
+} from '../common';
+
+const DEFAULT_WATCH_SECONDS = 2;
+
+function render(stats: BrokerQueueStats[]): string {
+  if (stats.length === 0) return 'no queues\n';
+  return table(
+    ['QUEUE', 'QUEUED', 'ACTIVE', 'DEFERRED', 'FAILED', 'DEAD-LETTERED', 'OLDEST'],
+    stats.map((queue) => [
+      queue.name,
+      queue.queued,
+      queue.active,
+      queue.deferred,
+      queue.failed,
+      queue.deadLettered,
+      formatAge(queue.oldestQueuedAgeMs),
+    ]),
+  );
+}
+
+/** `--watch` may be given without seconds: make the value explicit for parseArgs. */
+function normalizeWatch(args: string[]): string[] {
+  const out: string[] = [];
+  for (const [index, arg] of args.entries()) {
+    out.push(arg);
+    const next = args[index + 1];
+    if (arg === '--watch' && (next === undefined || !/^\d+(\.\d+)?$/.test(next))) {
+      out.push(String(DEFAULT_WATCH_SECONDS));
+    }
+  }
+  return out;
+}
+
+export const statsCommand: Command = {
+  name: 'stats',
+  summary: 'queued / active / failed / dead-lettered / oldest age per queue',
+  usage: `Usage: arvo-postgres stats [--queue <name>]... [--json] [--watch [seconds]]
+
+Exact counts per pg-boss queue, from the job table (the same query as broker.getStats()).
+No running broker is needed.
+
+  --queue <name>     only this queue (repeatable); default: every queue
+  --json             print JSON (the BrokerQueueStats fields)
+  --watch [seconds]  refresh every N seconds (default ${DEFAULT_WATCH_SECONDS}) until Ctrl-C
+
+${CONNECTION_HELP}`,
+  async run(args: string[], io: CliIo): Promise<number> {
+    const { values, positionals } = parse(normalizeWatch(args), {
+      ...CONNECTION_OPTIONS,
+      queue: { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
+      watch: { type: 'string' },
+    });
+    if (values.help) {
+      io.stdout(`${this.usage}\n`);
+      return EXIT.ok;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    const names = namesOf(values);
+    const watchSeconds = values.watch === undefined ? null : Number(values.watch);
+    if (watchSeconds !== null && !(watchSeconds > 0))
+      throw new UsageError('--watch: expected a number of seconds > 0');
+    const url = connectionStringOf(values, io);
+    const queues = values.queue ?? [];
+    return withPool(url, async (pool) => {
+      const read = () => queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
+      if (watchSeconds === null) {
+        const stats = await read();
+        io.stdout(values.json ? json(stats) : render(stats));
+        return EXIT.ok;
+      }
+      let stopped = false;
+      void io.interrupted().then(() => {
+        stopped = true;
+      });
+      while (!stopped) {
+        const stats = await read();
+        io.stdout(
+          values.json
+            ? `${JSON.stringify({ at: new Date().toISOString(), queues: stats })}\n`
+            : `${new Date().toISOString()}\n${render(stats)}\n`,
+        );
+        await Promise.race([
+          new Promise((resolve) => setTimeout(resolve, watchSeconds * 1000).unref()),
+          io.interrupted(),
+        ]);
+      }
+      return EXIT.ok;
+    });
+  },
+};

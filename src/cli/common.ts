@@ -1,0 +1,170 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type pg from 'pg';
+import { ArvoPostgresError } from '../shared/errors';
+import { validateIdentifier } from '../shared/identifiers';
+import { silentLogger } from '../shared/logger';
+import { closePool, openPool, resolveConnection } from '../shared/pool';
+
+/** Exit codes scripts can rely on. */
+export const EXIT = {
+  /** Done; nothing wrong found. */
+  ok: 0,
+  /** A problem was found (doctor, stuck workflows, unknown ids) or the operation failed. */
+  problem: 1,
+  /** The command line is wrong (unknown command or option, missing argument, no connection). */
+  usage: 2,
+} as const;
+
+/** The command line is wrong: printed with the command's usage, exit code 2. */
+export class UsageError extends ArvoPostgresError {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
+
+/** Where a command writes, and the environment it reads (`DATABASE_URL`). */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+  /** Resolves when the user asks to stop (Ctrl-C or SIGTERM); for `--watch`. */
+  interrupted: () => Promise<void>;
+}
+
+/** One subcommand. */
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  run(args: string[], io: CliIo): Promise<number>;
+}
+
+/** Options every database command accepts (with the library defaults). */
+export const CONNECTION_OPTIONS = {
+  url: { type: 'string' },
+  schema: { type: 'string', default: 'public' },
+  'state-table': { type: 'string', default: 'arvo_workflow_state' },
+  'lock-table': { type: 'string', default: 'arvo_workflow_lock' },
+  'pgboss-schema': { type: 'string', default: 'pgboss' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+export const CONNECTION_HELP = `Connection and names:
+  --url <url>             postgres://user:password@host:port/database (default: $DATABASE_URL)
+  --schema <name>         schema of the machine memory tables (default public)
+  --state-table <name>    workflow state table (default arvo_workflow_state)
+  --lock-table <name>     workflow lock table (default arvo_workflow_lock)
+  --pgboss-schema <name>  pg-boss schema (default pgboss)
+  -h, --help              this help`;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Parses `args` strictly; a parse error is a {@link UsageError}. */
+export function parse<O extends Options>(args: string[], options: O) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** Names given on the command line, validated like the library validates them. */
+export interface Names {
+  schema: string;
+  stateTable: string;
+  lockTable: string;
+  pgBossSchema: string;
+}
+
+export function namesOf(values: Record<string, unknown>): Names {
+  const check = (flag: string) => {
+    try {
+      return validateIdentifier(values[flag], `--${flag}`);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  };
+  return {
+    schema: check('schema'),
+    stateTable: check('state-table'),
+    lockTable: check('lock-table'),
+    pgBossSchema: check('pgboss-schema'),
+  };
+}
+
+/** The connection string from `--url` or `DATABASE_URL` (its password is registered for redaction). */
+export function connectionStringOf(values: Record<string, unknown>, io: CliIo): string {
+  const url = (values.url as string | undefined) ?? io.env.DATABASE_URL;
+  if (!url) throw new UsageError('no database: pass --url or set DATABASE_URL');
+  try {
+    resolveConnection({ connectionString: url });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  return url;
+}
+
+/** Runs `fn` with a small pool on the database, closed afterwards. */
+export async function withPool<T>(connectionString: string, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const managed = openPool(
+    resolveConnection({ connectionString, max: 2, applicationName: 'arvo-postgres-cli' }),
+    silentLogger,
+  );
+  try {
+    return await fn(managed.pool);
+  } finally {
+    await closePool(managed);
+  }
+}
+
+/** `90s`, `15m`, `1h`, `7d`, `500ms` → milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match)
+    throw new UsageError(`${flag}: expected a duration like 30s, 15m, 1h or 7d, got ${JSON.stringify(text)}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    match[2] as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
+  return Number(match[1]) * unit;
+}
+
+/** A positive integer flag. */
+export function parseCount(text: string | undefined, flag: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1)
+    throw new UsageError(`${flag}: expected a positive integer, got ${JSON.stringify(text)}`);
+  return value;
+}
+
+/** A short human age: `850ms`, `12s`, `4m 10s`, `3h 5m`, `2d 4h`; `-` for null. */
+export function formatAge(ms: number | null): string {
+  if (ms === null) return '-';
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${s % 60}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h ${m % 60}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+/** A plain text table with a header row; columns padded to their widest cell. */
+export function table(header: string[], rows: Array<Array<string | number>>): string {
+  const cells = [header, ...rows.map((row) => row.map(String))];
+  const widths = header.map((_, column) => Math.max(...cells.map((row) => (row[column] ?? '').length)));
+  return `${cells
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
+}
+
+/** JSON for `--json` output. */
+export function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}

@@ -1,0 +1,47 @@
+import { qualifiedName } from '../shared/identifiers';
+
+/**
+ * The CLI's own SQL over the machine memory's tables and the catalog (the stats and dead-letter
+ * statements are the broker's, in `src/broker/sql.ts`). Names are validated by the caller.
+ */
+
+/** Workflow counts by orchestrator and status, with the oldest `updated_at` of each group. */
+export function workflowCountsSql(schema: string, stateTable: string): string {
+  return `SELECT coalesce(orchestrator, '-') AS orchestrator, coalesce(status, '-') AS status,
+      count(*)::int AS count, min(updated_at) AS oldest_update
+    FROM ${qualifiedName(schema, stateTable)}
+    GROUP BY 1, 2
+    ORDER BY 1, 2`;
+}
+
+/**
+ * Workflows not finished (`$1 text[]`: the finished statuses) and not written for more than `$2` ms,
+ * least recently updated first, at most `$3`.
+ */
+export function stuckWorkflowsSql(schema: string, stateTable: string): string {
+  return `SELECT subject, orchestrator, status, updated_at,
+      floor(extract(epoch FROM now() - updated_at) * 1000)::float8 AS idle_ms
+    FROM ${qualifiedName(schema, stateTable)}
+    WHERE (status IS NULL OR NOT (status = ANY($1::text[])))
+      AND updated_at < now() - $2::float8 * interval '1 millisecond'
+    ORDER BY updated_at, subject
+    LIMIT $3`;
+}
+
+/** `$1` schema, `$2 text[]` tables → `table_name`, `index_name`, `valid`, `definition`. */
+export const indexesSql = `SELECT t.relname::text AS table_name, i.relname::text AS index_name, x.indisvalid AS valid,
+    pg_get_indexdef(x.indexrelid) AS definition
+  FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class t ON t.oid = x.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  WHERE n.nspname = $1 AND t.relname = ANY($2::text[])`;
+
+/** `$1 text[]` components → `component`, latest `version` recorded in the migrations table. */
+export function recordedMigrationsSql(schema: string, migrationsTable: string): string {
+  return `SELECT component, max(version)::int AS version FROM ${qualifiedName(schema, migrationsTable)}
+    WHERE component = ANY($1::text[]) GROUP BY component`;
+}
+
+/** `$1` schema, `$2` table → whether the table exists. */
+export const tableExistsSql = `SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL AS exists`;
