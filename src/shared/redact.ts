@@ -82,7 +82,18 @@ export function describeError(error: unknown): ErrorDescription {
  */
 export function redactError<E>(error: E): E {
   if (!(error instanceof Error)) return new Error(redactSecrets(String(error))) as E;
-  error.message = redactSecrets(error.message);
-  if (error.stack) error.stack = redactSecrets(error.stack);
-  return error;
+  const message = redactSecrets(error.message);
+  const stack = error.stack === undefined ? undefined : redactSecrets(error.stack);
+  if (message === error.message && stack === error.stack) return error;
+  try {
+    error.message = message;
+    if (stack !== undefined) error.stack = stack;
+    return error;
+  } catch {
+    // Some errors (e.g. a DOMException abort reason) have a read-only message: copy them instead.
+    const copy = new Error(message);
+    copy.name = error.name;
+    if (stack !== undefined) copy.stack = stack;
+    return copy as E;
+  }
 }
