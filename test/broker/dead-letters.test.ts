@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type pg from 'pg';
+import {
+  type DeadLetter,
+  DeadLetters,
+  type JobFailureRecord,
+  PostgresEventBroker,
+} from '../../src/broker/index';
+import { InvalidOptionError } from '../../src/shared/errors';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+
+const SECRET_URL = 'postgres://app:dlq-s3cr3t-pw@db.internal:5432/app';
+
+describe('Dead letters: list, show, replay with history, purge', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let broker: PostgresEventBroker;
+  /** Standalone, on its own pool: what the CLI uses. */
+  let standalone: DeadLetters;
+  const calls = new Map<string, number>();
+  const fixed = new Set<string>();
+
+  before(async () => {
+    db = await createTestDatabase('broker_dead_letters');
+    pool = newPool(db.url);
+    broker = new PostgresEventBroker({
+      connectionString: db.url,
+      logger: memoryLogger(),
+      // Two attempts per round, no delay between them.
+      defaults: { worker: { retryLimit: 1, retryDelay: 0, retryBackoff: false } },
+    });
+    await broker.register(
+      handler('com.dlq.flaky', async (event) => {
+        calls.set(event.id, (calls.get(event.id) ?? 0) + 1);
+        if (!fixed.has(event.id)) throw new Error(`cannot reach ${SECRET_URL} (call ${calls.get(event.id)})`);
+        return [replyTo(event, 'evt.flaky.done')];
+      }),
+    );
+    await broker.register(
+      handler('com.dlq.other', async () => {
+        throw new Error('other queue fails too');
+      }),
+      { queue: { deadLetter: 'com.dlq.other.dead-letter' } },
+    );
+    await broker.onWorkflowComplete({ source: 'com.test.client', listener: async () => {} });
+    await broker.start();
+    standalone = new DeadLetters({ pool, schema: 'pgboss' });
+  });
+
+  after(async () => {
+    await broker?.stop({ timeoutMs: 2000 });
+    await pool?.end();
+    await db?.drop();
+  });
+
+  async function deadLetterOf(eventId: string, minimumHistory = 0): Promise<DeadLetter> {
+    return waitFor(
+      `dead letter of ${eventId} with ${minimumHistory} earlier failures`,
+      async () =>
+        (await standalone.list({ limit: 1000 })).find(
+          (letter) => letter.event.id === eventId && letter.history.length >= minimumHistory,
+        ),
+      30_000,
+    );
+  }
+
+  it('keeps the attempt history when a replayed event fails again, and delivers it once fixed', async () => {
+    const event = clientEvent('com.dlq.flaky', { n: 1 });
+    await broker.dispatch(event);
+
+    // Round 1: two attempts, then dead-lettered; the first attempt is in the history.
+    const first = await deadLetterOf(event.id);
+    assert.equal(first.sourceQueue, 'com.dlq.flaky');
+    assert.equal(first.deadLetterQueue, 'arvo.dead-letter');
+    assert.equal(first.attempts, 2);
+    assert.equal(first.totalAttempts, 2);
+    assert.deepEqual(
+      first.history.map((entry) => [entry.queue, entry.attempt, entry.kind]),
+      [['com.dlq.flaky', 1, 'infrastructure']],
+    );
+    assert.match(first.error!.message, /call 2/);
+    assert.match(first.history[0]!.error.message, /call 1/);
+    // Redacted, in the record and in its history.
+    assert.ok(!JSON.stringify(first).includes('dlq-s3cr3t-pw'));
+    assert.match(first.error!.message, /\[REDACTED\]/);
+    assert.equal('stack' in first.error!, false);
+    assert.ok(first.firstFailedAt! < first.lastFailedAt!);
+
+    // Round 2: replayed, fails twice more, back in the DLQ with all three earlier failures.
+    const replayed = await broker.deadLetters.replay({ ids: [first.id] });
+    assert.deepEqual(
+      replayed.map((entry) => [entry.deadLetterId, entry.queue]),
+      [[first.id, 'com.dlq.flaky']],
+    );
+    assert.equal(await broker.deadLetters.show(first.id), null, 'the replayed dead letter is gone');
+    const second = await deadLetterOf(event.id, 3);
+    assert.notEqual(second.id, first.id);
+    assert.equal(second.attempts, 2);
+    assert.equal(second.totalAttempts, 4);
+    assert.deepEqual(
+      second.history.map((entry) => entry.attempt),
+      [1, 2, 1],
+    );
+    assert.deepEqual(
+      second.history.map((entry) => entry.error.message.match(/call \d/)?.[0]),
+      ['call 1', 'call 2', 'call 3'],
+    );
+    assert.match(second.error!.message, /call 4/);
+    assert.equal(second.firstFailedAt!.getTime(), first.firstFailedAt!.getTime());
+    assert.equal(calls.get(event.id), 4);
+    const record = second.failure as JobFailureRecord;
+    assert.equal(record.history?.length, 3);
+
+    // Round 3: fixed; the replay is handled once and nothing is left in the DLQ.
+    fixed.add(event.id);
+    assert.equal(await broker.redriveDeadLetters({ ids: [second.id] }), 1);
+    await waitFor('the fixed event handled', () => calls.get(event.id) === 5, 30_000);
+    await waitFor('no dead letter of the event', async () =>
+      (await standalone.list()).every((letter) => letter.event.id !== event.id),
+    );
+    const rows = await jobsIn(pool, 'com.dlq.flaky');
+    assert.equal(rows.filter((row) => row.data.id === event.id && row.state === 'completed').length, 1);
+  });
+
+  it('lists every dead-letter queue standalone, narrows by queue and source, and shows one', async () => {
+    const flaky = clientEvent('com.dlq.flaky', { n: 2 });
+    const other = clientEvent('com.dlq.other', { n: 3 });
+    await broker.dispatch(flaky);
+    await broker.dispatch(other);
+    const flakyLetter = await deadLetterOf(flaky.id);
+    const otherLetter = await deadLetterOf(other.id);
+    assert.equal(otherLetter.deadLetterQueue, 'com.dlq.other.dead-letter');
+
+    const bySource = await standalone.list({ sourceQueue: 'com.dlq.other' });
+    assert.deepEqual(
+      bySource.map((letter) => letter.id),
+      [otherLetter.id],
+    );
+    const byQueue = await standalone.list({ queue: 'com.dlq.other.dead-letter' });
+    assert.deepEqual(
+      byQueue.map((letter) => letter.id),
+      [otherLetter.id],
+    );
+    // The broker's own method defaults to its dead-letter queue.
+    const brokers = await broker.listDeadLetters();
+    assert.ok(brokers.some((letter) => letter.id === flakyLetter.id));
+    assert.ok(brokers.every((letter) => letter.deadLetterQueue === 'arvo.dead-letter'));
+    assert.equal((await standalone.list({ limit: 1 })).length, 1);
+
+    const shown = await standalone.show(otherLetter.id);
+    assert.equal(shown?.id, otherLetter.id);
+    assert.match((shown!.failure as JobFailureRecord).error.stack ?? '', /other queue fails too/);
+    assert.equal(await standalone.show('00000000-0000-4000-8000-000000000000'), null);
+  });
+
+  it('replays all of one source queue in one call', async () => {
+    const events = [clientEvent('com.dlq.flaky', { n: 4 }), clientEvent('com.dlq.flaky', { n: 5 })];
+    for (const event of events) await broker.dispatch(event);
+    const letters = await Promise.all(events.map((event) => deadLetterOf(event.id)));
+    const waiting = await standalone.list({ sourceQueue: 'com.dlq.flaky', limit: 1000 });
+    for (const letter of letters) assert.ok(waiting.some((entry) => entry.id === letter.id));
+    // Fix everything waiting from that queue (an earlier test left one there too).
+    for (const letter of waiting) fixed.add(letter.event.id as string);
+    const otherBefore = (await standalone.list({ sourceQueue: 'com.dlq.other' })).length;
+    const replayed = await standalone.replay({ all: true, sourceQueue: 'com.dlq.flaky' });
+    assert.deepEqual(
+      replayed.map((entry) => entry.deadLetterId).sort(),
+      waiting.map((letter) => letter.id).sort(),
+    );
+    assert.ok(replayed.every((entry) => entry.queue === 'com.dlq.flaky'));
+    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.flaky' })).length, 0);
+    // Other sources untouched.
+    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.other' })).length, otherBefore);
+    for (const event of events) {
+      await waitFor(`replayed ${event.id} handled`, () => calls.get(event.id) === 3, 30_000);
+    }
+  });
+
+  it('purges by id and by age', async () => {
+    const events = [clientEvent('com.dlq.other', { n: 6 }), clientEvent('com.dlq.other', { n: 7 })];
+    for (const event of events) await broker.dispatch(event);
+    const [a, b] = await Promise.all(events.map((event) => deadLetterOf(event.id)));
+    assert.deepEqual(await standalone.purge({ ids: [a!.id] }), [a!.id]);
+    assert.equal(await standalone.show(a!.id), null);
+    assert.deepEqual(await standalone.purge({ olderThanMs: 3_600_000 }), [], 'nothing is an hour old');
+    const remaining = (await standalone.list({ limit: 1000 })).map((letter) => letter.id);
+    assert.ok(remaining.includes(b!.id));
+    const purged = await standalone.purge({ olderThanMs: 0, sourceQueue: 'com.dlq.other' });
+    assert.ok(purged.includes(b!.id));
+    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.other' })).length, 0);
+  });
+
+  it('rejects bad selections with typed errors naming the option', async () => {
+    const invalid = (option: string) => (error: unknown) =>
+      error instanceof InvalidOptionError && error.option === option;
+    await assert.rejects(standalone.replay({}), invalid('ids'));
+    await assert.rejects(standalone.replay({ ids: ['x'], all: true } as never), invalid('ids[0]'));
+    await assert.rejects(
+      standalone.replay({ ids: ['00000000-0000-4000-8000-000000000000'], all: true }),
+      invalid('ids'),
+    );
+    await assert.rejects(standalone.purge({}), invalid('ids'));
+    await assert.rejects(standalone.purge({ ids: ['not-a-uuid'] }), invalid('ids[0]'));
+    await assert.rejects(standalone.purge({ olderThanMs: -1 }), invalid('olderThanMs'));
+    await assert.rejects(standalone.list({ queue: 'bad name!' }), invalid('queue'));
+    await assert.rejects(standalone.list({ limit: 0 }), invalid('limit'));
+    await assert.rejects(standalone.list({ sourceQeue: 'x' } as never), invalid('filter.sourceQeue'));
+    assert.throws(() => new DeadLetters({ pool, schema: 'bad-schema' }), invalid('schema'));
+  });
+});
