@@ -325,7 +325,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   readonly tables: Readonly<MemoryTables>;
   private readonly statements: MemoryStatements;
   /** Version of every record object `read` returned or `write` stored, for the compare-and-swap. */
-  private readonly versions = new WeakMap<object, string>();
+  private readonly versions = new WeakMap<object, { subject: string; version: string }>();
   /** Locks this instance holds, by subject: `unlock` releases only these. */
   private readonly held = new Map<string, LockHandle>();
   private readonly locks: PostgresLock;
@@ -367,7 +367,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       const { rows } = await this.query(this.statements.read, [id]);
       const row = rows[0];
       if (!row) return null;
-      this.versions.set(row.data, row.version);
+      this.versions.set(row.data, { subject: id, version: row.version });
       return row.data as T;
     });
   }
@@ -430,7 +430,16 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
           );
         }
       } else {
-        const known = this.versions.get(prevData);
+        const seen = this.versions.get(prevData);
+        // Versions count per record: another workflow's record at the same version must not pass.
+        if (seen && seen.subject !== id) {
+          throw new MachineMemoryConflictError(
+            id,
+            null,
+            `Cannot write workflow ${shortSubject(id)}: prevData is the record of another workflow (${shortSubject(seen.subject)})`,
+          );
+        }
+        const known = seen?.version;
         expected = known ?? null;
         ({ rows } = await execute(
           known !== undefined ? this.statements.updateByVersion : this.statements.updateByContent,
@@ -446,7 +455,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
           );
         }
       }
-      this.versions.set(data, rows[0].version);
+      this.versions.set(data, { subject: id, version: rows[0].version });
 
       if (
         this.config.cleanupOnCompletion &&
