@@ -1,0 +1,135 @@
+/**
+ * Least privilege: an admin role creates the schemas and tables from exported DDL (the memory's
+ * `memoryMigrationSql()` and pg-boss's `getConstructionPlans()`); the application then runs as a
+ * real restricted role holding exactly the GRANTs listed in SECURITY.md, with `migrate: false`
+ * (broker) and `migrate: 'noop'` (memory). A workflow completes; DDL is refused for that role.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { ArvoEvent } from 'arvo-core';
+import pg from 'pg';
+import { getConstructionPlans } from 'pg-boss';
+import { PostgresEventBroker } from '../../src/broker/index';
+import {
+  connectPostgresMachineMemory,
+  memoryMigrationSql,
+  type PostgresMachineMemory,
+} from '../../src/memory/index';
+import { memoryLogger, waitFor } from '../broker/support';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createInitEvent, createOrchestratorFixture, createServiceFixture } from '../support/orchestrator';
+
+const ROLE = `app_${randomBytes(4).toString('hex')}`;
+const PASSWORD = `app-${randomBytes(8).toString('hex')}`;
+
+/** Exactly the GRANTs SECURITY.md documents ("Least privilege"), for `role`. */
+function applicationGrants(role: string): string[] {
+  return [
+    `GRANT USAGE ON SCHEMA public TO ${role}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON public.arvo_workflow_state, public.arvo_workflow_lock TO ${role}`,
+    `GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+    `GRANT USAGE ON SCHEMA pgboss TO ${role}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgboss TO ${role}`,
+    `GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgboss TO ${role}`,
+    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgboss TO ${role}`,
+  ];
+}
+
+describe('least privilege: the application runs as a role without DDL rights', () => {
+  let db: TestDatabase;
+  let adminUrl: string;
+  let appUrl: string;
+  let broker: PostgresEventBroker | undefined;
+  let memory: PostgresMachineMemory | undefined;
+  const logger = memoryLogger();
+
+  before(async () => {
+    db = await createTestDatabase('sec_least_privilege');
+    adminUrl = db.url;
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    try {
+      // PostgreSQL < 15 lets every role create in `public`; make the test mean the same everywhere.
+      await admin.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+      await admin.query(memoryMigrationSql());
+      await admin.query(getConstructionPlans('pgboss'));
+      await admin.query(`CREATE ROLE ${ROLE} LOGIN PASSWORD '${PASSWORD}'`);
+      for (const grant of applicationGrants(ROLE)) await admin.query(grant);
+    } finally {
+      await admin.end();
+    }
+    const url = new URL(adminUrl);
+    url.username = ROLE;
+    url.password = PASSWORD;
+    appUrl = url.toString();
+  });
+
+  after(async () => {
+    await broker?.stop({ timeoutMs: 2000 });
+    await memory?.close();
+    await db?.drop();
+    const server = new pg.Client({ connectionString: adminUrl.replace(/\/[^/]+$/, '/postgres') });
+    await server.connect();
+    await server.query(`DROP ROLE IF EXISTS ${ROLE}`);
+    await server.end();
+  });
+
+  it('completes a workflow with only the documented GRANTs', async () => {
+    memory = await connectPostgresMachineMemory({ connectionString: appUrl, migrate: 'noop', logger });
+    broker = new PostgresEventBroker({
+      connectionString: appUrl,
+      migrate: false,
+      logger,
+      maintenanceIntervalSeconds: 1,
+    });
+    await broker.register(
+      createOrchestratorFixture({
+        name: 'lp',
+        memory,
+        steps: [{ call: 'com.lp.svc' }, { fanOut: 'com.lp.fan', count: 2 }],
+      }),
+    );
+    await broker.register(createServiceFixture('com.lp.svc'));
+    await broker.register(createServiceFixture('com.lp.fan'));
+    const done: ArvoEvent[] = [];
+    await broker.onWorkflowComplete({
+      source: 'com.test.client',
+      listener: (event) => void done.push(event),
+    });
+    await broker.start();
+    const init = createInitEvent('lp');
+    await broker.dispatch(init);
+    await waitFor('the workflow completes', () => done.length === 1, 30_000);
+    assert.equal((done[0]!.data as { status: string }).status, 'done');
+    assert.equal(((await memory.read(init.subject)) as { status: string }).status, 'done');
+    // pg-boss's supervise/monitor/maintenance passes (every second here) must work without DDL too:
+    // watch a few passes for permission errors.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const errors = logger.lines.filter((line) => /error|permission/i.test(String(line[0])));
+    assert.deepEqual(errors, [], 'no permission errors logged');
+  });
+
+  it('refuses DDL for the application role', async () => {
+    const app = new pg.Client({ connectionString: appUrl });
+    await app.connect();
+    try {
+      for (const ddl of [
+        'CREATE TABLE public.evil (id int)',
+        'CREATE TABLE pgboss.evil (id int)',
+        'DROP TABLE public.arvo_workflow_state',
+        'ALTER TABLE pgboss.job ADD COLUMN evil int',
+        'TRUNCATE pgboss.job',
+        'CREATE SCHEMA evil',
+      ]) {
+        await assert.rejects(app.query(ddl), (error: { code?: string }) => {
+          // 42501 insufficient_privilege; 42501/ownership errors are also 42501.
+          assert.equal(error.code, '42501', `${ddl}: ${String(error)}`);
+          return true;
+        });
+      }
+    } finally {
+      await app.end();
+    }
+  });
+});
