@@ -1,0 +1,328 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { PostgresEventBroker } from '../../src/broker/index';
+import { clientEvent, handler, memoryLogger, replyTo, waitFor } from '../broker/support';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const suffix = randomBytes(4).toString('hex');
+const ROLE = `cli_ops_${suffix}`;
+const PASSWORD = `Cli-Pw-${suffix}-secret`;
+const COMMANDS = ['stats', 'dlq', 'workflows', 'migrate', 'doctor'];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI as a real subprocess: `node --import tsx src/cli/main.ts ...args`. */
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: undefined, ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function assertNoSecret(run: Run): void {
+  assert.ok(!run.stdout.includes(PASSWORD), `password in stdout:\n${run.stdout}`);
+  assert.ok(!run.stderr.includes(PASSWORD), `password in stderr:\n${run.stderr}`);
+}
+
+describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
+  let db: TestDatabase;
+  let admin: pg.Pool;
+  /** The test database as a role with a distinctive password, given with --url. */
+  let url: string;
+  let broker: PostgresEventBroker | undefined;
+  const runs: Run[] = [];
+  const run = async (args: string[], env: Record<string, string | undefined> = {}) => {
+    const result = await cli(args, env);
+    runs.push(result);
+    return result;
+  };
+
+  before(async () => {
+    db = await createTestDatabase('cli');
+    admin = new pg.Pool({ connectionString: db.url, max: 2 });
+    await admin.query(`CREATE ROLE ${ROLE} LOGIN SUPERUSER PASSWORD '${PASSWORD}'`);
+    const parsed = new URL(db.url);
+    parsed.username = ROLE;
+    parsed.password = PASSWORD;
+    url = parsed.toString();
+  });
+
+  after(async () => {
+    await broker?.stop({ timeoutMs: 2000 });
+    await admin?.end();
+    await db?.drop();
+    const server = new pg.Client({ connectionString: db.url.replace(/\/[^/]+$/, '/postgres') });
+    await server.connect();
+    await server.query(`DROP ROLE IF EXISTS ${ROLE}`).finally(() => server.end());
+    // Whatever a command printed, the password never appears.
+    for (const result of runs) assertNoSecret(result);
+  });
+
+  it('prints help for every command with exit 0, and usage errors with exit 2', async () => {
+    const top = await run(['--help']);
+    assert.equal(top.code, 0);
+    for (const command of COMMANDS) assert.match(top.stdout, new RegExp(`^  ${command} `, 'm'));
+    for (const command of COMMANDS) {
+      const help = await run([command, '--help']);
+      assert.equal(help.code, 0, `${command} --help`);
+      assert.match(help.stdout, new RegExp(`arvo-postgres ${command}`));
+      assert.match(help.stdout, /--url <url>/);
+    }
+    assert.equal((await run([])).code, 2);
+    const unknown = await run(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+    const badOption = await run(['stats', '--bogus'], { DATABASE_URL: url });
+    assert.equal(badOption.code, 2);
+    assert.match(badOption.stderr, /--bogus/);
+    const noDatabase = await run(['stats']);
+    assert.equal(noDatabase.code, 2);
+    assert.match(noDatabase.stderr, /pass --url or set DATABASE_URL/);
+    assert.equal((await run(['dlq'], { DATABASE_URL: url })).code, 2);
+    assert.equal((await run(['dlq', 'purge'], { DATABASE_URL: url })).code, 2);
+    assert.equal((await run(['dlq', 'replay', 'not-a-uuid'], { DATABASE_URL: url })).code, 2);
+    assert.equal((await run(['workflows', '--stuck-older-than', '1x'], { DATABASE_URL: url })).code, 2);
+    assert.equal((await run(['doctor', '--schema', 'bad-name'], { DATABASE_URL: url })).code, 2);
+  });
+
+  it('migrate --print-sql prints the memory and pg-boss DDL without a database', async () => {
+    const printed = await run(['migrate', '--print-sql', '--schema', 'ops', '--state-table', 'wf']);
+    assert.equal(printed.code, 0);
+    assert.match(printed.stdout, /CREATE TABLE IF NOT EXISTS ops\.wf \(/);
+    assert.match(printed.stdout, /CREATE TABLE IF NOT EXISTS ops\.arvo_workflow_lock \(/);
+    assert.match(printed.stdout, /CREATE INDEX IF NOT EXISTS wf_status_updated_at_idx ON ops\.wf/);
+    assert.match(printed.stdout, /CREATE TABLE pgboss\.job/);
+    assert.match(printed.stdout, /CREATE TABLE pgboss\.version/);
+  });
+
+  it('doctor reports a bare database, migrate fixes it, doctor finds a dropped index', async () => {
+    const bare = await run(['doctor', '--url', url]);
+    assert.equal(bare.code, 1);
+    assert.match(bare.stdout, /^FAIL {2}memory tables/m);
+    assert.match(bare.stdout, /table public\.arvo_workflow_state does not exist/);
+    assert.match(bare.stdout, /pg-boss is not installed/);
+
+    const migrated = await run(['migrate', '--url', url]);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.equal(
+      migrated.stdout,
+      'memory: public.arvo_workflow_state and public.arvo_workflow_lock ready (layout version 1)\n' +
+        'pg-boss: schema pgboss at version 46\n',
+    );
+    const healthy = await run(['doctor', '--url', url]);
+    assert.equal(healthy.code, 0, healthy.stdout);
+    assert.match(healthy.stdout, /^ok {4}pg-boss schema {5}pgboss at version 46, no drift$/m);
+    assert.match(healthy.stdout, /no problems found\n$/);
+
+    await admin.query('DROP INDEX public.arvo_workflow_state_status_updated_at_idx');
+    await admin.query('ALTER TABLE public.arvo_workflow_lock ALTER COLUMN owner DROP NOT NULL');
+    const broken = await run(['doctor', '--json'], { DATABASE_URL: url });
+    assert.equal(broken.code, 1);
+    const report = JSON.parse(broken.stdout);
+    assert.equal(report.ok, false);
+    const problems = (name: string) => report.checks.find((check: any) => check.name === name).problems;
+    assert.deepEqual(problems('memory indexes'), [
+      'index arvo_workflow_state_status_updated_at_idx on public.arvo_workflow_state (status,updated_at) is missing',
+    ]);
+    assert.deepEqual(problems('memory tables'), [
+      'column public.arvo_workflow_lock.owner is nullable, expected NOT NULL',
+    ]);
+    assert.deepEqual(problems('pg-boss schema'), []);
+    await admin.query(
+      'CREATE INDEX arvo_workflow_state_status_updated_at_idx ON public.arvo_workflow_state (status, updated_at)',
+    );
+    await admin.query('ALTER TABLE public.arvo_workflow_lock ALTER COLUMN owner SET NOT NULL');
+    assert.equal((await run(['doctor', '--url', url])).code, 0);
+  });
+
+  it('stats, dlq list/show/replay/purge against a running broker', async () => {
+    const calls = new Map<string, number>();
+    broker = new PostgresEventBroker({
+      connectionString: db.url,
+      logger: memoryLogger(),
+      defaults: { worker: { retryLimit: 1, retryDelay: 0, retryBackoff: false } },
+    });
+    await broker.register(handler('com.cli.ok', async (event) => [replyTo(event, 'evt.cli.ok.done')]));
+    await broker.register(
+      handler('com.cli.fail', async (event) => {
+        calls.set(event.id, (calls.get(event.id) ?? 0) + 1);
+        throw new Error(`downstream refused (call ${calls.get(event.id)})`);
+      }),
+    );
+    await broker.onWorkflowComplete({ source: 'com.test.client', listener: async () => {} });
+    await broker.start();
+    const failing = [clientEvent('com.cli.fail', { n: 1 }), clientEvent('com.cli.fail', { n: 2 })];
+    for (const event of failing) await broker.dispatch(event);
+    for (let i = 0; i < 3; i += 1) await broker.dispatch(clientEvent('com.cli.ok', { i }));
+    await waitFor('two dead letters and three completions', async () => {
+      const stats = await broker!.getStats();
+      const of = (name: string) => stats.find((entry) => entry.name === name);
+      return of('com.cli.fail')?.deadLettered === 2 && of('com.cli.ok')?.completed === 3;
+    });
+
+    // stats: the broker's numbers, without a broker.
+    const statsJson = await run(['stats', '--json', '--url', url]);
+    assert.equal(statsJson.code, 0, statsJson.stderr);
+    const cliStats = JSON.parse(statsJson.stdout) as any[];
+    const expected = await broker.getStats({ queues: 'all' });
+    const strip = (list: any[]) => list.map(({ oldestQueuedAgeMs: _, ...rest }) => rest);
+    assert.deepEqual(strip(cliStats), strip(expected));
+    const statsTable = await run(['stats', '--queue', 'com.cli.fail', '--queue', 'com.cli.ok'], {
+      DATABASE_URL: url,
+    });
+    assert.equal(statsTable.code, 0);
+    const lines = statsTable.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^QUEUE +QUEUED +ACTIVE +DEFERRED +FAILED +DEAD-LETTERED +OLDEST$/);
+    assert.match(lines[1]!, /^com\.cli\.fail +0 +0 +0 +2 +2 +-$/);
+    assert.match(lines[2]!, /^com\.cli\.ok +0 +0 +0 +0 +0 +-$/);
+    assert.equal(lines.length, 3);
+
+    // dlq list / show
+    const listed = await run(['dlq', 'list', '--json'], { DATABASE_URL: url });
+    assert.equal(listed.code, 0);
+    const letters = JSON.parse(listed.stdout) as any[];
+    assert.deepEqual(
+      letters.map((letter) => letter.event.id).sort(),
+      failing.map((event) => event.id).sort(),
+    );
+    assert.ok(letters.every((letter) => letter.totalAttempts === 2 && letter.sourceQueue === 'com.cli.fail'));
+    const table = await run(['dlq', 'list'], { DATABASE_URL: url });
+    assert.match(table.stdout, /^ID +SOURCE QUEUE +ATTEMPTS +FIRST FAILURE +LAST FAILURE +ERROR$/m);
+    for (const letter of letters) {
+      assert.match(
+        table.stdout,
+        new RegExp(`^${letter.id} +com\\.cli\\.fail +2 +.*Error: downstream refused`, 'm'),
+      );
+    }
+    const target = letters.find((letter) => letter.event.id === failing[0]!.id);
+    const shown = await run(['dlq', 'show', target.id], { DATABASE_URL: url });
+    assert.equal(shown.code, 0);
+    assert.match(
+      shown.stdout,
+      /history \(1 earlier failures\):\n {2}\S+ {2}com\.cli\.fail attempt 1 {2}infrastructure/,
+    );
+    assert.match(shown.stdout, /error: +Error: downstream refused \(call 2\)/);
+    const missing = await run(['dlq', 'show', '00000000-0000-4000-8000-000000000000'], { DATABASE_URL: url });
+    assert.equal(missing.code, 1);
+
+    // replay one: it fails again and comes back with its history.
+    const replayed = await run(['dlq', 'replay', target.id], { DATABASE_URL: url });
+    assert.equal(replayed.code, 0, replayed.stderr);
+    assert.match(
+      replayed.stdout,
+      new RegExp(`^replayed 1 dead letter\\n {2}${target.id} -> com\\.cli\\.fail \\(job `),
+    );
+    const back = await waitFor('the replayed event back in the DLQ', async () => {
+      const again = await run(['dlq', 'list', '--json', '--queue', 'com.cli.fail'], { DATABASE_URL: url });
+      return (JSON.parse(again.stdout) as any[]).find(
+        (letter) => letter.event.id === failing[0]!.id && letter.totalAttempts === 4,
+      );
+    });
+    assert.deepEqual(
+      back.history.map((entry: any) => entry.error.message),
+      ['downstream refused (call 1)', 'downstream refused (call 2)', 'downstream refused (call 3)'],
+    );
+    const notThere = await run(['dlq', 'replay', target.id], { DATABASE_URL: url });
+    assert.equal(notThere.code, 1);
+    assert.match(notThere.stderr, new RegExp(`not replayed \\(no such waiting dead letter\\): ${target.id}`));
+
+    // purge: nothing older than a day; then everything from that source.
+    const young = await run(['dlq', 'purge', '--older-than', '1d'], { DATABASE_URL: url });
+    assert.equal(young.code, 0);
+    assert.equal(young.stdout, 'purged 0 dead letters\n');
+    const purged = await run(['dlq', 'purge', '--older-than', '0s', '--queue', 'com.cli.fail'], {
+      DATABASE_URL: url,
+    });
+    assert.equal(purged.code, 0);
+    assert.equal(purged.stdout, 'purged 2 dead letters\n');
+    assert.equal((await run(['dlq', 'list'], { DATABASE_URL: url })).stdout, 'no dead letters\n');
+  });
+
+  it('stats --watch refreshes until interrupted, then exits 0', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'stats', '--watch', '1'], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: url },
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await waitFor('two refreshes', () => (stdout.match(/^QUEUE /gm) ?? []).length >= 2, 30_000);
+    child.kill('SIGINT');
+    assert.equal(await exited, 0);
+    assert.match(stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z\nQUEUE /m);
+  });
+
+  it('workflows counts by orchestrator and status and lists stuck ones', async () => {
+    const insert = `INSERT INTO public.arvo_workflow_state
+      (subject, data, version, root_subject, status, orchestrator, updated_at)
+      VALUES ($1, '{}', 1, $1, $2, $3, now() - $4::interval)`;
+    await admin.query(insert, ['wf-old-1', 'active', 'arvo.orc.order', '2 hours']);
+    await admin.query(insert, ['wf-old-2', null, 'arvo.orc.order', '3 hours']);
+    await admin.query(insert, ['wf-done', 'done', 'arvo.orc.order', '5 hours']);
+    await admin.query(insert, ['wf-recent', 'active', 'arvo.orc.ship', '1 minute']);
+
+    const counts = await run(['workflows'], { DATABASE_URL: url });
+    assert.equal(counts.code, 0);
+    const rows = counts.stdout.trimEnd().split('\n');
+    assert.match(rows[0]!, /^ORCHESTRATOR +STATUS +COUNT +OLDEST UPDATE$/);
+    assert.match(rows[1]!, /^arvo\.orc\.order +- +1 /);
+    assert.match(rows[2]!, /^arvo\.orc\.order +active +1 /);
+    assert.match(rows[3]!, /^arvo\.orc\.order +done +1 /);
+    assert.match(rows[4]!, /^arvo\.orc\.ship +active +1 /);
+
+    const stuck = await run(['workflows', '--stuck-older-than', '1h'], { DATABASE_URL: url });
+    assert.equal(stuck.code, 1, 'stuck workflows are a problem for scripts');
+    assert.match(
+      stuck.stdout,
+      /2 unfinished workflows idle longer than 1h:\nSUBJECT +ORCHESTRATOR +STATUS +IDLE\n/,
+    );
+    assert.match(
+      stuck.stdout,
+      /^wf-old-2 +arvo\.orc\.order +- +3h 0m\nwf-old-1 +arvo\.orc\.order +active +2h 0m$/m,
+    );
+    const json = await run(['workflows', '--stuck-older-than', '4h', '--json'], { DATABASE_URL: url });
+    assert.equal(json.code, 0);
+    assert.deepEqual(JSON.parse(json.stdout).stuck, []);
+    const other = await run(['workflows', '--state-table', 'nope'], { DATABASE_URL: url });
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /table public\.nope does not exist/);
+  });
+
+  it('never prints the password of --url, even when the connection fails', async () => {
+    const unreachable = await run(['stats', '--url', `postgres://${ROLE}:${PASSWORD}@127.0.0.1:1/nowhere`]);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /^arvo-postgres stats: .*ECONNREFUSED/);
+    const parsed = new URL(url);
+    parsed.pathname = '/no_such_database';
+    const noDatabase = await run(['doctor', '--url', parsed.toString()]);
+    assert.equal(noDatabase.code, 1);
+    assert.match(noDatabase.stdout, /^FAIL {2}connection/m);
+    const garbage = await run(['stats', '--url', `mysql://${ROLE}:${PASSWORD}@host/db`]);
+    assert.equal(garbage.code, 2);
+    for (const result of [unreachable, noDatabase, garbage]) assertNoSecret(result);
+  });
+});
