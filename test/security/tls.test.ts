@@ -1,0 +1,172 @@
+/**
+ * TLS: a PostgreSQL of its own with `ssl = on`, a CA and a server certificate made here with
+ * openssl, and a pg_hba.conf that accepts TCP connections only over TLS (`hostssl`, and `hostnossl
+ * … reject`). The library connects with `ssl: { ca, rejectUnauthorized: true }`; a connection without
+ * TLS is refused, and so is one that trusts another CA.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { PostgresEventBroker } from '../../src/broker/index';
+import { connectPostgresMachineMemory } from '../../src/memory/index';
+import { silentLogger } from '../../src/shared/logger';
+import { clientEvent, handler, replyTo } from '../broker/support';
+import { type RestartablePostgresServer, startRestartablePostgres } from '../support/postgres-server';
+
+const run = promisify(execFile);
+const OPENSSL = '/usr/bin/openssl';
+
+/** A CA and a server certificate for 127.0.0.1/localhost signed by it, in `dir`. */
+async function makeCertificates(dir: string, name: string): Promise<void> {
+  const at = (file: string) => path.join(dir, `${name}-${file}`);
+  await run(OPENSSL, [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name} test CA`,
+    '-keyout',
+    at('ca.key'),
+    '-out',
+    at('ca.crt'),
+  ]);
+  await run(OPENSSL, [
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    at('server.key'),
+    '-out',
+    at('server.csr'),
+  ]);
+  await writeFile(at('san.ext'), 'subjectAltName = IP:127.0.0.1, DNS:localhost\n');
+  await run(OPENSSL, [
+    'x509',
+    '-req',
+    '-in',
+    at('server.csr'),
+    '-CA',
+    at('ca.crt'),
+    '-CAkey',
+    at('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    at('san.ext'),
+    '-out',
+    at('server.crt'),
+  ]);
+}
+
+describe('TLS: verified connections, plain ones refused', () => {
+  let certs: string;
+  let server: RestartablePostgresServer;
+  let ca: string;
+  let otherCa: string;
+  const connection = () => ({
+    host: '127.0.0.1',
+    port: server.port,
+    user: 'postgres',
+    password: 'postgres',
+    database: 'postgres',
+  });
+
+  before(async () => {
+    certs = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-tls-'));
+    await makeCertificates(certs, 'main');
+    await makeCertificates(certs, 'other');
+    ca = await readFile(path.join(certs, 'main-ca.crt'), 'utf8');
+    otherCa = await readFile(path.join(certs, 'other-ca.crt'), 'utf8');
+    server = await startRestartablePostgres({
+      // Relative paths are relative to the data directory.
+      postgresFlags: ['-c', 'ssl=on', '-c', 'ssl_cert_file=server.crt', '-c', 'ssl_key_file=server.key'],
+      async configure(dataDir, owner) {
+        for (const file of ['server.crt', 'server.key']) {
+          const target = path.join(dataDir, file);
+          await writeFile(target, await readFile(path.join(certs, `main-${file}`)));
+          await chown(target, owner.uid, owner.gid);
+          await chmod(target, 0o600);
+        }
+        await writeFile(
+          path.join(dataDir, 'pg_hba.conf'),
+          [
+            'local all all trust',
+            'hostssl all all 127.0.0.1/32 scram-sha-256',
+            'hostnossl all all 127.0.0.1/32 reject',
+            '',
+          ].join('\n'),
+        );
+      },
+    });
+  });
+
+  after(async () => {
+    await server?.destroy();
+    await rm(certs, { recursive: true, force: true });
+  });
+
+  it('connects with the CA verified, over TLS', async () => {
+    const client = new pg.Client({ ...connection(), ssl: { ca, rejectUnauthorized: true } });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        'SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+      );
+      assert.equal(rows[0].ssl, true);
+      assert.match(rows[0].version, /^TLS/);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('runs the memory and the broker over verified TLS', async () => {
+    const ssl = { ca, rejectUnauthorized: true };
+    const memory = await connectPostgresMachineMemory({ ...connection(), ssl, logger: silentLogger });
+    const broker = new PostgresEventBroker({ ...connection(), ssl, logger: silentLogger });
+    try {
+      await memory.write('tls-subject', { over: 'tls' }, null);
+      assert.deepEqual(await memory.read('tls-subject'), { over: 'tls' });
+      await broker.register(handler('com.tls.echo', async (event) => [replyTo(event, 'evt.tls.echo')]));
+      await broker.start();
+      const reply = await broker.resolve(clientEvent('com.tls.echo'), { timeoutMs: 20_000 });
+      assert.equal(reply.type, 'evt.tls.echo');
+      const { rows } = await memory.pool.query(
+        `SELECT count(*)::int AS plain FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+          WHERE a.client_addr IS NOT NULL AND NOT s.ssl`,
+      );
+      assert.equal(rows[0].plain, 0, 'every TCP connection uses TLS');
+    } finally {
+      await broker.stop({ timeoutMs: 2000 });
+      await memory.close();
+    }
+  });
+
+  it('refuses a connection without TLS', async () => {
+    const client = new pg.Client({ ...connection(), ssl: false });
+    await assert.rejects(client.connect(), (error: Error & { code?: string }) => {
+      assert.equal(error.code, '28000');
+      assert.match(error.message, /no encryption/);
+      return true;
+    });
+    await client.end().catch(() => {});
+  });
+
+  it('refuses a server certificate from another CA', async () => {
+    const client = new pg.Client({ ...connection(), ssl: { ca: otherCa, rejectUnauthorized: true } });
+    await assert.rejects(client.connect(), /certificate/);
+    await client.end().catch(() => {});
+  });
+});
