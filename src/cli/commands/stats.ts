@@ -16,17 +16,20 @@ import {
 } from '../common';
 
 const DEFAULT_WATCH_SECONDS = 2;
+/** Prefix of pg-boss's internal queues (e.g. `__pgboss__send-it`). */
+const INTERNAL_PREFIX = '__pgboss__';
 
 function render(stats: BrokerQueueStats[]): string {
   if (stats.length === 0) return 'no queues\n';
   return table(
-    ['QUEUE', 'QUEUED', 'ACTIVE', 'DEFERRED', 'FAILED', 'DEAD-LETTERED', 'OLDEST'],
+    ['QUEUE', 'QUEUED', 'ACTIVE', 'DEFERRED', 'FAILED', 'COMPLETED', 'DEAD-LETTERED', 'OLDEST'],
     stats.map((queue) => [
       queue.name,
       queue.queued,
       queue.active,
       queue.deferred,
       queue.failed,
+      queue.completed,
       queue.deadLettered,
       formatAge(queue.oldestQueuedAgeMs),
     ]),
@@ -52,9 +55,12 @@ export const statsCommand: Command = {
   usage: `Usage: arvo-postgres stats [--queue <name>]... [--json] [--watch [seconds]]
 
 Exact counts per pg-boss queue, from the job table (the same query as broker.getStats()).
-No running broker is needed.
+No running broker is needed. Columns: QUEUED waiting to run (incl. DEFERRED, whose start is in
+the future), ACTIVE being handled, FAILED and COMPLETED rows still retained, DEAD-LETTERED copies
+of this queue's jobs waiting in dead-letter queues, OLDEST age of the oldest job ready to run.
 
-  --queue <name>     only this queue (repeatable); default: every queue
+  --queue <name>     only this queue (repeatable); default: every queue except pg-boss's
+                     internal __pgboss__* queues
   --json             print JSON (the BrokerQueueStats fields)
   --watch [seconds]  refresh every N seconds (default ${DEFAULT_WATCH_SECONDS}) until Ctrl-C
 
@@ -78,7 +84,11 @@ ${CONNECTION_HELP}`,
     const url = connectionStringOf(values, io);
     const queues = values.queue ?? [];
     return withPool(url, async (pool) => {
-      const read = () => queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
+      const read = async () => {
+        const stats = await queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
+        // pg-boss's own internal queues only when asked for by name.
+        return queues.length === 0 ? stats.filter((queue) => !queue.name.startsWith(INTERNAL_PREFIX)) : stats;
+      };
       if (watchSeconds === null) {
         const stats = await read();
         io.stdout(values.json ? json(stats) : render(stats));
