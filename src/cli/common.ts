@@ -76,6 +76,7 @@ export interface Names {
   pgBossSchema: string;
 }
 
+/** The schema and table names of the command line, each checked by `validateIdentifier` (a bad one is a usage error). */
 export function namesOf(values: Record<string, unknown>): Names {
   const check = (flag: string) => {
     try {
