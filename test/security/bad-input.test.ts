@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { type ArvoEvent, createArvoEvent } from 'arvo-core';
+import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import {
   InvalidEventError,
