@@ -120,8 +120,13 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     await waitFor('no dead letter of the event', async () =>
       (await standalone.list()).every((letter) => letter.event.id !== event.id),
     );
-    const rows = await jobsIn(pool, 'com.dlq.flaky');
-    assert.equal(rows.filter((row) => row.data.id === event.id && row.state === 'completed').length, 1);
+    // The handler returned; its job completes when the job's transaction commits, a moment later.
+    const completed = async () =>
+      (await jobsIn(pool, 'com.dlq.flaky')).filter(
+        (row) => row.data.id === event.id && row.state === 'completed',
+      ).length;
+    await waitFor('the replayed job completed', async () => (await completed()) > 0);
+    assert.equal(await completed(), 1);
   });
 
   it('lists every dead-letter queue standalone, narrows by queue and source, and shows one', async () => {
