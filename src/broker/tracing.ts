@@ -1,16 +1,13 @@
 import {
   type Attributes,
   type Context,
-  context,
   createTraceState,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
-  SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import { redactSecrets } from '../shared/redact';
-import { TRACER_NAME } from '../shared/telemetry';
+import { withSpan } from '../shared/telemetry';
 
 /**
  * W3C trace-context handling for events crossing a queue. Arvo events carry `traceparent` and
@@ -95,19 +92,7 @@ export async function inSpan<T>(
   parent: Context | undefined,
   fn: (span: Span | undefined) => Promise<T>,
 ): Promise<T> {
-  const base = parent ?? context.active();
-  if (!enabled) return context.with(base, () => fn(undefined));
-  const span = trace.getTracer(TRACER_NAME).startSpan(name, { kind, attributes }, base);
-  try {
-    return await context.with(trace.setSpan(base, span), () => fn(span));
-  } catch (error) {
-    const message = redactSecrets(error instanceof Error ? error.message : String(error));
-    span.recordException({ name: error instanceof Error ? error.name : 'Error', message });
-    span.setStatus({ code: SpanStatusCode.ERROR, message });
-    throw error;
-  } finally {
-    span.end();
-  }
+  return withSpan(enabled, name, attributes, fn, kind, parent);
 }
 
 export { SpanKind };

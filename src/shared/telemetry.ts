@@ -1,12 +1,21 @@
-import { type Attributes, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  type Attributes,
+  type Context,
+  context,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
 import { redactSecrets } from './redact';
 
 /** Name under which all spans of this library are created. */
 export const TRACER_NAME = 'arvo-postgres';
 
 /**
- * Runs `fn` inside an active span named `name` when `enabled`, recording a redacted exception and
- * an error status when it throws. With `enabled` false it only calls `fn`: no OpenTelemetry cost.
+ * Runs `fn` inside an active span named `name` when `enabled`, as a child of `parent` (default: the
+ * active context), recording a redacted exception and an error status when it throws. With `enabled`
+ * false it only calls `fn` (in `parent` when given): no OpenTelemetry cost.
  */
 export async function withSpan<T>(
   enabled: boolean,
@@ -14,9 +23,11 @@ export async function withSpan<T>(
   attributes: Attributes,
   fn: (span?: Span) => Promise<T>,
   kind: SpanKind = SpanKind.INTERNAL,
+  parent?: Context,
 ): Promise<T> {
-  if (!enabled) return fn();
-  return trace.getTracer(TRACER_NAME).startActiveSpan(name, { kind, attributes }, async (span) => {
+  const base = parent ?? context.active();
+  if (!enabled) return parent ? context.with(base, () => fn()) : fn();
+  return trace.getTracer(TRACER_NAME).startActiveSpan(name, { kind, attributes }, base, async (span) => {
     try {
       return await fn(span);
     } catch (error) {
