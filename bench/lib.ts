@@ -190,6 +190,12 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
 
+/** Bytes of JavaScript heap in use after a full GC: what the process really retains. */
+export function heapUsedAfterGc(): number {
+  collectGarbage();
+  return process.memoryUsage().heapUsed;
+}
+
 /** Process memory (after a full GC) and the connection count of `databaseUrl`. */
 export async function snapshotResources(databaseUrl: string): Promise<ResourceSnapshot> {
   collectGarbage();
@@ -312,6 +318,11 @@ export interface CostPerUnit {
   postgresCpuMs: number | null;
   writeTransactions: number;
   walBytes: number;
+  /**
+   * JavaScript heap in use after the measured part (after a full GC) minus before it, per unit.
+   * Near 0 when nothing is kept per event; a steady positive figure is a leak.
+   */
+  retainedHeapBytes?: number;
 }
 
 const CLOCK_TICKS_PER_SECOND = 100;

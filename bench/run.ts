@@ -176,6 +176,7 @@ const RESULT_COLUMNS: Array<[string, (result: ScenarioResult) => string]> = [
     'commits',
     (result) => (result.cost ? `${formatNumber(result.cost.writeTransactions, 2)} /${result.cost.per}` : '–'),
   ],
+  ['heap B', (result) => formatNumber(result.cost?.retainedHeapBytes, 0)],
   [
     'RSS MB',
     (result) =>

@@ -23,6 +23,7 @@ import {
   costPer,
   countdown,
   countRoundTrips,
+  heapUsedAfterGc,
   now,
   type PoolUsage,
   poolUsage,
@@ -181,6 +182,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         finished.tick();
         current?.tick();
       };
+      const heapBefore = heapUsedAfterGc();
       const meter = await startCostMeter(databaseUrl);
       const started = now();
       if (mode === 'burst') {
@@ -200,6 +202,9 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
       const elapsedSeconds = (now() - started) / 1000;
       const usage = await meter.stop();
       const hops = count * hopsPerWorkflow(steps);
+      // Settle what the last completions left in flight, then see what stays.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const retainedHeapBytesPerHop = Math.round((heapUsedAfterGc() - heapBefore) / hops);
       return {
         workflows: count,
         hops,
@@ -211,7 +216,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
         workflowLatencies,
         lockContention,
         statementsPerHop: statements.count / hops,
-        costPerHop: costPer(usage, hops),
+        costPerHop: { ...costPer(usage, hops), retainedHeapBytes: retainedHeapBytesPerHop },
         failedWorkflows,
         pool: { before, after: poolUsage(pool) },
       };
