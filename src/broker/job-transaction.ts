@@ -23,13 +23,28 @@ export class JobTransaction implements AmbientTransaction {
     this.#connectionError = error;
   };
 
+  #signal: AbortSignal | undefined;
+  readonly #onAbort = () => {
+    this.#abortReason = this.#signal?.reason ?? new Error('job aborted');
+  };
+
   constructor(pool: pg.Pool, databaseId: string, signal?: AbortSignal) {
     this.#pool = pool;
     this.databaseId = databaseId;
     this.db = { executeSql: (text, values) => this.query(text, values) };
-    signal?.addEventListener('abort', () => {
-      this.#abortReason = signal.reason ?? new Error('job aborted');
-    });
+    if (signal) {
+      this.#signal = signal;
+      signal.addEventListener('abort', this.#onAbort);
+    }
+  }
+
+  /** Marks the transaction settled and lets go of the job's signal. */
+  #markSettled(): void {
+    this.#settled = true;
+    // pg-boss's job signal (AbortSignal.any) stays alive while it has listeners and is never aborted on
+    // a normal completion: a listener left behind would keep this transaction in memory for good.
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#signal = undefined;
   }
 
   #connect(): Promise<pg.PoolClient> {
@@ -65,19 +80,19 @@ export class JobTransaction implements AmbientTransaction {
   async commit(): Promise<void> {
     if (this.#abortReason) throw this.#abortReason;
     if (!this.#client) {
-      this.#settled = true;
+      this.#markSettled();
       return;
     }
     const client = await this.#client;
     await client.query('COMMIT');
-    this.#settled = true;
+    this.#markSettled();
     this.#release(client);
   }
 
   /** Rolls back if still open; never throws (a broken connection is dropped instead). */
   async rollback(): Promise<void> {
     if (this.#settled) return;
-    this.#settled = true;
+    this.#markSettled();
     if (!this.#client) return;
     let client: pg.PoolClient;
     try {
