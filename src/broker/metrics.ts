@@ -21,11 +21,11 @@ export interface BrokerQueueStats {
   deferred: number;
   /** Terminally failed rows still retained (their dead-letter copies are in `deadLettered` of this queue). */
   failed: number;
-  /** Completed rows still retained. */
+  /** Finished rows still retained (completed; also cancelled through pg-boss directly). */
   completed: number;
   /** Every retained row. */
   total: number;
-  /** Retained copies of this queue's jobs in dead-letter queues. */
+  /** Copies of this queue's jobs waiting in dead-letter queues (what `DeadLetters.list` returns). */
   deadLettered: number;
   /** Age of the oldest job ready to run, or null when none is ready. */
   oldestQueuedAgeMs: number | null;
