@@ -3,6 +3,7 @@ import { InvalidOptionError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
 import { expectKnownKeys, expectObject, integerOption, numberOption } from '../shared/options';
 import { type ErrorDescription, redactValue } from '../shared/redact';
+import { isUuid } from './event-codec';
 import { queueNameOption } from './options';
 import type { FailureKind } from './policy';
 import { deadLettersSql, purgeDeadLettersSql, replayDeadLettersSql } from './sql';
@@ -133,20 +134,18 @@ export interface DeadLettersOptions {
   deadLetterQueues?: string[];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Validated dead-letter ids (UUIDs), or null when not given. */
+/** Validated dead-letter ids (UUIDs, lower-cased as PostgreSQL returns them), or null when not given. */
 function idsOption(value: unknown, option: string): string[] | null {
   if (value === undefined) return null;
   if (!Array.isArray(value) || value.length === 0) {
     throw new InvalidOptionError(option, 'expected a non-empty array of dead-letter ids');
   }
   for (const [index, id] of value.entries()) {
-    if (typeof id !== 'string' || !UUID.test(id)) {
+    if (!isUuid(id)) {
       throw new InvalidOptionError(`${option}[${index}]`, `${JSON.stringify(id)} is not a job id (a UUID)`);
     }
   }
-  return value as string[];
+  return (value as string[]).map((id) => id.toLowerCase());
 }
 
 function optionalQueue(value: unknown, option: string): string | null {

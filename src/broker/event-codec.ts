@@ -115,6 +115,11 @@ export function eventDomain(stored: StoredEvent): string | null {
 
 // RFC 4122 UUID, any version.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `value` is a UUID (job ids are), in either case. */
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
+}
 // A fixed namespace for name-based job ids (RFC 4122 v5), so every process derives the same id.
 const JOB_ID_NAMESPACE = Buffer.from('5b0f3c2e8a4d4f1e9c7a2d6b1e0f4a93', 'hex');
 
@@ -132,5 +137,5 @@ export function nameBasedUuid(name: string): string {
  * same event twice into a queue therefore stores it once (pg-boss keeps the first row while it lives).
  */
 export function jobIdForEvent(eventId: string): string {
-  return UUID.test(eventId) ? eventId.toLowerCase() : nameBasedUuid(`arvo-event:${eventId}`);
+  return isUuid(eventId) ? eventId.toLowerCase() : nameBasedUuid(`arvo-event:${eventId}`);
 }

@@ -229,8 +229,14 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     const missing = await run(['dlq', 'show', '00000000-0000-4000-8000-000000000000'], { DATABASE_URL: url });
     assert.equal(missing.code, 1);
 
-    // replay one: it fails again and comes back with its history.
-    const replayed = await run(['dlq', 'replay', target.id], { DATABASE_URL: url });
+    const misapplied = await run(['dlq', 'show', target.id, '--queue', 'com.cli.fail'], {
+      DATABASE_URL: url,
+    });
+    assert.equal(misapplied.code, 2);
+    assert.match(misapplied.stderr, /--queue does not apply to dlq show/);
+
+    // replay one (its id typed in upper case): it fails again and comes back with its history.
+    const replayed = await run(['dlq', 'replay', target.id.toUpperCase()], { DATABASE_URL: url });
     assert.equal(replayed.code, 0, replayed.stderr);
     assert.match(
       replayed.stdout,

@@ -117,7 +117,9 @@ export const dlqCommand: Command = {
       io.stdout(`${USAGE}\n`);
       return EXIT.ok;
     }
-    const [action, ...ids] = positionals;
+    // PostgreSQL prints UUIDs in lower case; compare what it returns with the ids as it would print them.
+    const [action, ...givenIds] = positionals;
+    const ids = givenIds.map((id) => id.toLowerCase());
     if (!action) throw new UsageError('missing subcommand: list, show, replay or purge');
     const names = namesOf(values);
     const scope = {
@@ -129,6 +131,8 @@ export const dlqCommand: Command = {
         ['--all', values.all],
         ['--older-than', values['older-than'] !== undefined],
         ['--limit', values.limit !== undefined],
+        ['--queue', values.queue !== undefined],
+        ['--dlq', values.dlq !== undefined],
       ] as const;
       for (const [flag, present] of given) {
         if (present && !allowed.includes(flag))
@@ -138,7 +142,7 @@ export const dlqCommand: Command = {
     let operation: (letters: DeadLetters) => Promise<number>;
     switch (action) {
       case 'list': {
-        only(['--limit']);
+        only(['--limit', '--queue', '--dlq']);
         if (ids.length > 0) throw new UsageError('dlq list takes no ids (use dlq show <id>)');
         const limit = parseCount(values.limit, '--limit', 100);
         operation = async (letters) => {
@@ -163,7 +167,7 @@ export const dlqCommand: Command = {
         break;
       }
       case 'replay': {
-        only(['--all', '--limit']);
+        only(['--all', '--limit', '--queue', '--dlq']);
         if (ids.length > 0 === values.all) throw new UsageError('dlq replay takes ids or --all (not both)');
         const limit = parseCount(values.limit, '--limit', 1000);
         operation = async (letters) => {
@@ -186,7 +190,7 @@ export const dlqCommand: Command = {
         break;
       }
       case 'purge': {
-        only(['--older-than']);
+        only(['--older-than', '--queue', '--dlq']);
         const olderThan = values['older-than'];
         if (ids.length === 0 && olderThan === undefined) {
           throw new UsageError('dlq purge takes ids and/or --older-than <duration>');
@@ -213,14 +217,6 @@ export const dlqCommand: Command = {
         );
     }
     const url = connectionStringOf(values, io);
-    return withPool(url, (pool) => {
-      let letters: DeadLetters;
-      try {
-        letters = new DeadLetters({ pool, schema: names.pgBossSchema });
-      } catch (error) {
-        throw new UsageError((error as Error).message);
-      }
-      return operation(letters);
-    });
+    return withPool(url, (pool) => operation(new DeadLetters({ pool, schema: names.pgBossSchema })));
   },
 };
