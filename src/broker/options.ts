@@ -30,8 +30,12 @@ export interface BrokerQueueOptions {
   retentionSeconds?: number;
   /** Seconds a completed or failed job is kept. Default 3600 (1 hour). */
   deleteAfterSeconds?: number;
-  /** pg-boss queue policy (fixed at creation). Default `standard`. */
-  policy?: 'standard' | 'short' | 'singleton' | 'stately' | 'exclusive';
+  /**
+   * pg-boss queue policy (fixed at creation): `standard` (default) or `singleton` (one job active at a
+   * time). pg-boss's `short`, `stately` and `exclusive` policies make it skip inserts that collide on a
+   * singleton key, which would silently drop accepted events, so the broker does not offer them.
+   */
+  policy?: 'standard' | 'singleton';
   /** Own job table partition for this queue (fixed at creation). Default false. */
   partition?: boolean;
   /** Warn (logger) when more jobs than this are queued. */
@@ -231,12 +235,7 @@ export function resolveQueueOptions(
       { min: 0 },
       base.deleteAfterSeconds,
     ),
-    policy: enumOption(
-      input.policy,
-      `${option}.policy`,
-      ['standard', 'short', 'singleton', 'stately', 'exclusive'] as const,
-      base.policy,
-    ),
+    policy: enumOption(input.policy, `${option}.policy`, ['standard', 'singleton'] as const, base.policy),
     partition: booleanOption(input.partition, `${option}.partition`, base.partition),
   };
   const warning =

@@ -39,6 +39,17 @@ describe('PostgresEventBroker: options and lifecycle', () => {
         new PostgresEventBroker({ connectionString: 'postgres://x@localhost/db', deadLetterQueue: 'a b' }),
       (error: unknown) => error instanceof InvalidOptionError && error.option === 'deadLetterQueue',
     );
+    // pg-boss skips colliding inserts under these policies: accepted events would vanish.
+    for (const policy of ['short', 'stately', 'exclusive']) {
+      assert.throws(
+        () =>
+          new PostgresEventBroker({
+            connectionString: 'postgres://x@localhost/db',
+            defaults: { queue: { policy: policy as 'standard' } },
+          }),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === 'defaults.queue.policy',
+      );
+    }
   });
 
   it('rejects what is not a handler, listener or logger', async () => {
