@@ -22,6 +22,7 @@ import {
   InvalidEventError,
   isConnectionFailure,
   ResolveTimeoutError,
+  UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
 import {
@@ -776,6 +777,9 @@ export class PostgresEventBroker {
       return events;
     }
     if (registration.listener) await registration.listener(event);
+    else if (!this.#waiters.has(waiterKey(registration.queue, event.subject))) {
+      throw new UnclaimedReplyError(registration.queue, event.id);
+    }
     return [];
   }
 

@@ -69,6 +69,20 @@ export class ResolveTimeoutError extends ArvoPostgresError {
   }
 }
 
+/**
+ * An event reached a completion queue that only `resolve()` serves, and no `resolve()` in this process
+ * waits for its subject (it timed out, or the reply belongs to another process's `resolve()`). The
+ * job is retried, so another process's waiter can still take it, and then dead-lettered: never dropped.
+ */
+export class UnclaimedReplyError extends ArvoPostgresError {
+  constructor(queue: string, eventId: string) {
+    super(
+      'UNCLAIMED_REPLY',
+      `Event ${eventId} reached ${queue}, which only resolve() serves, and no resolve() here waits for its subject`,
+    );
+  }
+}
+
 /** PostgreSQL could not be reached (connection refused, DNS failure, server shutting down, ...). */
 export class DatabaseUnavailableError extends ArvoPostgresError {
   constructor(message: string, options?: { cause?: unknown }) {

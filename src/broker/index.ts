@@ -26,6 +26,7 @@ export {
   InvalidEventError,
   PayloadTooLargeError,
   ResolveTimeoutError,
+  UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
 export { decodeEvent, encodeEvent, jobIdForEvent } from './event-codec';

@@ -117,6 +117,27 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     );
   });
 
+  it('retries, then dead-letters, a reply that no resolve() waits for (never drops it)', async () => {
+    const asked = clientEvent('com.test.silent', {}, { source: 'com.test.asker' });
+    await assert.rejects(broker.resolve(asked, { timeoutMs: 300 }), ResolveTimeoutError);
+    const late = clientEvent(
+      'com.test.asker',
+      { answer: 42 },
+      { subject: asked.subject, type: 'evt.late.reply' },
+    );
+    await broker.dispatch(late);
+    const letter = await waitFor(
+      'the unclaimed reply dead-lettered',
+      async () =>
+        (await broker.deadLetters.list({ sourceQueue: 'com.test.asker' })).find(
+          (entry) => entry.event.id === late.id,
+        ),
+      30_000,
+    );
+    assert.equal(letter.attempts, 4, 'retried like an infrastructure failure first');
+    assert.match(letter.error!.message, /no resolve\(\) here waits for its subject/);
+  });
+
   it('deletes completed jobs after deleteAfterSeconds (maintenance really runs)', async () => {
     const event = clientEvent('com.test.shortlived');
     await broker.resolve(event, { timeoutMs: 15_000 });
