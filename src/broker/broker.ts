@@ -733,18 +733,22 @@ export class PostgresEventBroker {
           const routed = await this.#route(outputs, encoded, transaction);
           unroutable = routed.filter((entry) => entry.unroutable);
           await this.#enqueue(routed, transaction);
-          const completion = await this.#boss!.complete(
-            job.name,
-            { id: job.id, retryCount: job.retryCount },
-            null,
-            { db: transaction.db },
-          );
+          const attempt = { id: job.id, retryCount: job.retryCount };
+          let completion: unknown;
+          if (transaction.started) {
+            completion = await this.#boss!.complete(job.name, attempt, null, { db: transaction.db });
+          } else {
+            // Nothing was written for this job (a listener, a handler with no outputs): no transaction
+            // to open, one fenced statement settles it. commit() first: it refuses an aborted job.
+            await transaction.commit();
+            completion = await this.#boss!.complete(job.name, attempt, null);
+          }
           if ((completion as { affected?: number }).affected !== 1) {
             throw new Error(
               `job ${job.id} is no longer claimed by this worker (expired or stopped); rolled back`,
             );
           }
-          await transaction.commit();
+          if (transaction.started) await transaction.commit();
           outcome = { id: job.id, status: 'completed' };
         } catch (error) {
           await transaction.rollback();

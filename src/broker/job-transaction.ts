@@ -72,6 +72,11 @@ export class JobTransaction implements AmbientTransaction {
     return client.query(text, values);
   }
 
+  /** Whether a statement ran, i.e. there is a database transaction to commit. */
+  get started(): boolean {
+    return this.#client !== undefined;
+  }
+
   onSettled(callback: () => void | Promise<void>): void {
     this.#callbacks.push(callback);
   }

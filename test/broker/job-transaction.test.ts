@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { after, before, describe, it } from 'node:test';
+import { createArvoEvent } from 'arvo-core';
 import pg from 'pg';
+import { PostgresEventBroker } from '../../src/broker/index';
 import { JobTransaction } from '../../src/broker/job-transaction';
+import { silentLogger } from '../../src/shared/logger';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 
 describe('JobTransaction', () => {
@@ -56,5 +59,43 @@ describe('JobTransaction', () => {
     await transaction.rollback();
     const { rowCount } = await pool.query('SELECT 1 FROM marks WHERE id = 3');
     assert.equal(rowCount, 0);
+  });
+
+  // Listeners and handlers without outputs write nothing: settling them must not need a transaction
+  // (BEGIN, complete, COMMIT on a checked-out connection) when one fenced statement does.
+  it('settles a job that wrote nothing without taking a connection from the broker pool', async () => {
+    const brokerPool = new pg.Pool({ connectionString: db.url, max: 1, connectionTimeoutMillis: 20_000 });
+    const broker = new PostgresEventBroker({ pool: brokerPool, logger: silentLogger });
+    const handled: string[] = [];
+    await broker.onWorkflowComplete({
+      source: 'com.test.quiet',
+      listener: (event) => {
+        handled.push(event.id);
+      },
+    });
+    await broker.start();
+    const held = await brokerPool.connect();
+    try {
+      const event = createArvoEvent(
+        { source: 'com.test.client', type: 'com.test.quiet', subject: 's', to: 'com.test.quiet', data: {} },
+        {},
+        { disable: true },
+      );
+      await broker.dispatch(event);
+      const deadline = Date.now() + 10_000;
+      let state: string | undefined;
+      while (Date.now() < deadline) {
+        const { rows } = await pool.query('SELECT state FROM pgboss.job WHERE id = $1', [event.id]);
+        state = rows[0]?.state;
+        if (state === 'completed') break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(state, 'completed', 'completed while the broker pool had no free connection');
+      assert.deepEqual(handled, [event.id]);
+    } finally {
+      held.release();
+      await broker.stop({ timeoutMs: 2000 });
+      await brokerPool.end();
+    }
   });
 });
