@@ -1,11 +1,13 @@
+import { SpanKind } from '@opentelemetry/api';
 import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
 import { InvalidOptionError } from '../shared/errors';
-import { consoleLogger, type Logger, writeLog } from '../shared/logger';
+import { consoleLogger, type Logger, loggerOption, writeLog } from '../shared/logger';
 import { expectObject, integerOption } from '../shared/options';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, redactSecrets, redactValue } from '../shared/redact';
+import { withSpan } from '../shared/telemetry';
 import { type Queryable, readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
 import { CircuitBreaker } from './circuit-breaker';
 import {
@@ -49,7 +51,7 @@ import {
 } from './options';
 import { actionFor, classifyFailure } from './policy';
 import { exhaustRetriesSql, existingQueuesSql } from './sql';
-import { contextFromTraceHeaders, inSpan, messagingAttributes, SpanKind, traceHeadersOf } from './tracing';
+import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './tracing';
 
 /**
  * An Arvo event handler: arvo 2.x (`execute` resolves to `ArvoEvent[]`) or 3.x (`{ events }`).
@@ -181,10 +183,7 @@ export class PostgresEventBroker {
 
   /** Replaces the logger (console-like or pino-like). */
   setLogger(logger: Logger): void {
-    if (typeof logger?.info !== 'function' || typeof logger?.error !== 'function') {
-      throw new InvalidOptionError('logger', 'expected an object with info() and error() functions');
-    }
-    this.#logger = logger;
+    this.#logger = loggerOption(logger, 'logger');
   }
 
   /**
@@ -307,7 +306,14 @@ export class PostgresEventBroker {
     const queue = queueNameOption(params.source, 'source');
     const existing = this.#registrations.get(queue);
     if (existing?.kind === 'completion' && !existing.listener) {
-      // Created implicitly by resolve(): adopt it.
+      // Created implicitly by resolve(): adopt it. Its queue and worker already run with the
+      // defaults, so options given now could not take effect: refuse them rather than ignore them.
+      if (params.options !== undefined) {
+        throw new InvalidOptionError(
+          'options',
+          `the completion queue ${JSON.stringify(queue)} was created by resolve() with the defaults; call onWorkflowComplete before resolve() to give it options`,
+        );
+      }
       existing.listener = params.listener;
       return;
     }
@@ -366,18 +372,18 @@ export class PostgresEventBroker {
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
-    await inSpan(
+    await withSpan(
       this.#options.telemetry,
       `${routed.queue} send`,
-      SpanKind.PRODUCER,
       messagingAttributes('send', routed.queue, jobId, json),
-      parent,
       async (span) => {
         const stored = { ...json };
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
         await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
       },
+      SpanKind.PRODUCER,
+      parent,
     );
     return jobId;
   }
@@ -680,16 +686,16 @@ export class PostgresEventBroker {
     }
     for (const [queue, entries] of byQueue) {
       const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json));
-      await inSpan(
+      await withSpan(
         this.#options.telemetry,
         `${queue} send`,
-        SpanKind.PRODUCER,
         {
           ...messagingAttributes('send', queue, jobs[0]!.id!, entries[0]!.json),
           'messaging.batch.message_count': jobs.length,
         },
-        undefined,
         () => this.#boss!.insert(queue, jobs, { db: transaction.db }),
+        SpanKind.PRODUCER,
+        undefined,
       );
     }
   }
@@ -711,15 +717,13 @@ export class PostgresEventBroker {
       return this.#failure(registration, job, null, error);
     }
     const parent = contextFromTraceHeaders(event.traceparent, event.tracestate);
-    return inSpan(
+    return withSpan(
       this.#options.telemetry,
       `${job.name} process`,
-      SpanKind.CONSUMER,
       {
         ...messagingAttributes('process', job.name, job.id, event),
         'messaging.pgboss.retry_count': job.retryCount,
       },
-      parent,
       async () => {
         const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId, job.signal);
         let unroutable: RoutedEvent[] = [];
@@ -765,6 +769,8 @@ export class PostgresEventBroker {
         }
         return outcome;
       },
+      SpanKind.CONSUMER,
+      parent,
     );
   }
 

@@ -1,6 +1,6 @@
 import { InvalidOptionError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
-import type { Logger } from '../shared/logger';
+import { type Logger, loggerOption } from '../shared/logger';
 import {
   booleanOption,
   enumOption,
@@ -350,24 +350,12 @@ const WORKER_DEFAULTS: ResolvedWorkerOptions = {
   notifyPollingIntervalSeconds: 1,
 };
 
-function isLogger(value: unknown): value is Logger {
-  const candidate = value as Logger | null;
-  return (
-    typeof candidate === 'object' &&
-    candidate !== null &&
-    typeof candidate.info === 'function' &&
-    typeof candidate.error === 'function'
-  );
-}
-
 /** Validates the constructor options; every problem is an {@link InvalidOptionError} naming the option. */
 export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
   const input = expectObject(value, 'options');
   expectKnownKeys(input, BROKER_KEYS, '');
   const connection = resolveConnection(input);
-  if (input.logger !== undefined && !isLogger(input.logger)) {
-    throw new InvalidOptionError('logger', 'expected an object with info() and error() functions');
-  }
+  const logger = input.logger === undefined ? undefined : loggerOption(input.logger, 'logger');
   const deadLetterQueue = queueNameOption(
     input.deadLetterQueue,
     'deadLetterQueue',
@@ -437,7 +425,7 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
     migrate: booleanOption(input.migrate, 'migrate', true),
     circuitBreaker: resolveCircuitBreakerOptions(input.circuitBreaker, 'circuitBreaker'),
   };
-  if (input.logger !== undefined) resolved.logger = input.logger as Logger;
+  if (logger) resolved.logger = logger;
   const instanceName = stringOption(input.instanceName, 'instanceName');
   if (instanceName !== undefined) resolved.instanceName = instanceName;
   return resolved;

@@ -4,10 +4,8 @@ import {
   createTraceState,
   ROOT_CONTEXT,
   type Span,
-  SpanKind,
   trace,
 } from '@opentelemetry/api';
-import { withSpan } from '../shared/telemetry';
 
 /**
  * W3C trace-context handling for events crossing a queue. Arvo events carry `traceparent` and
@@ -79,20 +77,3 @@ export function messagingAttributes(
     'cloudevents.event_type': event.type,
   };
 }
-
-/**
- * Runs `fn` in a span of `kind` whose parent is `parent` (or the active context). With `enabled`
- * false it only calls `fn` in `parent`. Exceptions are recorded redacted.
- */
-export async function inSpan<T>(
-  enabled: boolean,
-  name: string,
-  kind: SpanKind,
-  attributes: Attributes,
-  parent: Context | undefined,
-  fn: (span: Span | undefined) => Promise<T>,
-): Promise<T> {
-  return withSpan(enabled, name, attributes, fn, kind, parent);
-}
-
-export { SpanKind };

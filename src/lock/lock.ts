@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ArvoPostgresError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
-import { consoleLogger, type Logger, writeLog } from '../shared/logger';
+import { type Logger, loggerOption, writeLog } from '../shared/logger';
 import { applyMigrations } from '../shared/migrations';
 import {
   booleanOption,
@@ -209,8 +209,7 @@ export class PostgresLock {
     this.retry = resolveLockRetry(given.defaults, 'defaults');
     this.sweepIntervalMs = integerOption(given.sweepIntervalMs, 'sweepIntervalMs', { min: 0 }, 60_000);
     this.otel = booleanOption(given.enableOtel, 'enableOtel', false);
-    if (given.logger !== undefined) expectObject(given.logger, 'logger');
-    this.logger = (given.logger as Logger | undefined) ?? consoleLogger;
+    this.logger = loggerOption(given.logger, 'logger');
     this.statements = lockStatements(this.schema, this.table);
     this.managed = openPool(resolveConnection(given), this.logger);
     this.pool = this.managed.pool;

@@ -5,7 +5,7 @@ import { lockMigrationV1 } from '../lock/migrations/v1';
 import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
 import { qualifiedName, validateIdentifier } from '../shared/identifiers';
 import { jsonContainsNul } from '../shared/json';
-import { consoleLogger, type Logger, writeLog } from '../shared/logger';
+import { type Logger, loggerOption, writeLog } from '../shared/logger';
 import { applyMigrations, MIGRATIONS_TABLE, type Migration, migrationsTableSql } from '../shared/migrations';
 import {
   booleanOption,
@@ -194,7 +194,6 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
       'a periodic sweep needs `retention.finishedAfterMs` or `retention.abandonedAfterMs`',
     );
   }
-  if (given.logger !== undefined) expectObject(given.logger, 'logger');
 
   return {
     connection: resolveConnection(given),
@@ -212,7 +211,7 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
     abandonedAfterMs,
     sweepIntervalMs,
     enableOtel: booleanOption(given.enableOtel, 'enableOtel', false),
-    logger: (given.logger as Logger | undefined) ?? consoleLogger,
+    logger: loggerOption(given.logger, 'logger'),
   };
 }
 

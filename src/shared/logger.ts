@@ -1,3 +1,4 @@
+import { InvalidOptionError } from './errors';
 import { redactSecrets, redactValue } from './redact';
 
 /**
@@ -23,6 +24,24 @@ export const consoleLogger: Logger = {
   warn: (...args: unknown[]) => console.warn(...args),
   error: (...args: unknown[]) => console.error(...args),
 };
+
+/**
+ * Validates a `logger` option: `fallback` when undefined, else an object with `info()` and `error()`
+ * functions (anything less would silently swallow every warning).
+ */
+export function loggerOption(value: unknown, option: string, fallback: Logger = consoleLogger): Logger {
+  if (value === undefined) return fallback;
+  const candidate = value as Partial<Logger> | null;
+  if (
+    typeof candidate !== 'object' ||
+    candidate === null ||
+    typeof candidate.info !== 'function' ||
+    typeof candidate.error !== 'function'
+  ) {
+    throw new InvalidOptionError(option, 'expected an object with info() and error() functions');
+  }
+  return candidate as Logger;
+}
 
 // pino-style loggers take (fields, message); console-style take (message, fields).
 function isPinoLike(logger: Logger): boolean {

@@ -14,6 +14,7 @@ import {
   PostgresEventBroker,
   ResolveTimeoutError,
 } from '../../src/broker/index';
+import { InvalidOptionError } from '../../src/shared/errors';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { createServiceFixture } from '../support/orchestrator';
 import { freePort } from '../support/postgres-server';
@@ -136,6 +137,15 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     );
     assert.equal(letter.attempts, 4, 'retried like an infrastructure failure first');
     assert.match(letter.error!.message, /no resolve\(\) here waits for its subject/);
+    // A listener may adopt that queue later, but not with options it could no longer apply.
+    await assert.rejects(
+      broker.onWorkflowComplete({
+        source: 'com.test.asker',
+        listener: () => {},
+        options: { worker: { batchSize: 1 } },
+      }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'options',
+    );
   });
 
   it('deletes completed jobs after deleteAfterSeconds (maintenance really runs)', async () => {

@@ -262,6 +262,8 @@ describe('PostgresLock', () => {
       [{ sweepIntervalMs: -1 }, 'sweepIntervalMs'],
       [{ migrate: 'yes' }, 'migrate'],
       [{ tabel: 'x' }, 'tabel'],
+      // A logger without info()/error() would swallow every warning.
+      [{ logger: {} }, 'logger'],
     ];
     for (const [options, option] of cases) {
       assert.throws(

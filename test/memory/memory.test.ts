@@ -181,6 +181,7 @@ describe('PostgresMachineMemory: tables', () => {
       [{ enableOtel: 1 }, 'enableOtel'],
       [{ statementTimeoutMillis: -1 }, 'statementTimeoutMillis'],
       [{ lockConfig: {} }, 'lockConfig'],
+      [{ logger: { log() {} } }, 'logger'],
     ];
     for (const [options, option] of cases) {
       await assert.rejects(
