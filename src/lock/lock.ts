@@ -10,6 +10,7 @@ import {
   expectObject,
   integerOption,
   numberOption,
+  requireText,
   stringOption,
 } from '../shared/options';
 import {
@@ -174,10 +175,22 @@ function toHandle(row: { key: string; owner: string; fencing_token: string; expi
 }
 
 function validKey(key: unknown): string {
-  if (typeof key !== 'string' || key.length === 0) {
-    throw new ArvoPostgresError('INVALID_LOCK_KEY', 'A lock key must be a non-empty string');
+  return requireText(key, 'A lock key', 'INVALID_LOCK_KEY');
+}
+
+/** `handle` as `acquire` returned it; anything else is a typed error, not a TypeError. */
+function validHandle(handle: unknown): LockHandle {
+  const candidate = handle as Partial<LockHandle> | null;
+  if (
+    typeof candidate !== 'object' ||
+    candidate === null ||
+    typeof candidate.key !== 'string' ||
+    typeof candidate.owner !== 'string' ||
+    typeof candidate.fencingToken !== 'bigint'
+  ) {
+    throw new ArvoPostgresError('INVALID_LOCK_HANDLE', 'Expected a lock handle as acquire() returned it');
   }
-  return key;
+  return candidate as LockHandle;
 }
 
 /**
@@ -263,6 +276,7 @@ export class PostgresLock {
    * or already released): the new owner's lock is never touched.
    */
   async release(handle: LockHandle): Promise<boolean> {
+    validHandle(handle);
     return this.run('release', { 'arvo_postgres.lock.key': handle.key }, async () => {
       const result = await this.pool.query(this.statements.release, [
         handle.key,
@@ -279,6 +293,7 @@ export class PostgresLock {
    * or released.
    */
   async renew(handle: LockHandle, ttlMs = this.retry.ttlMs): Promise<LockHandle | null> {
+    validHandle(handle);
     integerOption(ttlMs, 'renew.ttlMs', { min: 1, max: 86_400_000 }, ttlMs);
     return this.run('renew', { 'arvo_postgres.lock.key': handle.key }, async () => {
       const { rows } = await this.pool.query(this.statements.renew, [

@@ -13,6 +13,7 @@ import {
   expectKnownKeys,
   expectObject,
   integerOption,
+  requireText,
   stringOption,
 } from '../shared/options';
 import {
@@ -136,25 +137,31 @@ const MEMORY_LOCK_DEFAULTS: ResolvedLockRetry = {
 
 const DAY_MS = 86_400_000;
 
-function resolveMemoryOptions(options: unknown): MemoryConfig {
-  const given = expectObject(options, 'options');
-  expectKnownKeys(given, MEMORY_OPTION_KEYS, '');
-  const schema = validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema');
-  const tablesGiven = given.tables === undefined ? {} : expectObject(given.tables, 'tables');
-  expectKnownKeys(tablesGiven, ['state', 'lock'], 'tables');
+/** Validated table names (defaults filled in); they must differ. */
+function resolveMemoryTables(value: unknown): MemoryTables {
+  const given = value === undefined ? {} : expectObject(value, 'tables');
+  expectKnownKeys(given, ['state', 'lock'], 'tables');
   const tables: MemoryTables = {
     state: validateIdentifier(
-      stringOption(tablesGiven.state, 'tables.state', 'arvo_workflow_state'),
+      stringOption(given.state, 'tables.state', 'arvo_workflow_state'),
       'tables.state',
     ),
-    lock: validateIdentifier(
-      stringOption(tablesGiven.lock, 'tables.lock', 'arvo_workflow_lock'),
-      'tables.lock',
-    ),
+    lock: validateIdentifier(stringOption(given.lock, 'tables.lock', 'arvo_workflow_lock'), 'tables.lock'),
   };
   if (tables.state === tables.lock) {
     throw new InvalidOptionError('tables.lock', 'must differ from `tables.state`');
   }
+  return tables;
+}
+
+/** Ages of retention and sweeps: up to ten years (further back is outside PostgreSQL's timestamps). */
+const AGE_RANGE = { min: 0, max: 3650 * DAY_MS };
+
+function resolveMemoryOptions(options: unknown): MemoryConfig {
+  const given = expectObject(options, 'options');
+  expectKnownKeys(given, MEMORY_OPTION_KEYS, '');
+  const schema = validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema');
+  const tables = resolveMemoryTables(given.tables);
 
   let lockRetry = MEMORY_LOCK_DEFAULTS;
   if (given.lock !== undefined) {
@@ -178,7 +185,7 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
   const age = (key: string) =>
     retention[key] === undefined
       ? undefined
-      : integerOption(retention[key], `retention.${key}`, { min: 0, max: 3650 * DAY_MS }, 0);
+      : integerOption(retention[key], `retention.${key}`, AGE_RANGE, 0);
   const finishedAfterMs = age('finishedAfterMs');
   const abandonedAfterMs = age('abandonedAfterMs');
   const hasRetention = finishedAfterMs !== undefined || abandonedAfterMs !== undefined;
@@ -232,11 +239,10 @@ function memoryMigrations(
 export function memoryMigrationSql(
   options: { schema?: string; tables?: Partial<MemoryTables> } = {},
 ): string {
-  const schema = validateIdentifier(options.schema ?? 'public', 'schema');
-  const tables: MemoryTables = {
-    state: validateIdentifier(options.tables?.state ?? 'arvo_workflow_state', 'tables.state'),
-    lock: validateIdentifier(options.tables?.lock ?? 'arvo_workflow_lock', 'tables.lock'),
-  };
+  const given = expectObject(options, 'options');
+  expectKnownKeys(given, ['schema', 'tables'], '');
+  const schema = validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema');
+  const tables = resolveMemoryTables(given.tables);
   const statements = [...migrationsTableSql(schema)];
   for (const { component, migration } of memoryMigrations(schema, tables)) {
     statements.push(...migration.statements);
@@ -277,16 +283,7 @@ function shortSubject(subject: string): string {
 }
 
 function requireSubject(subject: unknown): string {
-  if (typeof subject !== 'string' || subject.length === 0) {
-    throw new ArvoPostgresError('INVALID_ARGUMENT', 'A workflow subject must be a non-empty string');
-  }
-  if (subject.includes('\u0000')) {
-    throw new ArvoPostgresError(
-      'INVALID_ARGUMENT',
-      'A workflow subject cannot contain a NUL character (\\u0000)',
-    );
-  }
-  return subject;
+  return requireText(subject, 'A workflow subject', 'INVALID_ARGUMENT');
 }
 
 function requireRecord(value: unknown, name: string): Record<string, unknown> {
@@ -389,7 +386,16 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     await this.run('write', id, async () => {
       const meta =
         typeof metadata === 'object' && metadata !== null ? (metadata as Record<string, unknown>) : {};
-      const json = JSON.stringify(data);
+      let json: string;
+      try {
+        json = JSON.stringify(data);
+      } catch (error) {
+        // A BigInt or a cycle can never be stored: say so instead of a TypeError that looks retryable.
+        throw new ArvoPostgresError(
+          'INVALID_ARGUMENT',
+          `Cannot write workflow ${shortSubject(id)}: the record is not JSON-serializable (${describeError(error).message})`,
+        );
+      }
       if (jsonContainsNul(json)) {
         // jsonb cannot store U+0000: a clear error instead of the driver's "unsupported Unicode escape".
         throw new ArvoPostgresError(
@@ -552,7 +558,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     const given = expectObject(options, 'sweep.options');
     expectKnownKeys(given, ['olderThanMs', 'abandonedOlderThanMs', 'batchSize'], 'sweep.options');
     const age = (key: string, fallback: number | undefined) =>
-      given[key] === undefined ? fallback : integerOption(given[key], `sweep.options.${key}`, { min: 0 }, 0);
+      given[key] === undefined ? fallback : integerOption(given[key], `sweep.options.${key}`, AGE_RANGE, 0);
     const finishedAge = age('olderThanMs', this.config.finishedAfterMs);
     const abandonedAge = age('abandonedOlderThanMs', this.config.abandonedAfterMs);
     const batchSize = integerOption(

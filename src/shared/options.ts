@@ -1,4 +1,4 @@
-import { InvalidOptionError } from './errors';
+import { ArvoPostgresError, InvalidOptionError } from './errors';
 
 // Small validators shared by every options object, so that each module reports a bad option the same
 // way: the dotted option path plus what was expected and what was given.
@@ -103,6 +103,20 @@ export function stringOption(value: unknown, option: string, fallback?: string):
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || value.length === 0) {
     throw new InvalidOptionError(option, `expected a non-empty string, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/**
+ * A non-empty string PostgreSQL can store as `text` (no NUL character), for keys and subjects given
+ * to methods; otherwise an {@link ArvoPostgresError} with `code`, naming `what`.
+ */
+export function requireText(value: unknown, what: string, code: string): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new ArvoPostgresError(code, `${what} must be a non-empty string`);
+  }
+  if (value.includes('\u0000')) {
+    throw new ArvoPostgresError(code, `${what} cannot contain a NUL character (\\u0000)`);
   }
   return value;
 }

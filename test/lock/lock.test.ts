@@ -274,12 +274,29 @@ describe('PostgresLock', () => {
     }
   });
 
-  it('rejects empty keys with a typed error', async () => {
+  it('rejects bad keys and handles with typed errors', async () => {
     const lock = await openLock();
-    await assert.rejects(
-      lock.acquire(''),
-      (error: unknown) => error instanceof ArvoPostgresError && error.code === 'INVALID_LOCK_KEY',
-    );
+    for (const key of ['', 'a\u0000b', 42]) {
+      await assert.rejects(
+        lock.acquire(key as string),
+        (error: unknown) => error instanceof ArvoPostgresError && error.code === 'INVALID_LOCK_KEY',
+        JSON.stringify(key),
+      );
+    }
+    // Not a handle acquire() returned: a typed error, not a TypeError, and nothing released.
+    const held = await lock.acquire('handle-check', { ttlMs: 10_000 });
+    assert.ok(held);
+    for (const handle of [undefined, null, { key: 'handle-check' }, { ...held, fencingToken: 1 }]) {
+      await assert.rejects(
+        lock.release(handle as never),
+        (error: unknown) => error instanceof ArvoPostgresError && error.code === 'INVALID_LOCK_HANDLE',
+      );
+      await assert.rejects(
+        lock.renew(handle as never),
+        (error: unknown) => error instanceof ArvoPostgresError && error.code === 'INVALID_LOCK_HANDLE',
+      );
+    }
+    assert.equal((await lock.inspect('handle-check'))?.owner, held.owner);
   });
 
   it('never puts the password into errors or log lines', async () => {

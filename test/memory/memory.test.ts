@@ -321,6 +321,38 @@ describe('PostgresMachineMemory: records', () => {
       memory.write(subject, [] as unknown as Record<string, unknown>, null),
       (e: unknown) => e instanceof ArvoPostgresError && e.code === 'INVALID_ARGUMENT',
     );
+    // Records JSON cannot represent fail for good, with a typed error (not a retryable TypeError).
+    const cyclic: Record<string, unknown> = { subject };
+    cyclic.self = cyclic;
+    for (const data of [{ subject, big: 1n }, cyclic]) {
+      await assert.rejects(
+        memory.write(subject, data, null),
+        (e: unknown) =>
+          e instanceof ArvoPostgresError &&
+          e.code === 'INVALID_ARGUMENT' &&
+          /not JSON-serializable/.test(e.message),
+      );
+    }
+    assert.equal(await memory.read(subject), null);
+    // Ages beyond PostgreSQL's timestamps are refused up front, naming the option.
+    await assert.rejects(
+      memory.sweep({ olderThanMs: Number.MAX_SAFE_INTEGER }),
+      (e: unknown) => e instanceof InvalidOptionError && e.option === 'sweep.options.olderThanMs',
+    );
+  });
+
+  it('validates the options of memoryMigrationSql like those of connect', () => {
+    for (const [options, option] of [
+      [{ table: { state: 's' } }, 'table'],
+      [{ tables: { state: 'same', lock: 'same' } }, 'tables.lock'],
+      [{ schema: 'a;b' }, 'schema'],
+    ] as const) {
+      assert.throws(
+        () => memoryMigrationSql(options as never),
+        (e: unknown) => e instanceof InvalidOptionError && e.option === option,
+        option,
+      );
+    }
   });
 
   it('handles subjects of 300+ characters', async () => {
