@@ -268,7 +268,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     }
   });
 
-  it('subjectConcurrency 1 runs the jobs of one subject one at a time; without it they overlap', async () => {
+  it('subjectConcurrency 1 (the default of orchestrator queues) runs the jobs of one subject one at a time; without it they overlap', async () => {
     const running = new Map<string, number>();
     const peak = new Map<string, number>();
     const tracking = (source: string) =>
@@ -283,9 +283,11 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     const other = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
     await other.register(tracking('com.test.serial'), { worker: { subjectConcurrency: 1 } });
     await other.register(tracking('com.test.parallel'));
+    // Orchestrator queues get subjectConcurrency 1 by default: replies to a workflow wait in turn.
+    await other.register(tracking('arvo.orc.tracked'));
     await other.start();
     try {
-      for (const source of ['com.test.serial', 'com.test.parallel']) {
+      for (const source of ['com.test.serial', 'com.test.parallel', 'arvo.orc.tracked']) {
         const events = Array.from({ length: 6 }, () =>
           clientEvent(source, {}, { subject: `shared-${source}` }),
         );
@@ -296,6 +298,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
         });
       }
       assert.equal(peak.get('com.test.serial'), 1);
+      assert.equal(peak.get('arvo.orc.tracked'), 1, 'orchestrator queues default to one job per subject');
       assert.ok((peak.get('com.test.parallel') ?? 0) > 1, `parallel peak ${peak.get('com.test.parallel')}`);
     } finally {
       await other.stop({ timeoutMs: 2000 });

@@ -174,6 +174,7 @@ describe('reliability: worker processes killed with SIGKILL during a run', () =>
       [WORKFLOW_QUEUES],
     );
     assert.ok(kills >= 5, `only ${kills} kills happened`);
+    assert.ok(redelivery[0].retries > 0, 'killed workers left jobs that had to be delivered again');
     console.log(
       `worker crashes: ${WORKFLOWS} workflows in ${elapsedMs} ms, ${kills} SIGKILLs, ` +
         `${redelivery[0].retries} redeliveries after expiry/failure, ${redelivery[0].rescheduled} lock-contention reschedules, ` +
