@@ -233,19 +233,15 @@ async function main(): Promise<void> {
     ),
   );
 
-  const { rows: deadLetters } = await pool.query(
-    `SELECT source_name, source_retry_count, data->>'subject' AS subject,
-            source_output->>'kind' AS kind, source_output->'error'->>'message' AS error
-       FROM pgboss.job WHERE name = 'arvo.dead-letter' ORDER BY created_on`,
-  );
-  console.log('Dead letters (arvo.dead-letter)');
+  const deadLetters = await broker.deadLetters.list();
+  console.log('Dead letters (broker.deadLetters.list())');
   console.table(
-    deadLetters.map((row) => ({
-      from: row.source_name,
-      subject: row.subject,
-      attempts: Number(row.source_retry_count) + 1,
-      kind: row.kind,
-      error: row.error,
+    deadLetters.map((letter) => ({
+      from: letter.sourceQueue,
+      subject: letter.event.subject,
+      attempts: letter.totalAttempts,
+      kind: (letter.failure as { kind?: string } | null)?.kind,
+      error: letter.error?.message,
     })),
   );
 
