@@ -1,3 +1,4 @@
+import { finishedWorkflowSql } from '../memory/sql';
 import { qualifiedName } from '../shared/identifiers';
 
 /**
@@ -15,17 +16,17 @@ export function workflowCountsSql(schema: string, stateTable: string): string {
 }
 
 /**
- * Workflows not finished (`$1 text[]`: the finished statuses) and not written for more than `$2` ms,
- * least recently updated first, at most `$3`.
+ * Workflows not finished (as the memory's retention sweep judges it) and not written for more than
+ * `$1` ms, least recently updated first, at most `$2`.
  */
 export function stuckWorkflowsSql(schema: string, stateTable: string): string {
   return `SELECT subject, orchestrator, status, updated_at,
       floor(extract(epoch FROM now() - updated_at) * 1000)::float8 AS idle_ms
     FROM ${qualifiedName(schema, stateTable)}
-    WHERE (status IS NULL OR NOT (status = ANY($1::text[])))
-      AND updated_at < now() - $2::float8 * interval '1 millisecond'
+    WHERE NOT ${finishedWorkflowSql()}
+      AND updated_at < now() - $1::float8 * interval '1 millisecond'
     ORDER BY updated_at, subject
-    LIMIT $3`;
+    LIMIT $2`;
 }
 
 /** `$1` schema, `$2 text[]` tables → `table_name`, `index_name`, `valid`, `definition`. */

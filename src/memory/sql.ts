@@ -48,6 +48,15 @@ export interface MemoryStatements {
 /** Statuses (arvo-xstate machine status or this memory's `status`) after which a workflow is finished. */
 export const FINISHED_STATUSES = ['done', 'error', 'stopped', 'failure'] as const;
 
+/**
+ * SQL condition: the workflow row is finished (a finished status, or a failure record), never NULL.
+ * The one definition used by the retention sweep and by operations tooling.
+ */
+export function finishedWorkflowSql(): string {
+  const finished = FINISHED_STATUSES.map((status) => `'${status}'`).join(', ');
+  return `((status IN (${finished})) IS TRUE OR (execution_status = 'failure') IS TRUE)`;
+}
+
 export function memoryStatements(schema: string, tables: MemoryTables): MemoryStatements {
   const state = qualifiedName(schema, tables.state);
   // Prepared statement names are per connection; the hash keeps two memories on one pool apart.
@@ -56,7 +65,6 @@ export function memoryStatements(schema: string, tables: MemoryTables): MemorySt
     name: `arvo_memory_${name}_${tag}`,
     text,
   });
-  const finished = FINISHED_STATUSES.map((status) => `'${status}'`).join(', ');
   const insert = `INSERT INTO ${state} AS m
   (subject, data, version, parent_subject, root_subject, status, execution_status, orchestrator, initiator, source)
 VALUES ($1, $2::jsonb, 1, $3,
@@ -106,7 +114,7 @@ RETURNING subject`,
     sweepFinished: `WITH roots AS (
   SELECT subject FROM ${state}
   WHERE subject = root_subject
-    AND (status IN (${finished}) OR execution_status = 'failure')
+    AND ${finishedWorkflowSql()}
     AND updated_at < now() - $1::bigint * interval '1 millisecond'
   LIMIT $2
 )

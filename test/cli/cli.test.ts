@@ -292,6 +292,12 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     await admin.query(insert, ['wf-old-2', null, 'arvo.orc.order', '3 hours']);
     await admin.query(insert, ['wf-done', 'done', 'arvo.orc.order', '5 hours']);
     await admin.query(insert, ['wf-recent', 'active', 'arvo.orc.ship', '1 minute']);
+    // A failure record is finished (the retention sweep deletes it), whatever its status says.
+    await admin.query(
+      `INSERT INTO public.arvo_workflow_state
+        (subject, data, version, root_subject, status, execution_status, orchestrator, updated_at)
+        VALUES ('wf-failed', '{}', 1, 'wf-failed', 'active', 'failure', 'arvo.orc.zfail', now() - interval '4 hours')`,
+    );
 
     const counts = await run(['workflows'], { DATABASE_URL: url });
     assert.equal(counts.code, 0);

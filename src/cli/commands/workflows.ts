@@ -25,7 +25,7 @@ export const workflowsCommand: Command = {
 
 Counts of the machine memory's workflow records by orchestrator and status. With
 --stuck-older-than, also lists the workflows that are not finished (status not one of
-${FINISHED_STATUSES.join(', ')}) and were not written for longer than the duration (e.g. 1h).
+${FINISHED_STATUSES.join(', ')}, and no failure record) and were not written for longer than the duration (e.g. 1h).
 
   --stuck-older-than <d>  list unfinished workflows idle longer than d (30s, 15m, 1h, 7d)
   --limit <n>             at most n stuck workflows (default 100)
@@ -63,13 +63,7 @@ ${CONNECTION_HELP}`,
       const stuck =
         stuckMs === null
           ? null
-          : (
-              await pool.query(stuckWorkflowsSql(names.schema, names.stateTable), [
-                [...FINISHED_STATUSES],
-                stuckMs,
-                limit,
-              ])
-            ).rows;
+          : (await pool.query(stuckWorkflowsSql(names.schema, names.stateTable), [stuckMs, limit])).rows;
       if (values.json) {
         io.stdout(
           json({
