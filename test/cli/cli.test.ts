@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { clientEvent, handler, memoryLogger, replyTo, waitFor } from '../broker/support';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createTestDatabase, createTestRole, type TestDatabase, type TestRole } from '../support/database';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const suffix = randomBytes(4).toString('hex');
@@ -51,6 +51,7 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
   let admin: pg.Pool;
   /** The test database as a role with a distinctive password, given with --url. */
   let url: string;
+  let role: TestRole;
   let broker: PostgresEventBroker | undefined;
   const runs: Run[] = [];
   const run = async (args: string[], env: Record<string, string | undefined> = {}) => {
@@ -62,20 +63,15 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
   before(async () => {
     db = await createTestDatabase('cli');
     admin = new pg.Pool({ connectionString: db.url, max: 2 });
-    await admin.query(`CREATE ROLE ${ROLE} LOGIN SUPERUSER PASSWORD '${PASSWORD}'`);
-    const parsed = new URL(db.url);
-    parsed.username = ROLE;
-    parsed.password = PASSWORD;
-    url = parsed.toString();
+    role = await createTestRole(db, { name: ROLE, password: PASSWORD, superuser: true });
+    url = role.url;
   });
 
   after(async () => {
     await broker?.stop({ timeoutMs: 2000 });
     await admin?.end();
     await db?.drop();
-    const server = new pg.Client({ connectionString: db.url.replace(/\/[^/]+$/, '/postgres') });
-    await server.connect();
-    await server.query(`DROP ROLE IF EXISTS ${ROLE}`).finally(() => server.end());
+    await role?.drop();
     // Whatever a command printed, the password never appears.
     for (const result of runs) assertNoSecret(result);
   });

@@ -17,7 +17,7 @@ import {
   type PostgresMachineMemory,
 } from '../../src/memory/index';
 import { memoryLogger, waitFor } from '../broker/support';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createTestDatabase, createTestRole, type TestDatabase, type TestRole } from '../support/database';
 import { createInitEvent, createOrchestratorFixture, createServiceFixture } from '../support/orchestrator';
 
 const ROLE = `app_${randomBytes(4).toString('hex')}`;
@@ -40,6 +40,7 @@ describe('least privilege: the application runs as a role without DDL rights', (
   let db: TestDatabase;
   let adminUrl: string;
   let appUrl: string;
+  let role: TestRole;
   let broker: PostgresEventBroker | undefined;
   let memory: PostgresMachineMemory | undefined;
   const logger = memoryLogger();
@@ -54,25 +55,19 @@ describe('least privilege: the application runs as a role without DDL rights', (
       await admin.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
       await admin.query(memoryMigrationSql());
       await admin.query(getConstructionPlans('pgboss'));
-      await admin.query(`CREATE ROLE ${ROLE} LOGIN PASSWORD '${PASSWORD}'`);
+      role = await createTestRole(db, { name: ROLE, password: PASSWORD });
       for (const grant of applicationGrants(ROLE)) await admin.query(grant);
     } finally {
       await admin.end();
     }
-    const url = new URL(adminUrl);
-    url.username = ROLE;
-    url.password = PASSWORD;
-    appUrl = url.toString();
+    appUrl = role.url;
   });
 
   after(async () => {
     await broker?.stop({ timeoutMs: 2000 });
     await memory?.close();
     await db?.drop();
-    const server = new pg.Client({ connectionString: adminUrl.replace(/\/[^/]+$/, '/postgres') });
-    await server.connect();
-    await server.query(`DROP ROLE IF EXISTS ${ROLE}`);
-    await server.end();
+    await role?.drop();
   });
 
   it('completes a workflow with only the documented GRANTs', async () => {

@@ -14,12 +14,12 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import pg from 'pg';
+import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { createPostgresLock } from '../../src/lock/index';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
 import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createTestDatabase, createTestRole, type TestDatabase, type TestRole } from '../support/database';
 import { freePort } from '../support/postgres-server';
 
 const exporter = new InMemorySpanExporter();
@@ -48,6 +48,7 @@ describe('redaction: no password or Authorization value leaves the library', () 
   let db: TestDatabase;
   let admin: pg.Pool;
   let secretUrl: string;
+  let role: TestRole;
   let broker: PostgresEventBroker;
   const logger = memoryLogger();
   const thrown: unknown[] = [];
@@ -55,22 +56,16 @@ describe('redaction: no password or Authorization value leaves the library', () 
   before(async () => {
     db = await createTestDatabase('sec_redaction');
     admin = newPool(db.url);
-    await admin.query(`CREATE ROLE ${ROLE} LOGIN PASSWORD '${PASSWORD}'`);
+    role = await createTestRole(db, { name: ROLE, password: PASSWORD });
     await admin.query(`ALTER DATABASE ${db.name} OWNER TO ${ROLE}`);
-    const url = new URL(db.url);
-    url.username = ROLE;
-    url.password = PASSWORD;
-    secretUrl = url.toString();
+    secretUrl = role.url;
   });
 
   after(async () => {
     await broker?.stop({ timeoutMs: 2000 });
     await admin?.end();
     await db?.drop();
-    const server = new pg.Client({ connectionString: db.url.replace(/\/[^/]+$/, '/postgres') });
-    await server.connect();
-    await server.query(`DROP ROLE IF EXISTS ${ROLE}`);
-    await server.end();
+    await role?.drop();
   });
 
   async function capture(fn: () => Promise<unknown>): Promise<void> {

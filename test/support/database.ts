@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import format from 'pg-format';
 import { sharedPostgresServer } from './postgres-server';
 
 /** An isolated database for one test file. */
@@ -48,4 +49,44 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
       }
     },
   };
+}
+
+/** A login role of the shared server and a connection string to a test database as that role. */
+export interface TestRole {
+  /** Connection string of `db` as this role. */
+  url: string;
+  /** Drops the role (after the databases it owns or uses were dropped). */
+  drop(): Promise<void>;
+}
+
+/**
+ * Creates a login role for tests that must not connect as the superuser (least privilege, secrets
+ * in connection strings). Role names are cluster-wide: give each test file its own.
+ */
+export async function createTestRole(
+  db: TestDatabase,
+  role: { name: string; password: string; superuser?: boolean },
+): Promise<TestRole> {
+  const server = await sharedPostgresServer();
+  const run = async (statement: string) => {
+    const client = new pg.Client({ connectionString: server.url });
+    await client.connect();
+    try {
+      await client.query(statement);
+    } finally {
+      await client.end();
+    }
+  };
+  await run(
+    format(
+      'CREATE ROLE %I LOGIN %s PASSWORD %L',
+      role.name,
+      role.superuser ? 'SUPERUSER' : '',
+      role.password,
+    ),
+  );
+  const url = new URL(db.url);
+  url.username = role.name;
+  url.password = role.password;
+  return { url: url.toString(), drop: () => run(format('DROP ROLE IF EXISTS %I', role.name)) };
 }
