@@ -109,7 +109,13 @@ export function resolveConnection(options: Record<string, unknown>, prefix = '')
         `unsupported protocol ${JSON.stringify(url.protocol)}; expected postgres:`,
       );
     }
-    registerSecret(decodeURIComponent(url.password));
+    let password: string;
+    try {
+      password = decodeURIComponent(url.password);
+    } catch {
+      throw new InvalidOptionError(at('connectionString'), 'the password is not valid percent-encoding');
+    }
+    registerSecret(password);
   }
   const password = stringOption(options.password, at('password'));
   registerSecret(password);

@@ -60,6 +60,13 @@ describe('connection options', () => {
     assert.throws(() => resolveConnection({}), /connectionString/);
     assert.throws(() => resolveConnection({ connectionString: db.url, host: 'x' }), /only one/);
     assert.throws(() => resolveConnection({ connectionString: 'mysql://x' }), /protocol/);
+    assert.throws(
+      () => resolveConnection({ connectionString: 'postgres://u:%E0%A4%A@h/db' }),
+      (error: unknown) =>
+        error instanceof InvalidOptionError &&
+        error.option === 'connectionString' &&
+        !error.message.includes('%E0'),
+    );
     assert.throws(() => resolveConnection({ connectionString: db.url, max: 0 }), /`max`/);
   });
 
