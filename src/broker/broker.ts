@@ -725,7 +725,9 @@ export class PostgresEventBroker {
         'messaging.pgboss.retry_count': job.retryCount,
       },
       async () => {
-        const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId, job.signal);
+        const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId, job.signal, (error) =>
+          this.#logCallbackError(error),
+        );
         let unroutable: RoutedEvent[] = [];
         let outcome: JobResult;
         try {
@@ -756,10 +758,8 @@ export class PostgresEventBroker {
           outcome = { id: job.id, status: 'completed' };
         } catch (error) {
           await transaction.rollback();
-          await transaction.runSettledCallbacks((callbackError) => this.#logCallbackError(callbackError));
           return this.#failure(registration, job, event, error);
         }
-        await transaction.runSettledCallbacks((callbackError) => this.#logCallbackError(callbackError));
         this.#metrics.processed(job.name);
         this.#afterCommit(registration, event, unroutable);
         // A subject-limited queue may hold the subject's next job back until now, and pg-boss sends

@@ -28,9 +28,21 @@ export class JobTransaction implements AmbientTransaction {
     this.#abortReason = this.#signal?.reason ?? new Error('job aborted');
   };
 
-  constructor(pool: pg.Pool, databaseId: string, signal?: AbortSignal) {
+  readonly #onCallbackError: (error: unknown) => void;
+
+  /**
+   * `signal` aborts the job (its commit is then refused); `onCallbackError` receives what an
+   * `onSettled` callback throws (they run once the transaction committed or rolled back).
+   */
+  constructor(
+    pool: pg.Pool,
+    databaseId: string,
+    signal?: AbortSignal,
+    onCallbackError: (error: unknown) => void = () => {},
+  ) {
     this.#pool = pool;
     this.databaseId = databaseId;
+    this.#onCallbackError = onCallbackError;
     this.db = { executeSql: (text, values) => this.query(text, values) };
     if (signal) {
       this.#signal = signal;
@@ -81,23 +93,33 @@ export class JobTransaction implements AmbientTransaction {
     this.#callbacks.push(callback);
   }
 
-  /** Commits; throws (and the caller rolls back) when the job was aborted meanwhile. */
+  /**
+   * Commits, then runs the `onSettled` callbacks; throws (and the caller rolls back) when the job
+   * was aborted meanwhile or the commit failed.
+   */
   async commit(): Promise<void> {
     if (this.#abortReason) throw this.#abortReason;
-    if (!this.#client) {
-      this.#markSettled();
-      return;
+    if (this.#client) {
+      const client = await this.#client;
+      await client.query('COMMIT');
+      this.#release(client);
     }
-    const client = await this.#client;
-    await client.query('COMMIT');
     this.#markSettled();
-    this.#release(client);
+    await this.#runSettledCallbacks();
   }
 
-  /** Rolls back if still open; never throws (a broken connection is dropped instead). */
+  /** Rolls back if still open, then runs the `onSettled` callbacks; never throws (a broken connection is dropped instead). */
   async rollback(): Promise<void> {
     if (this.#settled) return;
     this.#markSettled();
+    try {
+      await this.#rollbackClient();
+    } finally {
+      await this.#runSettledCallbacks();
+    }
+  }
+
+  async #rollbackClient(): Promise<void> {
     if (!this.#client) return;
     let client: pg.PoolClient;
     try {
@@ -120,15 +142,15 @@ export class JobTransaction implements AmbientTransaction {
     client.release(error === undefined ? undefined : error instanceof Error ? error : true);
   }
 
-  /** Runs the `onSettled` callbacks once; their errors are passed to `onError`. */
-  async runSettledCallbacks(onError: (error: unknown) => void): Promise<void> {
+  /** Runs the `onSettled` callbacks once (the memory's deferred unlock among them). */
+  async #runSettledCallbacks(): Promise<void> {
     const callbacks = this.#callbacks;
     this.#callbacks = [];
     for (const callback of callbacks) {
       try {
         await callback();
       } catch (error) {
-        onError(error);
+        this.#onCallbackError(error);
       }
     }
   }

@@ -50,6 +50,30 @@ describe('JobTransaction', () => {
     );
   });
 
+  it('runs the onSettled callbacks once, after the commit or the rollback, passing their errors on', async () => {
+    for (const outcome of ['commit', 'rollback'] as const) {
+      const seen: string[] = [];
+      const errors: unknown[] = [];
+      const transaction = new JobTransaction(pool, 'db', undefined, (error) => errors.push(error));
+      await transaction.query(`INSERT INTO marks VALUES (${outcome === 'commit' ? 10 : 11})`);
+      transaction.onSettled(async () => {
+        // The deferred unlock must see the transaction's outcome already in place.
+        const { rowCount } = await pool.query('SELECT 1 FROM marks WHERE id IN (10, 11)');
+        seen.push(`${outcome}:${rowCount}`);
+      });
+      transaction.onSettled(() => {
+        throw new Error('callback failed');
+      });
+      if (outcome === 'commit') await transaction.commit();
+      else await transaction.rollback();
+      await transaction.rollback();
+      assert.deepEqual(seen, [`${outcome}:${outcome === 'commit' ? 1 : 0}`]);
+      assert.equal(errors.length, 1);
+      assert.match(String(errors[0]), /callback failed/);
+      await pool.query('DELETE FROM marks WHERE id IN (10, 11)');
+    }
+  });
+
   it('refuses to commit a job aborted while it ran, so its writes roll back', async () => {
     const controller = new AbortController();
     const transaction = new JobTransaction(pool, 'db', controller.signal);
