@@ -68,6 +68,29 @@ export function parse<O extends Options>(args: string[], options: O) {
   }
 }
 
+/**
+ * What every command starts with: its flags (plus the connection flags) parsed, `--help` answered
+ * with `command.usage` (then `null` is returned), stray positionals refused unless `positionals`,
+ * and the schema and table names validated.
+ */
+export function parseCommand<O extends Options>(
+  command: Pick<Command, 'usage'>,
+  args: string[],
+  options: O,
+  io: CliIo,
+  { positionals = false }: { positionals?: boolean } = {},
+) {
+  const parsed = parse(args, { ...CONNECTION_OPTIONS, ...options } as typeof CONNECTION_OPTIONS & O);
+  if ((parsed.values as { help?: boolean }).help) {
+    io.stdout(`${command.usage}\n`);
+    return null;
+  }
+  if (!positionals && parsed.positionals.length > 0) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
+  }
+  return { ...parsed, names: namesOf(parsed.values as Record<string, unknown>) };
+}
+
 /** Names given on the command line, validated like the library validates them. */
 export interface Names {
   schema: string;

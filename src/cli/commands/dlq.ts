@@ -2,13 +2,11 @@ import { type DeadLetter, DeadLetters } from '../../broker/dead-letters';
 import {
   type CliIo,
   CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   type Command,
   connectionStringOf,
   EXIT,
   json,
-  namesOf,
-  parse,
+  parseCommand,
   parseCount,
   parseDuration,
   table,
@@ -104,24 +102,26 @@ export const dlqCommand: Command = {
   summary: 'list | show | replay | purge dead letters',
   usage: USAGE,
   async run(args: string[], io: CliIo): Promise<number> {
-    const { values, positionals } = parse(args, {
-      ...CONNECTION_OPTIONS,
-      queue: { type: 'string' },
-      dlq: { type: 'string' },
-      limit: { type: 'string' },
-      all: { type: 'boolean', default: false },
-      'older-than': { type: 'string' },
-      json: { type: 'boolean', default: false },
-    });
-    if (values.help) {
-      io.stdout(`${USAGE}\n`);
-      return EXIT.ok;
-    }
+    const parsed = parseCommand(
+      this,
+      args,
+      {
+        queue: { type: 'string' },
+        dlq: { type: 'string' },
+        limit: { type: 'string' },
+        all: { type: 'boolean', default: false },
+        'older-than': { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+      io,
+      { positionals: true },
+    );
+    if (!parsed) return EXIT.ok;
+    const { values, positionals, names } = parsed;
     // PostgreSQL prints UUIDs in lower case; compare what it returns with the ids as it would print them.
     const [action, ...givenIds] = positionals;
     const ids = givenIds.map((id) => id.toLowerCase());
     if (!action) throw new UsageError('missing subcommand: list, show, replay or purge');
-    const names = namesOf(values);
     const scope = {
       ...(values.queue ? { sourceQueue: values.queue } : {}),
       ...(values.dlq ? { queue: values.dlq } : {}),

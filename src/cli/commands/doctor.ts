@@ -7,15 +7,12 @@ import { describeError } from '../../shared/redact';
 import {
   type CliIo,
   CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   type Command,
   connectionStringOf,
   EXIT,
   json,
   type Names,
-  namesOf,
-  parse,
-  UsageError,
+  parseCommand,
   withPool,
 } from '../common';
 import { withPgBoss } from '../pgboss';
@@ -197,16 +194,17 @@ Exit codes: 0 no problem found; 1 a problem was found (each is listed); 2 usage.
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
-    const { values, positionals } = parse(args, {
-      ...CONNECTION_OPTIONS,
-      json: { type: 'boolean', default: false },
-    });
-    if (values.help) {
-      io.stdout(`${this.usage}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    const names = namesOf(values);
+    const parsed = parseCommand(
+      this,
+      args,
+      {
+        json: { type: 'boolean', default: false },
+      },
+      io,
+    );
+    if (!parsed) return EXIT.ok;
+    const { values, names } = parsed;
+
     const url = connectionStringOf(values, io);
     const checks = await withPool(url, async (pool) => {
       let version: string;

@@ -4,13 +4,10 @@ import { silentLogger } from '../../shared/logger';
 import {
   type CliIo,
   CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   type Command,
   connectionStringOf,
   EXIT,
-  namesOf,
-  parse,
-  UsageError,
+  parseCommand,
   withPool,
 } from '../common';
 import { withPgBoss } from '../pgboss';
@@ -28,16 +25,17 @@ migrated to the version pg-boss 12.38 needs). Idempotent; safe while brokers are
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
-    const { values, positionals } = parse(args, {
-      ...CONNECTION_OPTIONS,
-      'print-sql': { type: 'boolean', default: false },
-    });
-    if (values.help) {
-      io.stdout(`${this.usage}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    const names = namesOf(values);
+    const parsed = parseCommand(
+      this,
+      args,
+      {
+        'print-sql': { type: 'boolean', default: false },
+      },
+      io,
+    );
+    if (!parsed) return EXIT.ok;
+    const { values, names } = parsed;
+
     const tables = { state: names.stateTable, lock: names.lockTable };
     if (values['print-sql']) {
       io.stdout(

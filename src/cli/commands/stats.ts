@@ -2,14 +2,12 @@ import { type BrokerQueueStats, queryQueueStats } from '../../broker/metrics';
 import {
   type CliIo,
   CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   type Command,
   connectionStringOf,
   EXIT,
   formatAge,
   json,
-  namesOf,
-  parse,
+  parseCommand,
   table,
   UsageError,
   withPool,
@@ -66,18 +64,19 @@ of this queue's jobs waiting in dead-letter queues, OLDEST age of the oldest job
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
-    const { values, positionals } = parse(normalizeWatch(args), {
-      ...CONNECTION_OPTIONS,
-      queue: { type: 'string', multiple: true },
-      json: { type: 'boolean', default: false },
-      watch: { type: 'string' },
-    });
-    if (values.help) {
-      io.stdout(`${this.usage}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    const names = namesOf(values);
+    const parsed = parseCommand(
+      this,
+      normalizeWatch(args),
+      {
+        queue: { type: 'string', multiple: true },
+        json: { type: 'boolean', default: false },
+        watch: { type: 'string' },
+      },
+      io,
+    );
+    if (!parsed) return EXIT.ok;
+    const { values, names } = parsed;
+
     const watchSeconds = values.watch === undefined ? null : Number(values.watch);
     if (watchSeconds !== null && !(watchSeconds > 0))
       throw new UsageError('--watch: expected a number of seconds > 0');

@@ -2,18 +2,15 @@ import { FINISHED_STATUSES } from '../../memory/sql';
 import {
   type CliIo,
   CONNECTION_HELP,
-  CONNECTION_OPTIONS,
   type Command,
   connectionStringOf,
   EXIT,
   formatAge,
   json,
-  namesOf,
-  parse,
+  parseCommand,
   parseCount,
   parseDuration,
   table,
-  UsageError,
   withPool,
 } from '../common';
 import { stuckWorkflowsSql, tableExistsSql, workflowCountsSql } from '../sql';
@@ -35,18 +32,19 @@ Exit codes: 0 done (and no stuck workflow); 1 stuck workflows found, or the tabl
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
-    const { values, positionals } = parse(args, {
-      ...CONNECTION_OPTIONS,
-      'stuck-older-than': { type: 'string' },
-      limit: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    });
-    if (values.help) {
-      io.stdout(`${this.usage}\n`);
-      return EXIT.ok;
-    }
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    const names = namesOf(values);
+    const parsed = parseCommand(
+      this,
+      args,
+      {
+        'stuck-older-than': { type: 'string' },
+        limit: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+      io,
+    );
+    if (!parsed) return EXIT.ok;
+    const { values, names } = parsed;
+
     const stuckAfter = values['stuck-older-than'];
     const stuckMs = stuckAfter === undefined ? null : parseDuration(stuckAfter, '--stuck-older-than');
     const limit = parseCount(values.limit, '--limit', 100);
