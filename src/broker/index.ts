@@ -30,6 +30,6 @@ export {
   UnroutableEventError,
 } from './errors';
 export { decodeEvent, encodeEvent, jobIdForEvent } from './event-codec';
-export { BrokerMetrics, type BrokerQueueStats, HANDLER_DURATION_BUCKETS, queryQueueStats } from './metrics';
+export { type BrokerQueueStats, queryQueueStats } from './metrics';
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './options';
 export type { FailureAction, FailureKind } from './policy';
