@@ -14,7 +14,7 @@ import { type ArvoEvent, createArvoContract, createArvoEvent } from 'arvo-core';
 import { ArvoEventHandler, ExecutionViolation } from 'arvo-event-handler';
 import pg from 'pg';
 import { z } from 'zod';
-import { connectPostgresMachineMemory, PostgresEventBroker, silentLogger } from '../src/index';
+import { connectPostgresMachineMemory, PostgresEventBroker, redactSecrets, silentLogger } from '../src/index';
 import { type PostgresServer, startEmbeddedPostgres } from '../test/support/postgres-server';
 import {
   createInitEvent,
@@ -94,6 +94,12 @@ async function main(): Promise<void> {
 
   // One pool shared by the memory and the broker's handler transactions.
   const pool = new pg.Pool({ connectionString, max: 20 });
+  // node-postgres requires this: a pooled connection that fails (the server stopping below, even
+  // after pool.end(), whose connections may still be closing) is otherwise an uncaught exception.
+  let shuttingDown = false;
+  pool.on('error', (error) => {
+    if (!shuttingDown) console.warn(`demo pool: ${redactSecrets(error.message)}`);
+  });
   const memory = await connectPostgresMachineMemory({ pool, migrate: 'drop_and_recreate' });
   const broker = new PostgresEventBroker({ pool, logger: silentLogger });
 
@@ -247,6 +253,7 @@ async function main(): Promise<void> {
 
   await broker.stop({ timeoutMs: 5_000 });
   await memory.close();
+  shuttingDown = true;
   await pool.end();
   await server?.stop();
   contextManager.disable();
