@@ -148,7 +148,7 @@ const DEFAULT_STOP_TIMEOUT_MS = 30_000;
  * **Lock contention** (`LOCK_UNACQUIRED`) costs no retry: the job is completed and replaced by a
  * copy starting 50–250 ms later (same transaction, remaining retry budget, id derived from the
  * job's), and the local worker is woken when it comes due. Orchestrator queues (`arvo.orc.*`) also
- * run one job per subject at a time by default (`worker.subjectConcurrency`), so replies to one
+ * fetch one job per subject at a time by default (`worker.subjectConcurrency`), so replies to one
  * workflow mostly wait in the queue instead of contending at all.
  */
 export class PostgresEventBroker {

@@ -68,11 +68,13 @@ export interface BrokerWorkerOptions {
   /** Backstop poll while LISTEN/NOTIFY is live, in seconds (≥ polling interval). Default 1 (retries send no NOTIFY). */
   notifyPollingIntervalSeconds?: number;
   /**
-   * At most this many jobs of one subject run at once on this queue, across all processes (pg-boss
-   * group concurrency, group = event subject); `0` = no limit. Default: `1` for orchestrator queues
-   * (source `arvo.orc.*`), where replies to one workflow then wait in the queue instead of
-   * contending for its lock, and `0` for every other queue. Do not limit a service that receives
-   * fan-out calls: those calls share the workflow's subject and would run one by one.
+   * At most this many jobs of one subject are fetched while others of it are active (pg-boss group
+   * concurrency, group = event subject); `0` = no limit. pg-boss checks it inside each fetch, so
+   * fetches running at the same moment (other fetch loops, other processes) can race past it: it
+   * keeps lock contention rare, the orchestrator's lock keeps it harmless. Default: `1` for
+   * orchestrator queues (source `arvo.orc.*`), where replies to one workflow then mostly wait in the
+   * queue instead of contending for its lock, and `0` for every other queue. Do not limit a service
+   * that receives fan-out calls: those calls share the workflow's subject and would run one by one.
    */
   subjectConcurrency?: number;
 }

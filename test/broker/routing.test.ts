@@ -268,7 +268,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     }
   });
 
-  it('subjectConcurrency 1 (the default of orchestrator queues) runs the jobs of one subject one at a time; without it they overlap', async () => {
+  it('subjectConcurrency 1 (the default of orchestrator queues) keeps a fetch to one job per subject; without it one fetch takes several', async () => {
     const running = new Map<string, number>();
     const peak = new Map<string, number>();
     const tracking = (source: string) =>
@@ -280,11 +280,15 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
         running.set(source, (running.get(source) ?? 1) - 1);
         return [replyTo(event, 'evt.tracked.done')];
       });
+    // One fetch loop with room for all six jobs: only the subject limit can keep them apart. (pg-boss
+    // checks the limit when it fetches, so two fetches racing each other can both pass it; the
+    // orchestrator's lock, not this limit, is what serializes a workflow.)
+    const oneLoop = { localConcurrency: 1, batchSize: 6 };
     const other = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    await other.register(tracking('com.test.serial'), { worker: { subjectConcurrency: 1 } });
-    await other.register(tracking('com.test.parallel'));
+    await other.register(tracking('com.test.serial'), { worker: { ...oneLoop, subjectConcurrency: 1 } });
+    await other.register(tracking('com.test.parallel'), { worker: oneLoop });
     // Orchestrator queues get subjectConcurrency 1 by default: replies to a workflow wait in turn.
-    await other.register(tracking('arvo.orc.tracked'));
+    await other.register(tracking('arvo.orc.tracked'), { worker: oneLoop });
     await other.start();
     try {
       for (const source of ['com.test.serial', 'com.test.parallel', 'arvo.orc.tracked']) {
