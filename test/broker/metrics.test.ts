@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
   type Attributes,
+  type BatchObservableCallback,
+  type BatchObservableResult,
   type Meter,
   type MeterProvider,
+  type MetricOptions,
   metrics,
-  type ObservableCallback,
-  type ObservableResult,
 } from '@opentelemetry/api';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { createTestDatabase, type TestDatabase } from '../support/database';
@@ -15,13 +16,15 @@ import { clientEvent, handler, memoryLogger, replyTo, waitFor } from './support'
 
 /**
  * A recording OpenTelemetry MeterProvider (the SDK's in-memory exporter, `@opentelemetry/sdk-metrics`,
- * is not a dependency): keeps every `add`/`record` with its attributes and runs gauge callbacks on
- * demand, as an SDK's collection would.
+ * is not a dependency): keeps every instrument created, every `add`/`record` with its attributes, and
+ * runs the observable callbacks on demand, as an SDK's collection would.
  */
 class RecordingMeterProvider implements MeterProvider {
   readonly meterNames: string[] = [];
+  /** Instruments of the `arvo-postgres` meter by name, as created. */
+  readonly instruments = new Map<string, { kind: 'counter' | 'histogram' | 'gauge'; unit?: string }>();
   readonly recorded: Array<{ instrument: string; value: number; attributes: Attributes }> = [];
-  readonly callbacks = new Map<string, Set<ObservableCallback>>();
+  readonly batchCallbacks = new Set<BatchObservableCallback>();
 
   getMeter(name: string): Meter {
     this.meterNames.push(name);
@@ -30,24 +33,23 @@ class RecordingMeterProvider implements MeterProvider {
       (value: number, attributes: Attributes = {}) => {
         this.recorded.push({ instrument, value, attributes });
       };
-    const observable = (instrument: string) => {
-      const set = new Set<ObservableCallback>();
-      this.callbacks.set(instrument, set);
-      return {
-        addCallback: (callback: ObservableCallback) => set.add(callback),
-        removeCallback: (callback: ObservableCallback) => set.delete(callback),
+    const create =
+      (kind: 'counter' | 'histogram' | 'gauge', method: 'add' | 'record' | null) =>
+      (instrument: string, options: MetricOptions = {}) => {
+        if (name === 'arvo-postgres') this.instruments.set(instrument, { kind, unit: options.unit });
+        return method ? { [method]: record(instrument) } : { instrument };
       };
-    };
     return {
-      createCounter: (instrument: string) => ({ add: record(instrument) }),
-      createUpDownCounter: (instrument: string) => ({ add: record(instrument) }),
-      createHistogram: (instrument: string) => ({ record: record(instrument) }),
-      createGauge: (instrument: string) => ({ record: record(instrument) }),
-      createObservableGauge: observable,
-      createObservableCounter: observable,
-      createObservableUpDownCounter: observable,
-      addBatchObservableCallback: () => {},
-      removeBatchObservableCallback: () => {},
+      createCounter: create('counter', 'add'),
+      createHistogram: create('histogram', 'record'),
+      createObservableGauge: create('gauge', null),
+      createUpDownCounter: create('counter', 'add'),
+      createGauge: create('gauge', 'record'),
+      createObservableCounter: create('counter', null),
+      createObservableUpDownCounter: create('counter', null),
+      addBatchObservableCallback: (callback: BatchObservableCallback) => this.batchCallbacks.add(callback),
+      removeBatchObservableCallback: (callback: BatchObservableCallback) =>
+        this.batchCallbacks.delete(callback),
     } as unknown as Meter;
   }
 
@@ -64,13 +66,14 @@ class RecordingMeterProvider implements MeterProvider {
     );
   }
 
-  /** Runs the callbacks of an observable instrument, as a collection would. */
-  async observe(instrument: string): Promise<Array<{ value: number; attributes: Attributes }>> {
-    const observed: Array<{ value: number; attributes: Attributes }> = [];
+  /** Runs the observable callbacks, as a collection would: what each gauge observed. */
+  async observe(): Promise<Array<{ instrument: string; value: number; attributes: Attributes }>> {
+    const observed: Array<{ instrument: string; value: number; attributes: Attributes }> = [];
     const result = {
-      observe: (value: number, attributes: Attributes = {}) => observed.push({ value, attributes }),
-    } as ObservableResult;
-    for (const callback of this.callbacks.get(instrument) ?? []) await callback(result);
+      observe: (gauge: { instrument: string }, value: number, attributes: Attributes = {}) =>
+        observed.push({ instrument: gauge.instrument, value, attributes }),
+    } as unknown as BatchObservableResult;
+    for (const callback of this.batchCallbacks) await callback(result);
     return observed;
   }
 }
@@ -213,18 +216,77 @@ describe('Broker metrics: Prometheus scrape and OpenTelemetry instruments after 
     assert.equal(durations.length, 5);
     assert.ok(durations.every((entry) => entry.value >= 0.025 && entry.value < 30));
 
-    const depth = await provider.observe('arvo_postgres.queue.depth');
-    const observed = (name: string, state: string) =>
-      depth.find((entry) => entry.attributes[queue] === name && entry.attributes.state === state)?.value;
-    assert.equal(observed(FAIL, 'dead_lettered'), 2);
-    assert.equal(observed(FAIL, 'failed'), 2);
-    assert.equal(observed('arvo.dead-letter', 'queued'), 2);
-    assert.equal(observed(OK, 'queued'), 0);
+    const gauges = await provider.observe();
+    const observed = (instrument: string, name: string, state?: string) =>
+      gauges.find(
+        (entry) =>
+          entry.instrument === instrument &&
+          entry.attributes[queue] === name &&
+          entry.attributes.state === state,
+      )?.value;
+    assert.equal(observed('arvo_postgres.queue.dead_lettered', FAIL), 2);
+    assert.equal(observed('arvo_postgres.queue.jobs', FAIL, 'failed'), 2);
+    assert.equal(observed('arvo_postgres.queue.jobs', OK, 'completed'), 5);
+    assert.equal(observed('arvo_postgres.queue.jobs', 'arvo.dead-letter', 'queued'), 2);
+    assert.equal(observed('arvo_postgres.queue.jobs', OK, 'queued'), 0);
+    assert.equal(observed('arvo_postgres.queue.oldest_age', OK), 0);
   });
 
-  it('stops observing queue depth when the broker stops', async () => {
+  it('publishes the same metrics, kinds and labels to Prometheus and OpenTelemetry', async () => {
+    const text = await broker.getMetrics();
+    const families = new Map(
+      [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((match) => [match[1]!, match[2]!] as const),
+    );
+    // OpenTelemetry's Prometheus naming: dots to underscores, unit `s` → `_seconds`, counters `_total`.
+    const fromOtel = new Map(
+      [...provider.instruments].map(([name, { kind, unit }]) => {
+        const base = `${name.replaceAll('.', '_')}${unit === 's' ? '_seconds' : ''}`;
+        return [kind === 'counter' ? `${base}_total` : base, kind] as const;
+      }),
+    );
+    assert.equal(families.size, 8);
+    assert.deepEqual(new Map([...families].sort()), new Map([...fromOtel].sort()));
+
+    // Every value OpenTelemetry got has its Prometheus sample, with the same labels.
+    const samples = scrape(text);
+    const labelOf: Record<string, string> = {
+      'messaging.destination.name': 'queue',
+      'arvo_postgres.failure.kind': 'kind',
+      state: 'state',
+    };
+    const key = (family: string, attributes: Attributes) =>
+      `${family}{${Object.entries(attributes)
+        .map(([name, value]) => `${labelOf[name]}="${value}"`)
+        .join(',')}}`;
+    const prometheusOf = (instrument: string) =>
+      [...fromOtel.keys()].find(
+        (family) => family.replace(/_(total|seconds)$/, '') === instrument.replaceAll('.', '_'),
+      )!;
+    const gauges = await provider.observe();
+    assert.ok(gauges.length > 0);
+    for (const gauge of gauges) {
+      const sampleKey = key(prometheusOf(gauge.instrument), gauge.attributes);
+      const value = samples.get(sampleKey);
+      if (gauge.instrument === 'arvo_postgres.queue.oldest_age') assert.notEqual(value, undefined, sampleKey);
+      else assert.equal(value, gauge.value, sampleKey);
+    }
+    const counted = new Map<string, number>();
+    for (const entry of provider.recorded) {
+      if (!provider.instruments.has(entry.instrument)) continue; // another meter's
+      const family = prometheusOf(entry.instrument);
+      const sampleKey =
+        provider.instruments.get(entry.instrument)?.kind === 'histogram'
+          ? key(`${family}_count`, entry.attributes)
+          : key(family, entry.attributes);
+      counted.set(sampleKey, (counted.get(sampleKey) ?? 0) + (family.endsWith('_total') ? entry.value : 1));
+    }
+    for (const [sampleKey, value] of counted) assert.equal(samples.get(sampleKey), value, sampleKey);
+  });
+
+  it('stops observing the queue gauges when the broker stops', async () => {
     await broker.stop({ timeoutMs: 2000 });
-    assert.deepEqual(await provider.observe('arvo_postgres.queue.depth'), []);
+    assert.equal(provider.batchCallbacks.size, 0);
+    assert.deepEqual(await provider.observe(), []);
     await assert.rejects(broker.getMetrics(), /not started|stopped|getStats/i);
   });
 });
