@@ -130,6 +130,9 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     const healthy = await run(['doctor', '--url', url]);
     assert.equal(healthy.code, 0, healthy.stdout);
     assert.match(healthy.stdout, /^ok {4}pg-boss schema {5}pgboss at version 46, no drift$/m);
+    // Four indexes of the state table and one of the lock table, read from their migrations.
+    assert.match(healthy.stdout, /^ok {4}memory indexes {5}5 expected$/m);
+    assert.match(healthy.stdout, /^ok {4}memory tables {6}.*\(layout version 1\)$/m);
     assert.match(healthy.stdout, /no problems found\n$/);
 
     await admin.query('DROP INDEX public.arvo_workflow_state_status_updated_at_idx');

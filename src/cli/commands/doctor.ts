@@ -1,8 +1,10 @@
 import type pg from 'pg';
+import { lockMigrationV1 } from '../../lock/migrations/v1';
 import { MachineMemoryTableStructureError } from '../../memory/errors';
-import { connectPostgresMachineMemory, memoryMigrationSql } from '../../memory/memory';
+import { connectPostgresMachineMemory } from '../../memory/memory';
+import { stateMigrationV1 } from '../../memory/migrations/v1';
 import { silentLogger } from '../../shared/logger';
-import { MIGRATIONS_TABLE } from '../../shared/migrations';
+import { MIGRATIONS_TABLE, type Migration } from '../../shared/migrations';
 import { describeError } from '../../shared/redact';
 import {
   type CliIo,
@@ -27,31 +29,69 @@ export interface DoctorCheck {
   warnings: string[];
 }
 
+/**
+ * One component of the machine memory as its migrations define it: the name `applyMigrations`
+ * records it under in `arvo_postgres_migrations`, its table and its layout versions.
+ */
+interface MemoryComponent {
+  component: string;
+  table: string;
+  migrations: Migration[];
+}
+
+function memoryComponents(names: Names): MemoryComponent[] {
+  return [
+    {
+      component: `memory:${names.stateTable}`,
+      table: names.stateTable,
+      migrations: [stateMigrationV1(names.schema, names.stateTable)],
+    },
+    {
+      component: `lock:${names.lockTable}`,
+      table: names.lockTable,
+      migrations: [lockMigrationV1(names.schema, names.lockTable)],
+    },
+  ];
+}
+
+/** The layout version this version of arvo-postgres creates (the newest of the migrations). */
+function knownVersion(component: MemoryComponent): number {
+  return Math.max(...component.migrations.map((migration) => migration.version));
+}
+
 interface ExpectedIndex {
   name: string;
   table: string;
   columns: string;
 }
 
-/** The secondary indexes of the memory's layout, read from its own DDL (the single source of truth). */
-function expectedIndexes(names: Names): ExpectedIndex[] {
-  const ddl = memoryMigrationSql({
-    schema: names.schema,
-    tables: { state: names.stateTable, lock: names.lockTable },
-  });
-  const pattern = /CREATE INDEX IF NOT EXISTS "?(\w+)"? ON "?\w+"?\."?(\w+)"? \(([^)]*)\)/g;
-  return [...ddl.matchAll(pattern)].map((match) => ({
-    name: match[1]!,
-    table: match[2]!,
-    columns: normalizeColumns(match[3]!),
-  }));
+/**
+ * The secondary indexes the components' migrations create. The migrations hold their indexes only
+ * as DDL text, so each `CREATE INDEX` statement is read for its name and column list.
+ */
+function expectedIndexes(components: MemoryComponent[]): ExpectedIndex[] {
+  const createIndex = /^CREATE INDEX IF NOT EXISTS "?(\w+)"? ON \S+ \(([^)]*)\)$/;
+  return components.flatMap((component) =>
+    component.migrations.flatMap((migration) =>
+      migration.statements.flatMap((statement) => {
+        const match = createIndex.exec(statement);
+        return match
+          ? [{ name: match[1]!, table: component.table, columns: normalizeColumns(match[2]!) }]
+          : [];
+      }),
+    ),
+  );
 }
 
 function normalizeColumns(list: string): string {
   return list.replace(/["\s]/g, '');
 }
 
-async function memoryTablesCheck(pool: pg.Pool, names: Names): Promise<DoctorCheck> {
+async function memoryTablesCheck(
+  pool: pg.Pool,
+  names: Names,
+  components: MemoryComponent[],
+): Promise<DoctorCheck> {
   const name = 'memory tables';
   const detail = `${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}`;
   try {
@@ -63,7 +103,8 @@ async function memoryTablesCheck(pool: pg.Pool, names: Names): Promise<DoctorChe
       logger: silentLogger,
     });
     await memory.close();
-    return { name, ok: true, detail: `${detail} (layout version 1)`, problems: [], warnings: [] };
+    const versions = [...new Set(components.map(knownVersion))].join(', ');
+    return { name, ok: true, detail: `${detail} (layout version ${versions})`, problems: [], warnings: [] };
   } catch (error) {
     const problems =
       error instanceof MachineMemoryTableStructureError ? error.problems : [describeError(error).message];
@@ -71,9 +112,13 @@ async function memoryTablesCheck(pool: pg.Pool, names: Names): Promise<DoctorChe
   }
 }
 
-async function memoryIndexesCheck(pool: pg.Pool, names: Names): Promise<DoctorCheck> {
-  const expected = expectedIndexes(names);
-  const { rows } = await pool.query(indexesSql, [names.schema, [names.stateTable, names.lockTable]]);
+async function memoryIndexesCheck(
+  pool: pg.Pool,
+  names: Names,
+  components: MemoryComponent[],
+): Promise<DoctorCheck> {
+  const expected = expectedIndexes(components);
+  const { rows } = await pool.query(indexesSql, [names.schema, components.map(({ table }) => table)]);
   const problems: string[] = [];
   for (const index of expected) {
     const where = `${names.schema}.${index.table}`;
@@ -103,28 +148,35 @@ async function memoryIndexesCheck(pool: pg.Pool, names: Names): Promise<DoctorCh
   };
 }
 
-async function memoryMigrationsCheck(pool: pg.Pool, names: Names): Promise<DoctorCheck> {
-  const components = [`memory:${names.stateTable}`, `lock:${names.lockTable}`];
+async function memoryMigrationsCheck(
+  pool: pg.Pool,
+  names: Names,
+  components: MemoryComponent[],
+): Promise<DoctorCheck> {
+  const componentNames = components.map(({ component }) => component);
   const name = 'memory migrations';
   const { rows: exists } = await pool.query(tableExistsSql, [names.schema, MIGRATIONS_TABLE]);
   const recorded = exists[0]?.exists
-    ? (await pool.query(recordedMigrationsSql(names.schema, MIGRATIONS_TABLE), [components])).rows
+    ? (await pool.query(recordedMigrationsSql(names.schema, MIGRATIONS_TABLE), [componentNames])).rows
     : [];
   const problems: string[] = [];
   const warnings: string[] = [];
   for (const component of components) {
-    const version = recorded.find((row) => row.component === component)?.version as number | undefined;
+    const version = recorded.find((row) => row.component === component.component)?.version as
+      | number
+      | undefined;
+    const known = knownVersion(component);
     if (version === undefined) {
       warnings.push(
-        `no record of ${component} in ${names.schema}.${MIGRATIONS_TABLE} (tables created by hand? arvo-postgres migrate records it)`,
+        `no record of ${component.component} in ${names.schema}.${MIGRATIONS_TABLE} (tables created by hand? arvo-postgres migrate records it)`,
       );
-    } else if (version > 1) {
+    } else if (version > known) {
       problems.push(
-        `${component} is at layout version ${version}; this version of arvo-postgres knows version 1`,
+        `${component.component} is at layout version ${version}; this version of arvo-postgres knows version ${known}`,
       );
     }
   }
-  return { name, ok: problems.length === 0, detail: components.join(', '), problems, warnings };
+  return { name, ok: problems.length === 0, detail: componentNames.join(', '), problems, warnings };
 }
 
 async function pgBossCheck(url: string, names: Names): Promise<DoctorCheck> {
@@ -228,11 +280,12 @@ ${CONNECTION_HELP}`,
         problems: [],
         warnings: [],
       };
+      const components = memoryComponents(names);
       return [
         connection,
-        await memoryTablesCheck(pool, names),
-        await memoryIndexesCheck(pool, names),
-        await memoryMigrationsCheck(pool, names),
+        await memoryTablesCheck(pool, names, components),
+        await memoryIndexesCheck(pool, names, components),
+        await memoryMigrationsCheck(pool, names, components),
         await pgBossCheck(url, names),
       ];
     });
