@@ -50,7 +50,7 @@ import {
   resolveWorkerOptions,
 } from './options';
 import { actionFor, classifyFailure } from './policy';
-import { exhaustRetriesSql, existingQueuesSql } from './sql';
+import { deadLetterAttemptsSql, existingQueuesSql } from './sql';
 import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './tracing';
 
 /**
@@ -892,25 +892,25 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Fails this attempt of `job` with `record` as its output: pg-boss retries it with the queue's
-   * backoff, or, at the last attempt or with `now`, moves a copy to the dead-letter queue. `now`
-   * first lowers the job's retry limit to the attempts made, in the same transaction, which is what
-   * pg-boss's own `deadletter` disposition amounts to.
+   * Fails this attempt of `job` with `record` as its output, in one fenced statement: pg-boss retries
+   * it with the queue's backoff, or, at the last attempt or with `now`, moves a copy to the
+   * dead-letter queue. Throws when the attempt is no longer this worker's (expired or stopped).
    */
   async #fail(job: JobWithMetadata<StoredEvent>, record: JobFailureRecord, now: boolean): Promise<void> {
-    const attempt = { id: job.id, retryCount: job.retryCount };
-    if (!now) {
-      await this.#boss!.fail(job.name, attempt, record);
-      return;
+    let settled: number;
+    if (now) {
+      const attempts = [{ id: job.id, retry_count: job.retryCount, output: record }];
+      const { rows } = await this.#pool!.pool.query(deadLetterAttemptsSql(this.#options.schema), [
+        job.name,
+        JSON.stringify(attempts),
+      ]);
+      settled = Number(rows[0]?.count);
+    } else {
+      const response = await this.#boss!.fail(job.name, { id: job.id, retryCount: job.retryCount }, record);
+      settled = (response as { affected?: number }).affected ?? 0;
     }
-    const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId);
-    try {
-      await transaction.query(exhaustRetriesSql(this.#options.schema), [job.name, job.id, job.retryCount]);
-      await this.#boss!.fail(job.name, attempt, record, { db: transaction.db });
-      await transaction.commit();
-    } catch (error) {
-      await transaction.rollback();
-      throw error;
+    if (settled !== 1) {
+      throw new Error(`job ${job.id} is no longer claimed by this worker (expired or stopped); not failed`);
     }
   }
 

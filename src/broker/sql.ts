@@ -1,3 +1,5 @@
+// pg-boss exports no public API for a fenced terminal fail; the version is pinned exactly.
+import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
 import { quoteIdentifier } from '../shared/identifiers';
 
 /**
@@ -11,13 +13,16 @@ export function existingQueuesSql(schema: string): string {
 }
 
 /**
- * `$1` queue, `$2` job id, `$3` retry count of the attempt: makes this attempt the job's last, so
- * that pg-boss's `fail` (in the same transaction) dead-letters it at once. Fenced like pg-boss's own
- * settles: only while that attempt is still active.
+ * `$1` queue, `$2` JSON `[{ id, retry_count, output }]`: fails those attempts of the queue's jobs
+ * terminally, with `output` as the failure, and copies each to its queue's dead-letter queue, in one
+ * statement. It is pg-boss 12.38's own statement behind the `perJobResults` `deadletter`
+ * disposition (so the dead letter holds exactly what pg-boss's terminal `fail` gives it: source
+ * queue, id, attempt count, output), fenced like its settles to the attempt that was fetched: only
+ * while that attempt is still active. Run on the root `job` table, which routes rows to a
+ * partitioned queue's own table. Returns `count`, the attempts settled.
  */
-export function exhaustRetriesSql(schema: string): string {
-  return `UPDATE ${quoteIdentifier(schema)}.job SET retry_limit = retry_count
-    WHERE name = $1 AND id = $2::uuid AND retry_count = $3 AND state = 'active'`;
+export function deadLetterAttemptsSql(schema: string): string {
+  return deadLetterJobsByIdWithOutputs(quoteIdentifier(schema), 'job');
 }
 
 /**

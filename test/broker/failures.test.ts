@@ -5,6 +5,7 @@ import { ConfigViolation, ContractViolation, ExecutionViolation } from 'arvo-eve
 import type pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { PostgresEventBroker } from '../../src/broker/index';
+import { deadLetterAttemptsSql } from '../../src/broker/sql';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { TransactionViolation } from '../support/orchestrator';
 import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
@@ -340,5 +341,76 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
       broker.listDeadLetters({ limit: 0 }),
       (error: unknown) => error instanceof Error && /limit/.test(error.message),
     );
+  });
+
+  it('dead-letters at once in one round trip of its own on the broker pool', async () => {
+    // The broker on a pool of the test's, whose clients count what they send while the handler's
+    // failure is being settled (from the throw until the dead letter is visible).
+    const brokerPool = newPool(db.url);
+    const sent: string[] = [];
+    let counting = false;
+    brokerPool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as { query: unknown }).query = (...args: unknown[]) => {
+        if (counting) {
+          const [config] = args;
+          sent.push(String(typeof config === 'string' ? config : (config as { text: string }).text));
+        }
+        return query(...args);
+      };
+    });
+    const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger() });
+    await other.register(
+      handler('com.fail.counted', async () => {
+        counting = true;
+        throw new ContractViolation('counted');
+      }),
+    );
+    await other.start();
+    try {
+      const event = clientEvent('com.fail.counted');
+      await other.dispatch(event);
+      const dead = await deadLetterOf(event);
+      counting = false;
+      assert.equal(dead.source_name, 'com.fail.counted');
+      assert.equal(dead.source_retry_count, 0);
+      assert.equal(dead.source_output.kind, 'contract');
+      assert.equal(sent.length, 1, sent.join('\n---\n'));
+      assert.match(sent[0]!, /deleted_jobs/);
+    } finally {
+      await other.stop({ timeoutMs: 2000 });
+      await brokerPool.end();
+    }
+  });
+
+  it('the dead-letter statement settles only the attempt that was fetched', async () => {
+    const boss = new PgBoss({ connectionString: db.url });
+    boss.on('error', () => {});
+    await boss.start();
+    try {
+      await boss.createQueue('com.fail.fenced', { deadLetter: 'arvo.dead-letter', retryLimit: 3 });
+      const id = await boss.send('com.fail.fenced', { n: 1 });
+      const [job] = await boss.fetch('com.fail.fenced', { includeMetadata: true });
+      assert.equal(job?.id, id);
+      const deadLetter = (retryCount: number) =>
+        pool.query(deadLetterAttemptsSql('pgboss'), [
+          'com.fail.fenced',
+          JSON.stringify([{ id, retry_count: retryCount, output: { kind: 'contract' } }]),
+        ]);
+      // Another attempt's retry count (a stale worker's) settles nothing.
+      assert.equal(Number((await deadLetter(job!.retryCount + 1)).rows[0].count), 0);
+      assert.equal((await jobsIn(pool, 'com.fail.fenced'))[0].state, 'active');
+      assert.equal(Number((await deadLetter(job!.retryCount)).rows[0].count), 1);
+      const [original] = await jobsIn(pool, 'com.fail.fenced');
+      assert.equal(original.state, 'failed');
+      assert.deepEqual(original.output, { kind: 'contract' });
+      const dead = (await jobsIn(pool, 'arvo.dead-letter')).filter((row) => row.source_id === id);
+      assert.equal(dead.length, 1);
+      assert.deepEqual(dead[0].source_output, { kind: 'contract' });
+      // Settled once: the same attempt again finds nothing active.
+      assert.equal(Number((await deadLetter(job!.retryCount)).rows[0].count), 0);
+    } finally {
+      await boss.stop({ graceful: false });
+    }
   });
 });
