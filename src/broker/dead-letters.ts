@@ -121,6 +121,22 @@ export interface ReplayedDeadLetter {
   queue: string;
 }
 
+/** The dead-letter queue a broker uses unless told otherwise (its `deadLetterQueue` option). */
+export const DEFAULT_DEAD_LETTER_QUEUE = 'arvo.dead-letter';
+
+/**
+ * **Which queues are dead-letter queues**: every queue some queue names as its `dead_letter`, and
+ * the names given here. A queue only becomes some queue's `dead_letter` when a queue naming it is
+ * created, so a broker's own dead-letter queue is given by name to count from the start. Returns
+ * the given names, validated (default `[DEFAULT_DEAD_LETTER_QUEUE]`); the statements of
+ * `sql.ts` (`deadLetterQueuesCte`) add the referenced queues.
+ */
+export function deadLetterQueueNames(value: unknown, option = 'deadLetterQueues'): string[] {
+  const names = value ?? [DEFAULT_DEAD_LETTER_QUEUE];
+  if (!Array.isArray(names)) throw new InvalidOptionError(option, 'expected an array of queue names');
+  return names.map((name, index) => queueNameOption(name, `${option}[${index}]`));
+}
+
 /** Options of {@link DeadLetters}. */
 export interface DeadLettersOptions {
   /** A pool on the broker's database (never closed here). */
@@ -129,7 +145,7 @@ export interface DeadLettersOptions {
   schema?: string;
   /**
    * Queues to treat as dead-letter queues even before any queue names them (a broker passes its
-   * `deadLetterQueue`). Default `['arvo.dead-letter']`.
+   * `deadLetterQueue`); see {@link deadLetterQueueNames}. Default `['arvo.dead-letter']`.
    */
   deadLetterQueues?: string[];
 }
@@ -205,7 +221,7 @@ function toDeadLetter(row: DeadLetterRow): DeadLetter {
 export class DeadLetters {
   readonly #pool: pg.Pool;
   readonly #schema: string;
-  readonly #extraQueues: string[];
+  readonly #namedQueues: string[];
 
   constructor(options: DeadLettersOptions) {
     const given = expectObject(options, 'options');
@@ -215,9 +231,7 @@ export class DeadLetters {
     }
     this.#pool = options.pool;
     this.#schema = validateIdentifier(options.schema ?? 'pgboss', 'schema');
-    const extra = options.deadLetterQueues ?? ['arvo.dead-letter'];
-    if (!Array.isArray(extra)) throw new InvalidOptionError('deadLetterQueues', 'expected an array');
-    this.#extraQueues = extra.map((name, index) => queueNameOption(name, `deadLetterQueues[${index}]`));
+    this.#namedQueues = deadLetterQueueNames(options.deadLetterQueues);
   }
 
   /** Dead letters waiting in dead-letter queues, oldest first. */
@@ -225,7 +239,7 @@ export class DeadLetters {
     const given = expectObject(filter, 'filter');
     expectKnownKeys(given, ['queue', 'sourceQueue', 'limit'], 'filter');
     const { rows } = await this.#pool.query<DeadLetterRow>(deadLettersSql(this.#schema), [
-      this.#extraQueues,
+      this.#namedQueues,
       optionalQueue(given.queue, 'queue'),
       optionalQueue(given.sourceQueue, 'sourceQueue'),
       null,
@@ -239,7 +253,7 @@ export class DeadLetters {
   async show(id: string): Promise<DeadLetter | null> {
     const [checked] = idsOption([id], 'id') as [string];
     const { rows } = await this.#pool.query<DeadLetterRow>(deadLettersSql(this.#schema), [
-      this.#extraQueues,
+      this.#namedQueues,
       null,
       null,
       [checked],
@@ -261,7 +275,7 @@ export class DeadLetters {
       throw new InvalidOptionError('ids', 'give either `ids` or `all: true` (not both)');
     }
     const { rows } = await this.#pool.query(replayDeadLettersSql(this.#schema), [
-      this.#extraQueues,
+      this.#namedQueues,
       optionalQueue(given.queue, 'queue'),
       optionalQueue(given.sourceQueue, 'sourceQueue'),
       ids,
@@ -287,7 +301,7 @@ export class DeadLetters {
       );
     }
     const { rows } = await this.#pool.query(purgeDeadLettersSql(this.#schema), [
-      this.#extraQueues,
+      this.#namedQueues,
       optionalQueue(given.queue, 'queue'),
       optionalQueue(given.sourceQueue, 'sourceQueue'),
       ids,
