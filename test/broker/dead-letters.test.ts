@@ -5,6 +5,7 @@ import {
   type DeadLetter,
   DeadLetters,
   type JobFailureRecord,
+  MAX_FAILURE_HISTORY,
   PostgresEventBroker,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
@@ -129,6 +130,59 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     assert.equal(await completed(), 1);
   });
 
+  it(`keeps only the newest ${MAX_FAILURE_HISTORY} earlier failures in a record's history`, async () => {
+    const event = clientEvent('com.dlq.flaky', { n: 'cap' });
+    await broker.dispatch(event);
+    const letter = await deadLetterOf(event.id);
+    // As if it had been replayed many times: a full history of older failures, oldest first.
+    const older = Array.from({ length: MAX_FAILURE_HISTORY }, (_, index) => ({
+      kind: 'infrastructure',
+      queue: 'com.dlq.flaky',
+      attempt: 1,
+      eventId: event.id,
+      eventType: event.type,
+      error: { name: 'Error', message: `older failure ${index}` },
+      failedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, index)).toISOString(),
+    }));
+    const { rowCount } = await pool.query(
+      `UPDATE pgboss.job SET source_output = jsonb_set(source_output, '{history}', $3::jsonb)
+        WHERE name = $1 AND id = $2`,
+      [letter.deadLetterQueue, letter.id, JSON.stringify(older)],
+    );
+    assert.equal(rowCount, 1);
+    assert.equal((await standalone.show(letter.id))?.totalAttempts, MAX_FAILURE_HISTORY + 1);
+
+    // Replayed, it fails twice more: 25 older + the dead letter's failure + attempt 1 = 27 earlier
+    // failures, of which the record keeps the newest 25.
+    await standalone.replay({ ids: [letter.id] });
+    const again = await waitFor(
+      'the replayed event dead-lettered again',
+      async () =>
+        (await standalone.list({ sourceQueue: 'com.dlq.flaky', limit: 1000 })).find(
+          (entry) => entry.event.id === event.id,
+        ),
+      30_000,
+    );
+    assert.equal(again.history.length, MAX_FAILURE_HISTORY);
+    assert.equal(again.totalAttempts, MAX_FAILURE_HISTORY + 1);
+    const messages = again.history.map((entry) => entry.error.message);
+    assert.deepEqual(
+      messages.slice(0, MAX_FAILURE_HISTORY - 2),
+      older.slice(2).map((entry) => entry.error.message),
+      'the two oldest are dropped, the rest kept in order',
+    );
+    assert.match(
+      messages.at(-2)!,
+      new RegExp(`call ${calls.get(event.id)! - 2}`),
+      "the dead letter's failure",
+    );
+    assert.match(messages.at(-1)!, new RegExp(`call ${calls.get(event.id)! - 1}`), 'attempt 1 of the replay');
+    assert.equal(again.history.at(-1)!.attempt, 1);
+    assert.match(again.error!.message, new RegExp(`call ${calls.get(event.id)}`));
+    assert.equal(again.firstFailedAt!.toISOString(), older[2]!.failedAt);
+    assert.deepEqual(await standalone.purge({ ids: [again.id] }), [again.id]);
+  });
+
   it('lists every dead-letter queue standalone, narrows by queue and source, and shows one', async () => {
     const flaky = clientEvent('com.dlq.flaky', { n: 2 });
     const other = clientEvent('com.dlq.other', { n: 3 });
@@ -213,5 +267,13 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     await assert.rejects(standalone.list({ limit: 0 }), invalid('limit'));
     await assert.rejects(standalone.list({ sourceQeue: 'x' } as never), invalid('filter.sourceQeue'));
     assert.throws(() => new DeadLetters({ pool, schema: 'bad-schema' }), invalid('schema'));
+    assert.throws(
+      () => new DeadLetters({ pool, deadLetterQueues: 'arvo.dead-letter' as never }),
+      invalid('deadLetterQueues'),
+    );
+    assert.throws(
+      () => new DeadLetters({ pool, deadLetterQueues: ['bad name!'] }),
+      invalid('deadLetterQueues[0]'),
+    );
   });
 });
