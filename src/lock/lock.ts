@@ -165,7 +165,31 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function toHandle(row: { key: string; owner: string; fencing_token: string; expires_at: Date }): LockHandle {
+/**
+ * Calls `attempt` until it returns something other than `null`, at most `retry.maxAttempts` times,
+ * waiting {@link backoffDelay} between calls; `null` when every attempt returned `null`.
+ */
+export async function retryWithBackoff<T>(
+  retry: ResolvedLockRetry,
+  attempt: () => Promise<T | null>,
+): Promise<T | null> {
+  for (let count = 1; ; count++) {
+    const result = await attempt();
+    if (result !== null || count >= retry.maxAttempts) return result;
+    await sleep(backoffDelay(retry, count));
+  }
+}
+
+/** The lock columns a statement built on `LockStatements.acquire` returns. */
+export interface LockRow {
+  key: string;
+  owner: string;
+  fencing_token: string;
+  expires_at: Date;
+}
+
+/** The handle of a lock row as the lock statements return it. */
+export function lockHandleFromRow(row: LockRow): LockHandle {
   return {
     key: row.key,
     owner: row.owner,
@@ -254,7 +278,7 @@ export class PostgresLock {
     const ttlMs = resolveLockRetry(options, 'acquire.options', this.retry).ttlMs;
     return this.run('acquire', { 'arvo_postgres.lock.key': key }, async () => {
       const { rows } = await this.pool.query(this.statements.acquire, [key, randomUUID(), ttlMs]);
-      return rows[0] ? toHandle(rows[0]) : null;
+      return rows[0] ? lockHandleFromRow(rows[0]) : null;
     });
   }
 
@@ -264,11 +288,7 @@ export class PostgresLock {
    */
   async acquireWithRetry(key: string, options: LockRetryOptions = {}): Promise<LockHandle | null> {
     const retry = resolveLockRetry(options, 'acquireWithRetry.options', this.retry);
-    for (let attempt = 1; ; attempt++) {
-      const handle = await this.acquire(key, { ttlMs: retry.ttlMs });
-      if (handle || attempt >= retry.maxAttempts) return handle;
-      await sleep(backoffDelay(retry, attempt));
-    }
+    return retryWithBackoff(retry, () => this.acquire(key, { ttlMs: retry.ttlMs }));
   }
 
   /**
@@ -302,7 +322,7 @@ export class PostgresLock {
         handle.fencingToken.toString(),
         ttlMs,
       ]);
-      return rows[0] ? toHandle(rows[0]) : null;
+      return rows[0] ? lockHandleFromRow(rows[0]) : null;
     });
   }
 
@@ -335,7 +355,7 @@ export class PostgresLock {
     validKey(key);
     return this.run('inspect', { 'arvo_postgres.lock.key': key }, async () => {
       const { rows } = await this.pool.query(this.statements.inspect, [key]);
-      return rows[0] ? toHandle(rows[0]) : null;
+      return rows[0] ? lockHandleFromRow(rows[0]) : null;
     });
   }
 

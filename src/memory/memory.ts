@@ -1,6 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { ArvoOrchestrationSubject } from 'arvo-core';
 import format from 'pg-format';
-import { type LockHandle, PostgresLock, type ResolvedLockRetry, resolveLockRetry } from '../lock/lock';
+import {
+  type LockHandle,
+  type LockRow,
+  lockHandleFromRow,
+  PostgresLock,
+  type ResolvedLockRetry,
+  resolveLockRetry,
+  retryWithBackoff,
+} from '../lock/lock';
 import { lockMigrationV1 } from '../lock/migrations/v1';
 import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
 import { qualifiedName, validateIdentifier } from '../shared/identifiers';
@@ -305,6 +314,47 @@ function orchestratorOf(subject: string): string | null {
   }
 }
 
+/** A stored record and its version, as the read statements return it. */
+interface StateRow {
+  data: Record<string, any>;
+  version: string;
+}
+
+/**
+ * A lock this instance holds, and the subject's record read by the statement that took it, kept for
+ * the next `read` (orchestrators always read right after locking: this saves that round trip).
+ *
+ * Why serving the prefetched record is as safe as a fresh read:
+ * - It is read in the statement that acquired the lock, so it is the record as of the acquisition.
+ *   Records are only written under the lock (the orchestrator protocol), so a fresh read right after
+ *   `lock` returns the same record — unless someone wrote without holding the lock: a stale holder
+ *   whose lock expired and was taken over by us (or a writer that never locks). A fresh read does
+ *   not protect against that either; what does is the compare-and-swap on the version in `write`,
+ *   and it rejects a write based on an old prefetched record exactly as it rejects one based on an
+ *   old read: nothing can be committed over a newer version.
+ * - One trap: a statement reads with the snapshot taken when it started. If the previous holder's
+ *   release was still in flight, the INSERT waits for it and then succeeds, but the snapshot may
+ *   predate that holder's last write. The statement detects this (the previous holder's live lock
+ *   is visible in its snapshot) and returns no record then: `read` goes to the database. A holder
+ *   that took, wrote and released the lock entirely while our statement ran is not detected; the
+ *   compare-and-swap turns that (very unlikely) case into a conflict, never into a lost update.
+ * - The record lives in this entry, so it is never served to another acquisition (another holder):
+ *   a new `lock` replaces the entry, `unlock` deletes it. It is served once (the first `read`
+ *   consumes it), dropped by `write` and by every `lock` call on the subject (also a failed one), so
+ *   at most one record per held lock is kept.
+ * - The broker's ambient transaction: reads never join it (`read` returns committed state from the
+ *   pool, and the prefetch is read on the pool too), and a holder's `unlock` inside it waits until it
+ *   settled, so that holder's write is committed before its lock row goes away.
+ */
+interface HeldLock {
+  handle: LockHandle;
+  /** The record at acquisition (`null`: none) until the next `read`; `undefined`: read it. */
+  prefetched: StateRow | null | undefined;
+}
+
+/** A row of `MemoryStatements.lockAndRead`: `data` is NULL when there is no record or it was not read. */
+type LockAndReadRow = LockRow & { prefetched: boolean } & (StateRow | { data: null; version: null });
+
 /**
  * Workflow state of Arvo orchestrators in PostgreSQL: one JSONB record per orchestration subject
  * with a version for compare-and-swap, TTL locks from `src/lock`, parent/root columns for workflow
@@ -323,7 +373,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   /** Version of every record object `read` returned or `write` stored, for the compare-and-swap. */
   private readonly versions = new WeakMap<object, { subject: string; version: string }>();
   /** Locks this instance holds, by subject: `unlock` releases only these. */
-  private readonly held = new Map<string, LockHandle>();
+  private readonly held = new Map<string, HeldLock>();
   private readonly locks: PostgresLock;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -356,12 +406,17 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     return this.managed.pool;
   }
 
-  /** The record of `id`, or `null`. The object is remembered so that `write(id, next, it)` can compare-and-swap. */
+  /**
+   * The record of `id`, or `null`. The object is remembered so that `write(id, next, it)` can
+   * compare-and-swap. The first read after `lock(id)` costs no round trip: it returns the record
+   * that `lock` fetched with the lock.
+   */
   async read(id: string): Promise<T | null> {
     requireSubject(id);
     return this.run('read', id, async () => {
-      const { rows } = await this.query(this.statements.read, [id]);
-      const row = rows[0];
+      const prefetched = this.takePrefetched(id);
+      const row: StateRow | null | undefined =
+        prefetched !== undefined ? prefetched : (await this.query(this.statements.read, [id])).rows[0];
       if (!row) return null;
       this.versions.set(row.data, { subject: id, version: row.version });
       return row.data as T;
@@ -381,6 +436,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
    */
   async write(id: string, data: T, prevData: T | null, metadata?: unknown): Promise<void> {
     requireSubject(id);
+    this.dropPrefetched(id);
     requireRecord(data, 'data');
     if (prevData !== null && prevData !== undefined) requireRecord(prevData, 'prevData');
     await this.run('write', id, async () => {
@@ -476,14 +532,16 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
 
   /**
    * Takes the lock on `id` for this instance, retrying with backoff (no connection is held while
-   * waiting). `false` when another holder kept it through every attempt.
+   * waiting). `false` when another holder kept it through every attempt. The statement that takes
+   * the lock also reads the record, for the next `read` (see {@link HeldLock}).
    */
   async lock(id: string): Promise<boolean> {
     requireSubject(id);
+    this.dropPrefetched(id);
     return this.run('lock', id, async () => {
-      const handle = await this.locks.acquireWithRetry(id);
-      if (!handle) return false;
-      this.held.set(id, handle);
+      const held = await retryWithBackoff(this.config.lockRetry, () => this.lockAndRead(id));
+      if (!held) return false;
+      this.held.set(id, held);
       return true;
     });
   }
@@ -495,7 +553,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
    */
   async unlock(id: string): Promise<boolean> {
     requireSubject(id);
-    const handle = this.held.get(id);
+    const handle = this.held.get(id)?.handle;
     if (!handle) return false;
     this.held.delete(id);
     const tx = ambientTransactionFor(this.databaseId);
@@ -657,7 +715,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     if (this.closed) return;
     this.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    const handles = [...this.held.values()];
+    const handles = [...this.held.values()].map((held) => held.handle);
     this.held.clear();
     await Promise.all(handles.map((handle) => this.locks.release(handle).catch(() => false)));
     await this.locks.close();
@@ -677,6 +735,34 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     }, this.config.sweepIntervalMs);
     // Housekeeping must never keep the process alive.
     this.sweepTimer.unref();
+  }
+
+  /** One attempt to take the lock on `id`, reading the record in the same statement. */
+  private async lockAndRead(id: string): Promise<HeldLock | null> {
+    const { rows } = await this.query(this.statements.lockAndRead, [
+      id,
+      randomUUID(),
+      this.config.lockRetry.ttlMs,
+    ]);
+    const row: LockAndReadRow | undefined = rows[0];
+    if (!row) return null;
+    let prefetched: HeldLock['prefetched'];
+    if (row.prefetched) prefetched = row.data === null ? null : { data: row.data, version: row.version };
+    return { handle: lockHandleFromRow(row), prefetched };
+  }
+
+  /** The record `lock(id)` fetched (`null`: none), consumed; `undefined` when there is none to serve. */
+  private takePrefetched(id: string): StateRow | null | undefined {
+    const held = this.held.get(id);
+    if (!held) return undefined;
+    const { prefetched } = held;
+    held.prefetched = undefined;
+    return prefetched;
+  }
+
+  private dropPrefetched(id: string): void {
+    const held = this.held.get(id);
+    if (held) held.prefetched = undefined;
   }
 
   private query(statement: NamedStatement, values: unknown[]) {

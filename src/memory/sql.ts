@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { lockStatements } from '../lock/sql';
 import { qualifiedName } from '../shared/identifiers';
 import type { MemoryTables } from './migrations/v1';
 
@@ -12,6 +13,14 @@ export interface NamedStatement {
 export interface MemoryStatements {
   /** `$1` subject → `data`, `version`. */
   read: NamedStatement;
+  /**
+   * `$1` subject, `$2` owner, `$3` ttl in ms: the lock table's `acquire` (no row when another holder
+   * has a live lock), plus the subject's record read in the same statement. `prefetched` is false
+   * when a live lock of another holder was visible in the statement's snapshot: the lock was released
+   * while the statement ran, so the record (`data`, `version`; both NULL when there is none) may
+   * predate that holder's last write and is not returned.
+   */
+  lockAndRead: NamedStatement;
   /**
    * `$1` subject, `$2` data, `$3` parent subject, `$4` status, `$5` execution status, `$6` orchestrator,
    * `$7` initiator, `$8` source. Creates a record (version 1) whose root is the parent's root, or the
@@ -59,6 +68,7 @@ export function finishedWorkflowSql(): string {
 
 export function memoryStatements(schema: string, tables: MemoryTables): MemoryStatements {
   const state = qualifiedName(schema, tables.state);
+  const lock = qualifiedName(schema, tables.lock);
   // Prepared statement names are per connection; the hash keeps two memories on one pool apart.
   const tag = createHash('sha256').update(state).digest('hex').slice(0, 12);
   const named = (name: string, text: string): NamedStatement => ({
@@ -75,6 +85,20 @@ VALUES ($1, $2::jsonb, 1, $3,
   initiator = coalesce($6, initiator), source = coalesce($7, source), updated_at = now()`;
   return {
     read: named('read', `SELECT data, version::text AS version FROM ${state} WHERE subject = $1`),
+    // Every part of one statement sees the snapshot taken when it started, also after the INSERT
+    // waited for a holder's release to commit: `held_before` tells whether that happened.
+    lockAndRead: named(
+      'lock_read',
+      `WITH held_before AS (
+  SELECT 1 FROM ${lock} WHERE key = $1 AND expires_at > clock_timestamp()
+), acquired AS (
+${lockStatements(schema, tables.lock).acquire}
+)
+SELECT a.key, a.owner, a.fencing_token, a.expires_at,
+  NOT EXISTS (SELECT 1 FROM held_before) AS prefetched, s.data, s.version::text AS version
+FROM acquired a
+LEFT JOIN ${state} s ON s.subject = a.key AND NOT EXISTS (SELECT 1 FROM held_before)`,
+    ),
     insert: named(
       'insert',
       `${insert}

@@ -102,6 +102,34 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     assert.deepEqual(await observer.read(subject), { subject, step: 1 });
   });
 
+  it('a lock waiting for the deferred unlock reads, with it, the state that transaction committed', async () => {
+    const waiter = await connectPostgresMachineMemory({
+      connectionString: db.url,
+      lock: { maxAttempts: 1000, initialDelayMs: 5, backoffExponent: 1, maxDelayMs: 5 },
+    });
+    try {
+      const subject = newSubject();
+      await memory.write(subject, { subject, step: 0 }, null);
+      const transaction = await openTransaction(memory.databaseId);
+      await runInAmbientTransaction(transaction.tx, async () => {
+        assert.equal(await memory.lock(subject), true);
+        const prev = await memory.read(subject);
+        assert.deepEqual(prev, { subject, step: 0 });
+        await memory.write(subject, { subject, step: 1 }, prev);
+        assert.equal(await memory.unlock(subject), true);
+      });
+      const locking = waiter.lock(subject);
+      await transaction.settle('COMMIT');
+      assert.equal(await locking, true);
+      const current = await waiter.read(subject);
+      assert.deepEqual(current, { subject, step: 1 });
+      await waiter.write(subject, { subject, step: 2 }, current);
+      assert.equal(await waiter.unlock(subject), true);
+    } finally {
+      await releasePostgresMachineMemory(waiter);
+    }
+  });
+
   it('ignores an ambient transaction of another database', async () => {
     const subject = newSubject();
     const transaction = await openTransaction('some-other-cluster/other-db');

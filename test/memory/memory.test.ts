@@ -534,30 +534,70 @@ describe('PostgresMachineMemory: locks', () => {
   });
 });
 
+/**
+ * Counts the statements every client of `pool` sends, however it is reached (`pool.query` checks out a
+ * client and calls its `query`; `pool.connect()` hands one out): one `query` call is one round trip.
+ * Call it before the pool opens its first connection.
+ */
+function countStatements(pool: pg.Pool): { readonly count: number; reset(): void } {
+  let count = 0;
+  pool.on('connect', (client) => {
+    const original = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      count += 1;
+      return original(...args);
+    };
+  });
+  return {
+    get count() {
+      return count;
+    },
+    reset() {
+      count = 0;
+    },
+  };
+}
+
+/** Resolves once `condition` holds; fails the test after `timeoutMs`. */
+async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    assert.ok(Date.now() < deadline, `timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe('PostgresMachineMemory: round trips and lifecycle', () => {
-  it('needs two statements for lock+read and two for write+unlock', async () => {
+  it('needs one statement for lock+read and two for write+unlock', async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const statements = countStatements(pool);
     try {
       const memory = await connectPostgresMachineMemory({
         pool,
         tables: { state: 'rt_state', lock: 'rt_lock' },
       });
       const subject = rootSubject();
-      let statements = 0;
-      const original = pool.query.bind(pool);
-      (pool as { query: unknown }).query = (...args: Parameters<typeof original>) => {
-        statements += 1;
-        return original(...args);
-      };
-      await memory.lock(subject);
-      await memory.read(subject);
-      assert.equal(statements, 2);
-      statements = 0;
+      statements.reset();
+      assert.equal(await memory.lock(subject), true);
+      assert.equal(await memory.read(subject), null);
+      assert.equal(statements.count, 1, 'lock+read of a new workflow');
+      statements.reset();
       await memory.write(subject, record(subject), null);
       await memory.unlock(subject);
-      assert.equal(statements, 2);
+      assert.equal(statements.count, 2, 'write+unlock');
+
+      statements.reset();
+      assert.equal(await memory.lock(subject), true);
+      const stored = await memory.read(subject);
+      assert.deepEqual(stored, record(subject));
+      assert.equal(statements.count, 1, 'lock+read of an existing workflow');
+      statements.reset();
+      await memory.write(subject, record(subject, { status: 'done' }), stored);
+      await memory.unlock(subject);
+      assert.equal(statements.count, 2, 'compare-and-swap write+unlock');
+
       await memory.close();
-      assert.equal((await original('SELECT 1 AS one')).rows[0].one, 1, 'a given pool stays open');
+      assert.equal((await pool.query('SELECT 1 AS one')).rows[0].one, 1, 'a given pool stays open');
     } finally {
       await pool.end();
     }
@@ -571,5 +611,137 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
       memory.read(rootSubject()),
       (e: unknown) => e instanceof ArvoPostgresError && e.code === 'MEMORY_CLOSED',
     );
+  });
+});
+
+describe('PostgresMachineMemory: the record read with the lock', () => {
+  const tables = { state: 'pf_state', lock: 'pf_lock' };
+
+  it('serves it to the first read only; later reads and reads after unlock go to the database', async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const statements = countStatements(pool);
+    try {
+      const memory = await connectPostgresMachineMemory({ pool, tables });
+      const other = await connect({ tables });
+      const subject = rootSubject();
+      await other.write(subject, record(subject, { step: 1 }), null);
+
+      assert.equal(await memory.lock(subject), true);
+      statements.reset();
+      assert.deepEqual(await memory.read(subject), record(subject, { step: 1 }));
+      assert.equal(statements.count, 0, 'the first read is served from the lock statement');
+      assert.deepEqual(await memory.read(subject), record(subject, { step: 1 }));
+      assert.equal(statements.count, 1, 'it is consumed by the first read');
+
+      // Locked and released without a read: the record fetched with the lock is dropped with it.
+      assert.equal(await memory.unlock(subject), true);
+      assert.equal(await memory.lock(subject), true);
+      assert.equal(await memory.unlock(subject), true);
+      const current = await other.read(subject);
+      await other.write(subject, record(subject, { step: 2 }), current);
+      statements.reset();
+      assert.deepEqual(await memory.read(subject), record(subject, { step: 2 }));
+      assert.equal(statements.count, 1);
+
+      // A write drops it too: the read after it sees the written record.
+      assert.equal(await memory.lock(subject), true);
+      await memory.write(subject, record(subject, { step: 3 }), record(subject, { step: 2 }));
+      statements.reset();
+      assert.deepEqual(await memory.read(subject), record(subject, { step: 3 }));
+      assert.equal(statements.count, 1);
+      assert.equal(await memory.unlock(subject), true);
+
+      // So does any lock() call on the subject, also a failed one.
+      assert.equal(await memory.lock(subject), true);
+      assert.equal(await memory.lock(subject), false, 'this instance holds the lock already');
+      statements.reset();
+      assert.deepEqual(await memory.read(subject), record(subject, { step: 3 }));
+      assert.equal(statements.count, 1, 'a failed lock leaves nothing to serve');
+      assert.equal(await memory.unlock(subject), true);
+      await memory.close();
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('is not served to another holder: a failed lock reads what the holder wrote', async () => {
+    const holder = await connect({ tables });
+    const waiter = await connect({ tables, lock: { maxAttempts: 1 } });
+    const subject = rootSubject();
+    await holder.write(subject, record(subject, { step: 1 }), null);
+    assert.equal(await waiter.lock(subject), true);
+    assert.equal(await waiter.unlock(subject), true);
+    assert.equal(await holder.lock(subject), true);
+    assert.equal(await waiter.lock(subject), false);
+    await holder.write(subject, record(subject, { step: 2 }), await holder.read(subject));
+    assert.deepEqual(await waiter.read(subject), record(subject, { step: 2 }));
+    assert.equal(await holder.unlock(subject), true);
+  });
+
+  it('a stale holder cannot write its old record over the version written after a TTL takeover', async () => {
+    const stale = await connect({ tables, lock: { ttlMs: 200, maxAttempts: 1 } });
+    const successor = await connect({ tables });
+    const subject = rootSubject();
+    await successor.write(subject, record(subject, { step: 1 }), null);
+
+    assert.equal(await stale.lock(subject), true);
+    await waitFor('the stale lock expired', async () => {
+      const { rows } = await admin.query(
+        'SELECT expires_at <= clock_timestamp() AS expired FROM public.pf_lock WHERE key = $1',
+        [subject],
+      );
+      return rows[0].expired === true;
+    });
+    assert.equal(await successor.lock(subject), true, 'taken over after the TTL');
+    await successor.write(subject, record(subject, { step: 2 }), await successor.read(subject));
+    assert.equal(await successor.unlock(subject), true);
+
+    const old = await stale.read(subject);
+    assert.deepEqual(old, record(subject, { step: 1 }), 'the record as of the stale acquisition');
+    await assert.rejects(
+      stale.write(subject, record(subject, { step: 99 }), old),
+      (e: unknown) => e instanceof MachineMemoryConflictError && e.expectedVersion === '1',
+    );
+    const { rows } = await admin.query('SELECT data, version FROM public.pf_state WHERE subject = $1', [
+      subject,
+    ]);
+    assert.deepEqual(rows[0], { data: record(subject, { step: 2 }), version: '2' });
+    assert.equal(await stale.unlock(subject), false);
+  });
+
+  it('is not taken from a snapshot older than the release the lock statement waited for', async () => {
+    const previous = await connect({ tables });
+    const next = await connect({ tables, lock: { maxAttempts: 1 } });
+    const subject = rootSubject();
+    await previous.write(subject, record(subject, { step: 1 }), null);
+    assert.equal(await previous.lock(subject), true);
+
+    // The previous holder's last write and its release, committed while `next`'s lock statement runs.
+    const release = new pg.Client({ connectionString: db.url });
+    await release.connect();
+    try {
+      await release.query('BEGIN');
+      await release.query(
+        `UPDATE public.pf_state SET data = $2::jsonb, version = version + 1 WHERE subject = $1`,
+        [subject, JSON.stringify(record(subject, { step: 2 }))],
+      );
+      await release.query('DELETE FROM public.pf_lock WHERE key = $1', [subject]);
+      const locking = next.lock(subject);
+      await waitFor('the lock statement waits for the release', async () => {
+        const { rows } = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%held_before%' AND datname = current_database()`,
+        );
+        return rows[0].n === 1;
+      });
+      await release.query('COMMIT');
+      assert.equal(await locking, true);
+    } finally {
+      await release.end();
+    }
+    const current = await next.read(subject);
+    assert.deepEqual(current, record(subject, { step: 2 }), 'not the record of the older snapshot');
+    await next.write(subject, record(subject, { step: 3 }), current);
+    assert.equal(await next.unlock(subject), true);
   });
 });
