@@ -34,6 +34,8 @@ import {
   jobIdForEvent,
   nameBasedUuid,
   type StoredEvent,
+  serializeEvent,
+  storedData,
 } from './event-codec';
 import { JobTransaction } from './job-transaction';
 import { BrokerMetrics, type BrokerQueueStats, queryQueueStats } from './metrics';
@@ -107,9 +109,14 @@ interface ResolveWaiter {
   reject(error: unknown): void;
 }
 
-interface RoutedEvent {
+/** An event to enqueue: `json` holds its top-level fields as stored, `data` is what its job stores. */
+interface OutgoingEvent {
   event: ArvoEvent;
   json: StoredEvent;
+  data: object;
+}
+
+interface RoutedEvent extends OutgoingEvent {
   queue: string;
   unroutable: boolean;
 }
@@ -360,7 +367,11 @@ export class PostgresEventBroker {
    */
   async dispatch(event: ArvoEvent): Promise<string> {
     this.#assertStarted('dispatch');
-    const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
+    return this.#dispatchStored(encodeEvent(event, this.#options.maxPayloadBytes).json);
+  }
+
+  /** `dispatch` of an event already encoded (`json`, its stored form). */
+  #dispatchStored(json: StoredEvent): Promise<string> {
     const decoded = decodeEvent(json);
     // One guarded call: routing may ask the database too, and its success must not reset the count.
     return this.#dispatchBreaker.run('dispatch', () => this.#send(decoded, json));
@@ -368,7 +379,7 @@ export class PostgresEventBroker {
 
   /** Routes and enqueues a validated event (see `dispatch`); returns the job id. */
   async #send(decoded: ArvoEvent, json: StoredEvent): Promise<string> {
-    const [routed] = await this.#route([decoded], [json], this.#pool!.pool);
+    const [routed] = await this.#route([{ event: decoded, json, data: json }], this.#pool!.pool);
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
@@ -380,7 +391,7 @@ export class PostgresEventBroker {
         const stored = { ...json };
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
-        await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
+        await this.#boss!.insert(routed.queue, [jobInsertFor(stored, stored)]);
       },
       SpanKind.PRODUCER,
       parent,
@@ -397,7 +408,7 @@ export class PostgresEventBroker {
   async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
     this.#assertStarted('resolve');
     const timeoutMs = integerOption(options?.timeoutMs, 'timeoutMs', { min: 1 }, 30_000);
-    encodeEvent(event, this.#options.maxPayloadBytes);
+    const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
     const source = queueNameOption(event.source, 'event.source');
     const registration = this.#registrations.get(source);
     if (registration && registration.kind !== 'completion') {
@@ -428,7 +439,7 @@ export class PostgresEventBroker {
     this.#waiters.set(key, waiters);
     const timer = setTimeout(() => waiter.reject(new ResolveTimeoutError(event.id, timeoutMs)), timeoutMs);
     try {
-      await this.dispatch(event);
+      await this.#dispatchStored(json);
       return await reply;
     } finally {
       clearTimeout(timer);
@@ -655,10 +666,10 @@ export class PostgresEventBroker {
   // ---------------------------------------------------------------- routing
 
   /** Destination queue of each event: domained queue, an existing queue named `to`, or unroutable. */
-  async #route(events: ArvoEvent[], jsons: StoredEvent[], db: Queryable): Promise<RoutedEvent[]> {
+  async #route(outgoing: OutgoingEvent[], db: Queryable): Promise<RoutedEvent[]> {
     const unknown = new Set<string>();
-    for (const [index, json] of jsons.entries()) {
-      const to = events[index]!.to;
+    for (const { event, json } of outgoing) {
+      const to = event.to;
       if (eventDomain(json) === null && to && !this.#knownQueues.has(to)) unknown.add(to);
     }
     if (unknown.size > 0) {
@@ -666,13 +677,12 @@ export class PostgresEventBroker {
       const { rows } = await db.query(existingQueuesSql(this.#options.schema), [[...unknown]]);
       for (const row of rows) this.#knownQueues.add(row.name);
     }
-    return events.map((event, index) => {
-      const json = jsons[index]!;
-      if (eventDomain(json) !== null)
-        return { event, json, queue: this.#options.domainedQueue, unroutable: false };
-      const to = event.to;
-      if (to && this.#knownQueues.has(to)) return { event, json, queue: to, unroutable: false };
-      return { event, json, queue: this.#options.unroutableQueue, unroutable: true };
+    return outgoing.map((entry) => {
+      if (eventDomain(entry.json) !== null)
+        return { ...entry, queue: this.#options.domainedQueue, unroutable: false };
+      const to = entry.event.to;
+      if (to && this.#knownQueues.has(to)) return { ...entry, queue: to, unroutable: false };
+      return { ...entry, queue: this.#options.unroutableQueue, unroutable: true };
     });
   }
 
@@ -685,7 +695,7 @@ export class PostgresEventBroker {
       byQueue.set(entry.queue, list);
     }
     for (const [queue, entries] of byQueue) {
-      const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json));
+      const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json, entry.data));
       await withSpan(
         this.#options.telemetry,
         `${queue} send`,
@@ -734,9 +744,12 @@ export class PostgresEventBroker {
           const outputs = await runInAmbientTransaction(transaction, () =>
             this.#deliver(registration, event),
           );
-          const encoded = outputs.map((output) => encodeEvent(output, this.#options.maxPayloadBytes).json);
+          const outgoing = outputs.map((output) => {
+            const serialized = serializeEvent(output, this.#options.maxPayloadBytes);
+            return { event: output, json: serialized.fields, data: storedData(serialized) };
+          });
           // Through the job's transaction: a second pool connection per job could starve the pool.
-          const routed = await this.#route(outputs, encoded, transaction);
+          const routed = await this.#route(outgoing, transaction);
           unroutable = routed.filter((entry) => entry.unroutable);
           await this.#enqueue(routed, transaction);
           const attempt = { id: job.id, retryCount: job.retryCount };
@@ -977,11 +990,12 @@ export class PostgresEventBroker {
 }
 
 /**
- * The pg-boss job of a stored event: id from the event id (idempotent enqueue), group = subject so a
- * queue with `subjectConcurrency` can limit how many jobs of one workflow run at once.
+ * The pg-boss job of an event (`json`, its fields; `data`, what the job stores): id from the event
+ * id (idempotent enqueue), group = subject so a queue with `subjectConcurrency` can limit how many
+ * jobs of one workflow run at once.
  */
-function jobInsertFor(json: StoredEvent): JobInsert {
-  return { id: jobIdForEvent(json.id), data: json, ...(json.subject ? { group: { id: json.subject } } : {}) };
+function jobInsertFor(json: StoredEvent, data: object): JobInsert {
+  return { id: jobIdForEvent(json.id), data, ...(json.subject ? { group: { id: json.subject } } : {}) };
 }
 
 /**

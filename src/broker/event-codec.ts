@@ -58,19 +58,29 @@ function looksLikeArvoEvent(value: unknown): value is ArvoEvent {
   );
 }
 
+/** An event serialized for storage by {@link serializeEvent}. */
+export interface SerializedEvent {
+  /** `toJSON()` of the event: its top-level fields are stored as they are (`data` as in `text`). */
+  fields: StoredEvent;
+  /** The JSON stored in the job's `data`, serialized once: what the size and NUL checks saw. */
+  text: string;
+  /** Size of `text` in UTF-8 bytes. */
+  bytes: number;
+}
+
 /**
- * The storable form of `event` and its size in bytes. Throws {@link InvalidEventError} for anything
- * that is not an ArvoEvent, and {@link PayloadTooLargeError} over `maxPayloadBytes`.
+ * Serializes `event` once for storage. Throws {@link InvalidEventError} for anything that is not an
+ * ArvoEvent, and {@link PayloadTooLargeError} over `maxPayloadBytes`.
  */
-export function encodeEvent(event: unknown, maxPayloadBytes: number): { json: StoredEvent; bytes: number } {
+export function serializeEvent(event: unknown, maxPayloadBytes: number): SerializedEvent {
   if (!looksLikeArvoEvent(event)) {
     throw new InvalidEventError('Expected an ArvoEvent (with id, type, source, subject and toJSON())');
   }
-  let json: StoredEvent;
+  let fields: StoredEvent;
   let text: string;
   try {
-    json = event.toJSON() as unknown as StoredEvent;
-    text = JSON.stringify(json);
+    fields = event.toJSON() as unknown as StoredEvent;
+    text = JSON.stringify(fields);
   } catch (error) {
     throw new InvalidEventError(`Event ${event.id} cannot be serialized to JSON`, { cause: error });
   }
@@ -82,8 +92,29 @@ export function encodeEvent(event: unknown, maxPayloadBytes: number): { json: St
       `Event ${event.id} contains a NUL character (\\u0000), which PostgreSQL cannot store in jsonb`,
     );
   }
-  // Round-trip through JSON so what is validated below is exactly what will be stored.
+  return { fields, text, bytes };
+}
+
+/**
+ * The storable form of `event` and its size in bytes. Throws {@link InvalidEventError} for anything
+ * that is not an ArvoEvent, and {@link PayloadTooLargeError} over `maxPayloadBytes`.
+ */
+export function encodeEvent(event: unknown, maxPayloadBytes: number): { json: StoredEvent; bytes: number } {
+  const { text, bytes } = serializeEvent(event, maxPayloadBytes);
+  // Parsed back, so that what is validated and rebuilt is exactly what will be stored.
   return { json: JSON.parse(text) as StoredEvent, bytes };
+}
+
+/** `JSON.rawJSON` (Node 21+): a value `JSON.stringify` writes out as the given text, unchanged. */
+const rawJson = (JSON as { rawJSON?: (text: string) => unknown }).rawJSON;
+
+/**
+ * The job `data` for a serialized event, which pg-boss's insert serializes into its statement: the
+ * text itself where the runtime can embed it verbatim (`JSON.rawJSON`), else the text parsed back.
+ * Either way exactly `text` is stored.
+ */
+export function storedData(serialized: SerializedEvent): object {
+  return (rawJson?.(serialized.text) ?? JSON.parse(serialized.text)) as object;
 }
 
 /** Rebuilds the ArvoEvent stored by {@link encodeEvent}; throws {@link InvalidEventError} with the reason. */
