@@ -13,6 +13,7 @@ import {
   requireText,
   stringOption,
 } from '../shared/options';
+import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import {
   CONNECTION_OPTION_KEYS,
   type ConnectionOptions,
@@ -22,7 +23,7 @@ import {
   resolveConnection,
 } from '../shared/pool';
 import { describeError, redactError } from '../shared/redact';
-import { withSpan } from '../shared/telemetry';
+import { runOperation } from '../shared/telemetry';
 import { lockMigrationV1 } from './migrations/v1';
 import { type LockStatements, lockStatements } from './sql';
 
@@ -233,7 +234,7 @@ export class PostgresLock {
   private readonly sweepIntervalMs: number;
   private readonly logger: Logger;
   private readonly otel: boolean;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: PeriodicTask | undefined;
   private closed = false;
 
   /** Validates `options` and opens (or adopts) the pool. Does not touch the database: see {@link createPostgresLock}. */
@@ -266,7 +267,13 @@ export class PostgresLock {
   /** Runs the `migrate` option and starts the periodic sweep. Called by {@link createPostgresLock}. */
   async start(): Promise<void> {
     if (this.migrateOnCreate) await this.migrate();
-    this.startSweeping(this.sweepIntervalMs);
+    this.sweeping?.stop();
+    this.sweeping = startPeriodic(
+      this.sweepIntervalMs,
+      () => this.sweepExpired(),
+      this.logger,
+      'arvo-postgres: sweeping expired locks failed',
+    );
   }
 
   /**
@@ -374,37 +381,14 @@ export class PostgresLock {
 
   /** Stops the sweep timer and ends the pool if this lock created it. Safe to call twice. */
   async close(): Promise<void> {
-    this.startSweeping(0);
+    this.sweeping?.stop();
     if (this.closed) return;
     this.closed = true;
     await closePool(this.managed);
   }
 
-  private startSweeping(intervalMs: number): void {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.sweepTimer = undefined;
-    if (intervalMs <= 0) return;
-    this.sweepTimer = setInterval(() => {
-      this.sweepExpired().catch((error: unknown) => {
-        writeLog(this.logger, 'warn', 'arvo-postgres: sweeping expired locks failed', {
-          error: describeError(error),
-        });
-      });
-    }, intervalMs);
-    // The sweep must never keep the process alive.
-    this.sweepTimer.unref();
-  }
-
-  private async run<T>(
-    operation: string,
-    attributes: Record<string, string>,
-    fn: () => Promise<T>,
-  ): Promise<T> {
-    try {
-      return await withSpan(this.otel, `arvo-postgres.lock.${operation}`, attributes, fn);
-    } catch (error) {
-      throw redactError(error);
-    }
+  private run<T>(operation: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+    return runOperation(this.otel, `arvo-postgres.lock.${operation}`, attributes, fn);
   }
 }
 

@@ -25,6 +25,7 @@ import {
   requireText,
   stringOption,
 } from '../shared/options';
+import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import {
   CONNECTION_OPTION_KEYS,
   type ConnectionOptions,
@@ -35,7 +36,7 @@ import {
   resolveConnection,
 } from '../shared/pool';
 import { describeError, redactError } from '../shared/redact';
-import { withSpan } from '../shared/telemetry';
+import { runOperation } from '../shared/telemetry';
 import { ambientTransactionFor, readDatabaseId } from '../shared/transaction';
 import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
 import {
@@ -145,6 +146,9 @@ const MEMORY_LOCK_DEFAULTS: ResolvedLockRetry = {
 };
 
 const DAY_MS = 86_400_000;
+
+/** Period of the lock-row sweep when no retention sweep runs. */
+const LOCK_SWEEP_INTERVAL_MS = 60_000;
 
 /** Validated table names (defaults filled in); they must differ. */
 function resolveMemoryTables(value: unknown): MemoryTables {
@@ -375,7 +379,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   /** Locks this instance holds, by subject: `unlock` releases only these. */
   private readonly held = new Map<string, HeldLock>();
   private readonly locks: PostgresLock;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: PeriodicTask | undefined;
   private closed = false;
 
   /** @internal Use {@link connectPostgresMachineMemory}. */
@@ -396,8 +400,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       defaults: config.lockRetry,
       logger: config.logger,
       enableOtel: config.enableOtel,
-      // Only holders that crashed leave lock rows behind; a slow sweep is enough.
-      sweepIntervalMs: 60_000,
+      // The memory's own periodic sweep covers the lock rows (see `startSweeping`).
+      sweepIntervalMs: 0,
     });
   }
 
@@ -714,7 +718,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweeping?.stop();
     const handles = [...this.held.values()].map((held) => held.handle);
     this.held.clear();
     await Promise.all(handles.map((handle) => this.locks.release(handle).catch(() => false)));
@@ -722,19 +726,28 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     await closePool(this.managed);
   }
 
-  /** @internal Starts the lock sweep and the retention sweep when configured (called by `connectPostgresMachineMemory`). */
-  async startSweeping(): Promise<void> {
-    await this.locks.start();
-    if (this.config.sweepIntervalMs <= 0) return;
-    this.sweepTimer = setInterval(() => {
-      this.sweep().catch((error: unknown) => {
-        writeLog(this.config.logger, 'warn', 'arvo-postgres: workflow retention sweep failed', {
-          error: describeError(error),
-        });
-      });
-    }, this.config.sweepIntervalMs);
-    // Housekeeping must never keep the process alive.
-    this.sweepTimer.unref();
+  /**
+   * @internal Starts the one periodic sweep (called by `connectPostgresMachineMemory`): the retention
+   * sweep, which deletes expired lock rows too, when configured; otherwise expired lock rows alone
+   * every minute (only holders that crashed leave them behind, and `lock` takes them over anyway).
+   */
+  startSweeping(): void {
+    this.sweeping?.stop();
+    const { sweepIntervalMs, logger } = this.config;
+    this.sweeping =
+      sweepIntervalMs > 0
+        ? startPeriodic(
+            sweepIntervalMs,
+            () => this.sweep(),
+            logger,
+            'arvo-postgres: workflow retention sweep failed',
+          )
+        : startPeriodic(
+            LOCK_SWEEP_INTERVAL_MS,
+            () => this.locks.sweepExpired(),
+            logger,
+            'arvo-postgres: sweeping expired workflow locks failed',
+          );
   }
 
   /** One attempt to take the lock on `id`, reading the record in the same statement. */
@@ -771,16 +784,12 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
 
   private async run<R>(operation: string, subject: string, fn: () => Promise<R>): Promise<R> {
     if (this.closed) throw new ArvoPostgresError('MEMORY_CLOSED', `Machine memory is closed (${operation})`);
-    try {
-      return await withSpan(
-        this.config.enableOtel,
-        `arvo-postgres.memory.${operation}`,
-        subject ? { 'arvo_postgres.memory.subject': subject } : {},
-        fn,
-      );
-    } catch (error) {
-      throw redactError(error);
-    }
+    return runOperation(
+      this.config.enableOtel,
+      `arvo-postgres.memory.${operation}`,
+      subject ? { 'arvo_postgres.memory.subject': subject } : {},
+      fn,
+    );
   }
 }
 
@@ -799,7 +808,7 @@ export async function connectPostgresMachineMemory<T extends Record<string, any>
     await migrateMemory(managed, config);
     const memory = new PostgresMachineMemory<T>(config, managed, databaseId);
     await memory.validateTableStructure();
-    await memory.startSweeping();
+    memory.startSweeping();
     return memory;
   } catch (error) {
     await closePool(managed).catch(() => {});

@@ -7,7 +7,7 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import { redactSecrets } from './redact';
+import { redactError, redactSecrets } from './redact';
 
 /** Name under which all spans of this library are created. */
 export const TRACER_NAME = 'arvo-postgres';
@@ -39,4 +39,21 @@ export async function withSpan<T>(
       span.end();
     }
   });
+}
+
+/**
+ * Runs one public operation of this library: in a span named `name` when `enabled` (see
+ * {@link withSpan}), rethrowing whatever it throws with credentials redacted.
+ */
+export async function runOperation<T>(
+  enabled: boolean,
+  name: string,
+  attributes: Attributes,
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await withSpan(enabled, name, attributes, fn);
+  } catch (error) {
+    throw redactError(error);
+  }
 }

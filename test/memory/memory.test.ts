@@ -472,6 +472,20 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   });
+
+  it('the periodic retention sweep deletes expired lock rows as well', async () => {
+    const periodic = await connect({
+      tables: { state: 'periodic_state', lock: 'periodic_lock' },
+      lock: { ttlMs: 50 },
+      retention: { finishedAfterMs: 3_600_000, sweepIntervalMs: 100 },
+    });
+    const subject = rootSubject();
+    assert.equal(await periodic.lock(subject), true);
+    await waitFor('the expired lock row is swept', async () => {
+      const { rowCount } = await admin.query('SELECT 1 FROM public.periodic_lock WHERE key = $1', [subject]);
+      return rowCount === 0;
+    });
+  });
 });
 
 describe('PostgresMachineMemory: locks', () => {

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
 import { type Logger, writeLog } from '../../src/shared/logger';
+import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, redactSecrets } from '../../src/shared/redact';
 import { readDatabaseId } from '../../src/shared/transaction';
@@ -100,5 +101,76 @@ describe('connection options', () => {
     } finally {
       await Promise.all([a.end(), b.end(), c.end()]);
     }
+  });
+});
+
+describe('startPeriodic', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('never overlaps a slow run, logs failures and stops', async () => {
+    const warnings: string[] = [];
+    const logger: Logger = {
+      debug() {},
+      info() {},
+      warn: (message: string) => warnings.push(message),
+      error() {},
+    };
+    let runs = 0;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let release: () => void = () => {};
+    const task = startPeriodic(
+      10,
+      async () => {
+        runs += 1;
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        try {
+          if (runs === 1) await new Promise<void>((resolve) => (release = resolve));
+          if (runs === 2) throw new Error('sweep broke');
+        } finally {
+          inFlight -= 1;
+        }
+      },
+      logger,
+      'the sweep failed',
+    );
+    try {
+      const deadline = Date.now() + 20_000;
+      while (runs < 1) {
+        assert.ok(Date.now() < deadline);
+        await sleep(5);
+      }
+      await sleep(100);
+      assert.equal(runs, 1, 'no run starts while the first one is still going');
+      release();
+      while (runs < 3) {
+        assert.ok(Date.now() < deadline);
+        await sleep(5);
+      }
+      assert.equal(maxInFlight, 1);
+      assert.deepEqual(warnings, ['the sweep failed']);
+    } finally {
+      task.stop();
+    }
+    await sleep(30);
+    const stoppedAt = runs;
+    await sleep(100);
+    assert.equal(runs, stoppedAt, 'no run after stop');
+  });
+
+  it('does nothing with an interval of 0', async () => {
+    let runs = 0;
+    const task = startPeriodic(
+      0,
+      async () => {
+        runs += 1;
+      },
+      { debug() {}, info() {}, warn() {}, error() {} },
+      'unused',
+    );
+    await sleep(50);
+    task.stop();
+    assert.equal(runs, 0);
   });
 });
