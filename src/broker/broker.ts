@@ -1033,18 +1033,11 @@ function retryOptions(worker: ResolvedWorkerOptions): Record<string, unknown> {
 function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record<string, unknown> {
   const source = (options.connection.config ??
     (pool as unknown as { options: pg.PoolConfig }).options) as pg.PoolConfig;
-  const keys = [
-    'connectionString',
-    'host',
-    'port',
-    'user',
-    'password',
-    'database',
-    'ssl',
-    'connectionTimeoutMillis',
-  ] as const;
-  const config: Record<string, unknown> = {};
-  for (const key of keys) if (source[key] !== undefined) config[key] = source[key];
+  const { connectionString, host, port, user, password, database, ssl, connectionTimeoutMillis } = source;
+  const given = { connectionString, host, port, user, password, database, ssl, connectionTimeoutMillis };
+  const config: Record<string, unknown> = Object.fromEntries(
+    Object.entries(given).filter(([, value]) => value !== undefined),
+  );
   config.max = options.pgBossPoolMax;
   config.application_name = `${source.application_name ?? 'arvo-postgres'}-pgboss`.slice(0, 63);
   return config;

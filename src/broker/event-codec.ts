@@ -10,16 +10,9 @@ import { InvalidEventError, PayloadTooLargeError } from './errors';
  * A `Date` inside `data` is accepted in memory by ArvoEvent but travels as its ISO string.
  */
 
-/** The CloudEvents / Arvo context fields of `toJSON()`; every other key except `data` is an extension. */
-const CONTEXT_FIELDS = [
-  'id',
-  'source',
-  'specversion',
-  'type',
-  'subject',
-  'datacontenttype',
+/** The context fields that may be null: absent from a stored event, they are rebuilt as null. */
+const NULLABLE_FIELDS = [
   'dataschema',
-  'time',
   'to',
   'accesscontrol',
   'redirectto',
@@ -28,14 +21,16 @@ const CONTEXT_FIELDS = [
   'tracestate',
 ] as const;
 
-const NULLABLE_FIELDS = new Set([
-  'dataschema',
-  'to',
-  'accesscontrol',
-  'redirectto',
-  'executionunits',
-  'traceparent',
-  'tracestate',
+/** The CloudEvents / Arvo context fields of `toJSON()`; every other key except `data` is an extension. */
+const CONTEXT_FIELDS = new Set<string>([
+  'id',
+  'source',
+  'specversion',
+  'type',
+  'subject',
+  'datacontenttype',
+  'time',
+  ...NULLABLE_FIELDS,
 ]);
 
 /** An event as stored in a job's `data` column. */
@@ -126,7 +121,7 @@ export function decodeEvent(stored: unknown): ArvoEvent {
   const context: Record<string, unknown> = {};
   const extensions: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(rest)) {
-    if ((CONTEXT_FIELDS as readonly string[]).includes(key)) context[key] = value;
+    if (CONTEXT_FIELDS.has(key)) context[key] = value;
     else extensions[key] = value;
   }
   for (const field of NULLABLE_FIELDS) if (context[field] === undefined) context[field] = null;
