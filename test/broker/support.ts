@@ -1,14 +1,11 @@
-import { context } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
-import pg from 'pg';
+import type pg from 'pg';
 import type { ArvoEventHandlerLike } from '../../src/broker/index';
 import type { Logger } from '../../src/shared/logger';
+import { testPool } from '../support/database';
+import { useAsyncContext } from '../support/telemetry';
 
-// With a context manager registered arvo keeps its spans to OpenTelemetry instead of printing them.
-const contextManager = new AsyncLocalStorageContextManager();
-contextManager.enable();
-context.setGlobalContextManager(contextManager);
+useAsyncContext();
 
 /** Polls `probe` until it returns a truthy value, or throws after `timeoutMs` with `what`. */
 export async function waitFor<T>(
@@ -104,6 +101,7 @@ export async function jobsIn(pool: pg.Pool, queue: string, schema = 'pgboss'): P
   return rows;
 }
 
+/** A pool on `url` for a test's own queries (see {@link testPool}). */
 export function newPool(url: string): pg.Pool {
-  return new pg.Pool({ connectionString: url, max: 4 });
+  return testPool(url, 4);
 }

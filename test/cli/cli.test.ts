@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { clientEvent, handler, memoryLogger, replyTo, waitFor } from '../broker/support';
-import { createTestDatabase, createTestRole, type TestDatabase, type TestRole } from '../support/database';
+import { createTestDatabase, createTestRole, type TestDatabase, testPool } from '../support/database';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const suffix = randomBytes(4).toString('hex');
@@ -51,7 +51,6 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
   let admin: pg.Pool;
   /** The test database as a role with a distinctive password, given with --url. */
   let url: string;
-  let role: TestRole;
   let broker: PostgresEventBroker | undefined;
   const runs: Run[] = [];
   const run = async (args: string[], env: Record<string, string | undefined> = {}) => {
@@ -62,16 +61,14 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
 
   before(async () => {
     db = await createTestDatabase('cli');
-    admin = new pg.Pool({ connectionString: db.url, max: 2 });
-    role = await createTestRole(db, { name: ROLE, password: PASSWORD, superuser: true });
-    url = role.url;
+    admin = testPool(db.url, 2);
+    url = await createTestRole(db, { name: ROLE, password: PASSWORD, superuser: true });
   });
 
   after(async () => {
     await broker?.stop({ timeoutMs: 2000 });
     await admin?.end();
     await db?.drop();
-    await role?.drop();
     // Whatever a command printed, the password never appears.
     for (const result of runs) assertNoSecret(result);
   });

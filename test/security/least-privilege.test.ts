@@ -17,7 +17,7 @@ import {
   type PostgresMachineMemory,
 } from '../../src/memory/index';
 import { memoryLogger, waitFor } from '../broker/support';
-import { createTestDatabase, createTestRole, type TestDatabase, type TestRole } from '../support/database';
+import { createTestDatabase, createTestRole, type TestDatabase } from '../support/database';
 import { createInitEvent, createOrchestratorFixture, createServiceFixture } from '../support/orchestrator';
 
 const ROLE = `app_${randomBytes(4).toString('hex')}`;
@@ -40,7 +40,6 @@ describe('least privilege: the application runs as a role without DDL rights', (
   let db: TestDatabase;
   let adminUrl: string;
   let appUrl: string;
-  let role: TestRole;
   let broker: PostgresEventBroker | undefined;
   let memory: PostgresMachineMemory | undefined;
   const logger = memoryLogger();
@@ -55,19 +54,17 @@ describe('least privilege: the application runs as a role without DDL rights', (
       await admin.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
       await admin.query(memoryMigrationSql());
       await admin.query(getConstructionPlans('pgboss'));
-      role = await createTestRole(db, { name: ROLE, password: PASSWORD });
+      appUrl = await createTestRole(db, { name: ROLE, password: PASSWORD });
       for (const grant of applicationGrants(ROLE)) await admin.query(grant);
     } finally {
       await admin.end();
     }
-    appUrl = role.url;
   });
 
   after(async () => {
     await broker?.stop({ timeoutMs: 2000 });
     await memory?.close();
     await db?.drop();
-    await role?.drop();
   });
 
   it('completes a workflow with only the documented GRANTs', async () => {

