@@ -1,4 +1,4 @@
-import { expectKnownKeys, expectObject, integerOption } from '../shared/options';
+import { type NumericRange, numericOptions } from '../shared/options';
 import { describeError } from '../shared/redact';
 import { DatabaseUnavailableError, isConnectionFailure } from './errors';
 
@@ -23,31 +23,15 @@ const DEFAULTS: ResolvedCircuitBreakerOptions = {
   callTimeoutMs: 5000,
 };
 
+const RANGES = {
+  failureThreshold: { min: 1, max: 1000 },
+  resetTimeoutMs: { min: 1, max: 600_000 },
+  callTimeoutMs: { min: 1, max: 600_000 },
+} satisfies Record<keyof CircuitBreakerOptions, NumericRange>;
+
 /** Validates `value` (the broker option `circuitBreaker`). */
 export function resolveCircuitBreakerOptions(value: unknown, option: string): ResolvedCircuitBreakerOptions {
-  if (value === undefined) return DEFAULTS;
-  const given = expectObject(value, option);
-  expectKnownKeys(given, ['failureThreshold', 'resetTimeoutMs', 'callTimeoutMs'], option);
-  return {
-    failureThreshold: integerOption(
-      given.failureThreshold,
-      `${option}.failureThreshold`,
-      { min: 1, max: 1000 },
-      DEFAULTS.failureThreshold,
-    ),
-    resetTimeoutMs: integerOption(
-      given.resetTimeoutMs,
-      `${option}.resetTimeoutMs`,
-      { min: 1, max: 600_000 },
-      DEFAULTS.resetTimeoutMs,
-    ),
-    callTimeoutMs: integerOption(
-      given.callTimeoutMs,
-      `${option}.callTimeoutMs`,
-      { min: 1, max: 600_000 },
-      DEFAULTS.callTimeoutMs,
-    ),
-  };
+  return numericOptions(value, option, RANGES, DEFAULTS);
 }
 
 /** The guarded call did not finish in time; treated like a connection failure. */

@@ -7,7 +7,9 @@ import {
   expectKnownKeys,
   expectObject,
   integerOption,
+  type NumericRange,
   numberOption,
+  numericFields,
   stringOption,
 } from '../shared/options';
 import {
@@ -211,6 +213,22 @@ export function queueNameOption(value: unknown, option: string, fallback?: strin
   return name;
 }
 
+/** Allowed values of the numeric queue options. */
+const QUEUE_RANGES = {
+  retentionSeconds: { min: 1 },
+  deleteAfterSeconds: { min: 0 },
+} satisfies Partial<Record<keyof BrokerQueueOptions, NumericRange>>;
+
+/** Allowed values of the integer worker options (the polling intervals depend on each other). */
+const WORKER_RANGES = {
+  batchSize: { min: 1, max: 1000 },
+  localConcurrency: { min: 1, max: 100 },
+  retryLimit: { min: 0, max: 1000 },
+  retryDelay: { min: 0 },
+  retryDelayMax: { min: 1 },
+  expireInSeconds: { min: 1, max: DAY },
+} satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
+
 /** Validates queue options over `base` (the broker defaults). */
 export function resolveQueueOptions(
   value: unknown,
@@ -225,18 +243,7 @@ export function resolveQueueOptions(
       input.deadLetter === undefined
         ? base.deadLetter
         : queueNameOption(input.deadLetter, `${option}.deadLetter`),
-    retentionSeconds: integerOption(
-      input.retentionSeconds,
-      `${option}.retentionSeconds`,
-      { min: 1 },
-      base.retentionSeconds,
-    ),
-    deleteAfterSeconds: integerOption(
-      input.deleteAfterSeconds,
-      `${option}.deleteAfterSeconds`,
-      { min: 0 },
-      base.deleteAfterSeconds,
-    ),
+    ...numericFields(input, option, QUEUE_RANGES, base),
     policy: enumOption(input.policy, `${option}.policy`, ['standard', 'singleton'] as const, base.policy),
     partition: booleanOption(input.partition, `${option}.partition`, base.partition),
   };
@@ -288,33 +295,8 @@ export function resolveWorkerOptions(
     );
   }
   return {
-    batchSize: integerOption(input.batchSize, `${option}.batchSize`, { min: 1, max: 1000 }, base.batchSize),
-    localConcurrency: integerOption(
-      input.localConcurrency,
-      `${option}.localConcurrency`,
-      { min: 1, max: 100 },
-      base.localConcurrency,
-    ),
-    retryLimit: integerOption(
-      input.retryLimit,
-      `${option}.retryLimit`,
-      { min: 0, max: 1000 },
-      base.retryLimit,
-    ),
-    retryDelay: integerOption(input.retryDelay, `${option}.retryDelay`, { min: 0 }, base.retryDelay),
+    ...numericFields(input, option, WORKER_RANGES, base),
     retryBackoff: booleanOption(input.retryBackoff, `${option}.retryBackoff`, base.retryBackoff),
-    retryDelayMax: integerOption(
-      input.retryDelayMax,
-      `${option}.retryDelayMax`,
-      { min: 1 },
-      base.retryDelayMax,
-    ),
-    expireInSeconds: integerOption(
-      input.expireInSeconds,
-      `${option}.expireInSeconds`,
-      { min: 1, max: DAY },
-      base.expireInSeconds,
-    ),
     pollingIntervalSeconds: polling,
     notifyPollingIntervalSeconds: notifyPolling,
     ...(input.subjectConcurrency === undefined

@@ -9,7 +9,8 @@ import {
   expectKnownKeys,
   expectObject,
   integerOption,
-  numberOption,
+  type NumericRange,
+  numericOptions,
   requireText,
   stringOption,
 } from '../shared/options';
@@ -100,13 +101,14 @@ const LOCK_OPTION_KEYS = [
   'enableOtel',
 ] as const;
 
-const RETRY_OPTION_KEYS = [
-  'ttlMs',
-  'maxAttempts',
-  'initialDelayMs',
-  'backoffExponent',
-  'maxDelayMs',
-] as const;
+/** Allowed values of each {@link LockRetryOptions} field. */
+const RETRY_RANGES = {
+  ttlMs: { min: 1, max: 86_400_000 },
+  maxAttempts: { min: 1, max: 1000 },
+  initialDelayMs: { min: 0, max: 600_000 },
+  backoffExponent: { min: 1, max: 10, fractional: true },
+  maxDelayMs: { min: 0, max: 600_000 },
+} satisfies Record<keyof LockRetryOptions, NumericRange>;
 
 /** Fully resolved {@link LockRetryOptions}. */
 export type ResolvedLockRetry = Required<LockRetryOptions>;
@@ -125,36 +127,7 @@ export function resolveLockRetry(
   option: string,
   base: ResolvedLockRetry = DEFAULT_RETRY,
 ): ResolvedLockRetry {
-  if (value === undefined) return base;
-  const given = expectObject(value, option);
-  expectKnownKeys(given, RETRY_OPTION_KEYS, option);
-  return {
-    ttlMs: integerOption(given.ttlMs, `${option}.ttlMs`, { min: 1, max: 86_400_000 }, base.ttlMs),
-    maxAttempts: integerOption(
-      given.maxAttempts,
-      `${option}.maxAttempts`,
-      { min: 1, max: 1000 },
-      base.maxAttempts,
-    ),
-    initialDelayMs: integerOption(
-      given.initialDelayMs,
-      `${option}.initialDelayMs`,
-      { min: 0, max: 600_000 },
-      base.initialDelayMs,
-    ),
-    backoffExponent: numberOption(
-      given.backoffExponent,
-      `${option}.backoffExponent`,
-      { min: 1, max: 10 },
-      base.backoffExponent,
-    ),
-    maxDelayMs: integerOption(
-      given.maxDelayMs,
-      `${option}.maxDelayMs`,
-      { min: 0, max: 600_000 },
-      base.maxDelayMs,
-    ),
-  };
+  return numericOptions(value, option, RETRY_RANGES, base);
 }
 
 /** The wait before attempt `attempt + 1` (attempt counts from 1). */
@@ -321,7 +294,7 @@ export class PostgresLock {
    */
   async renew(handle: LockHandle, ttlMs = this.retry.ttlMs): Promise<LockHandle | null> {
     validHandle(handle);
-    integerOption(ttlMs, 'renew.ttlMs', { min: 1, max: 86_400_000 }, ttlMs);
+    integerOption(ttlMs, 'renew.ttlMs', RETRY_RANGES.ttlMs, ttlMs);
     return this.run('renew', { 'arvo_postgres.lock.key': handle.key }, async () => {
       const { rows } = await this.pool.query(this.statements.renew, [
         handle.key,

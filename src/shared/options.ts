@@ -34,6 +34,33 @@ export function expectKnownKeys(
   }
 }
 
+/** Allowed values of a numeric option: integers from `min` to `max`, any finite number with `fractional`. */
+export interface NumericRange {
+  min: number;
+  max?: number;
+  fractional?: boolean;
+}
+
+/** A number within `range`, or `fallback` when undefined. */
+function numericOption(value: unknown, option: string, range: NumericRange, fallback: number): number {
+  if (value === undefined) return fallback;
+  const integer = !range.fractional;
+  if (typeof value !== 'number' || !(integer ? Number.isInteger(value) : Number.isFinite(value))) {
+    throw new InvalidOptionError(
+      option,
+      `expected ${integer ? 'an integer' : 'a finite number'}, got ${describe(value)}`,
+    );
+  }
+  const max = range.max ?? (integer ? Number.MAX_SAFE_INTEGER : Number.MAX_VALUE);
+  if (value < range.min || value > max) {
+    throw new InvalidOptionError(
+      option,
+      `expected ${integer ? 'an integer' : 'a number'} from ${range.min} to ${max}, got ${value}`,
+    );
+  }
+  return value;
+}
+
 /** An integer within `[min, max]`, or `fallback` when undefined. */
 export function integerOption(
   value: unknown,
@@ -41,15 +68,7 @@ export function integerOption(
   range: { min: number; max?: number },
   fallback: number,
 ): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new InvalidOptionError(option, `expected an integer, got ${describe(value)}`);
-  }
-  const max = range.max ?? Number.MAX_SAFE_INTEGER;
-  if (value < range.min || value > max) {
-    throw new InvalidOptionError(option, `expected an integer from ${range.min} to ${max}, got ${value}`);
-  }
-  return value;
+  return numericOption(value, option, range, fallback);
 }
 
 /** A finite number within `[min, max]`, or `fallback` when undefined. */
@@ -59,15 +78,40 @@ export function numberOption(
   range: { min: number; max?: number },
   fallback: number,
 ): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new InvalidOptionError(option, `expected a finite number, got ${describe(value)}`);
+  return numericOption(value, option, { ...range, fractional: true }, fallback);
+}
+
+/**
+ * The numeric fields of the options object `given` (at the dotted path `option`) that `ranges`
+ * names, each checked against its range (errors name `option.field`) or taken from `defaults`.
+ */
+export function numericFields<K extends string>(
+  given: Record<string, unknown>,
+  option: string,
+  ranges: Record<K, NumericRange>,
+  defaults: Record<NoInfer<K>, number>,
+): Record<K, number> {
+  const fields = {} as Record<K, number>;
+  for (const key of Object.keys(ranges) as K[]) {
+    fields[key] = numericOption(given[key], option ? `${option}.${key}` : key, ranges[key], defaults[key]);
   }
-  const max = range.max ?? Number.MAX_VALUE;
-  if (value < range.min || value > max) {
-    throw new InvalidOptionError(option, `expected a number from ${range.min} to ${max}, got ${value}`);
-  }
-  return value;
+  return fields;
+}
+
+/**
+ * An options object at `option` made of numeric fields only: unknown keys are refused, each field
+ * is checked against its range in `ranges`, and missing fields (or a missing object) take `defaults`.
+ */
+export function numericOptions<K extends string>(
+  value: unknown,
+  option: string,
+  ranges: Record<K, NumericRange>,
+  defaults: Record<NoInfer<K>, number>,
+): Record<K, number> {
+  if (value === undefined) return defaults;
+  const given = expectObject(value, option);
+  expectKnownKeys(given, Object.keys(ranges), option);
+  return numericFields(given, option, ranges, defaults);
 }
 
 /** A boolean, or `fallback` when undefined. */
