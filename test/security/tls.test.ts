@@ -132,13 +132,14 @@ describe('TLS: verified connections, plain ones refused', () => {
     }
   });
 
-  it('runs the memory and the broker over verified TLS', async () => {
-    const ssl = { ca, rejectUnauthorized: true };
-    const memory = await connectPostgresMachineMemory({ ...connection(), ssl, logger: silentLogger });
-    const broker = new PostgresEventBroker({ ...connection(), ssl, logger: silentLogger });
+  /** Runs the memory and a broker on `connection` and checks every TCP connection used TLS. */
+  async function roundTripOverTls(connection: Record<string, unknown>): Promise<void> {
+    const memory = await connectPostgresMachineMemory({ ...connection, logger: silentLogger });
+    const broker = new PostgresEventBroker({ ...connection, logger: silentLogger });
     try {
       await memory.write('tls-subject', { over: 'tls' }, null);
       assert.deepEqual(await memory.read('tls-subject'), { over: 'tls' });
+      await memory.cleanup('tls-subject');
       await broker.register(handler('com.tls.echo', async (event) => [replyTo(event, 'evt.tls.echo')]));
       await broker.start();
       const reply = await broker.resolve(clientEvent('com.tls.echo'), { timeoutMs: 20_000 });
@@ -150,6 +151,55 @@ describe('TLS: verified connections, plain ones refused', () => {
       assert.equal(rows[0].plain, 0, 'every TCP connection uses TLS');
     } finally {
       await broker.stop({ timeoutMs: 2000 });
+      await memory.close();
+    }
+  }
+
+  /** The connection string of the server with `query` (sslmode and friends). */
+  const urlWith = (query: string) =>
+    `postgres://postgres:postgres@127.0.0.1:${server.port}/postgres?${query}`;
+
+  /** What connecting a memory with `connectionString` throws, as text (message and causes). */
+  async function refusal(connectionString: string): Promise<string> {
+    try {
+      const memory = await connectPostgresMachineMemory({ connectionString, logger: silentLogger });
+      await memory.close();
+    } catch (error) {
+      const texts: string[] = [];
+      for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) texts.push(cause.message);
+      return texts.join(' <- ');
+    }
+    assert.fail(`connected with ${connectionString}`);
+  }
+
+  it('runs the memory and the broker over verified TLS', async () => {
+    await roundTripOverTls({ ...connection(), ssl: { ca, rejectUnauthorized: true } });
+  });
+
+  it('takes sslmode=verify-full and sslrootcert from the connection string', async () => {
+    const rootCert = encodeURIComponent(path.join(certs, 'main-ca.crt'));
+    await roundTripOverTls({ connectionString: urlWith(`sslmode=verify-full&sslrootcert=${rootCert}`) });
+  });
+
+  it('refuses what the connection string sslmode refuses', async () => {
+    const otherRoot = encodeURIComponent(path.join(certs, 'other-ca.crt'));
+    assert.match(await refusal(urlWith(`sslmode=verify-full&sslrootcert=${otherRoot}`)), /certificate/);
+    // The server accepts TLS only.
+    assert.match(await refusal(urlWith('sslmode=disable')), /no encryption/);
+    // node-postgres verifies the certificate for sslmode=require too (like verify-full; libpq would
+    // not): without the CA the self-signed chain is refused.
+    assert.match(await refusal(urlWith('sslmode=require')), /certificate/);
+  });
+
+  it('gives libpq semantics with uselibpqcompat=true: sslmode=require encrypts without verifying', async () => {
+    const memory = await connectPostgresMachineMemory({
+      connectionString: urlWith('uselibpqcompat=true&sslmode=require'),
+      logger: silentLogger,
+    });
+    try {
+      const { rows } = await memory.pool.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+      assert.equal(rows[0].ssl, true);
+    } finally {
       await memory.close();
     }
   });
