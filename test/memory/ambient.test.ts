@@ -49,6 +49,17 @@ function newSubject(): string {
   });
 }
 
+/** One orchestrator cycle in `tx`: lock, read, write `{ subject, step }` over the read record, unlock. */
+function stepInTransaction(tx: AmbientTransaction, subject: string, step: number): Promise<unknown> {
+  return runInAmbientTransaction(tx, async () => {
+    assert.equal(await memory.lock(subject), true);
+    const prev = await memory.read(subject);
+    await memory.write(subject, { subject, step }, prev);
+    assert.equal(await memory.unlock(subject), true);
+    return prev;
+  });
+}
+
 before(async () => {
   db = await createTestDatabase('memory_ambient');
   pool = new pg.Pool({ connectionString: db.url, max: 4 });
@@ -86,12 +97,7 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     const subject = newSubject();
     await memory.write(subject, { subject, step: 0 }, null);
     const transaction = await openTransaction(memory.databaseId);
-    await runInAmbientTransaction(transaction.tx, async () => {
-      assert.equal(await memory.lock(subject), true);
-      const prev = await memory.read(subject);
-      await memory.write(subject, { subject, step: 1 }, prev);
-      await memory.unlock(subject);
-    });
+    await stepInTransaction(transaction.tx, subject, 1);
     await transaction.settle('ROLLBACK');
     assert.deepEqual(await observer.read(subject), { subject, step: 0 });
     assert.equal(await observer.lock(subject), true);
@@ -111,13 +117,7 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
       const subject = newSubject();
       await memory.write(subject, { subject, step: 0 }, null);
       const transaction = await openTransaction(memory.databaseId);
-      await runInAmbientTransaction(transaction.tx, async () => {
-        assert.equal(await memory.lock(subject), true);
-        const prev = await memory.read(subject);
-        assert.deepEqual(prev, { subject, step: 0 });
-        await memory.write(subject, { subject, step: 1 }, prev);
-        assert.equal(await memory.unlock(subject), true);
-      });
+      assert.deepEqual(await stepInTransaction(transaction.tx, subject, 1), { subject, step: 0 });
       const locking = waiter.lock(subject);
       await transaction.settle('COMMIT');
       assert.equal(await locking, true);
