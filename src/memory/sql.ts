@@ -69,8 +69,9 @@ export function finishedWorkflowSql(): string {
 export function memoryStatements(schema: string, tables: MemoryTables): MemoryStatements {
   const state = qualifiedName(schema, tables.state);
   const lock = qualifiedName(schema, tables.lock);
-  // Prepared statement names are per connection; the hash keeps two memories on one pool apart.
-  const tag = createHash('sha256').update(state).digest('hex').slice(0, 12);
+  // Prepared statement names are per connection; the hash keeps two memories on one pool apart
+  // (both tables: `lockAndRead` uses the lock table too).
+  const tag = createHash('sha256').update(`${state} ${lock}`).digest('hex').slice(0, 12);
   const named = (name: string, text: string): NamedStatement => ({
     name: `arvo_memory_${name}_${tag}`,
     text,

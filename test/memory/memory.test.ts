@@ -617,6 +617,33 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
     }
   });
 
+  it('keeps the prepared statements of two memories on one pool apart, also with one state table', async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      const first = await connectPostgresMachineMemory({
+        pool,
+        tables: { state: 'ps_state', lock: 'ps_lock_a' },
+      });
+      const second = await connectPostgresMachineMemory({
+        pool,
+        tables: { state: 'ps_state', lock: 'ps_lock_b' },
+      });
+      const subject = rootSubject();
+      await first.write(subject, record(subject), null);
+      for (const memory of [first, second]) {
+        assert.equal(await memory.lock(subject), true, 'each memory locks in its own lock table');
+        assert.deepEqual(await memory.read(subject), record(subject));
+      }
+      const { rows } = await pool.query(
+        'SELECT (SELECT count(*)::int FROM public.ps_lock_a) AS a, (SELECT count(*)::int FROM public.ps_lock_b) AS b',
+      );
+      assert.deepEqual(rows[0], { a: 1, b: 1 });
+      await Promise.all([first.close(), second.close()]);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('refuses to work after close', async () => {
     const memory = await connectPostgresMachineMemory({ connectionString: db.url });
     await releasePostgresMachineMemory(memory);
