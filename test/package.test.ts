@@ -1,19 +1,22 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { PgBoss } from 'pg-boss';
+import { createTestDatabase, type TestDatabase } from './support/database';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // The published entry points, consumed the way users consume them: a separate project that has
 // `arvo-postgres` in node_modules and loads it with `import` (ESM) and `require` (CommonJS).
-describe('package entry points', () => {
+describe('package entry points', { timeout: 240_000 }, () => {
   let consumer: string;
+  let db: TestDatabase | undefined;
 
   before(async () => {
     await run('npx', ['tsup'], { cwd: root });
@@ -34,6 +37,7 @@ describe('package entry points', () => {
 
   after(async () => {
     await rm(consumer, { recursive: true, force: true });
+    await db?.drop();
   });
 
   it('exports the same public API to ESM and CommonJS consumers', async () => {
@@ -69,5 +73,52 @@ describe('package entry points', () => {
         `require('fs').accessSync(${JSON.stringify(path.join(root, entry))})`,
       ]);
     }
+  });
+
+  it('runs the built arvo-postgres bin: --help, migrate and stats against a database', async () => {
+    const { bin } = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8'));
+    const cli = path.join(consumer, 'node_modules', 'arvo-postgres', bin['arvo-postgres']);
+    assert.match(await readFile(cli, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    const arvoPostgres = (...args: string[]) =>
+      run(process.execPath, [cli, ...args], { cwd: consumer, env: { ...process.env, DATABASE_URL: '' } });
+
+    const help = await arvoPostgres('--help');
+    for (const command of ['stats', 'dlq', 'workflows', 'migrate', 'doctor']) {
+      assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
+    }
+
+    db = await createTestDatabase('package_bin');
+    const migrated = await arvoPostgres('migrate', '--url', db.url);
+    assert.match(migrated.stdout, /^pg-boss: schema pgboss at version \d+$/m);
+    // Two jobs waiting in a queue, put there by pg-boss itself.
+    const boss = new PgBoss({
+      connectionString: db.url,
+      migrate: false,
+      supervise: false,
+      schedule: false,
+      max: 2,
+    });
+    boss.on('error', () => {});
+    await boss.start();
+    try {
+      await boss.createQueue('com.package.waiting');
+      await boss.send('com.package.waiting', { n: 1 });
+      await boss.send('com.package.waiting', { n: 2 });
+    } finally {
+      await boss.stop({ graceful: false, close: true });
+    }
+    const stats = await arvoPostgres('stats', '--url', db.url, '--queue', 'com.package.waiting', '--json');
+    const [queue] = JSON.parse(stats.stdout);
+    assert.equal(queue.name, 'com.package.waiting');
+    assert.equal(queue.queued, 2);
+    assert.equal(queue.active, 0);
+    assert.equal(queue.total, 2);
+
+    // A usage error exits 2 (execFile rejects on a non-zero exit).
+    await assert.rejects(arvoPostgres('stats', '--bogus'), (error: { code?: number; stderr?: string }) => {
+      assert.equal(error.code, 2);
+      assert.match(error.stderr ?? '', /--bogus/);
+      return true;
+    });
   });
 });
