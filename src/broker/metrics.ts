@@ -75,7 +75,7 @@ type LabelName = keyof typeof LABELS;
 type LabelValues = Partial<Record<LabelName, string>>;
 
 /** One metric of the broker, as both outputs publish it. */
-export interface MetricDefinition {
+interface MetricDefinition {
   /** OpenTelemetry instrument name; the Prometheus family name derives from it ({@link prometheusName}). */
   name: string;
   kind: 'counter' | 'histogram' | 'gauge';
@@ -89,7 +89,7 @@ export interface MetricDefinition {
  * Every metric of the broker, in the order `getMetrics()` prints them. Both the Prometheus text and
  * the OpenTelemetry instruments are built from this table, so they always carry the same metrics.
  */
-export const BROKER_METRICS = {
+const BROKER_METRICS = {
   queueJobs: {
     name: 'arvo_postgres.queue.jobs',
     kind: 'gauge',
@@ -156,7 +156,7 @@ const QUEUE_STATES = ['queued', 'active', 'deferred', 'failed', 'completed'] as 
  * (dots to underscores, `_seconds` for the unit `s`, `_total` for counters), so a scrape of either
  * source shows the same names.
  */
-export function prometheusName(metric: MetricDefinition): string {
+function prometheusName(metric: MetricDefinition): string {
   const unit = metric.unit === 's' ? '_seconds' : '';
   return `${metric.name.replaceAll('.', '_')}${unit}${metric.kind === 'counter' ? '_total' : ''}`;
 }
