@@ -4,7 +4,7 @@ import { validateIdentifier } from '../shared/identifiers';
 import { expectKnownKeys, expectObject, integerOption, numberOption } from '../shared/options';
 import { type ErrorDescription, redactValue } from '../shared/redact';
 import { isUuid } from './event-codec';
-import { queueNameOption } from './options';
+import { DEFAULT_DEAD_LETTER_QUEUE, queueNameOption } from './options';
 import type { FailureKind } from './policy';
 import { deadLettersSql, purgeDeadLettersSql, replayDeadLettersSql } from './sql';
 
@@ -120,9 +120,6 @@ export interface ReplayedDeadLetter {
   jobId: string;
   queue: string;
 }
-
-/** The dead-letter queue a broker uses unless told otherwise (its `deadLetterQueue` option). */
-export const DEFAULT_DEAD_LETTER_QUEUE = 'arvo.dead-letter';
 
 /**
  * **Which queues are dead-letter queues**: every queue some queue names as its `dead_letter`, and

@@ -314,8 +314,11 @@ export function resolveWorkerOptions(
   };
 }
 
+/** The dead-letter queue a broker uses unless told otherwise (its `deadLetterQueue` option). */
+export const DEFAULT_DEAD_LETTER_QUEUE = 'arvo.dead-letter';
+
 const QUEUE_DEFAULTS: ResolvedQueueOptions = {
-  deadLetter: 'arvo.dead-letter',
+  deadLetter: DEFAULT_DEAD_LETTER_QUEUE,
   retentionSeconds: DAY,
   deleteAfterSeconds: 3600,
   policy: 'standard',
