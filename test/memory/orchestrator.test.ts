@@ -4,14 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { trace } from '@opentelemetry/api';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
 import {
   connectPostgresMachineMemory,
@@ -29,14 +22,9 @@ import {
   type FixtureRecord,
   TransactionViolation,
 } from '../support/orchestrator';
+import { recordSpans } from '../support/telemetry';
 
-const exporter = new InMemorySpanExporter();
-const contextManager = new AsyncLocalStorageContextManager().enable();
-context.setGlobalContextManager(contextManager);
-propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-trace.setGlobalTracerProvider(
-  new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-);
+const exporter = recordSpans();
 
 let db: TestDatabase;
 let memory: PostgresMachineMemory<FixtureRecord & Record<string, any>>;
@@ -72,7 +60,6 @@ after(async () => {
   await releasePostgresMachineMemory(memory);
   await releasePostgresMachineMemory(other);
   await db.drop();
-  contextManager.disable();
 });
 
 describe('orchestrator fixture on PostgresMachineMemory', () => {
