@@ -776,7 +776,9 @@ export class PostgresEventBroker {
         this.#metrics.processed(job.name);
         this.#afterCommit(registration, event, unroutable);
         // A subject-limited queue may hold the subject's next job back until now, and pg-boss sends
-        // no NOTIFY when a job becomes fetchable that way: wake this process's fetch loop.
+        // no NOTIFY when a job becomes fetchable that way: wake this process's fetch loop. Always:
+        // that job may come from another process, which only a query could tell, and a wake costs
+        // nothing while the loop is busy (it only fetches again at once) and one fetch when idle.
         if (subjectConcurrencyOf(registration) > 0 && registration.workerId) {
           this.#boss?.notifyWorker(registration.workerId);
         }
