@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { ArvoPostgresError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
 import { type Logger, loggerOption, writeLog } from '../shared/logger';
-import { applyMigrations } from '../shared/migrations';
+import { applyMigrations, type MigrationComponent } from '../shared/migrations';
 import {
   booleanOption,
   expectKnownKeys,
@@ -191,6 +191,11 @@ function validHandle(handle: unknown): LockHandle {
   return candidate as LockHandle;
 }
 
+/** The lock table `table` of `schema` as the migrated component `lock:<table>`, with its layout versions. */
+export function lockComponent(schema: string, table: string): MigrationComponent {
+  return { component: `lock:${table}`, table, migrations: [lockMigrationV1(schema, table)] };
+}
+
 /**
  * TTL row locks in a Postgres table, with an owner per acquisition and a fencing token that only
  * grows. Every operation is a single statement on the pool: no connection is held between retries.
@@ -229,11 +234,7 @@ export class PostgresLock {
   /** Creates the schema and table when missing (idempotent, safe to run from several processes). */
   async migrate(): Promise<void> {
     await this.run('migrate', {}, () =>
-      applyMigrations(this.pool, {
-        schema: this.schema,
-        component: `lock:${this.table}`,
-        migrations: [lockMigrationV1(this.schema, this.table)],
-      }),
+      applyMigrations(this.pool, { schema: this.schema, ...lockComponent(this.schema, this.table) }),
     );
   }
 

@@ -4,18 +4,23 @@ import format from 'pg-format';
 import {
   type LockHandle,
   type LockRow,
+  lockComponent,
   lockHandleFromRow,
   PostgresLock,
   type ResolvedLockRetry,
   resolveLockRetry,
   retryWithBackoff,
 } from '../lock/lock';
-import { lockMigrationV1 } from '../lock/migrations/v1';
 import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
 import { qualifiedName, validateIdentifier } from '../shared/identifiers';
 import { jsonContainsNul } from '../shared/json';
 import { type Logger, loggerOption, writeLog } from '../shared/logger';
-import { applyMigrations, MIGRATIONS_TABLE, type Migration, migrationsTableSql } from '../shared/migrations';
+import {
+  applyMigrations,
+  MIGRATIONS_TABLE,
+  type MigrationComponent,
+  migrationsTableSql,
+} from '../shared/migrations';
 import {
   booleanOption,
   enumOption,
@@ -235,13 +240,18 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
   };
 }
 
-function memoryMigrations(
-  schema: string,
-  tables: MemoryTables,
-): Array<{ component: string; migration: Migration }> {
+/**
+ * The migrated components of a machine memory, state table first: `memory:<state table>` and the
+ * lock table's `lock:<lock table>`. What `migrate` applies and `arvo-postgres doctor` checks.
+ */
+export function memoryComponents(schema: string, tables: MemoryTables): MigrationComponent[] {
   return [
-    { component: `memory:${tables.state}`, migration: stateMigrationV1(schema, tables.state) },
-    { component: `lock:${tables.lock}`, migration: lockMigrationV1(schema, tables.lock) },
+    {
+      component: `memory:${tables.state}`,
+      table: tables.state,
+      migrations: [stateMigrationV1(schema, tables.state)],
+    },
+    lockComponent(schema, tables.lock),
   ];
 }
 
@@ -257,29 +267,30 @@ export function memoryMigrationSql(
   const schema = validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema');
   const tables = resolveMemoryTables(given.tables);
   const statements = [...migrationsTableSql(schema)];
-  for (const { component, migration } of memoryMigrations(schema, tables)) {
-    statements.push(...migration.statements);
-    statements.push(
-      format(
-        'INSERT INTO %s (component, version, description) VALUES (%L, %s, %L) ON CONFLICT DO NOTHING',
-        qualifiedName(schema, MIGRATIONS_TABLE),
-        component,
-        migration.version,
-        migration.description,
-      ),
-    );
+  for (const { component, migrations } of memoryComponents(schema, tables)) {
+    for (const migration of migrations) {
+      statements.push(...migration.statements);
+      statements.push(
+        format(
+          'INSERT INTO %s (component, version, description) VALUES (%L, %s, %L) ON CONFLICT DO NOTHING',
+          qualifiedName(schema, MIGRATIONS_TABLE),
+          component,
+          migration.version,
+          migration.description,
+        ),
+      );
+    }
   }
   return `${statements.join(';\n\n')};\n`;
 }
 
 async function migrateMemory(managed: ManagedPool, config: MemoryConfig): Promise<void> {
   if (config.migrate === 'noop') return;
-  for (const { component, migration } of memoryMigrations(config.schema, config.tables)) {
-    const table = component.startsWith('lock:') ? config.tables.lock : config.tables.state;
+  for (const { component, table, migrations } of memoryComponents(config.schema, config.tables)) {
     await applyMigrations(managed.pool, {
       schema: config.schema,
       component,
-      migrations: [migration],
+      migrations,
       ...(config.migrate === 'drop_and_recreate'
         ? { before: [`DROP TABLE IF EXISTS ${qualifiedName(config.schema, table)}`] }
         : {}),

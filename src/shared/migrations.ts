@@ -1,5 +1,19 @@
 import type pg from 'pg';
-import { quoteIdentifier } from './identifiers';
+import { derivedIdentifier, qualifiedName, quoteIdentifier } from './identifiers';
+
+/**
+ * A secondary index a migration creates, as data: the migration builds its `CREATE INDEX` statement
+ * from it ({@link createIndexSql}) and `arvo-postgres doctor` checks the database against it. Every
+ * index of layout version 1 is a plain btree over columns; unique or partial indexes would add fields.
+ */
+export interface MigrationIndex {
+  /** Index name (unquoted), unique within the schema. */
+  name: string;
+  /** Table the index is on, in the migration's schema (unquoted). */
+  table: string;
+  /** Indexed columns, in index order (unquoted). */
+  columns: string[];
+}
 
 /**
  * One table layout version of a module: idempotent, schema-qualified DDL statements. Modules keep
@@ -10,7 +24,31 @@ export interface Migration {
   version: number;
   /** What the version changes, for people reading `arvo_postgres_migrations`. */
   description: string;
+  /** The DDL, in order; includes the `CREATE INDEX` statement of each of {@link Migration.indexes}. */
   statements: string[];
+  /** The secondary indexes this version creates. */
+  indexes: MigrationIndex[];
+}
+
+/**
+ * What `arvo_postgres_migrations` records versions of: one table of one module instance, named e.g.
+ * `memory:<table>` or `lock:<table>` (several instances may share a schema), with its layout versions.
+ */
+export interface MigrationComponent {
+  component: string;
+  table: string;
+  migrations: Migration[];
+}
+
+/** The index on `columns` of `table`, named `<table>_<columns joined by _>_idx` (kept within 63 bytes). */
+export function indexOn(table: string, columns: string[]): MigrationIndex {
+  return { name: derivedIdentifier(table, `${columns.join('_')}_idx`), table, columns };
+}
+
+/** `CREATE INDEX IF NOT EXISTS` for `index` on its table in `schema`, every identifier quoted. */
+export function createIndexSql(schema: string, index: MigrationIndex): string {
+  const columns = index.columns.map(quoteIdentifier).join(', ');
+  return `CREATE INDEX IF NOT EXISTS ${quoteIdentifier(index.name)} ON ${qualifiedName(schema, index.table)} (${columns})`;
 }
 
 /** Name of the table recording applied versions (one per Postgres schema). */
@@ -35,7 +73,8 @@ export interface ApplyMigrationsOptions {
   schema: string;
   /** Identifies what is migrated, e.g. `memory:arvo_workflow_state` (several instances may share a schema). */
   component: string;
-  migrations: readonly Migration[];
+  /** The versions to apply; only their statements run (they include the index DDL). */
+  migrations: readonly Omit<Migration, 'indexes'>[];
   /** Statements run first in the same transaction (e.g. `DROP TABLE` for `drop_and_recreate`). */
   before?: string[];
 }

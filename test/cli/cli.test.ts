@@ -140,14 +140,37 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal(report.ok, false);
     const problems = (name: string) => report.checks.find((check: any) => check.name === name).problems;
     assert.deepEqual(problems('memory indexes'), [
-      'index arvo_workflow_state_status_updated_at_idx on public.arvo_workflow_state (status,updated_at) is missing',
+      'index arvo_workflow_state_status_updated_at_idx on public.arvo_workflow_state (status, updated_at) is missing',
     ]);
     assert.deepEqual(problems('memory tables'), [
       'column public.arvo_workflow_lock.owner is nullable, expected NOT NULL',
     ]);
     assert.deepEqual(problems('pg-boss schema'), []);
+
+    // An index of the expected name on other columns, and one made partial, are reported too.
+    await admin.query(
+      'CREATE INDEX arvo_workflow_state_status_updated_at_idx ON public.arvo_workflow_state (updated_at, status)',
+    );
+    await admin.query('DROP INDEX public.arvo_workflow_lock_expires_at_idx');
+    await admin.query(
+      'CREATE INDEX arvo_workflow_lock_expires_at_idx ON public.arvo_workflow_lock (expires_at) WHERE owner IS NOT NULL',
+    );
+    const misbuilt = await run(['doctor', '--json'], { DATABASE_URL: url });
+    assert.equal(misbuilt.code, 1);
+    assert.deepEqual(
+      JSON.parse(misbuilt.stdout).checks.find((check: any) => check.name === 'memory indexes').problems,
+      [
+        'index arvo_workflow_state_status_updated_at_idx on public.arvo_workflow_state is CREATE INDEX arvo_workflow_state_status_updated_at_idx ON public.arvo_workflow_state USING btree (updated_at, status), expected … USING btree (status, updated_at)',
+        'index arvo_workflow_lock_expires_at_idx on public.arvo_workflow_lock is CREATE INDEX arvo_workflow_lock_expires_at_idx ON public.arvo_workflow_lock USING btree (expires_at) WHERE (owner IS NOT NULL), expected … USING btree (expires_at)',
+      ],
+    );
+    await admin.query('DROP INDEX public.arvo_workflow_state_status_updated_at_idx');
+    await admin.query('DROP INDEX public.arvo_workflow_lock_expires_at_idx');
     await admin.query(
       'CREATE INDEX arvo_workflow_state_status_updated_at_idx ON public.arvo_workflow_state (status, updated_at)',
+    );
+    await admin.query(
+      'CREATE INDEX arvo_workflow_lock_expires_at_idx ON public.arvo_workflow_lock (expires_at)',
     );
     await admin.query('ALTER TABLE public.arvo_workflow_lock ALTER COLUMN owner SET NOT NULL');
     assert.equal((await run(['doctor', '--url', url])).code, 0);

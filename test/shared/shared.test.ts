@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { memoryComponents } from '../../src/memory/memory';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
 import { type Logger, writeLog } from '../../src/shared/logger';
+import { applyMigrations, createIndexSql } from '../../src/shared/migrations';
 import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, redactSecrets } from '../../src/shared/redact';
@@ -101,6 +103,57 @@ describe('connection options', () => {
     } finally {
       await Promise.all([a.end(), b.end(), c.end()]);
     }
+  });
+});
+
+describe('migration indexes', () => {
+  let db: TestDatabase;
+  let admin: pg.Pool;
+  before(async () => {
+    db = await createTestDatabase('shared_indexes');
+    admin = new pg.Pool({ connectionString: db.url, max: 2 });
+  });
+  after(async () => {
+    await admin.end();
+    await db.drop();
+  });
+
+  it('quotes every identifier of an index', () => {
+    assert.equal(
+      createIndexSql('App', { name: 'State_x_idx', table: 'State', columns: ['a', 'Mixed Case'] }),
+      'CREATE INDEX IF NOT EXISTS "State_x_idx" ON "App"."State" (a, "Mixed Case")',
+    );
+  });
+
+  it('creates exactly the indexes the migrations list as data', async () => {
+    // A mixed-case state table (quoted names) and a 60-character lock table (hashed index name).
+    const tables = { state: 'Workflow_State', lock: `lock_${'x'.repeat(55)}` };
+    const components = memoryComponents('Idx', tables);
+    for (const { component, migrations } of components) {
+      await applyMigrations(admin, { schema: 'Idx', component, migrations });
+    }
+    const { rows } = await admin.query(
+      `SELECT t.relname::text AS table, i.relname::text AS name,
+          array_agg(a.attname::text ORDER BY k.ord) AS columns
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class t ON t.oid = x.indrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace
+        CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+        WHERE n.nspname = $1 AND NOT x.indisprimary AND NOT x.indisunique AND x.indpred IS NULL
+        GROUP BY t.relname, i.relname`,
+      ['Idx'],
+    );
+    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+    const expected = components.flatMap(({ migrations }) => migrations.flatMap((m) => m.indexes));
+    assert.equal(expected.length, 5);
+    assert.deepEqual(rows.sort(byName), expected.map((index) => ({ ...index })).sort(byName));
+    // Besides the five, only the primary keys: state, lock and arvo_postgres_migrations.
+    const { rows: all } = await admin.query(
+      `SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'Idx'`,
+    );
+    assert.equal(all[0].n, 5 + 2 + 1);
   });
 });
 

@@ -1,10 +1,9 @@
 import type pg from 'pg';
-import { lockMigrationV1 } from '../../lock/migrations/v1';
 import { MachineMemoryTableStructureError } from '../../memory/errors';
-import { connectPostgresMachineMemory } from '../../memory/memory';
-import { stateMigrationV1 } from '../../memory/migrations/v1';
+import { connectPostgresMachineMemory, memoryComponents } from '../../memory/memory';
+import { quoteIdentifier } from '../../shared/identifiers';
 import { silentLogger } from '../../shared/logger';
-import { MIGRATIONS_TABLE, type Migration } from '../../shared/migrations';
+import { MIGRATIONS_TABLE, type MigrationComponent, type MigrationIndex } from '../../shared/migrations';
 import { describeError } from '../../shared/redact';
 import {
   type CliIo,
@@ -29,68 +28,29 @@ export interface DoctorCheck {
   warnings: string[];
 }
 
-/**
- * One component of the machine memory as its migrations define it: the name `applyMigrations`
- * records it under in `arvo_postgres_migrations`, its table and its layout versions.
- */
-interface MemoryComponent {
-  component: string;
-  table: string;
-  migrations: Migration[];
-}
-
-function memoryComponents(names: Names): MemoryComponent[] {
-  return [
-    {
-      component: `memory:${names.stateTable}`,
-      table: names.stateTable,
-      migrations: [stateMigrationV1(names.schema, names.stateTable)],
-    },
-    {
-      component: `lock:${names.lockTable}`,
-      table: names.lockTable,
-      migrations: [lockMigrationV1(names.schema, names.lockTable)],
-    },
-  ];
-}
-
 /** The layout version this version of arvo-postgres creates (the newest of the migrations). */
-function knownVersion(component: MemoryComponent): number {
+function knownVersion(component: MigrationComponent): number {
   return Math.max(...component.migrations.map((migration) => migration.version));
 }
 
-interface ExpectedIndex {
-  name: string;
-  table: string;
-  columns: string;
+/** The secondary indexes the components' migrations create. */
+function expectedIndexes(components: MigrationComponent[]): MigrationIndex[] {
+  return components.flatMap((component) => component.migrations.flatMap((migration) => migration.indexes));
 }
 
 /**
- * The secondary indexes the components' migrations create. The migrations hold their indexes only
- * as DDL text, so each `CREATE INDEX` statement is read for its name and column list.
+ * The end of `pg_get_indexdef` for `index` as its migration creates it: a btree on exactly its
+ * columns, in order (a partial index would end in `WHERE …` and not match). The migrations' column
+ * names are lower-case non-keywords, which pg-format and PostgreSQL both leave unquoted.
  */
-function expectedIndexes(components: MemoryComponent[]): ExpectedIndex[] {
-  const createIndex = /^CREATE INDEX IF NOT EXISTS "?(\w+)"? ON \S+ \(([^)]*)\)$/;
-  return components.flatMap((component) =>
-    component.migrations.flatMap((migration) =>
-      migration.statements.flatMap((statement) => {
-        const match = createIndex.exec(statement);
-        return match
-          ? [{ name: match[1]!, table: component.table, columns: normalizeColumns(match[2]!) }]
-          : [];
-      }),
-    ),
-  );
-}
-
-function normalizeColumns(list: string): string {
-  return list.replace(/["\s]/g, '');
+function definitionEnding(index: MigrationIndex): string {
+  return ` USING btree (${index.columns.map(quoteIdentifier).join(', ')})`;
 }
 
 async function memoryTablesCheck(
   pool: pg.Pool,
   names: Names,
-  components: MemoryComponent[],
+  components: MigrationComponent[],
 ): Promise<DoctorCheck> {
   const name = 'memory tables';
   const detail = `${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}`;
@@ -115,7 +75,7 @@ async function memoryTablesCheck(
 async function memoryIndexesCheck(
   pool: pg.Pool,
   names: Names,
-  components: MemoryComponent[],
+  components: MigrationComponent[],
 ): Promise<DoctorCheck> {
   const expected = expectedIndexes(components);
   const { rows } = await pool.query(indexesSql, [names.schema, components.map(({ table }) => table)]);
@@ -124,17 +84,15 @@ async function memoryIndexesCheck(
     const where = `${names.schema}.${index.table}`;
     const found = rows.find((row) => row.index_name === index.name);
     if (!found) {
-      problems.push(`index ${index.name} on ${where} (${index.columns}) is missing`);
+      problems.push(`index ${index.name} on ${where} (${index.columns.join(', ')}) is missing`);
       continue;
     }
     if (found.table_name !== index.table) {
       problems.push(`index ${index.name} is on ${names.schema}.${found.table_name}, expected ${where}`);
     }
-    const columns = /\((.*)\)\s*$/.exec(found.definition)?.[1];
-    if (columns === undefined || normalizeColumns(columns) !== index.columns) {
-      problems.push(
-        `index ${index.name} on ${where} is ${found.definition}, expected columns (${index.columns})`,
-      );
+    const ending = definitionEnding(index);
+    if (!found.definition.endsWith(ending)) {
+      problems.push(`index ${index.name} on ${where} is ${found.definition}, expected …${ending}`);
     }
     if (!found.valid)
       problems.push(`index ${index.name} on ${where} is INVALID (an interrupted build); rebuild it`);
@@ -151,7 +109,7 @@ async function memoryIndexesCheck(
 async function memoryMigrationsCheck(
   pool: pg.Pool,
   names: Names,
-  components: MemoryComponent[],
+  components: MigrationComponent[],
 ): Promise<DoctorCheck> {
   const componentNames = components.map(({ component }) => component);
   const name = 'memory migrations';
@@ -280,7 +238,10 @@ ${CONNECTION_HELP}`,
         problems: [],
         warnings: [],
       };
-      const components = memoryComponents(names);
+      const components = memoryComponents(names.schema, {
+        state: names.stateTable,
+        lock: names.lockTable,
+      });
       return [
         connection,
         await memoryTablesCheck(pool, names, components),

@@ -1,5 +1,5 @@
-import { derivedIdentifier, qualifiedName, quoteIdentifier } from '../../shared/identifiers';
-import type { Migration } from '../../shared/migrations';
+import { qualifiedName, quoteIdentifier } from '../../shared/identifiers';
+import { createIndexSql, indexOn, type Migration } from '../../shared/migrations';
 
 /**
  * Lock table layout version 1. `fencing_token` is an identity column: a fresh row takes the next
@@ -8,6 +8,7 @@ import type { Migration } from '../../shared/migrations';
  */
 export function lockMigrationV1(schema: string, table: string): Migration {
   const name = qualifiedName(schema, table);
+  const indexes = [indexOn(table, ['expires_at'])];
   return {
     version: 1,
     description: `lock table ${table}: key, owner, fencing_token, acquired_at, expires_at`,
@@ -20,7 +21,8 @@ export function lockMigrationV1(schema: string, table: string): Migration {
   acquired_at timestamptz NOT NULL,
   expires_at timestamptz NOT NULL
 )`,
-      `CREATE INDEX IF NOT EXISTS ${quoteIdentifier(derivedIdentifier(table, 'expires_at_idx'))} ON ${name} (expires_at)`,
+      ...indexes.map((index) => createIndexSql(schema, index)),
     ],
+    indexes,
   };
 }

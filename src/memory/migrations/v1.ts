@@ -1,5 +1,5 @@
-import { derivedIdentifier, qualifiedName, quoteIdentifier } from '../../shared/identifiers';
-import type { Migration } from '../../shared/migrations';
+import { qualifiedName, quoteIdentifier } from '../../shared/identifiers';
+import { createIndexSql, indexOn, type Migration } from '../../shared/migrations';
 
 /** Table names of a machine memory. */
 export interface MemoryTables {
@@ -49,7 +49,12 @@ export const LOCK_COLUMNS_V1: readonly ExpectedColumn[] = [
  */
 export function stateMigrationV1(schema: string, table: string): Migration {
   const name = qualifiedName(schema, table);
-  const index = (suffix: string) => quoteIdentifier(derivedIdentifier(table, suffix));
+  const indexes = [
+    indexOn(table, ['root_subject']),
+    indexOn(table, ['parent_subject']),
+    indexOn(table, ['status', 'updated_at']),
+    indexOn(table, ['updated_at']),
+  ];
   return {
     version: 1,
     description: `workflow state table ${table}: JSONB record, version, hierarchy and status columns`,
@@ -69,10 +74,8 @@ export function stateMigrationV1(schema: string, table: string): Migration {
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 )`,
-      `CREATE INDEX IF NOT EXISTS ${index('root_subject_idx')} ON ${name} (root_subject)`,
-      `CREATE INDEX IF NOT EXISTS ${index('parent_subject_idx')} ON ${name} (parent_subject)`,
-      `CREATE INDEX IF NOT EXISTS ${index('status_updated_at_idx')} ON ${name} (status, updated_at)`,
-      `CREATE INDEX IF NOT EXISTS ${index('updated_at_idx')} ON ${name} (updated_at)`,
+      ...indexes.map((index) => createIndexSql(schema, index)),
     ],
+    indexes,
   };
 }
