@@ -11,6 +11,15 @@ import { contextFromTraceHeaders } from '../../src/broker/tracing';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { TransactionViolation } from '../support/orchestrator';
 
+/** A plain event with `data` for the codec. */
+function codecEvent(data: Record<string, unknown>) {
+  return createArvoEvent(
+    { source: 'com.test.client', type: 'com.test.codec', subject: 's', to: 'com.test.codec', data },
+    {},
+    { disable: true },
+  );
+}
+
 describe('event codec', () => {
   it('stores toJSON() and rebuilds an equal event, extensions and nullable fields included', () => {
     const event = createArvoEvent(
@@ -40,17 +49,7 @@ describe('event codec', () => {
   });
 
   it('serializes once: the checked text is what the job stores, and its size is exact', () => {
-    const event = createArvoEvent(
-      {
-        source: 'com.test.client',
-        type: 'com.test.codec',
-        subject: 's',
-        to: 'com.test.codec',
-        data: { text: 'é€😀', when: new Date('2026-01-02T03:04:05.000Z') },
-      },
-      {},
-      { disable: true },
-    );
+    const event = codecEvent({ text: 'é€😀', when: new Date('2026-01-02T03:04:05.000Z') });
     const serialized = serializeEvent(event, 1024 * 1024);
     assert.equal(serialized.text, JSON.stringify(event.toJSON()));
     assert.equal(serialized.bytes, Buffer.byteLength(serialized.text, 'utf8'));
@@ -66,17 +65,7 @@ describe('event codec', () => {
     assert.throws(() => encodeEvent({ id: 'x' }, 1000), InvalidEventError);
     assert.throws(() => decodeEvent('text'), InvalidEventError);
     assert.throws(() => decodeEvent({ id: 'x', type: 'bad' }), /cannot be rebuilt/);
-    const event = createArvoEvent(
-      {
-        source: 'com.test.client',
-        type: 'com.test.codec',
-        subject: 's',
-        to: 'com.test.codec',
-        data: { a: 'b'.repeat(500) },
-      },
-      {},
-      { disable: true },
-    );
+    const event = codecEvent({ a: 'b'.repeat(500) });
     assert.throws(() => encodeEvent(event, 300), PayloadTooLargeError);
   });
 });
