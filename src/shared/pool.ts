@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { InvalidOptionError } from './errors';
 import { type Logger, writeLog } from './logger';
@@ -11,14 +12,24 @@ import { redactSecrets, registerSecret } from './redact';
 export interface ConnectionOptions {
   /** An existing pool to use. The library never ends a pool it did not create. */
   pool?: pg.Pool;
-  /** `postgres://user:password@host:port/database?sslmode=...`. */
+  /**
+   * `postgres://user:password@host:port/database?sslmode=...`. TLS may be set here with the `ssl*`
+   * parameters node-postgres reads (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `ssl`,
+   * `sslnegotiation`); the files named by `sslrootcert`, `sslcert` and `sslkey` must be readable
+   * when the options are validated.
+   */
   connectionString?: string;
   host?: string;
   port?: number;
   user?: string;
   password?: string;
   database?: string;
-  /** TLS settings passed to node-postgres (`true`, or `{ ca, rejectUnauthorized, ... }`). */
+  /**
+   * TLS settings passed to node-postgres (`true`, or `{ ca, rejectUnauthorized, ... }`). Not together
+   * with an `ssl*` parameter in `connectionString`: node-postgres would let the string's settings
+   * replace these without a word (`?sslmode=disable` drops `{ ca }` and connects in plain text), so
+   * that combination is refused with an {@link InvalidOptionError}. Give TLS in one place.
+   */
   ssl?: pg.ConnectionConfig['ssl'];
   /** Maximum pool size. Default 10. Ignored with `pool`. */
   max?: number;
@@ -65,6 +76,39 @@ function isPool(value: unknown): value is pg.Pool {
     typeof (value as pg.Pool).query === 'function' &&
     typeof (value as pg.Pool).end === 'function'
   );
+}
+
+/** Connection-string parameters naming a file node-postgres reads when it connects. */
+const TLS_FILE_PARAMETERS = ['sslrootcert', 'sslcert', 'sslkey'] as const;
+
+/**
+ * Checks the TLS parameters of a connection string: none may sit beside an `ssl` option (node-postgres
+ * would silently prefer them), and each file they name must be readable now, rather than every
+ * connection attempt failing later with a bare `ENOENT`.
+ */
+function checkTlsParameters(url: URL, sslOptionGiven: boolean, at: (key: string) => string): void {
+  const tlsParameters = [...new Set(url.searchParams.keys())].filter((key) => key.startsWith('ssl'));
+  if (sslOptionGiven && tlsParameters.length > 0) {
+    throw new InvalidOptionError(
+      at('ssl'),
+      `conflicts with ${tlsParameters.join(', ')} in \`${at('connectionString')}\`, which node-postgres would apply instead; give TLS settings either as \`${at('ssl')}\` or in the connection string`,
+    );
+  }
+  for (const parameter of TLS_FILE_PARAMETERS) {
+    for (const file of url.searchParams.getAll(parameter)) {
+      // node-postgres skips an empty value, so it names no file.
+      if (file === '') continue;
+      try {
+        readFileSync(file);
+      } catch (error) {
+        const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+        throw new InvalidOptionError(
+          at('connectionString'),
+          redactSecrets(`${parameter} names a file that cannot be read: ${JSON.stringify(file)} (${reason})`),
+        );
+      }
+    }
+  }
 }
 
 /**
@@ -116,6 +160,7 @@ export function resolveConnection(options: Record<string, unknown>, prefix = '')
       throw new InvalidOptionError(at('connectionString'), 'the password is not valid percent-encoding');
     }
     registerSecret(password);
+    checkTlsParameters(url, options.ssl !== undefined, at);
   }
   const password = stringOption(options.password, at('password'));
   registerSecret(password);

@@ -98,6 +98,16 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal((await run(['dlq', 'replay', 'not-a-uuid'], { DATABASE_URL: url })).code, 2);
     assert.equal((await run(['workflows', '--stuck-older-than', '1x'], { DATABASE_URL: url })).code, 2);
     assert.equal((await run(['doctor', '--schema', 'bad-name'], { DATABASE_URL: url })).code, 2);
+    // A missing CA file is a usage error naming the parameter, not a bare ENOENT per connection.
+    const missingCaUrl = new URL(url);
+    missingCaUrl.searchParams.set('sslmode', 'verify-full');
+    missingCaUrl.searchParams.set('sslrootcert', '/missing/ca.crt');
+    const missingCa = await run(['doctor', '--url', missingCaUrl.toString()]);
+    assert.equal(missingCa.code, 2);
+    assert.match(
+      missingCa.stderr,
+      /connectionString`: sslrootcert names a file that cannot be read: "\/missing\/ca.crt" \(ENOENT\)/,
+    );
   });
 
   it('migrate --print-sql prints the memory and pg-boss DDL without a database', async () => {

@@ -2,7 +2,9 @@
  * TLS: a PostgreSQL of its own with `ssl = on`, a CA and a server certificate made here with
  * openssl, and a pg_hba.conf that accepts TCP connections only over TLS (`hostssl`, and `hostnossl
  * … reject`). The library connects with `ssl: { ca, rejectUnauthorized: true }`; a connection without
- * TLS is refused, and so is one that trusts another CA.
+ * TLS is refused, and so is one that trusts another CA. TLS in a connection string: what sslmode
+ * refuses is refused, an unreadable sslrootcert/sslcert/sslkey is an option error, and the `ssl`
+ * option beside `ssl*` parameters (which node-postgres would silently prefer) is refused.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -13,7 +15,9 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
+import { createPostgresLock } from '../../src/lock/index';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
+import { InvalidOptionError } from '../../src/shared/errors';
 import { silentLogger } from '../../src/shared/logger';
 import { clientEvent, handler, replyTo } from '../broker/support';
 import { type RestartablePostgresServer, startRestartablePostgres } from '../support/postgres-server';
@@ -201,6 +205,109 @@ describe('TLS: verified connections, plain ones refused', () => {
       assert.equal(rows[0].ssl, true);
     } finally {
       await memory.close();
+    }
+  });
+
+  /**
+   * Asserts that the memory, the lock and the broker each refuse `options` with an
+   * {@link InvalidOptionError} on `option` whose message matches `message`, before connecting.
+   * Returns the three messages.
+   */
+  async function refusedOption(
+    options: Record<string, unknown>,
+    option: string,
+    message: RegExp,
+  ): Promise<string[]> {
+    const given = { ...options, logger: silentLogger };
+    const constructors: Array<[string, () => Promise<unknown>]> = [
+      ['memory', () => connectPostgresMachineMemory(given)],
+      ['lock', () => createPostgresLock(given)],
+      ['broker', async () => new PostgresEventBroker(given)],
+    ];
+    const messages: string[] = [];
+    for (const [what, construct] of constructors) {
+      await assert.rejects(construct, (error: unknown) => {
+        assert.ok(error instanceof InvalidOptionError, `${what}: ${String(error)}`);
+        assert.equal(error.option, option, what);
+        assert.match(error.message, message, what);
+        messages.push(error.message);
+        return true;
+      });
+    }
+    return messages;
+  }
+
+  it('refuses the ssl option beside ssl* parameters of the connection string, which node-postgres lets win', async () => {
+    // The hazard: node-postgres drops `ssl: { ca }` for the string's sslmode=disable and connects in
+    // plain text (which this server refuses).
+    const plain = new pg.Client({
+      connectionString: urlWith('sslmode=disable'),
+      ssl: { ca, rejectUnauthorized: true },
+    });
+    await assert.rejects(plain.connect(), /no encryption/);
+    await plain.end().catch(() => {});
+
+    const rootCert = encodeURIComponent(path.join(certs, 'main-ca.crt'));
+    const ssl = { ca, rejectUnauthorized: true };
+    await refusedOption(
+      { connectionString: urlWith('sslmode=disable'), ssl },
+      'ssl',
+      /conflicts with sslmode in `connectionString`/,
+    );
+    await refusedOption(
+      { connectionString: urlWith(`sslmode=verify-full&sslrootcert=${rootCert}`), ssl: false },
+      'ssl',
+      /conflicts with sslmode, sslrootcert in `connectionString`/,
+    );
+    await refusedOption({ connectionString: urlWith('ssl=true'), ssl }, 'ssl', /conflicts with ssl in/);
+    await refusedOption(
+      { connectionString: urlWith('sslnegotiation=direct'), ssl },
+      'ssl',
+      /conflicts with sslnegotiation in/,
+    );
+
+    // Other parameters beside the ssl option are fine, and the option is what applies.
+    const memory = await connectPostgresMachineMemory({
+      connectionString: urlWith('application_name=tls-option'),
+      ssl,
+      logger: silentLogger,
+    });
+    try {
+      const { rows } = await memory.pool.query(
+        `SELECT s.ssl, a.application_name FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+          WHERE pid = pg_backend_pid()`,
+      );
+      assert.deepEqual(rows, [{ ssl: true, application_name: 'tls-option' }]);
+    } finally {
+      await memory.close();
+    }
+  });
+
+  it('names an unreadable sslrootcert, sslcert or sslkey file, never the password', async () => {
+    const password = 'Tls-Url-Pw-4e1c';
+    const withPassword = (query: string) =>
+      `postgres://postgres:${password}@127.0.0.1:${server.port}/postgres?${query}`;
+    const unreadable = [
+      [
+        'sslmode=verify-full&sslrootcert=/missing/file',
+        /^Invalid option `connectionString`: sslrootcert names a file that cannot be read: "\/missing\/file" \(ENOENT\)$/,
+      ],
+      [
+        `sslcert=${encodeURIComponent('/missing/cert.pem')}`,
+        /sslcert names a file that cannot be read: "\/missing\/cert.pem" \(ENOENT\)/,
+      ],
+      // A directory is not a key file either.
+      [`sslkey=${encodeURIComponent(certs)}`, /sslkey names a file that cannot be read: .* \(EISDIR\)/],
+    ] as const;
+    for (const [query, message] of unreadable) {
+      for (const text of await refusedOption(
+        { connectionString: withPassword(query) },
+        'connectionString',
+        message,
+      )) {
+        assert.ok(!text.includes(password), text);
+        assert.ok(!text.includes('127.0.0.1'), text);
+      }
     }
   });
 
