@@ -10,7 +10,7 @@ import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, redactSecrets } from '../../src/shared/redact';
 import { readDatabaseId } from '../../src/shared/transaction';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
 
 describe('identifiers', () => {
   it('accepts plain identifiers and quotes them', () => {
@@ -111,7 +111,7 @@ describe('migration indexes', () => {
   let admin: pg.Pool;
   before(async () => {
     db = await createTestDatabase('shared_indexes');
-    admin = new pg.Pool({ connectionString: db.url, max: 2 });
+    admin = testPool(db.url, 2);
   });
   after(async () => {
     await admin.end();
