@@ -35,7 +35,6 @@ import {
   nameBasedUuid,
   type StoredEvent,
   serializeEvent,
-  storedData,
 } from './event-codec';
 import { JobTransaction } from './job-transaction';
 import { BrokerMetrics, type BrokerQueueStats, queryQueueStats } from './metrics';
@@ -109,11 +108,10 @@ interface ResolveWaiter {
   reject(error: unknown): void;
 }
 
-/** An event to enqueue: `json` holds its top-level fields as stored, `data` is what its job stores. */
+/** An event to enqueue: `json` holds its top-level fields, which its job stores as they are. */
 interface OutgoingEvent {
   event: ArvoEvent;
   json: StoredEvent;
-  data: object;
 }
 
 interface RoutedEvent extends OutgoingEvent {
@@ -379,7 +377,7 @@ export class PostgresEventBroker {
 
   /** Routes and enqueues a validated event (see `dispatch`); returns the job id. */
   async #send(decoded: ArvoEvent, json: StoredEvent): Promise<string> {
-    const [routed] = await this.#route([{ event: decoded, json, data: json }], this.#pool!.pool);
+    const [routed] = await this.#route([{ event: decoded, json }], this.#pool!.pool);
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
@@ -391,7 +389,7 @@ export class PostgresEventBroker {
         const stored = { ...json };
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
-        await this.#boss!.insert(routed.queue, [jobInsertFor(stored, stored)]);
+        await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
       },
       SpanKind.PRODUCER,
       parent,
@@ -695,7 +693,7 @@ export class PostgresEventBroker {
       byQueue.set(entry.queue, list);
     }
     for (const [queue, entries] of byQueue) {
-      const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json, entry.data));
+      const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json));
       await withSpan(
         this.#options.telemetry,
         `${queue} send`,
@@ -746,7 +744,7 @@ export class PostgresEventBroker {
           );
           const outgoing = outputs.map((output) => {
             const serialized = serializeEvent(output, this.#options.maxPayloadBytes);
-            return { event: output, json: serialized.fields, data: storedData(serialized) };
+            return { event: output, json: serialized.fields };
           });
           // Through the job's transaction: a second pool connection per job could starve the pool.
           const routed = await this.#route(outgoing, transaction);
@@ -996,8 +994,8 @@ export class PostgresEventBroker {
  * id (idempotent enqueue), group = subject so a queue with `subjectConcurrency` can limit how many
  * jobs of one workflow run at once.
  */
-function jobInsertFor(json: StoredEvent, data: object): JobInsert {
-  return { id: jobIdForEvent(json.id), data, ...(json.subject ? { group: { id: json.subject } } : {}) };
+function jobInsertFor(json: StoredEvent): JobInsert {
+  return { id: jobIdForEvent(json.id), data: json, ...(json.subject ? { group: { id: json.subject } } : {}) };
 }
 
 /**

@@ -57,7 +57,7 @@ function looksLikeArvoEvent(value: unknown): value is ArvoEvent {
 export interface SerializedEvent {
   /** `toJSON()` of the event: its top-level fields are stored as they are (`data` as in `text`). */
   fields: StoredEvent;
-  /** The JSON stored in the job's `data`, serialized once: what the size and NUL checks saw. */
+  /** `JSON.stringify(fields)`: what the size and NUL checks saw, and what pg-boss's insert writes for `fields`. */
   text: string;
   /** Size of `text` in UTF-8 bytes. */
   bytes: number;
@@ -98,18 +98,6 @@ export function encodeEvent(event: unknown, maxPayloadBytes: number): { json: St
   const { text, bytes } = serializeEvent(event, maxPayloadBytes);
   // Parsed back, so that what is validated and rebuilt is exactly what will be stored.
   return { json: JSON.parse(text) as StoredEvent, bytes };
-}
-
-/** `JSON.rawJSON` (Node 21+): a value `JSON.stringify` writes out as the given text, unchanged. */
-const rawJson = (JSON as { rawJSON?: (text: string) => unknown }).rawJSON;
-
-/**
- * The job `data` for a serialized event, which pg-boss's insert serializes into its statement: the
- * text itself where the runtime can embed it verbatim (`JSON.rawJSON`), else the text parsed back.
- * Either way exactly `text` is stored.
- */
-export function storedData(serialized: SerializedEvent): object {
-  return (rawJson?.(serialized.text) ?? JSON.parse(serialized.text)) as object;
 }
 
 /** Rebuilds the ArvoEvent stored by {@link encodeEvent}; throws {@link InvalidEventError} with the reason. */
