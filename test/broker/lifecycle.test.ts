@@ -1,11 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { trace } from '@opentelemetry/api';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
 import { createArvoEvent, currentOpenTelemetryHeaders } from 'arvo-core';
 import type pg from 'pg';
 import {
@@ -18,18 +12,15 @@ import { InvalidOptionError } from '../../src/shared/errors';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { createServiceFixture } from '../support/orchestrator';
 import { freePort } from '../support/postgres-server';
+import { recordSpans } from '../support/telemetry';
 import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
 
-const exporter = new InMemorySpanExporter();
+const exporter = recordSpans();
 
 function traceHeaders(): { traceparent?: string; tracestate?: string } {
   const { traceparent, tracestate } = currentOpenTelemetryHeaders();
   return { ...(traceparent ? { traceparent } : {}), ...(tracestate ? { tracestate } : {}) };
 }
-
-trace.setGlobalTracerProvider(
-  new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-);
 
 describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
   let db: TestDatabase;
@@ -83,7 +74,12 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     const event = clientEvent('com.trace.a');
     assert.equal(event.traceparent, null);
     const reply = await broker.resolve(event, { timeoutMs: 15_000 });
-    const spans = exporter.getFinishedSpans();
+    // The reply can reach the client before com.trace.b's consumer span has ended (it ends after the
+    // commit that made the reply fetchable): wait for the three consumer spans.
+    const spans = await waitFor('three consumer spans', () => {
+      const finished = exporter.getFinishedSpans();
+      return finished.filter((span) => span.name.endsWith(' process')).length >= 3 && finished;
+    });
     const consumers = spans.filter((span) => span.name.endsWith(' process'));
     const producers = spans.filter((span) => span.name.endsWith(' send'));
     assert.deepEqual(consumers.map((span) => span.attributes['messaging.destination.name']).sort(), [
