@@ -474,7 +474,10 @@ export class PostgresEventBroker {
     } else {
       throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
     }
-    return queryQueueStats(this.#pool!.pool, this.#options.schema, names, given === 'all');
+    return queryQueueStats(this.#pool!.pool, this.#options.schema, names, given === 'all', [
+      this.#options.deadLetterQueue,
+      ...this.#deadLetterQueues,
+    ]);
   }
 
   /**

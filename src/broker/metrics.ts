@@ -8,6 +8,7 @@ import {
   type ObservableGauge,
 } from '@opentelemetry/api';
 import type pg from 'pg';
+import { type DeadLetters, deadLetterQueueNames } from './dead-letters';
 import type { FailureKind } from './policy';
 import { queueStatsSql } from './sql';
 
@@ -33,16 +34,18 @@ export interface BrokerQueueStats {
 
 /**
  * Exact per-queue counts in one statement (`queueStatsSql`): `names` in that order, and with `all`
- * every other queue of the database after them. Used by the broker's `getStats`, its metrics and the
- * CLI, which needs no running broker.
+ * every other queue of the database after them. `deadLetterQueues`: the dead-letter queues to count
+ * besides those some queue names (as {@link DeadLetters}; default the broker's default one). Used by
+ * the broker's `getStats`, its metrics and the CLI, which needs no running broker.
  */
 export async function queryQueueStats(
   db: Pick<pg.Pool, 'query'>,
   schema: string,
   names: string[],
   all: boolean,
+  deadLetterQueues: string[] = deadLetterQueueNames(undefined),
 ): Promise<BrokerQueueStats[]> {
-  const { rows } = await db.query(queueStatsSql(schema), [names, all]);
+  const { rows } = await db.query(queueStatsSql(schema), [names, all, deadLetterQueues]);
   return rows.map((row) => ({
     name: row.name,
     queued: row.queued,

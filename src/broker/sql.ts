@@ -28,7 +28,8 @@ export function deadLetterAttemptsSql(schema: string): string {
 /**
  * Exact counts per queue in one statement, straight from the job table (pg-boss's own queue counts
  * are a cache refreshed once a minute). `$1 text[]`: the queues to report, in this order; `$2
- * boolean`: also every other queue in the database (by name, after those).
+ * boolean`: also every other queue in the database (by name, after those); `$3 text[]`: names that
+ * are dead-letter queues even before a queue names them (`deadLetterQueueNames`).
  *
  * - `queued`: created or retry (waiting to run), including `deferred` (start_after in the future);
  * - `active`, `failed`: rows in that state;
@@ -39,14 +40,15 @@ export function deadLetterAttemptsSql(schema: string): string {
  * (`job_i14`), finished rows by an index-only scan of its index on `completed_on` (`job_i16`) per
  * queue, never by scanning the job table itself.
  * - `dead_lettered`: copies of this queue's jobs waiting in any dead-letter queue (a queue named
- *   as some queue's `dead_letter`), i.e. what `DeadLetters.list` returns for it;
+ *   as some queue's `dead_letter`, or in `$3`), i.e. what `DeadLetters.list` returns for it;
  * - `oldest_queued_age_ms`: age of the oldest job ready to run now, null when none.
  */
 export function queueStatsSql(schema: string): string {
   const job = `${quoteIdentifier(schema)}.job`;
   const queue = `${quoteIdentifier(schema)}.queue`;
   return `
-    WITH names AS (
+    WITH ${deadLetterQueuesCte(schema, '$3')},
+    names AS (
       SELECT n.name, n.position FROM unnest($1::text[]) WITH ORDINALITY AS n(name, position)
       UNION ALL
       SELECT q.name, 1000000000 + row_number() OVER (ORDER BY q.name)
@@ -73,7 +75,7 @@ export function queueStatsSql(schema: string): string {
     dead AS (
       SELECT d.source_name AS name, count(*) AS dead_lettered
       FROM ${job} d
-      WHERE d.name IN (SELECT dead_letter FROM ${queue} WHERE dead_letter IS NOT NULL)
+      WHERE d.name IN (SELECT name FROM dead_letter_queues)
         AND d.state IN ('created', 'retry')
         AND d.source_name IN (SELECT name FROM names)
       GROUP BY d.source_name
@@ -99,14 +101,14 @@ export function queueStatsSql(schema: string): string {
 }
 
 /**
- * The dead-letter queues of the database (`$1 text[]`: names to treat as dead-letter queues too,
- * e.g. a broker's default before any queue names it), as a CTE body: every queue some queue names
- * as its `dead_letter`.
+ * The dead-letter queues of the database (`namesParam`, default `$1`, a `text[]` of names to treat
+ * as dead-letter queues too, e.g. a broker's default before any queue names it), as a CTE body:
+ * every queue some queue names as its `dead_letter`. See `deadLetterQueueNames` in dead-letters.ts.
  */
-function deadLetterQueuesCte(schema: string): string {
+function deadLetterQueuesCte(schema: string, namesParam = '$1'): string {
   return `dead_letter_queues AS (
       SELECT dead_letter AS name FROM ${quoteIdentifier(schema)}.queue WHERE dead_letter IS NOT NULL
-      UNION SELECT unnest($1::text[])
+      UNION SELECT unnest(${namesParam}::text[])
     )`;
 }
 

@@ -7,6 +7,7 @@ import {
   type JobFailureRecord,
   MAX_FAILURE_HISTORY,
   PostgresEventBroker,
+  queryQueueStats,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { createTestDatabase, type TestDatabase } from '../support/database';
@@ -212,6 +213,29 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     assert.equal(shown?.id, otherLetter.id);
     assert.match((shown!.failure as JobFailureRecord).error.stack ?? '', /other queue fails too/);
     assert.equal(await standalone.show('00000000-0000-4000-8000-000000000000'), null);
+  });
+
+  it("getStats counts what waits in the broker's dead-letter queue even once no queue names it", async () => {
+    const event = clientEvent('com.dlq.flaky', { n: 8 });
+    await broker.dispatch(event);
+    await deadLetterOf(event.id);
+    const listed = (await broker.listDeadLetters({ sourceQueue: 'com.dlq.flaky', limit: 1000 })).length;
+    const deadLettered = async () => (await broker.getStats({ queues: ['com.dlq.flaky'] }))[0]?.deadLettered;
+    assert.equal(await deadLettered(), listed);
+    // A reconfigured queue no longer names the broker's dead-letter queue; its letters still wait there.
+    const { rows } = await pool.query<{ name: string }>(
+      `UPDATE pgboss.queue SET dead_letter = NULL WHERE dead_letter = 'arvo.dead-letter' RETURNING name`,
+    );
+    try {
+      assert.equal(await deadLettered(), listed);
+      // Counting only the queues some queue names would lose them.
+      const [unnamed] = await queryQueueStats(pool, 'pgboss', ['com.dlq.flaky'], false, []);
+      assert.equal(unnamed?.deadLettered, 0);
+    } finally {
+      await pool.query(`UPDATE pgboss.queue SET dead_letter = 'arvo.dead-letter' WHERE name = ANY($1)`, [
+        rows.map((row) => row.name),
+      ]);
+    }
   });
 
   it('replays all of one source queue in one call', async () => {
