@@ -221,7 +221,7 @@ export class PostgresEventBroker {
     this.#deadLetters = new DeadLetters({
       pool: this.#pool.pool,
       schema: options.schema,
-      deadLetterQueues: [options.deadLetterQueue],
+      deadLetterQueues: () => this.#deadLetterQueueNames(),
     });
     const boss = new PgBoss({
       ...pgBossConnection(options, this.#pool.pool),
@@ -474,10 +474,13 @@ export class PostgresEventBroker {
     } else {
       throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
     }
-    return queryQueueStats(this.#pool!.pool, this.#options.schema, names, given === 'all', [
-      this.#options.deadLetterQueue,
-      ...this.#deadLetterQueues,
-    ]);
+    return queryQueueStats(
+      this.#pool!.pool,
+      this.#options.schema,
+      names,
+      given === 'all',
+      this.#deadLetterQueueNames(),
+    );
   }
 
   /**
@@ -637,6 +640,14 @@ export class PostgresEventBroker {
       );
     })();
     return registration.ready;
+  }
+
+  /**
+   * This broker's dead-letter queues (its default and every per-queue one it created): counted and
+   * listed as dead-letter queues even when no queue names them any more, by stats and dead letters alike.
+   */
+  #deadLetterQueueNames(): string[] {
+    return [...new Set([this.#options.deadLetterQueue, ...this.#deadLetterQueues])];
   }
 
   async #createDeadLetterQueue(name: string): Promise<void> {

@@ -142,9 +142,10 @@ export interface DeadLettersOptions {
   schema?: string;
   /**
    * Queues to treat as dead-letter queues even before any queue names them (a broker passes its
-   * `deadLetterQueue`); see {@link deadLetterQueueNames}. Default `['arvo.dead-letter']`.
+   * `deadLetterQueue`); see {@link deadLetterQueueNames}. A function is called at each operation
+   * (a broker passes the dead-letter queues it has created so far). Default `['arvo.dead-letter']`.
    */
-  deadLetterQueues?: string[];
+  deadLetterQueues?: string[] | (() => string[]);
 }
 
 /** Validated dead-letter ids (UUIDs, lower-cased as PostgreSQL returns them), or null when not given. */
@@ -218,7 +219,7 @@ function toDeadLetter(row: DeadLetterRow): DeadLetter {
 export class DeadLetters {
   readonly #pool: pg.Pool;
   readonly #schema: string;
-  readonly #namedQueues: string[];
+  readonly #namedQueues: () => string[];
 
   constructor(options: DeadLettersOptions) {
     const given = expectObject(options, 'options');
@@ -228,7 +229,13 @@ export class DeadLetters {
     }
     this.#pool = options.pool;
     this.#schema = validateIdentifier(options.schema ?? 'pgboss', 'schema');
-    this.#namedQueues = deadLetterQueueNames(options.deadLetterQueues);
+    const named = options.deadLetterQueues;
+    if (typeof named === 'function') {
+      this.#namedQueues = () => deadLetterQueueNames(named(), 'deadLetterQueues()');
+    } else {
+      const fixed = deadLetterQueueNames(named);
+      this.#namedQueues = () => fixed;
+    }
   }
 
   /** Dead letters waiting in dead-letter queues, oldest first. */
@@ -236,7 +243,7 @@ export class DeadLetters {
     const given = expectObject(filter, 'filter');
     expectKnownKeys(given, ['queue', 'sourceQueue', 'limit'], 'filter');
     const { rows } = await this.#pool.query<DeadLetterRow>(deadLettersSql(this.#schema), [
-      this.#namedQueues,
+      this.#namedQueues(),
       optionalQueue(given.queue, 'queue'),
       optionalQueue(given.sourceQueue, 'sourceQueue'),
       null,
@@ -250,7 +257,7 @@ export class DeadLetters {
   async show(id: string): Promise<DeadLetter | null> {
     const [checked] = idsOption([id], 'id') as [string];
     const { rows } = await this.#pool.query<DeadLetterRow>(deadLettersSql(this.#schema), [
-      this.#namedQueues,
+      this.#namedQueues(),
       null,
       null,
       [checked],
@@ -272,7 +279,7 @@ export class DeadLetters {
       throw new InvalidOptionError('ids', 'give either `ids` or `all: true` (not both)');
     }
     const { rows } = await this.#pool.query(replayDeadLettersSql(this.#schema), [
-      this.#namedQueues,
+      this.#namedQueues(),
       optionalQueue(given.queue, 'queue'),
       optionalQueue(given.sourceQueue, 'sourceQueue'),
       ids,
@@ -298,7 +305,7 @@ export class DeadLetters {
       );
     }
     const { rows } = await this.#pool.query(purgeDeadLettersSql(this.#schema), [
-      this.#namedQueues,
+      this.#namedQueues(),
       optionalQueue(given.queue, 'queue'),
       optionalQueue(given.sourceQueue, 'sourceQueue'),
       ids,

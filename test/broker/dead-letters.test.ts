@@ -215,26 +215,49 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     assert.equal(await standalone.show('00000000-0000-4000-8000-000000000000'), null);
   });
 
-  it("getStats counts what waits in the broker's dead-letter queue even once no queue names it", async () => {
-    const event = clientEvent('com.dlq.flaky', { n: 8 });
-    await broker.dispatch(event);
-    await deadLetterOf(event.id);
-    const listed = (await broker.listDeadLetters({ sourceQueue: 'com.dlq.flaky', limit: 1000 })).length;
-    const deadLettered = async () => (await broker.getStats({ queues: ['com.dlq.flaky'] }))[0]?.deadLettered;
-    assert.equal(await deadLettered(), listed);
-    // A reconfigured queue no longer names the broker's dead-letter queue; its letters still wait there.
-    const { rows } = await pool.query<{ name: string }>(
-      `UPDATE pgboss.queue SET dead_letter = NULL WHERE dead_letter = 'arvo.dead-letter' RETURNING name`,
+  it("getStats and the broker's dead letters count its dead-letter queues even once no queue names them", async () => {
+    const events = [clientEvent('com.dlq.flaky', { n: 8 }), clientEvent('com.dlq.other', { n: 9 })];
+    for (const event of events) await broker.dispatch(event);
+    for (const event of events) await deadLetterOf(event.id);
+    const sources = ['com.dlq.flaky', 'com.dlq.other'];
+    const counts = async () => {
+      const stats = await broker.getStats({ queues: sources });
+      const listed = await Promise.all(
+        sources.map(
+          async (sourceQueue) => (await broker.deadLetters.list({ sourceQueue, limit: 1000 })).length,
+        ),
+      );
+      return { stats: stats.map((entry) => entry.deadLettered), listed };
+    };
+    const named = await counts();
+    assert.deepEqual(named.stats, named.listed);
+    assert.ok(
+      named.listed.every((count) => count > 0),
+      `listed ${named.listed}`,
+    );
+    // Reconfigured queues no longer name the broker's dead-letter queues; their letters still wait there.
+    const { rows } = await pool.query<{ name: string; dead_letter: string }>(
+      `UPDATE pgboss.queue q SET dead_letter = NULL FROM pgboss.queue old
+        WHERE old.name = q.name AND q.dead_letter IS NOT NULL
+        RETURNING q.name, old.dead_letter`,
     );
     try {
-      assert.equal(await deadLettered(), listed);
-      // Counting only the queues some queue names would lose them.
-      const [unnamed] = await queryQueueStats(pool, 'pgboss', ['com.dlq.flaky'], false, []);
-      assert.equal(unnamed?.deadLettered, 0);
+      assert.deepEqual(await counts(), named);
+      // Counting only the queues some queue names would lose them, as would a standalone DeadLetters
+      // that knows only the default dead-letter queue.
+      const unnamed = await queryQueueStats(pool, 'pgboss', sources, false, []);
+      assert.deepEqual(
+        unnamed.map((entry) => entry.deadLettered),
+        [0, 0],
+      );
+      assert.equal((await standalone.list({ sourceQueue: 'com.dlq.other' })).length, 0);
     } finally {
-      await pool.query(`UPDATE pgboss.queue SET dead_letter = 'arvo.dead-letter' WHERE name = ANY($1)`, [
-        rows.map((row) => row.name),
-      ]);
+      for (const row of rows) {
+        await pool.query('UPDATE pgboss.queue SET dead_letter = $2 WHERE name = $1', [
+          row.name,
+          row.dead_letter,
+        ]);
+      }
     }
   });
 
