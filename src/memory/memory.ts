@@ -349,8 +349,8 @@ interface StateRow {
  *   old read: nothing can be committed over a newer version.
  * - One trap: a statement reads with the snapshot taken when it started. If the previous holder's
  *   release was still in flight, the INSERT waits for it and then succeeds, but the snapshot may
- *   predate that holder's last write. The statement detects this (the previous holder's live lock
- *   is visible in its snapshot) and returns no record then: `read` goes to the database. A holder
+ *   predate that holder's last write. The statement detects this (its snapshot holds a lock row of
+ *   another holder, live at the statement's start) and returns no record then: `read` goes to the database. A holder
  *   that took, wrote and released the lock entirely while our statement ran is not detected; the
  *   compare-and-swap turns that (very unlikely) case into a conflict, never into a lost update.
  * - The record lives in this entry, so it is never served to another acquisition (another holder):

@@ -16,9 +16,9 @@ export interface MemoryStatements {
   /**
    * `$1` subject, `$2` owner, `$3` ttl in ms: the lock table's `acquire` (no row when another holder
    * has a live lock), plus the subject's record read in the same statement. `prefetched` is false
-   * when a live lock of another holder was visible in the statement's snapshot: the lock was released
-   * while the statement ran, so the record (`data`, `version`; both NULL when there is none) may
-   * predate that holder's last write and is not returned.
+   * when the statement's snapshot holds a lock row of another holder, live at the statement's start:
+   * that lock was released while the statement ran, so the record (`data`, `version`; both NULL when
+   * there is none) may predate that holder's last write and is not returned.
    */
   lockAndRead: NamedStatement;
   /**
@@ -87,11 +87,14 @@ VALUES ($1, $2::jsonb, 1, $3,
   return {
     read: named('read', `SELECT data, version::text AS version FROM ${state} WHERE subject = $1`),
     // Every part of one statement sees the snapshot taken when it started, also after the INSERT
-    // waited for a holder's release to commit: `held_before` tells whether that happened.
+    // waited for a holder's release to commit: `held_before` tells whether that happened. Liveness
+    // is judged at the statement's start (now(): the statement runs outside a transaction), not when
+    // the CTE runs after that wait — by then the holder's TTL may have passed, and its lock would
+    // look expired although its release (and last write) committed after our snapshot.
     lockAndRead: named(
       'lock_read',
       `WITH held_before AS (
-  SELECT 1 FROM ${lock} WHERE key = $1 AND expires_at > clock_timestamp()
+  SELECT 1 FROM ${lock} WHERE key = $1 AND expires_at > now()
 ), acquired AS (
 ${lockStatements(schema, tables.lock).acquire}
 )

@@ -751,7 +751,9 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
   });
 
   it('is not taken from a snapshot older than the release the lock statement waited for', async () => {
-    const previous = await connect({ tables });
+    // The previous holder's TTL runs out while the lock statement waits for its release: its lock was
+    // live when the statement (and its snapshot) started, so the record read then is not served.
+    const previous = await connect({ tables, lock: { ttlMs: 3_000 } });
     const next = await connect({ tables, lock: { maxAttempts: 1 } });
     const subject = rootSubject();
     await previous.write(subject, record(subject, { step: 1 }), null);
@@ -774,6 +776,20 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
            WHERE wait_event_type = 'Lock' AND query LIKE '%held_before%' AND datname = current_database()`,
         );
         return rows[0].n === 1;
+      });
+      const { rows: started } = await admin.query(
+        `SELECT a.query_start < l.expires_at AS live_at_start FROM pg_stat_activity a, public.pf_lock l
+         WHERE a.query LIKE '%held_before%' AND a.wait_event_type = 'Lock'
+           AND a.datname = current_database() AND l.key = $1`,
+        [subject],
+      );
+      assert.deepEqual(started, [{ live_at_start: true }], "the previous holder's lock was live at the start");
+      await waitFor("the previous holder's TTL passed while the statement waits", async () => {
+        const { rows } = await admin.query(
+          'SELECT expires_at <= clock_timestamp() AS expired FROM public.pf_lock WHERE key = $1',
+          [subject],
+        );
+        return rows[0].expired === true;
       });
       await release.query('COMMIT');
       assert.equal(await locking, true);
