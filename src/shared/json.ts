@@ -8,3 +8,8 @@ const JSON_NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
 export function jsonContainsNul(json: string): boolean {
   return JSON_NUL_ESCAPE.test(json);
 }
+
+/** `text` with every NUL character replaced by U+FFFD, so PostgreSQL can store it (in `jsonb` or `text`). */
+export function withoutNul(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
+}

@@ -5,6 +5,8 @@
  * appear, whatever the surrounding text looks like.
  */
 
+import { withoutNul } from './json';
+
 const MASK = '[REDACTED]';
 const knownSecrets = new Set<string>();
 
@@ -62,18 +64,22 @@ export interface ErrorDescription {
   stack?: string;
 }
 
-/** Describes any thrown value as a redacted {@link ErrorDescription}. */
+/**
+ * Describes any thrown value as a redacted {@link ErrorDescription} that PostgreSQL can store: it
+ * goes into dead-letter records, where a NUL character (replaced by U+FFFD) would fail the write.
+ */
 export function describeError(error: unknown): ErrorDescription {
+  const text = (value: string) => withoutNul(redactSecrets(value));
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return {
-      name: error.name,
-      message: redactSecrets(error.message),
-      ...(typeof code === 'string' ? { code } : {}),
-      ...(error.stack ? { stack: redactSecrets(error.stack) } : {}),
+      name: withoutNul(String(error.name)),
+      message: text(error.message),
+      ...(typeof code === 'string' ? { code: withoutNul(code) } : {}),
+      ...(error.stack ? { stack: text(error.stack) } : {}),
     };
   }
-  return { name: 'Error', message: redactSecrets(String(error)) };
+  return { name: 'Error', message: text(String(error)) };
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { ContractViolation } from 'arvo-event-handler';
 import type pg from 'pg';
 import {
   type DeadLetter,
@@ -45,6 +46,11 @@ describe('Dead letters: list, show, replay with history, purge', () => {
         throw new Error('other queue fails too');
       }),
       { queue: { deadLetter: 'com.dlq.other.dead-letter' } },
+    );
+    await broker.register(
+      handler('com.dlq.nul', async () => {
+        throw new ContractViolation('bad \u0000 byte');
+      }),
     );
     await broker.onWorkflowComplete({ source: 'com.test.client', listener: async () => {} });
     await broker.start();
@@ -259,6 +265,20 @@ describe('Dead letters: list, show, replay with history, purge', () => {
         ]);
       }
     }
+  });
+
+  it('dead-letters at once, with its record, an error whose message holds a NUL character', async () => {
+    const event = clientEvent('com.dlq.nul');
+    await broker.dispatch(event);
+    const letter = await deadLetterOf(event.id);
+    const failure = letter.failure as JobFailureRecord;
+    assert.equal(failure.kind, 'contract');
+    assert.equal(failure.eventId, event.id);
+    // PostgreSQL cannot store U+0000: it is replaced, the rest of the message kept.
+    assert.match(failure.error.message, /bad \uFFFD byte/);
+    assert.equal(letter.attempts, 1);
+    const [source] = (await jobsIn(pool, 'com.dlq.nul')).filter((job) => job.id === letter.sourceJobId);
+    assert.equal(source?.state, 'failed');
   });
 
   it('replays all of one source queue in one call', async () => {
