@@ -783,7 +783,11 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
            AND a.datname = current_database() AND l.key = $1`,
         [subject],
       );
-      assert.deepEqual(started, [{ live_at_start: true }], "the previous holder's lock was live at the start");
+      assert.deepEqual(
+        started,
+        [{ live_at_start: true }],
+        "the previous holder's lock was live at the start",
+      );
       await waitFor("the previous holder's TTL passed while the statement waits", async () => {
         const { rows } = await admin.query(
           'SELECT expires_at <= clock_timestamp() AS expired FROM public.pf_lock WHERE key = $1',
