@@ -204,6 +204,8 @@ export class PostgresEventBroker {
       this.#state = 'stopped';
       await this.#boss?.stop({ graceful: false, close: true }).catch(() => {});
       if (this.#pool) await closePool(this.#pool).catch(() => {});
+      // stop() returns early on a stopped broker: release the global meter's hold on this one here.
+      this.#metrics.close();
       throw error;
     });
     return this.#startPromise;

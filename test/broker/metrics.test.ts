@@ -9,9 +9,10 @@ import {
   type MetricOptions,
   metrics,
 } from '@opentelemetry/api';
-import { PostgresEventBroker } from '../../src/broker/index';
+import { DatabaseUnavailableError, PostgresEventBroker } from '../../src/broker/index';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { TransactionViolation } from '../support/orchestrator';
+import { freePort } from '../support/postgres-server';
 import { clientEvent, handler, memoryLogger, replyTo, waitFor } from './support';
 
 /**
@@ -288,5 +289,15 @@ describe('Broker metrics: Prometheus scrape and OpenTelemetry instruments after 
     assert.equal(provider.batchCallbacks.size, 0);
     assert.deepEqual(await provider.observe(), []);
     await assert.rejects(broker.getMetrics(), /not started|stopped|getStats/i);
+  });
+
+  it('lets go of the queue gauges when start() fails', async () => {
+    const unreachable = new PostgresEventBroker({
+      connectionString: `postgres://nobody@127.0.0.1:${await freePort()}/none`,
+      logger: memoryLogger(),
+    });
+    assert.equal(provider.batchCallbacks.size, 1, 'a new broker observes the gauges');
+    await assert.rejects(unreachable.start(), DatabaseUnavailableError);
+    assert.equal(provider.batchCallbacks.size, 0);
   });
 });
