@@ -9,6 +9,7 @@ import {
   expectKnownKeys,
   expectObject,
   integerOption,
+  MAX_TIMER_MS,
   type NumericRange,
   numericOptions,
   requireText,
@@ -223,7 +224,12 @@ export class PostgresLock {
     this.table = validateIdentifier(stringOption(given.table, 'table', 'arvo_lock'), 'table');
     this.migrateOnCreate = booleanOption(given.migrate, 'migrate', true);
     this.retry = resolveLockRetry(given.defaults, 'defaults');
-    this.sweepIntervalMs = integerOption(given.sweepIntervalMs, 'sweepIntervalMs', { min: 0 }, 60_000);
+    this.sweepIntervalMs = integerOption(
+      given.sweepIntervalMs,
+      'sweepIntervalMs',
+      { min: 0, max: MAX_TIMER_MS },
+      60_000,
+    );
     this.otel = booleanOption(given.enableOtel, 'enableOtel', false);
     this.logger = loggerOption(given.logger, 'logger');
     this.statements = lockStatements(this.schema, this.table);

@@ -34,6 +34,13 @@ export function expectKnownKeys(
   }
 }
 
+/**
+ * The longest delay in ms a Node timer (`setTimeout`, `setInterval`) holds and PostgreSQL's
+ * `statement_timeout` (a 32-bit integer) accepts: an option feeding either has this as its `max`
+ * (Node turns a longer delay into 1 ms, PostgreSQL rejects every connection).
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** Allowed values of a numeric option: integers from `min` to `max`, any finite number with `fractional`. */
 export interface NumericRange {
   min: number;

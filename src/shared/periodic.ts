@@ -1,4 +1,6 @@
+import { ArvoPostgresError } from './errors';
 import { type Logger, writeLog } from './logger';
+import { MAX_TIMER_MS } from './options';
 import { describeError } from './redact';
 
 /** A task {@link startPeriodic} runs; `stop()` ends it (a run in progress finishes on its own). */
@@ -7,7 +9,8 @@ export interface PeriodicTask {
 }
 
 /**
- * Runs `task` every `intervalMs` until stopped; with `intervalMs` 0 it never runs. The timer never
+ * Runs `task` every `intervalMs` until stopped; with `intervalMs` 0 it never runs, and an interval
+ * over {@link MAX_TIMER_MS} is refused. The timer never
  * keeps the process alive, a run still going when the next is due is not overlapped (that tick is
  * skipped), and a failed run is logged to `logger` as a warning with `failureMessage`.
  */
@@ -17,6 +20,13 @@ export function startPeriodic(
   logger: Logger,
   failureMessage: string,
 ): PeriodicTask {
+  if (!Number.isInteger(intervalMs) || intervalMs > MAX_TIMER_MS) {
+    // Node would run it every millisecond instead; callers validate their option before this.
+    throw new ArvoPostgresError(
+      'INVALID_INTERVAL',
+      `a periodic interval must be an integer of at most ${MAX_TIMER_MS} ms, got ${intervalMs}`,
+    );
+  }
   if (intervalMs <= 0) return { stop() {} };
   let running = false;
   const timer = setInterval(() => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { InvalidOptionError } from './errors';
 import { type Logger, writeLog } from './logger';
-import { expectObject, integerOption, stringOption } from './options';
+import { expectObject, integerOption, MAX_TIMER_MS, stringOption } from './options';
 import { redactSecrets, registerSecret } from './redact';
 
 /**
@@ -111,6 +111,9 @@ function checkTlsParameters(url: URL, sslOptionGiven: boolean, at: (key: string)
   }
 }
 
+/** Pool timeouts: they feed Node timers and `statement_timeout`. */
+const TIMEOUT_RANGE = { min: 0, max: MAX_TIMER_MS };
+
 /**
  * Validates the connection part of an options object. `prefix` is the dotted path used in error
  * messages (`''` for top-level options).
@@ -177,17 +180,22 @@ export function resolveConnection(options: Record<string, unknown>, prefix = '')
     ...(options.database !== undefined ? { database: stringOption(options.database, at('database')) } : {}),
     ...(options.ssl !== undefined ? { ssl: options.ssl as pg.ConnectionConfig['ssl'] } : {}),
     max: integerOption(options.max, at('max'), { min: 1, max: 1000 }, 10),
-    idleTimeoutMillis: integerOption(options.idleTimeoutMillis, at('idleTimeoutMillis'), { min: 0 }, 10_000),
+    idleTimeoutMillis: integerOption(
+      options.idleTimeoutMillis,
+      at('idleTimeoutMillis'),
+      TIMEOUT_RANGE,
+      10_000,
+    ),
     connectionTimeoutMillis: integerOption(
       options.connectionTimeoutMillis,
       at('connectionTimeoutMillis'),
-      { min: 0 },
+      TIMEOUT_RANGE,
       10_000,
     ),
     statement_timeout: integerOption(
       options.statementTimeoutMillis,
       at('statementTimeoutMillis'),
-      { min: 0 },
+      TIMEOUT_RANGE,
       30_000,
     ),
     application_name: stringOption(options.applicationName, at('applicationName'), 'arvo-postgres'),

@@ -259,6 +259,8 @@ describe('PostgresLock', () => {
       [{ defaults: { backoffExponent: 0.5 } }, 'defaults.backoffExponent'],
       [{ defaults: { retries: 3 } }, 'defaults.retries'],
       [{ sweepIntervalMs: -1 }, 'sweepIntervalMs'],
+      // Longer than a Node timer holds: it would fire every millisecond.
+      [{ sweepIntervalMs: 3e9 }, 'sweepIntervalMs'],
       [{ migrate: 'yes' }, 'migrate'],
       [{ tabel: 'x' }, 'tabel'],
       // A logger without info()/error() would swallow every warning.

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { memoryComponents } from '../../src/memory/memory';
-import { InvalidOptionError } from '../../src/shared/errors';
+import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
 import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
 import { type Logger, writeLog } from '../../src/shared/logger';
 import { applyMigrations, createIndexSql } from '../../src/shared/migrations';
+import { MAX_TIMER_MS } from '../../src/shared/options';
 import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, redactSecrets } from '../../src/shared/redact';
@@ -71,6 +72,20 @@ describe('connection options', () => {
         !error.message.includes('%E0'),
     );
     assert.throws(() => resolveConnection({ connectionString: db.url, max: 0 }), /`max`/);
+  });
+
+  it('refuses timeouts longer than Node timers and statement_timeout hold', () => {
+    for (const option of ['idleTimeoutMillis', 'connectionTimeoutMillis', 'statementTimeoutMillis']) {
+      assert.throws(
+        () => resolveConnection({ connectionString: db.url, [option]: 3e9 }),
+        (error: unknown) =>
+          error instanceof InvalidOptionError &&
+          error.option === option &&
+          error.message.includes(String(MAX_TIMER_MS)),
+        option,
+      );
+      assert.ok(resolveConnection({ connectionString: db.url, [option]: MAX_TIMER_MS }).config, option);
+    }
   });
 
   it('never puts the password of a failed connection into the error', async () => {
@@ -210,6 +225,13 @@ describe('startPeriodic', () => {
     const stoppedAt = runs;
     await sleep(100);
     assert.equal(runs, stoppedAt, 'no run after stop');
+  });
+
+  it('refuses an interval Node timers cannot hold', () => {
+    assert.throws(
+      () => startPeriodic(3e9, async () => {}, { debug() {}, info() {}, warn() {}, error() {} }, 'unused'),
+      (error: unknown) => error instanceof ArvoPostgresError && error.code === 'INVALID_INTERVAL',
+    );
   });
 
   it('does nothing with an interval of 0', async () => {
