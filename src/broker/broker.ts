@@ -906,17 +906,21 @@ export class PostgresEventBroker {
       this.#metrics.failed(job.name, kind, terminal);
       return { id: job.id, status: 'completed' };
     } catch (settleError) {
+      const deadLetter = action === 'deadLetter';
       writeLog(
         this.#logger,
         'warn',
-        'arvo-postgres broker: could not settle a failed job; pg-boss will retry it',
+        deadLetter
+          ? 'arvo-postgres broker: could not dead-letter a failed job; pg-boss will dead-letter it'
+          : 'arvo-postgres broker: could not settle a failed job; pg-boss will retry it',
         {
           queue: job.name,
           jobId: job.id,
           error: describeError(settleError),
         },
       );
-      return { id: job.id, status: 'failed', output: record };
+      // pg-boss settles the batch's results afterwards (fenced the same way): keep the policy.
+      return { id: job.id, status: deadLetter ? 'deadletter' : 'failed', output: record };
     }
   }
 

@@ -155,9 +155,8 @@ const BROKER_METRICS = {
 const QUEUE_STATES = ['queued', 'active', 'deferred', 'failed', 'completed'] as const;
 
 /**
- * The Prometheus family name of a metric, by the rules OpenTelemetry's Prometheus exporter applies
- * (dots to underscores, `_seconds` for the unit `s`, `_total` for counters), so a scrape of either
- * source shows the same names.
+ * The Prometheus family name of a metric, by Prometheus naming conventions: dots to underscores,
+ * the base unit as a suffix (`_seconds` for `s`), `_total` for counters.
  */
 function prometheusName(metric: MetricDefinition): string {
   const unit = metric.unit === 's' ? '_seconds' : '';

@@ -1,4 +1,5 @@
-// pg-boss exports no public API for a fenced terminal fail; the version is pinned exactly.
+// pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
+// job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
 import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
 import { quoteIdentifier } from '../shared/identifiers';
 

@@ -238,7 +238,7 @@ describe('Broker metrics: Prometheus scrape and OpenTelemetry instruments after 
     const families = new Map(
       [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((match) => [match[1]!, match[2]!] as const),
     );
-    // OpenTelemetry's Prometheus naming: dots to underscores, unit `s` → `_seconds`, counters `_total`.
+    // Prometheus naming: dots to underscores, unit `s` → `_seconds`, counters `_total`.
     const fromOtel = new Map(
       [...provider.instruments].map(([name, { kind, unit }]) => {
         const base = `${name.replaceAll('.', '_')}${unit === 's' ? '_seconds' : ''}`;
