@@ -43,9 +43,13 @@ export async function queryQueueStats(
   schema: string,
   names: string[],
   all: boolean,
-  deadLetterQueues: string[] = deadLetterQueueNames(undefined),
+  deadLetterQueues?: string[],
 ): Promise<BrokerQueueStats[]> {
-  const { rows } = await db.query(queueStatsSql(schema), [names, all, deadLetterQueues]);
+  const { rows } = await db.query(queueStatsSql(schema), [
+    names,
+    all,
+    deadLetterQueueNames(deadLetterQueues),
+  ]);
   return rows.map((row) => ({
     name: row.name,
     queued: row.queued,
