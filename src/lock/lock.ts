@@ -247,7 +247,7 @@ export class PostgresLock {
   /** Runs the `migrate` option and starts the periodic sweep. Called by {@link createPostgresLock}. */
   async start(): Promise<void> {
     if (this.migrateOnCreate) await this.migrate();
-    this.sweeping?.stop();
+    await this.sweeping?.stop();
     this.sweeping = startPeriodic(
       this.sweepIntervalMs,
       () => this.sweepExpired(),
@@ -346,7 +346,10 @@ export class PostgresLock {
     });
   }
 
-  /** Deletes expired locks in batches of `batchSize`; returns how many rows were deleted. */
+  /**
+   * Deletes expired locks in batches of `batchSize`; returns how many rows were deleted. Stops after
+   * the batch in flight when the lock is closed.
+   */
   async sweepExpired(batchSize = 1000): Promise<number> {
     integerOption(batchSize, 'sweepExpired.batchSize', { min: 1, max: 100_000 }, batchSize);
     return this.run('sweep', {}, async () => {
@@ -354,17 +357,21 @@ export class PostgresLock {
       for (;;) {
         const { rowCount } = await this.pool.query(this.statements.sweepExpired, [batchSize]);
         total += rowCount ?? 0;
-        if ((rowCount ?? 0) < batchSize) return total;
+        // Closing stops a long sweep between batches (close() waits for the batch in flight).
+        if ((rowCount ?? 0) < batchSize || this.closed) return total;
       }
     });
   }
 
-  /** Stops the sweep timer and ends the pool if this lock created it. Safe to call twice. */
+  /**
+   * Stops the periodic sweep, waits for a sweep in progress (it stops after its current batch) and
+   * ends the pool if this lock created it. Safe to call twice.
+   */
   async close(): Promise<void> {
-    this.sweeping?.stop();
-    if (this.closed) return;
+    const first = !this.closed;
     this.closed = true;
-    await closePool(this.managed);
+    await this.sweeping?.stop();
+    if (first) await closePool(this.managed);
   }
 
   private run<T>(operation: string, attributes: Record<string, string>, fn: () => Promise<T>): Promise<T> {

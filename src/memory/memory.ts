@@ -654,7 +654,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
           const roots = new Set(rows.map((row) => row.root_subject as string)).size;
           trees += roots;
           result.deletedRecords += rows.length;
-          if (roots < batchSize) return trees;
+          // Closing stops a long sweep between batches (close() waits for the batch in flight).
+          if (roots < batchSize || this.closed) return trees;
         }
       };
       if (finishedAge !== undefined)
@@ -662,7 +663,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       if (abandonedAge !== undefined) {
         result.abandonedTrees = await sweepTrees(this.statements.sweepAbandoned, abandonedAge);
       }
-      result.expiredLocks = await this.locks.sweepExpired();
+      if (!this.closed) result.expiredLocks = await this.locks.sweepExpired();
       return result;
     });
   }
@@ -725,15 +726,20 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     });
   }
 
-  /** Stops the sweep, releases the locks this instance holds and ends the pool if the memory created it. */
+  /**
+   * Stops the periodic sweep, releases the locks this instance holds, waits for a sweep in progress
+   * (it stops after its current batch) and ends the pool if the memory created it.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.sweeping?.stop();
+    const sweepEnded = this.sweeping?.stop();
     const handles = [...this.held.values()].map((held) => held.handle);
     this.held.clear();
     await Promise.all(handles.map((handle) => this.locks.release(handle).catch(() => false)));
+    // Closing the lock ends a lock-row sweep between batches; it never ends the memory's pool.
     await this.locks.close();
+    await sweepEnded;
     await closePool(this.managed);
   }
 
@@ -743,7 +749,6 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
    * every minute (only holders that crashed leave them behind, and `lock` takes them over anyway).
    */
   startSweeping(): void {
-    this.sweeping?.stop();
     const { sweepIntervalMs, logger } = this.config;
     this.sweeping =
       sweepIntervalMs > 0

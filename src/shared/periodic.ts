@@ -3,16 +3,20 @@ import { type Logger, writeLog } from './logger';
 import { MAX_TIMER_MS } from './options';
 import { describeError } from './redact';
 
-/** A task {@link startPeriodic} runs; `stop()` ends it (a run in progress finishes on its own). */
+/** A task {@link startPeriodic} runs. */
 export interface PeriodicTask {
-  stop(): void;
+  /**
+   * Ends the schedule: no run starts after this call. Resolves once a run in progress has finished
+   * (never rejects), so the caller can end the pool the task uses.
+   */
+  stop(): Promise<void>;
 }
 
 /**
  * Runs `task` every `intervalMs` until stopped; with `intervalMs` 0 it never runs, and an interval
- * over {@link MAX_TIMER_MS} is refused. The timer never
- * keeps the process alive, a run still going when the next is due is not overlapped (that tick is
- * skipped), and a failed run is logged to `logger` as a warning with `failureMessage`.
+ * over {@link MAX_TIMER_MS} is refused. The timer never keeps the process alive, a run still going
+ * when the next is due is not overlapped (that tick is skipped), and a failed run (also one that
+ * throws synchronously) is logged to `logger` as a warning with `failureMessage`.
  */
 export function startPeriodic(
   intervalMs: number,
@@ -27,21 +31,27 @@ export function startPeriodic(
       `a periodic interval must be an integer of at most ${MAX_TIMER_MS} ms, got ${intervalMs}`,
     );
   }
-  if (intervalMs <= 0) return { stop() {} };
-  let running = false;
+  if (intervalMs <= 0) return { stop: async () => {} };
+  let stopped = false;
+  let running: Promise<void> | undefined;
   const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    task()
-      .catch((error: unknown) => writeLog(logger, 'warn', failureMessage, { error: describeError(error) }))
+    if (running || stopped) return;
+    running = Promise.resolve()
+      .then(task)
+      .then(
+        () => {},
+        (error: unknown) => writeLog(logger, 'warn', failureMessage, { error: describeError(error) }),
+      )
       .finally(() => {
-        running = false;
+        running = undefined;
       });
   }, intervalMs);
   timer.unref();
   return {
     stop() {
+      stopped = true;
       clearInterval(timer);
+      return running ?? Promise.resolve();
     },
   };
 }

@@ -223,6 +223,50 @@ describe('PostgresLock', () => {
     });
   });
 
+  it('close() waits for a sweep in progress, which stops after its current batch', async () => {
+    await openLock({ table: 'close_sweep' });
+    const pool = new pg.Pool({ connectionString: db.url, max: 3 });
+    const blocker = new pg.Client({ connectionString: db.url });
+    await blocker.connect();
+    try {
+      await pool.query(
+        `INSERT INTO public.close_sweep (key, owner, acquired_at, expires_at)
+         SELECT 'k' || i, 'gone', now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 3000) i`,
+      );
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE public.close_sweep IN ACCESS EXCLUSIVE MODE');
+      const lock = await createPostgresLock({
+        pool,
+        table: 'close_sweep',
+        migrate: false,
+        sweepIntervalMs: 50,
+      });
+      await eventually(async () => {
+        const { rows } = await pool.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%' AND datname = current_database()`,
+        );
+        return rows[0].n === 1 ? true : null;
+      });
+      let closed = false;
+      const closing = lock.close().then(() => {
+        closed = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(closed, false, 'close() waits for the sweep blocked on the table');
+      await blocker.query('COMMIT');
+      await closing;
+      const count = async () =>
+        (await pool.query('SELECT count(*)::int AS n FROM public.close_sweep')).rows[0].n;
+      assert.equal(await count(), 2000, 'the batch in flight (1000 rows) finished, no further batch ran');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(await count(), 2000, 'no sweep after close');
+    } finally {
+      await blocker.end();
+      await pool.end();
+    }
+  });
+
   it('rejects hostile schema and table names before running anything', async () => {
     for (const [option, value] of [
       ['table', 'x"; DROP TABLE public.arvo_lock; --'],

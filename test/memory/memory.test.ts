@@ -644,6 +644,59 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
     }
   });
 
+  it('close() waits for a retention sweep in progress, which stops after its current batch', async () => {
+    const tables = { state: 'cs_state', lock: 'cs_lock' };
+    await connect({ tables });
+    await admin.query(
+      `INSERT INTO public.cs_state (subject, data, version, root_subject, status, updated_at)
+       SELECT 's' || i, '{}', 1, 's' || i, 'done', now() - interval '1 hour' FROM generate_series(1, 600) i`,
+    );
+    const warnings: string[] = [];
+    const pool = new pg.Pool({ connectionString: db.url, max: 3 });
+    const blocker = new pg.Client({ connectionString: db.url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE public.cs_state IN ACCESS EXCLUSIVE MODE');
+      const memory = await connectPostgresMachineMemory({
+        pool,
+        tables,
+        migrate: 'noop',
+        logger: {
+          debug() {},
+          info() {},
+          warn: (m: string) => warnings.push(m),
+          error: (m: string) => warnings.push(m),
+        },
+        retention: { finishedAfterMs: 1_000, sweepIntervalMs: 50 },
+      });
+      await waitFor('the sweep waits for the table', async () => {
+        const { rows } = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%WITH roots AS%' AND datname = current_database()`,
+        );
+        return rows[0].n === 1;
+      });
+      let closed = false;
+      const closing = memory.close().then(() => {
+        closed = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(closed, false, 'close() waits for the sweep blocked on the table');
+      await blocker.query('COMMIT');
+      await closing;
+      const count = async () =>
+        (await admin.query('SELECT count(*)::int AS n FROM public.cs_state')).rows[0].n;
+      assert.equal(await count(), 100, 'the batch in flight (500 trees) finished, no further batch ran');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(await count(), 100, 'no sweep after close');
+      assert.deepEqual(warnings, []);
+    } finally {
+      await blocker.end();
+      await pool.end();
+    }
+  });
+
   it('refuses to work after close', async () => {
     const memory = await connectPostgresMachineMemory({ connectionString: db.url });
     await releasePostgresMachineMemory(memory);

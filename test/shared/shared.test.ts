@@ -219,12 +219,66 @@ describe('startPeriodic', () => {
       assert.equal(maxInFlight, 1);
       assert.deepEqual(warnings, ['the sweep failed']);
     } finally {
-      task.stop();
+      await task.stop();
     }
     await sleep(30);
     const stoppedAt = runs;
     await sleep(100);
     assert.equal(runs, stoppedAt, 'no run after stop');
+  });
+
+  it('stop() resolves only once the run in progress has finished, and no run follows', async () => {
+    let runs = 0;
+    let release: () => void = () => {};
+    const task = startPeriodic(
+      10,
+      async () => {
+        runs += 1;
+        await new Promise<void>((resolve) => (release = resolve));
+      },
+      { debug() {}, info() {}, warn() {}, error() {} },
+      'unused',
+    );
+    const deadline = Date.now() + 20_000;
+    while (runs < 1) {
+      assert.ok(Date.now() < deadline, 'the first run did not start');
+      await sleep(5);
+    }
+    let stopped = false;
+    const stopping = task.stop().then(() => {
+      stopped = true;
+    });
+    await sleep(100);
+    assert.equal(stopped, false, 'stop() waits for the run in progress');
+    release();
+    await stopping;
+    await sleep(100);
+    assert.equal(runs, 1, 'no run after stop');
+  });
+
+  it('logs a task that throws synchronously and keeps running it', async () => {
+    const warnings: string[] = [];
+    let runs = 0;
+    const task = startPeriodic(
+      10,
+      () => {
+        runs += 1;
+        if (runs === 1) throw new Error('thrown before any promise');
+        return Promise.resolve();
+      },
+      { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} },
+      'the task failed',
+    );
+    try {
+      const deadline = Date.now() + 20_000;
+      while (runs < 3) {
+        assert.ok(Date.now() < deadline, 'the task stopped running after a synchronous throw');
+        await sleep(5);
+      }
+      assert.deepEqual(warnings, ['the task failed']);
+    } finally {
+      await task.stop();
+    }
   });
 
   it('refuses an interval Node timers cannot hold', () => {
@@ -245,7 +299,7 @@ describe('startPeriodic', () => {
       'unused',
     );
     await sleep(50);
-    task.stop();
+    await task.stop();
     assert.equal(runs, 0);
   });
 });
