@@ -8,6 +8,7 @@ import { PostgresEventBroker } from '../../src/broker/index';
 import { deadLetterAttemptsSql } from '../../src/broker/sql';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { TransactionViolation } from '../support/orchestrator';
+import { recordStatements } from '../support/statements';
 import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
 
 const SECRET_URL = 'postgres://app:s3cr3t-pw-123@db.internal:5432/app';
@@ -347,22 +348,11 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     // The broker on a pool of the test's, whose clients count what they send while the handler's
     // failure is being settled (from the throw until the dead letter is visible).
     const brokerPool = newPool(db.url);
-    const sent: string[] = [];
-    let counting = false;
-    brokerPool.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as { query: unknown }).query = (...args: unknown[]) => {
-        if (counting) {
-          const [config] = args;
-          sent.push(String(typeof config === 'string' ? config : (config as { text: string }).text));
-        }
-        return query(...args);
-      };
-    });
+    const statements = recordStatements(brokerPool);
     const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger() });
     await other.register(
       handler('com.fail.counted', async () => {
-        counting = true;
+        statements.reset();
         throw new ContractViolation('counted');
       }),
     );
@@ -371,7 +361,7 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
       const event = clientEvent('com.fail.counted');
       await other.dispatch(event);
       const dead = await deadLetterOf(event);
-      counting = false;
+      const sent = [...statements.texts];
       assert.equal(dead.source_name, 'com.fail.counted');
       assert.equal(dead.source_retry_count, 0);
       assert.equal(dead.source_output.kind, 'contract');

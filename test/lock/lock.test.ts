@@ -9,6 +9,7 @@ import {
 } from '../../src/lock/index';
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
 import { createTestDatabase, type TestDatabase } from '../support/database';
+import { waitFor } from '../support/wait';
 
 let db: TestDatabase;
 const opened: PostgresLock[] = [];
@@ -17,17 +18,6 @@ async function openLock(options: Record<string, unknown> = {}): Promise<Postgres
   const lock = await createPostgresLock({ connectionString: db.url, sweepIntervalMs: 0, ...options });
   opened.push(lock);
   return lock;
-}
-
-/** Polls `fn` until it returns a non-null value or the deadline passes. */
-async function eventually<T>(fn: () => Promise<T | null>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 before(async () => {
@@ -98,7 +88,7 @@ describe('PostgresLock', () => {
     const stale = await a.acquire(key, { ttlMs: 150 });
     assert.ok(stale);
     assert.equal(await b.acquire(key, { ttlMs: 30_000 }), null, 'live lock is not taken over');
-    const fresh = await eventually(() => b.acquire(key, { ttlMs: 30_000 }));
+    const fresh = await waitFor('the expired lock is taken over', () => b.acquire(key, { ttlMs: 30_000 }));
     assert.ok(fresh.fencingToken > stale.fencingToken);
     assert.equal(await a.release(stale), false);
     assert.equal(await a.renew(stale, 60_000), null);
@@ -119,7 +109,7 @@ describe('PostgresLock', () => {
 
     const short = await lock.acquire('expires', { ttlMs: 100 });
     assert.ok(short);
-    await eventually(async () => ((await lock.inspect('expires')) === null ? true : null));
+    await waitFor('the short lock expired', async () => (await lock.inspect('expires')) === null);
     assert.equal(await lock.renew(short, 60_000), null, 'an expired lock is lost even if nobody took it');
     await assert.rejects(lock.renew(handle, 0), InvalidOptionError);
   });
@@ -202,7 +192,7 @@ describe('PostgresLock', () => {
     const live = await lock.acquire('live', { ttlMs: 60_000 });
     const gone = await lock.acquire('gone', { ttlMs: 50 });
     assert.ok(live && gone);
-    await eventually(async () => ((await lock.inspect('gone')) === null ? true : null));
+    await waitFor('the short lock expired', async () => (await lock.inspect('gone')) === null);
     assert.equal(await lock.sweepExpired(), 1);
     const { rows } = await lock.pool.query('SELECT key FROM public.sweep_locks ORDER BY key');
     assert.deepEqual(
@@ -217,9 +207,9 @@ describe('PostgresLock', () => {
   it('runs the periodic sweep on its own', async () => {
     const lock = await openLock({ table: 'auto_sweep', sweepIntervalMs: 100 });
     assert.ok(await lock.acquire('short', { ttlMs: 50 }));
-    await eventually(async () => {
+    await waitFor('the periodic sweep deleted the expired row', async () => {
       const { rowCount } = await lock.pool.query('SELECT 1 FROM public.auto_sweep');
-      return rowCount === 0 ? true : null;
+      return rowCount === 0;
     });
   });
 
@@ -241,12 +231,12 @@ describe('PostgresLock', () => {
         migrate: false,
         sweepIntervalMs: 50,
       });
-      await eventually(async () => {
+      await waitFor('the sweep waits for the table', async () => {
         const { rows } = await pool.query(
           `SELECT count(*)::int AS n FROM pg_stat_activity
            WHERE wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%' AND datname = current_database()`,
         );
-        return rows[0].n === 1 ? true : null;
+        return rows[0].n === 1;
       });
       let closed = false;
       const closing = lock.close().then(() => {

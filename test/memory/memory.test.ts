@@ -15,6 +15,8 @@ import {
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
 import { applyMigrations } from '../../src/shared/migrations';
 import { createTestDatabase, type TestDatabase } from '../support/database';
+import { recordStatements } from '../support/statements';
+import { waitFor } from '../support/wait';
 
 let db: TestDatabase;
 let admin: pg.Pool;
@@ -466,11 +468,10 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     const root = rootSubject();
     await periodic.write(root, record(root, { status: 'done' }), null);
     await admin.query(`UPDATE public.periodic_state SET updated_at = now() - interval '1 hour'`);
-    const deadline = Date.now() + 20_000;
-    while ((await periodic.getSubjectsByRoot(root)).length > 0) {
-      assert.ok(Date.now() < deadline, 'periodic sweep did not run');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitFor(
+      'the periodic sweep deleted the finished tree',
+      async () => (await periodic.getSubjectsByRoot(root)).length === 0,
+    );
   });
 
   it('the periodic retention sweep deletes expired lock rows as well', async () => {
@@ -548,43 +549,10 @@ describe('PostgresMachineMemory: locks', () => {
   });
 });
 
-/**
- * Counts the statements every client of `pool` sends, however it is reached (`pool.query` checks out a
- * client and calls its `query`; `pool.connect()` hands one out): one `query` call is one round trip.
- * Call it before the pool opens its first connection.
- */
-function countStatements(pool: pg.Pool): { readonly count: number; reset(): void } {
-  let count = 0;
-  pool.on('connect', (client) => {
-    const original = client.query.bind(client) as (...args: unknown[]) => unknown;
-    (client as { query: unknown }).query = (...args: unknown[]) => {
-      count += 1;
-      return original(...args);
-    };
-  });
-  return {
-    get count() {
-      return count;
-    },
-    reset() {
-      count = 0;
-    },
-  };
-}
-
-/** Resolves once `condition` holds; fails the test after `timeoutMs`. */
-async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    assert.ok(Date.now() < deadline, `timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('PostgresMachineMemory: round trips and lifecycle', () => {
   it('needs one statement for lock+read and two for write+unlock', async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    const statements = countStatements(pool);
+    const statements = recordStatements(pool);
     try {
       const memory = await connectPostgresMachineMemory({
         pool,
@@ -713,7 +681,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
 
   it('serves it to the first read only; later reads and reads after unlock go to the database', async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    const statements = countStatements(pool);
+    const statements = recordStatements(pool);
     try {
       const memory = await connectPostgresMachineMemory({ pool, tables });
       const other = await connect({ tables });

@@ -12,6 +12,7 @@ import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, redactSecrets } from '../../src/shared/redact';
 import { readDatabaseId } from '../../src/shared/transaction';
 import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
+import { waitFor } from '../support/wait';
 
 describe('identifiers', () => {
   it('accepts plain identifiers and quotes them', () => {
@@ -204,18 +205,11 @@ describe('startPeriodic', () => {
       'the sweep failed',
     );
     try {
-      const deadline = Date.now() + 20_000;
-      while (runs < 1) {
-        assert.ok(Date.now() < deadline);
-        await sleep(5);
-      }
+      await waitFor('the first run started', () => runs >= 1, 20_000, 5);
       await sleep(100);
       assert.equal(runs, 1, 'no run starts while the first one is still going');
       release();
-      while (runs < 3) {
-        assert.ok(Date.now() < deadline);
-        await sleep(5);
-      }
+      await waitFor('two more runs', () => runs >= 3, 20_000, 5);
       assert.equal(maxInFlight, 1);
       assert.deepEqual(warnings, ['the sweep failed']);
     } finally {
@@ -239,11 +233,7 @@ describe('startPeriodic', () => {
       { debug() {}, info() {}, warn() {}, error() {} },
       'unused',
     );
-    const deadline = Date.now() + 20_000;
-    while (runs < 1) {
-      assert.ok(Date.now() < deadline, 'the first run did not start');
-      await sleep(5);
-    }
+    await waitFor('the first run started', () => runs >= 1, 20_000, 5);
     let stopped = false;
     const stopping = task.stop().then(() => {
       stopped = true;
@@ -270,11 +260,7 @@ describe('startPeriodic', () => {
       'the task failed',
     );
     try {
-      const deadline = Date.now() + 20_000;
-      while (runs < 3) {
-        assert.ok(Date.now() < deadline, 'the task stopped running after a synchronous throw');
-        await sleep(5);
-      }
+      await waitFor('runs after the synchronous throw', () => runs >= 3, 20_000, 5);
       assert.deepEqual(warnings, ['the task failed']);
     } finally {
       await task.stop();

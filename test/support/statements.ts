@@ -1,0 +1,38 @@
+import type pg from 'pg';
+
+/** The statements the clients of a pool sent since the last `reset()`. */
+export interface StatementLog {
+  /** Text of each statement, in the order sent. */
+  readonly texts: readonly string[];
+  /** How many were sent: one `query` call is one round trip. */
+  readonly count: number;
+  reset(): void;
+}
+
+/**
+ * Records the statements every client of `pool` sends, however it is reached (`pool.query` checks
+ * out a client and calls its `query`; `pool.connect()` hands one out). Call it before the pool opens
+ * its first connection.
+ */
+export function recordStatements(pool: pg.Pool): StatementLog {
+  let texts: string[] = [];
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      const [config] = args;
+      texts.push(typeof config === 'string' ? config : String((config as { text?: unknown }).text));
+      return query(...args);
+    };
+  });
+  return {
+    get texts() {
+      return texts;
+    },
+    get count() {
+      return texts.length;
+    },
+    reset() {
+      texts = [];
+    },
+  };
+}
