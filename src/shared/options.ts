@@ -75,7 +75,8 @@ export function integerOption(
   range: { min: number; max?: number },
   fallback: number,
 ): number {
-  return numericOption(value, option, range, fallback);
+  // Only the bounds: a `NumericRange` with `fractional` passed here must not let fractions through.
+  return numericOption(value, option, { min: range.min, max: range.max }, fallback);
 }
 
 /** A finite number within `[min, max]`, or `fallback` when undefined. */

@@ -475,15 +475,18 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
   });
 
   it('the periodic retention sweep deletes expired lock rows as well', async () => {
+    // Tables of its own: the previous test's memory, still open, sweeps `periodic_lock` too.
     const periodic = await connect({
-      tables: { state: 'periodic_state', lock: 'periodic_lock' },
+      tables: { state: 'periodic_lock_state', lock: 'periodic_lock_lock' },
       lock: { ttlMs: 50 },
       retention: { finishedAfterMs: 3_600_000, sweepIntervalMs: 100 },
     });
     const subject = rootSubject();
     assert.equal(await periodic.lock(subject), true);
     await waitFor('the expired lock row is swept', async () => {
-      const { rowCount } = await admin.query('SELECT 1 FROM public.periodic_lock WHERE key = $1', [subject]);
+      const { rowCount } = await admin.query('SELECT 1 FROM public.periodic_lock_lock WHERE key = $1', [
+        subject,
+      ]);
       return rowCount === 0;
     });
   });

@@ -6,7 +6,7 @@ import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
 import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
 import { type Logger, writeLog } from '../../src/shared/logger';
 import { applyMigrations, createIndexSql } from '../../src/shared/migrations';
-import { MAX_TIMER_MS } from '../../src/shared/options';
+import { integerOption, MAX_TIMER_MS, type NumericRange, numberOption } from '../../src/shared/options';
 import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, redactSecrets } from '../../src/shared/redact';
@@ -170,6 +170,19 @@ describe('migration indexes', () => {
       `SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'Idx'`,
     );
     assert.equal(all[0].n, 5 + 2 + 1);
+  });
+});
+
+describe('numeric options', () => {
+  it('integerOption refuses a fraction also when given a range that allows fractions', () => {
+    const range: NumericRange = { min: 0, max: 10, fractional: true };
+    assert.throws(
+      () => integerOption(1.5, 'retries', range, 0),
+      (error: unknown) =>
+        error instanceof InvalidOptionError && error.option === 'retries' && /integer/.test(error.message),
+    );
+    assert.equal(integerOption(7, 'retries', range, 0), 7);
+    assert.equal(numberOption(1.5, 'factor', range, 0), 1.5);
   });
 });
 
