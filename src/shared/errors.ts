@@ -23,3 +23,21 @@ export class InvalidOptionError extends ArvoPostgresError {
     this.option = option;
   }
 }
+
+/**
+ * A migration's index is not what the migration lists: `CREATE INDEX IF NOT EXISTS` skips an index
+ * whose name is taken in the schema (e.g. by another table's index: `<table>_<columns>_idx` of
+ * tables `wf` and `wf_status` can coincide), so the table would silently go without it.
+ */
+export class MigrationIndexError extends ArvoPostgresError {
+  /** One line per index that is not as listed, naming it, where it should be and what is there. */
+  readonly problems: string[];
+
+  constructor(component: string, problems: string[]) {
+    super(
+      'MIGRATION_INDEX_CONFLICT',
+      `Migrating ${component} did not create its indexes as listed (nothing was applied): ${problems.join('; ')}`,
+    );
+    this.problems = problems;
+  }
+}

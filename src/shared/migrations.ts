@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { MigrationIndexError } from './errors';
 import { derivedIdentifier, qualifiedName, quoteIdentifier } from './identifiers';
 
 /**
@@ -68,13 +69,57 @@ export function migrationsTableSql(schema: string): string[] {
   ];
 }
 
+/**
+ * `$1` schema, `$2` index names → `index_name`, `table_name` and `columns` (text[] in index order; a
+ * NULL element for an expression) of each index of these names in the schema.
+ */
+const INDEXES_BY_NAME_SQL = `SELECT i.relname::text AS index_name, t.relname::text AS table_name,
+  array_agg(a.attname::text ORDER BY k.ord) AS columns
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_class t ON t.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = i.relnamespace
+JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
+LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+WHERE n.nspname = $1 AND i.relname = ANY($2::text[])
+GROUP BY i.relname, t.relname`;
+
+/** What is wrong with each of `indexes` in `schema` (nothing when every one is on its table and columns). */
+async function indexProblems(
+  client: pg.ClientBase,
+  schema: string,
+  indexes: readonly MigrationIndex[],
+): Promise<string[]> {
+  if (indexes.length === 0) return [];
+  const { rows } = await client.query(INDEXES_BY_NAME_SQL, [schema, indexes.map((index) => index.name)]);
+  const problems: string[] = [];
+  for (const index of indexes) {
+    const wanted = `${schema}.${index.table} (${index.columns.join(', ')})`;
+    const found = rows.find((row) => row.index_name === index.name);
+    if (!found) {
+      problems.push(
+        `index ${schema}.${index.name} on ${wanted} does not exist: its name is taken by a relation that is not an index`,
+      );
+    } else if (found.table_name !== index.table || found.columns.join(',') !== index.columns.join(',')) {
+      const columns = (found.columns as (string | null)[]).map((column) => column ?? '<expression>');
+      problems.push(
+        `index ${schema}.${index.name} should be on ${wanted} but is on ${schema}.${found.table_name} (${columns.join(', ')}); rename one of the tables`,
+      );
+    }
+  }
+  return problems;
+}
+
 export interface ApplyMigrationsOptions {
   /** Postgres schema holding the component's tables and the bookkeeping table. */
   schema: string;
   /** Identifies what is migrated, e.g. `memory:arvo_workflow_state` (several instances may share a schema). */
   component: string;
-  /** The versions to apply; only their statements run (they include the index DDL). */
-  migrations: readonly Omit<Migration, 'indexes'>[];
+  /**
+   * The versions to apply; only their statements run (they include the index DDL), then the indexes
+   * of the versions applied are checked.
+   */
+  migrations: readonly Migration[];
   /** Statements run first in the same transaction (e.g. `DROP TABLE` for `drop_and_recreate`). */
   before?: string[];
 }
@@ -82,7 +127,9 @@ export interface ApplyMigrationsOptions {
 /**
  * Applies every migration newer than the component's recorded version, in one transaction, under an
  * advisory lock so that processes starting together do not race on `CREATE TABLE IF NOT EXISTS`
- * (which is not safe under concurrency). Returns the version now in place.
+ * (which is not safe under concurrency). Returns the version now in place. Throws a
+ * {@link MigrationIndexError} (and applies nothing) when an index of an applied version is not on
+ * its table and columns afterwards: its name was taken, and `CREATE INDEX IF NOT EXISTS` skipped it.
  */
 export async function applyMigrations(pool: pg.Pool, options: ApplyMigrationsOptions): Promise<number> {
   const table = `${quoteIdentifier(options.schema)}.${quoteIdentifier(MIGRATIONS_TABLE)}`;
@@ -100,9 +147,11 @@ export async function applyMigrations(pool: pg.Pool, options: ApplyMigrationsOpt
       [options.component],
     );
     let current = Number(rows[0].version);
+    const created: MigrationIndex[] = [];
     for (const migration of [...options.migrations].sort((a, b) => a.version - b.version)) {
       if (migration.version <= current) continue;
       for (const statement of migration.statements) await client.query(statement);
+      created.push(...migration.indexes);
       await client.query(`INSERT INTO ${table} (component, version, description) VALUES ($1, $2, $3)`, [
         options.component,
         migration.version,
@@ -110,6 +159,8 @@ export async function applyMigrations(pool: pg.Pool, options: ApplyMigrationsOpt
       ]);
       current = migration.version;
     }
+    const problems = await indexProblems(client, options.schema, created);
+    if (problems.length > 0) throw new MigrationIndexError(options.component, problems);
     await client.query('COMMIT');
     return current;
   } catch (error) {

@@ -12,7 +12,7 @@ import {
   type PostgresMachineMemoryOptions,
   releasePostgresMachineMemory,
 } from '../../src/memory/index';
-import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
+import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../../src/shared/errors';
 import { applyMigrations } from '../../src/shared/migrations';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordStatements } from '../support/statements';
@@ -125,10 +125,29 @@ describe('PostgresMachineMemory: tables', () => {
     assert.equal((await memory.read(subject))?.subject, subject);
   });
 
+  it('refuses to connect when an index name of its tables is taken by another table of the schema', async () => {
+    await connect({ schema: 'idx_clash', tables: { state: 'wf', lock: 'wf_lock' } });
+    await assert.rejects(
+      connect({ schema: 'idx_clash', tables: { state: 'wf_status', lock: 'wf_status_lock' } }),
+      (error: unknown) =>
+        error instanceof MigrationIndexError && error.message.includes('idx_clash.wf_status_updated_at_idx'),
+    );
+  });
+
   it('applies each migration version once, in order, and records it', async () => {
     const migrations = [
-      { version: 2, description: 'add note', statements: ['ALTER TABLE mig.t ADD COLUMN note text'] },
-      { version: 1, description: 'create t', statements: ['CREATE TABLE mig.t (id int PRIMARY KEY)'] },
+      {
+        version: 2,
+        description: 'add note',
+        statements: ['ALTER TABLE mig.t ADD COLUMN note text'],
+        indexes: [],
+      },
+      {
+        version: 1,
+        description: 'create t',
+        statements: ['CREATE TABLE mig.t (id int PRIMARY KEY)'],
+        indexes: [],
+      },
     ];
     assert.equal(await applyMigrations(admin, { schema: 'mig', component: 'test:t', migrations }), 2);
     // A second run would fail on the non-idempotent ALTER if it re-applied anything.

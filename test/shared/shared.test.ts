@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { memoryComponents } from '../../src/memory/memory';
-import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
+import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../../src/shared/errors';
 import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
 import { type Logger, writeLog } from '../../src/shared/logger';
 import { applyMigrations, createIndexSql } from '../../src/shared/migrations';
@@ -132,6 +132,49 @@ describe('migration indexes', () => {
   after(async () => {
     await admin.end();
     await db.drop();
+  });
+
+  it('refuses a migration whose index name is taken by another table of the schema, applying nothing', async () => {
+    // `wf`'s index on (status, updated_at) and `wf_status`'s on (updated_at) are both named
+    // wf_status_updated_at_idx: CREATE INDEX IF NOT EXISTS would leave wf_status without its index.
+    for (const { component, migrations } of memoryComponents('coll', { state: 'wf', lock: 'wf_lock' })) {
+      await applyMigrations(admin, { schema: 'coll', component, migrations });
+    }
+    const [state] = memoryComponents('coll', { state: 'wf_status', lock: 'wf_status_lock' });
+    await assert.rejects(
+      applyMigrations(admin, { schema: 'coll', component: state!.component, migrations: state!.migrations }),
+      (error: unknown) =>
+        error instanceof MigrationIndexError &&
+        error.code === 'MIGRATION_INDEX_CONFLICT' &&
+        error.problems.length === 1 &&
+        error.problems[0]!.includes(
+          'index coll.wf_status_updated_at_idx should be on coll.wf_status (updated_at) but is on coll.wf (status, updated_at)',
+        ),
+    );
+    const { rows } = await admin.query(
+      `SELECT to_regclass('coll.wf_status') IS NULL AS no_table,
+         NOT EXISTS (SELECT 1 FROM coll.arvo_postgres_migrations WHERE component = 'memory:wf_status') AS unrecorded`,
+    );
+    assert.deepEqual(rows[0], { no_table: true, unrecorded: true }, 'the failed migration applied nothing');
+  });
+
+  it('refuses a migration whose index name is taken by a relation that is not an index', async () => {
+    await admin.query('CREATE SCHEMA taken; CREATE TABLE taken.t_a_idx (id int)');
+    const index = { name: 't_a_idx', table: 't', columns: ['a'] };
+    const migrations = [
+      {
+        version: 1,
+        description: 'create t',
+        statements: ['CREATE TABLE taken.t (a int)', createIndexSql('taken', index)],
+        indexes: [index],
+      },
+    ];
+    await assert.rejects(
+      applyMigrations(admin, { schema: 'taken', component: 'test:t', migrations }),
+      (error: unknown) =>
+        error instanceof MigrationIndexError &&
+        /index taken\.t_a_idx on taken\.t \(a\) does not exist/.test(error.message),
+    );
   });
 
   it('quotes every identifier of an index', () => {
