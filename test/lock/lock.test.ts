@@ -8,6 +8,7 @@ import {
   PostgresLock,
 } from '../../src/lock/index';
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
+import { closeWhileBlocked, waitUntilBlocked } from '../support/blocking';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { waitFor } from '../support/wait';
 
@@ -231,21 +232,8 @@ describe('PostgresLock', () => {
         migrate: false,
         sweepIntervalMs: 50,
       });
-      await waitFor('the sweep waits for the table', async () => {
-        const { rows } = await pool.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE wait_event_type = 'Lock' AND query LIKE '%SKIP LOCKED%' AND datname = current_database()`,
-        );
-        return rows[0].n === 1;
-      });
-      let closed = false;
-      const closing = lock.close().then(() => {
-        closed = true;
-      });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(closed, false, 'close() waits for the sweep blocked on the table');
-      await blocker.query('COMMIT');
-      await closing;
+      await waitUntilBlocked(pool, 'SKIP LOCKED', 'the sweep waits for the table');
+      await closeWhileBlocked(() => lock.close(), blocker);
       const count = async () =>
         (await pool.query('SELECT count(*)::int AS n FROM public.close_sweep')).rows[0].n;
       assert.equal(await count(), 2000, 'the batch in flight (1000 rows) finished, no further batch ran');

@@ -14,6 +14,7 @@ import {
 } from '../../src/memory/index';
 import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../../src/shared/errors';
 import { applyMigrations } from '../../src/shared/migrations';
+import { closeWhileBlocked, waitUntilBlocked } from '../support/blocking';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordStatements } from '../support/statements';
 import { waitFor } from '../support/wait';
@@ -660,21 +661,8 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
         },
         retention: { finishedAfterMs: 1_000, sweepIntervalMs: 50 },
       });
-      await waitFor('the sweep waits for the table', async () => {
-        const { rows } = await admin.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE wait_event_type = 'Lock' AND query LIKE '%WITH roots AS%' AND datname = current_database()`,
-        );
-        return rows[0].n === 1;
-      });
-      let closed = false;
-      const closing = memory.close().then(() => {
-        closed = true;
-      });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(closed, false, 'close() waits for the sweep blocked on the table');
-      await blocker.query('COMMIT');
-      await closing;
+      await waitUntilBlocked(admin, 'WITH roots AS', 'the sweep waits for the table');
+      await closeWhileBlocked(() => memory.close(), blocker);
       const count = async () =>
         (await admin.query('SELECT count(*)::int AS n FROM public.cs_state')).rows[0].n;
       assert.equal(await count(), 100, 'the batch in flight (500 trees) finished, no further batch ran');
@@ -813,13 +801,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
       );
       await release.query('DELETE FROM public.pf_lock WHERE key = $1', [subject]);
       const locking = next.lock(subject);
-      await waitFor('the lock statement waits for the release', async () => {
-        const { rows } = await admin.query(
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE wait_event_type = 'Lock' AND query LIKE '%held_before%' AND datname = current_database()`,
-        );
-        return rows[0].n === 1;
-      });
+      await waitUntilBlocked(admin, 'held_before', 'the lock statement waits for the release');
       const { rows: started } = await admin.query(
         `SELECT a.query_start < l.expires_at AS live_at_start FROM pg_stat_activity a, public.pf_lock l
          WHERE a.query LIKE '%held_before%' AND a.wait_event_type = 'Lock'
