@@ -8,7 +8,7 @@
 export * from './broker/index';
 export * from './lock/index';
 export * from './memory/index';
-export { ArvoPostgresError, InvalidOptionError } from './shared/errors';
+export { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from './shared/errors';
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from './shared/logger';
 export type { ConnectionOptions } from './shared/pool';
 export { describeError, type ErrorDescription, redactSecrets } from './shared/redact';

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
 import { InvalidOptionError } from '../shared/errors';
 import { consoleLogger, type Logger, loggerOption, writeLog } from '../shared/logger';
-import { expectObject, integerOption } from '../shared/options';
+import { expectObject, integerOption, MAX_TIMER_MS } from '../shared/options';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, redactSecrets, redactValue } from '../shared/redact';
 import { withSpan } from '../shared/telemetry';
@@ -407,7 +407,7 @@ export class PostgresEventBroker {
    */
   async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
     this.#assertStarted('resolve');
-    const timeoutMs = integerOption(options?.timeoutMs, 'timeoutMs', { min: 1 }, 30_000);
+    const timeoutMs = integerOption(options?.timeoutMs, 'timeoutMs', { min: 1, max: MAX_TIMER_MS }, 30_000);
     const { json } = encodeEvent(event, this.#options.maxPayloadBytes);
     const source = queueNameOption(event.source, 'event.source');
     const registration = this.#registrations.get(source);
@@ -536,7 +536,7 @@ export class PostgresEventBroker {
     // pg-boss waits at least one second.
     const timeoutMs = Math.max(
       1000,
-      integerOption(options?.timeoutMs, 'timeoutMs', { min: 0 }, DEFAULT_STOP_TIMEOUT_MS),
+      integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, DEFAULT_STOP_TIMEOUT_MS),
     );
     for (const waiters of this.#waiters.values()) {
       for (const waiter of waiters) waiter.reject(new BrokerNotStartedError('resolve (the broker stopped)'));
