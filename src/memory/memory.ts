@@ -42,7 +42,7 @@ import {
 } from '../shared/pool';
 import { describeError, redactError } from '../shared/redact';
 import { runOperation } from '../shared/telemetry';
-import { ambientTransactionFor, readDatabaseId } from '../shared/transaction';
+import { ambientTransactionFor, currentJobScope, readDatabaseId } from '../shared/transaction';
 import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
 import {
   type ExpectedColumn,
@@ -354,9 +354,10 @@ interface StateRow {
  *   that took, wrote and released the lock entirely while our statement ran is not detected; the
  *   compare-and-swap turns that (very unlikely) case into a conflict, never into a lost update.
  * - The record lives in this entry, so it is never served to another acquisition (another holder):
- *   a new `lock` replaces the entry, `unlock` deletes it. It is served once (the first `read`
- *   consumes it), dropped by `write` and by every `lock` call on the subject (also a failed one), so
- *   at most one record per held lock is kept.
+ *   entries are kept per job (see `held`), a new `lock` by the same job replaces its entry, `unlock`
+ *   deletes it. It is served once (the first `read` consumes it), dropped by `write` and by every
+ *   `lock` call of that job on the subject (also a failed one), so at most one record per held lock
+ *   is kept.
  * - The broker's ambient transaction: reads never join it (`read` returns committed state from the
  *   pool, and the prefetch is read on the pool too), and a holder's `unlock` inside it waits until it
  *   settled, so that holder's write is committed before its lock row goes away.
@@ -387,8 +388,13 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   private readonly statements: MemoryStatements;
   /** Version of every record object `read` returned or `write` stored, for the compare-and-swap. */
   private readonly versions = new WeakMap<object, { subject: string; version: string }>();
-  /** Locks this instance holds, by subject: `unlock` releases only these. */
-  private readonly held = new Map<string, HeldLock>();
+  /**
+   * Locks this instance holds, by job (see {@link currentJobScope}; `this` outside any job) and
+   * subject: `unlock` releases only the lock its own job took. Keyed by job because two jobs of one
+   * process can hold the same subject in turn: when the first outlives its TTL and the second takes
+   * the lock over, the first one's late `unlock` must not free the second one's lock.
+   */
+  private readonly held = new Map<object, Map<string, HeldLock>>();
   private readonly locks: PostgresLock;
   private sweeping: PeriodicTask | undefined;
   private closed = false;
@@ -556,7 +562,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     return this.run('lock', id, async () => {
       const held = await retryWithBackoff(this.config.lockRetry, () => this.lockAndRead(id));
       if (!held) return false;
-      this.held.set(id, held);
+      this.heldInThisJob(true).set(id, held);
       return true;
     });
   }
@@ -568,9 +574,11 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
    */
   async unlock(id: string): Promise<boolean> {
     requireSubject(id);
-    const handle = this.held.get(id)?.handle;
+    const held = this.heldInThisJob(false);
+    const handle = held?.get(id)?.handle;
     if (!handle) return false;
-    this.held.delete(id);
+    held!.delete(id);
+    if (held!.size === 0) this.held.delete(currentJobScope() ?? this);
     const tx = ambientTransactionFor(this.databaseId);
     if (tx) {
       tx.onSettled(() =>
@@ -734,7 +742,9 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     if (this.closed) return;
     this.closed = true;
     const sweepEnded = this.sweeping?.stop();
-    const handles = [...this.held.values()].map((held) => held.handle);
+    const handles = [...this.held.values()].flatMap((byJob) =>
+      [...byJob.values()].map((held) => held.handle),
+    );
     this.held.clear();
     await Promise.all(handles.map((handle) => this.locks.release(handle).catch(() => false)));
     // Closing the lock ends a lock-row sweep between batches; it never ends the memory's pool.
@@ -782,7 +792,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
 
   /** The record `lock(id)` fetched (`null`: none), consumed; `undefined` when there is none to serve. */
   private takePrefetched(id: string): StateRow | null | undefined {
-    const held = this.held.get(id);
+    const held = this.heldInThisJob(false)?.get(id);
     if (!held) return undefined;
     const { prefetched } = held;
     held.prefetched = undefined;
@@ -790,8 +800,21 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   }
 
   private dropPrefetched(id: string): void {
-    const held = this.held.get(id);
+    const held = this.heldInThisJob(false)?.get(id);
     if (held) held.prefetched = undefined;
+  }
+
+  /** The locks held by the current job (see `held`), created on demand when `create`. */
+  private heldInThisJob(create: true): Map<string, HeldLock>;
+  private heldInThisJob(create: false): Map<string, HeldLock> | undefined;
+  private heldInThisJob(create: boolean): Map<string, HeldLock> | undefined {
+    const job = currentJobScope() ?? this;
+    let held = this.held.get(job);
+    if (!held && create) {
+      held = new Map();
+      this.held.set(job, held);
+    }
+    return held;
   }
 
   private query(statement: NamedStatement, values: unknown[]) {

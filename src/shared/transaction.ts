@@ -35,6 +35,15 @@ export function ambientTransactionFor(databaseId: string | undefined): AmbientTr
   return current && databaseId !== undefined && current.databaseId === databaseId ? current : undefined;
 }
 
+/**
+ * The job the broker is running in this async context (its ambient transaction, whatever database it
+ * runs in), or `undefined` outside one. The memory keys the locks it holds by it, so a job's `unlock`
+ * releases only the lock that job took, not one another job of the same process took over since.
+ */
+export function currentJobScope(): object | undefined {
+  return storage.getStore();
+}
+
 /** Anything that can run a query: a pool, a client or an ambient transaction. */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<{ rows: any[] }>;

@@ -14,6 +14,7 @@ import {
 } from '../../src/memory/index';
 import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../../src/shared/errors';
 import { applyMigrations } from '../../src/shared/migrations';
+import { type AmbientTransaction, runInAmbientTransaction } from '../../src/shared/transaction';
 import { closeWhileBlocked, waitUntilBlocked } from '../support/blocking';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordStatements } from '../support/statements';
@@ -569,6 +570,33 @@ describe('PostgresMachineMemory: locks', () => {
     ]);
     assert.equal(rows[0].n, 1, "the new holder's lock is still there");
     assert.equal(await b.unlock(subject), true);
+  });
+  it("a job's late unlock does not free the lock another job of the same process took over", async () => {
+    const memory = await connect({
+      tables: { state: 'lk_state', lock: 'lk_lock' },
+      lock: { ttlMs: 1000, maxAttempts: 1 },
+    });
+    // Two jobs the broker runs in one process: each in its own job context (another database here,
+    // so the memory joins neither transaction; only the job identity matters).
+    const job = (): AmbientTransaction => ({
+      databaseId: 'another-database',
+      query: () => Promise.reject(new Error('not joined')),
+      onSettled: () => {},
+    });
+    const [first, second, third] = [job(), job(), job()];
+    const subject = rootSubject();
+    assert.equal(await runInAmbientTransaction(first, () => memory.lock(subject)), true);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    assert.equal(await runInAmbientTransaction(second, () => memory.lock(subject)), true, 'taken over');
+    assert.equal(await runInAmbientTransaction(first, () => memory.unlock(subject)), false);
+    assert.equal(
+      await runInAmbientTransaction(third, () => memory.lock(subject)),
+      false,
+      "the second job's lock is still held",
+    );
+    assert.equal(await runInAmbientTransaction(second, () => memory.unlock(subject)), true);
+    assert.equal(await runInAmbientTransaction(third, () => memory.lock(subject)), true);
+    assert.equal(await runInAmbientTransaction(third, () => memory.unlock(subject)), true);
   });
 });
 
