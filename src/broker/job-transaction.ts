@@ -76,12 +76,17 @@ export class JobTransaction implements AmbientTransaction {
     return this.#client;
   }
 
-  async query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount?: number | null }> {
+  async query(
+    statement: string | { name: string; text: string },
+    values?: unknown[],
+  ): Promise<{ rows: any[]; rowCount?: number | null }> {
     if (this.#settled) throw new Error('The job transaction is already settled');
     if (this.#abortReason) throw this.#abortReason;
     const client = await this.#connect();
     if (this.#connectionError) throw this.#connectionError;
-    return client.query(text, values);
+    return typeof statement === 'string'
+      ? client.query(statement, values)
+      : client.query({ name: statement.name, text: statement.text, values });
   }
 
   /** Whether a statement ran, i.e. there is a database transaction to commit. */

@@ -51,7 +51,7 @@ import {
   STATE_COLUMNS_V1,
   stateMigrationV1,
 } from './migrations/v1';
-import { FINISHED_STATUSES, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
+import { isFinishedWorkflow, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
 import type { IMachineMemory } from './types';
 
 /** What `connectPostgresMachineMemory` does to the tables before use. */
@@ -487,7 +487,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       const parentSubject = optionalString(data.parentSubject);
       const tx = ambientTransactionFor(this.databaseId);
       const execute = (statement: NamedStatement, values: unknown[]) =>
-        tx ? tx.query(statement.text, values) : this.query(statement, values);
+        tx ? tx.query(statement, values) : this.query(statement, values);
 
       let rows: Array<{ version: string }>;
       let expected: string | null = null;
@@ -542,11 +542,9 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       if (
         this.config.cleanupOnCompletion &&
         parentSubject === null &&
-        status !== null &&
-        (FINISHED_STATUSES as readonly string[]).includes(status)
+        isFinishedWorkflow(status, executionStatus)
       ) {
-        if (tx) await tx.query(this.statements.deleteTree, [id]);
-        else await this.pool.query(this.statements.deleteTree, [id]);
+        await execute(this.statements.deleteTree, [id]);
       }
     });
   }
@@ -605,7 +603,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   async cleanup(subject: string): Promise<number> {
     requireSubject(subject);
     return this.run('cleanup', subject, async () => {
-      const { rowCount } = await this.pool.query(this.statements.deleteTree, [subject]);
+      const { rowCount } = await this.query(this.statements.deleteTree, [subject]);
       return rowCount ?? 0;
     });
   }

@@ -37,7 +37,7 @@ export interface MemoryStatements {
   /** As `updateByVersion`, but `$3` is the expected record (JSONB equality) instead of a version. */
   updateByContent: NamedStatement;
   /** `$1` subject → the subject and all its descendants deleted (`subject` per row). */
-  deleteTree: string;
+  deleteTree: NamedStatement;
   /** `$1` subject → `root_subject`. */
   rootOf: string;
   /** `$1` root subject → `subject` of every record in the tree, root included, oldest first. */
@@ -64,6 +64,14 @@ export const FINISHED_STATUSES = ['done', 'error', 'stopped', 'failure'] as cons
 export function finishedWorkflowSql(): string {
   const finished = FINISHED_STATUSES.map((status) => `'${status}'`).join(', ');
   return `((status IN (${finished})) IS TRUE OR (execution_status = 'failure') IS TRUE)`;
+}
+
+/** {@link finishedWorkflowSql} for a record about to be written (its extracted columns). */
+export function isFinishedWorkflow(status: string | null, executionStatus: string | null): boolean {
+  return (
+    (status !== null && (FINISHED_STATUSES as readonly string[]).includes(status)) ||
+    executionStatus === 'failure'
+  );
 }
 
 export function memoryStatements(schema: string, tables: MemoryTables): MemoryStatements {
@@ -130,13 +138,16 @@ RETURNING version::text AS version`,
 WHERE subject = $1 AND data = $3::jsonb
 RETURNING version::text AS version`,
     ),
-    deleteTree: `WITH RECURSIVE tree(subject) AS (
+    deleteTree: named(
+      'delete_tree',
+      `WITH RECURSIVE tree(subject) AS (
   SELECT subject FROM ${state} WHERE subject = $1
   UNION
   SELECT c.subject FROM ${state} c JOIN tree t ON c.parent_subject = t.subject
 )
 DELETE FROM ${state} WHERE subject IN (SELECT subject FROM tree) OR root_subject = $1
 RETURNING subject`,
+    ),
     rootOf: `SELECT root_subject FROM ${state} WHERE subject = $1`,
     subjectsByRoot: `SELECT subject FROM ${state} WHERE root_subject = $1 ORDER BY created_at, subject`,
     sweepFinished: `WITH roots AS (

@@ -13,8 +13,14 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 export interface AmbientTransaction {
   /** Identity of the database the transaction runs in (see {@link readDatabaseId}). */
   readonly databaseId: string;
-  /** Runs one parameterized statement inside the transaction. */
-  query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount?: number | null }>;
+  /**
+   * Runs one parameterized statement inside the transaction; a `{ name, text }` statement is prepared
+   * once per connection, as on the pool.
+   */
+  query(
+    statement: string | { name: string; text: string },
+    values?: unknown[],
+  ): Promise<{ rows: any[]; rowCount?: number | null }>;
   /** Registers a callback run once after the transaction committed or rolled back. */
   onSettled(callback: () => void | Promise<void>): void;
 }

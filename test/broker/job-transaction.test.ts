@@ -23,6 +23,17 @@ describe('JobTransaction', () => {
     await db.drop();
   });
 
+  it('prepares a named statement on its connection, as the pool does', async () => {
+    const transaction = new JobTransaction(pool, 'db');
+    const statement = { name: 'job_tx_named_mark', text: 'INSERT INTO marks VALUES ($1) RETURNING id' };
+    assert.deepEqual((await transaction.query(statement, [10])).rows, [{ id: 10 }]);
+    const { rows } = await transaction.query('SELECT name FROM pg_prepared_statements WHERE name = $1', [
+      statement.name,
+    ]);
+    assert.deepEqual(rows, [{ name: statement.name }]);
+    await transaction.rollback();
+  });
+
   // pg-boss's job signals are never aborted on a normal completion, so a listener left on them keeps
   // every transaction (and its span and closures) in memory: ~3 KB per handled event.
   it('lets go of the job signal once committed or rolled back', async () => {

@@ -446,6 +446,20 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     assert.deepEqual(await cleaning.getSubjectsByRoot(root), []);
   });
 
+  it('also deletes a root tree on completion when the root is a failure record (as the sweep counts it)', async () => {
+    const cleaning = await connect({
+      tables: { state: 'tree_state', lock: 'tree_lock' },
+      cleanup: { onCompletion: true },
+    });
+    const root = rootSubject();
+    const child = childSubject(root);
+    await cleaning.write(root, record(root), null);
+    await cleaning.write(child, record(child, { parentSubject: root }), null);
+    // arvo 3 writes a failure record over the existing row; its machine status may still say active.
+    await cleaning.write(root, record(root, { executionStatus: 'failure' }), null);
+    assert.deepEqual(await cleaning.getSubjectsByRoot(root), []);
+  });
+
   it('sweeps finished and abandoned trees past their retention and keeps the rest', async () => {
     const sweeper = await connect({ tables: { state: 'sweep_state', lock: 'sweep_lock' } });
     const make = async (status: string, ageMs: number) => {
