@@ -348,7 +348,12 @@ export class PostgresEventBroker {
       kind: 'domained',
       queue,
       listener,
-      queueOptions: { ...this.#options.queue, retentionSeconds: this.#options.deadLetterRetentionSeconds },
+      // As start() creates it: kept for deadLetterRetentionSeconds, however it was registered last.
+      queueOptions: {
+        ...this.#options.queue,
+        retentionSeconds: this.#options.deadLetterRetentionSeconds,
+        deleteAfterSeconds: this.#options.deadLetterRetentionSeconds,
+      },
       workerOptions: this.#options.worker,
     });
   }

@@ -199,6 +199,13 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     assert.equal(seen[0]!.id, seen[1]!.id);
   });
 
+  it('keeps the domained queue for deadLetterRetentionSeconds whether or not a listener registered it', async () => {
+    const { rows } = await pool.query(
+      `SELECT retention_seconds, deletion_seconds FROM pgboss.queue WHERE name = 'arvo.domained'`,
+    );
+    assert.deepEqual(rows, [{ retention_seconds: 604_800, deletion_seconds: 604_800 }]);
+  });
+
   it('dispatch() sends an event with a domain to the domained queue, not to its `to`', async () => {
     const event = clientEvent(
       'com.fail.contract',
