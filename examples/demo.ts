@@ -75,6 +75,9 @@ function createBrokenService(type: string) {
   });
 }
 
+/** The demo's schemas: `arvo_demo` (workflow memory) and `arvo_demo_pgboss` (queues). */
+const DEMO_SCHEMA = 'arvo_demo';
+
 async function main(): Promise<void> {
   const workflows = parseWorkflowCount();
   const started = Date.now();
@@ -100,8 +103,15 @@ async function main(): Promise<void> {
   pool.on('error', (error) => {
     if (!shuttingDown) console.warn(`demo pool: ${redactSecrets(error.message)}`);
   });
-  const memory = await connectPostgresMachineMemory({ pool, migrate: 'drop_and_recreate' });
-  const broker = new PostgresEventBroker({ pool, logger: silentLogger });
+  // Schemas of the demo's own, so a DATABASE_URL that points at a real database keeps its workflow
+  // tables and pg-boss queues: the demo starts both of its schemas afresh.
+  await pool.query(`DROP SCHEMA IF EXISTS ${DEMO_SCHEMA}_pgboss CASCADE`);
+  const memory = await connectPostgresMachineMemory({
+    pool,
+    schema: DEMO_SCHEMA,
+    migrate: 'drop_and_recreate',
+  });
+  const broker = new PostgresEventBroker({ pool, schema: `${DEMO_SCHEMA}_pgboss`, logger: silentLogger });
 
   // The workflows: an order (parent) with a shipment (child).
   await broker.register(
