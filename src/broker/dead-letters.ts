@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { InvalidOptionError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
-import { expectKnownKeys, expectObject, integerOption, numberOption } from '../shared/options';
+import { AGE_RANGE_MS, expectKnownKeys, expectObject, integerOption, numberOption } from '../shared/options';
 import { type ErrorDescription, redactValue } from '../shared/redact';
 import { isUuid } from './event-codec';
 import { DEFAULT_DEAD_LETTER_QUEUE, queueNameOption } from './options';
@@ -297,7 +297,7 @@ export class DeadLetters {
     const olderThanMs =
       given.olderThanMs === undefined
         ? undefined
-        : numberOption(given.olderThanMs, 'olderThanMs', { min: 0 }, 0);
+        : numberOption(given.olderThanMs, 'olderThanMs', AGE_RANGE_MS, 0);
     if (ids === null && olderThanMs === undefined) {
       throw new InvalidOptionError(
         'ids',

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { ArvoPostgresError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
 import { silentLogger } from '../shared/logger';
+import { AGE_RANGE_MS } from '../shared/options';
 import { closePool, openPool, resolveConnection } from '../shared/pool';
 
 /** Exit codes scripts can rely on. */
@@ -149,7 +150,10 @@ export function parseDuration(text: string, flag: string): number {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
     match[2] as 'ms' | 's' | 'm' | 'h' | 'd'
   ];
-  return Number(match[1]) * unit;
+  const ms = Number(match[1]) * unit;
+  if (ms > AGE_RANGE_MS.max)
+    throw new UsageError(`${flag}: at most ten years (3650d), got ${JSON.stringify(text)}`);
+  return ms;
 }
 
 /** A positive integer flag. */

@@ -22,6 +22,7 @@ import {
   migrationsTableSql,
 } from '../shared/migrations';
 import {
+  AGE_RANGE_MS,
   booleanOption,
   enumOption,
   expectKnownKeys,
@@ -172,9 +173,6 @@ function resolveMemoryTables(value: unknown): MemoryTables {
   return tables;
 }
 
-/** Ages of retention and sweeps: up to ten years (further back is outside PostgreSQL's timestamps). */
-const AGE_RANGE = { min: 0, max: 3650 * DAY_MS };
-
 function resolveMemoryOptions(options: unknown): MemoryConfig {
   const given = expectObject(options, 'options');
   expectKnownKeys(given, MEMORY_OPTION_KEYS, '');
@@ -203,7 +201,7 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
   const age = (key: string) =>
     retention[key] === undefined
       ? undefined
-      : integerOption(retention[key], `retention.${key}`, AGE_RANGE, 0);
+      : integerOption(retention[key], `retention.${key}`, AGE_RANGE_MS, 0);
   const finishedAfterMs = age('finishedAfterMs');
   const abandonedAfterMs = age('abandonedAfterMs');
   const hasRetention = finishedAfterMs !== undefined || abandonedAfterMs !== undefined;
@@ -637,7 +635,9 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     const given = expectObject(options, 'sweep.options');
     expectKnownKeys(given, ['olderThanMs', 'abandonedOlderThanMs', 'batchSize'], 'sweep.options');
     const age = (key: string, fallback: number | undefined) =>
-      given[key] === undefined ? fallback : integerOption(given[key], `sweep.options.${key}`, AGE_RANGE, 0);
+      given[key] === undefined
+        ? fallback
+        : integerOption(given[key], `sweep.options.${key}`, AGE_RANGE_MS, 0);
     const finishedAge = age('olderThanMs', this.config.finishedAfterMs);
     const abandonedAge = age('abandonedOlderThanMs', this.config.abandonedAfterMs);
     const batchSize = integerOption(

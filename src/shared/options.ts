@@ -41,6 +41,12 @@ export function expectKnownKeys(
  */
 export const MAX_TIMER_MS = 2_147_483_647;
 
+/**
+ * Ages ("older than") in milliseconds: up to ten years. Further back is outside what PostgreSQL's
+ * `now() - interval` arithmetic accepts, which would fail with a raw "interval out of range".
+ */
+export const AGE_RANGE_MS = { min: 0, max: 3650 * 86_400_000 } as const;
+
 /** Allowed values of a numeric option: integers from `min` to `max`, any finite number with `fractional`. */
 export interface NumericRange {
   min: number;

@@ -330,6 +330,8 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     await assert.rejects(standalone.purge({}), invalid('ids'));
     await assert.rejects(standalone.purge({ ids: ['not-a-uuid'] }), invalid('ids[0]'));
     await assert.rejects(standalone.purge({ olderThanMs: -1 }), invalid('olderThanMs'));
+    // Further back than PostgreSQL's interval arithmetic reaches: a typed error, not "interval out of range".
+    await assert.rejects(standalone.purge({ olderThanMs: 1e15 }), invalid('olderThanMs'));
     await assert.rejects(standalone.list({ queue: 'bad name!' }), invalid('queue'));
     await assert.rejects(standalone.list({ limit: 0 }), invalid('limit'));
     await assert.rejects(standalone.list({ sourceQeue: 'x' } as never), invalid('filter.sourceQeue'));

@@ -97,6 +97,9 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal((await run(['dlq', 'purge'], { DATABASE_URL: url })).code, 2);
     assert.equal((await run(['dlq', 'replay', 'not-a-uuid'], { DATABASE_URL: url })).code, 2);
     assert.equal((await run(['workflows', '--stuck-older-than', '1x'], { DATABASE_URL: url })).code, 2);
+    const ancient = await run(['dlq', 'purge', '--older-than', '99999999999999d'], { DATABASE_URL: url });
+    assert.equal(ancient.code, 2);
+    assert.match(ancient.stderr, /at most ten years/);
     assert.equal((await run(['doctor', '--schema', 'bad-name'], { DATABASE_URL: url })).code, 2);
     // A missing CA file is a usage error naming the parameter, not a bare ENOENT per connection.
     const missingCaUrl = new URL(url);
