@@ -7,4 +7,3 @@ export {
   PostgresLock,
   type PostgresLockOptions,
 } from './lock';
-export { lockMigrationV1 } from './migrations/v1';

@@ -262,7 +262,13 @@ export class PostgresLock {
    */
   async acquire(key: string, options: { ttlMs?: number } = {}): Promise<LockHandle | null> {
     validKey(key);
-    const ttlMs = resolveLockRetry(options, 'acquire.options', this.retry).ttlMs;
+    // Only the TTL applies to one attempt: retry settings here would be ignored, so they are refused.
+    const { ttlMs } = numericOptions(
+      options,
+      'acquire.options',
+      { ttlMs: RETRY_RANGES.ttlMs },
+      { ttlMs: this.retry.ttlMs },
+    );
     return this.run('acquire', { 'arvo_postgres.lock.key': key }, async () => {
       const { rows } = await this.pool.query(this.statements.acquire, [key, randomUUID(), ttlMs]);
       return rows[0] ? lockHandleFromRow(rows[0]) : null;

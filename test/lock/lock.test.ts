@@ -320,6 +320,13 @@ describe('PostgresLock', () => {
       );
     }
     assert.equal((await lock.inspect('handle-check'))?.owner, held.owner);
+    // One attempt takes only a TTL: retry settings there would be silently ignored.
+    await assert.rejects(
+      lock.acquire('options-check', { maxAttempts: 3 } as never),
+      (error: unknown) =>
+        error instanceof InvalidOptionError && error.option === 'acquire.options.maxAttempts',
+    );
+    assert.equal(await lock.inspect('options-check'), null);
   });
 
   it('never puts the password into errors or log lines', async () => {
