@@ -29,7 +29,6 @@ export {
   UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
-export { decodeEvent, encodeEvent, jobIdForEvent } from './event-codec';
 export { type BrokerQueueStats, queryQueueStats } from './metrics';
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './options';
 export type { FailureAction, FailureKind } from './policy';

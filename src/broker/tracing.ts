@@ -21,11 +21,7 @@ const INVALID_TRACE_ID = '0'.repeat(32);
 const INVALID_SPAN_ID = '0'.repeat(16);
 
 /** The remote parent context described by an event's trace headers, or `undefined` when absent/invalid. */
-export function contextFromTraceHeaders(
-  traceparent: unknown,
-  tracestate: unknown,
-  base: Context = ROOT_CONTEXT,
-): Context | undefined {
+export function contextFromTraceHeaders(traceparent: unknown, tracestate: unknown): Context | undefined {
   if (typeof traceparent !== 'string') return undefined;
   const match = TRACEPARENT.exec(traceparent.trim().toLowerCase());
   if (!match) return undefined;
@@ -38,7 +34,7 @@ export function contextFromTraceHeaders(
   ) {
     return undefined;
   }
-  return trace.setSpanContext(base, {
+  return trace.setSpanContext(ROOT_CONTEXT, {
     traceId: traceId!,
     spanId: spanId!,
     traceFlags: Number.parseInt(flags!, 16),

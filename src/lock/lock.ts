@@ -132,7 +132,7 @@ export function resolveLockRetry(
 }
 
 /** The wait before attempt `attempt + 1` (attempt counts from 1). */
-export function backoffDelay(retry: ResolvedLockRetry, attempt: number): number {
+function backoffDelay(retry: ResolvedLockRetry, attempt: number): number {
   return Math.min(retry.initialDelayMs * retry.backoffExponent ** (attempt - 1), retry.maxDelayMs);
 }
 

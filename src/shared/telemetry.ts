@@ -10,7 +10,7 @@ import {
 import { redactError, redactSecrets } from './redact';
 
 /** Name under which all spans of this library are created. */
-export const TRACER_NAME = 'arvo-postgres';
+const TRACER_NAME = 'arvo-postgres';
 
 /**
  * Runs `fn` inside an active span named `name` when `enabled`, as a child of `parent` (default: the
