@@ -21,6 +21,7 @@ import {
   BrokerNotStartedError,
   DatabaseUnavailableError,
   DuplicateRegistrationError,
+  databaseUnavailable,
   InvalidEventError,
   isConnectionFailure,
   ResolveTimeoutError,
@@ -218,7 +219,7 @@ export class PostgresEventBroker {
     try {
       this.#databaseId = await readDatabaseId(this.#pool.pool);
     } catch (error) {
-      throw this.#unavailable('connect', error);
+      throw databaseUnavailable('connect', error);
     }
     this.#deadLetters = new DeadLetters({
       pool: this.#pool.pool,
@@ -260,7 +261,7 @@ export class PostgresEventBroker {
     try {
       await boss.start();
     } catch (error) {
-      throw isConnectionFailure(error) ? this.#unavailable('start pg-boss', error) : error;
+      throw isConnectionFailure(error) ? databaseUnavailable('start pg-boss', error) : error;
     }
     const internal = {
       retentionSeconds: options.deadLetterRetentionSeconds,
@@ -1000,11 +1001,6 @@ export class PostgresEventBroker {
 
   #assertStarted(operation: string): void {
     if (this.#state !== 'started') throw new BrokerNotStartedError(operation);
-  }
-
-  #unavailable(operation: string, error: unknown): DatabaseUnavailableError {
-    const { message } = describeError(error);
-    return new DatabaseUnavailableError(`Cannot ${operation}: PostgreSQL is unavailable (${message})`);
   }
 
   #logCallbackError(error: unknown): void {

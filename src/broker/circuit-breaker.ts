@@ -1,6 +1,5 @@
 import { type NumericRange, numericOptions } from '../shared/options';
-import { describeError } from '../shared/redact';
-import { DatabaseUnavailableError, isConnectionFailure } from './errors';
+import { DatabaseUnavailableError, databaseUnavailable, isConnectionFailure } from './errors';
 
 /** Options of the circuit breaker guarding `dispatch` while PostgreSQL is unreachable. */
 export interface CircuitBreakerOptions {
@@ -96,10 +95,7 @@ export class CircuitBreaker {
       }
       this.#failed();
       if (error instanceof DatabaseUnavailableError) throw error;
-      throw new DatabaseUnavailableError(
-        `Cannot ${operation}: PostgreSQL is unavailable (${describeError(error).message})`,
-        { cause: error },
-      );
+      throw databaseUnavailable(operation, error);
     } finally {
       if (probe) this.#probing = false;
     }

@@ -1,4 +1,5 @@
 import { ArvoPostgresError } from '../shared/errors';
+import { describeError, redactError } from '../shared/redact';
 
 /** An event given to `dispatch` (or returned by a handler) is not a valid, storable ArvoEvent. */
 export class InvalidEventError extends ArvoPostgresError {
@@ -88,6 +89,14 @@ export class DatabaseUnavailableError extends ArvoPostgresError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('DATABASE_UNAVAILABLE', message, options);
   }
+}
+
+/** `Cannot <operation>: PostgreSQL is unavailable (<reason>)`, redacted, with the redacted error as cause. */
+export function databaseUnavailable(operation: string, error: unknown): DatabaseUnavailableError {
+  return new DatabaseUnavailableError(
+    `Cannot ${operation}: PostgreSQL is unavailable (${describeError(error).message})`,
+    { cause: redactError(error) },
+  );
 }
 
 // SQLSTATE classes 08 (connection exception) and 57P (operator intervention: shutdown, crash).
