@@ -351,6 +351,58 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     );
   });
 
+  it('handles a job with outputs in one transaction: one batched insert per destination queue, one complete', async () => {
+    const brokerPool = newPool(db.url);
+    const statements = recordStatements(brokerPool);
+    const boss = new PgBoss({ connectionString: db.url });
+    boss.on('error', () => {});
+    await boss.start();
+    // Destinations nobody in this broker serves, so only the handled job's statements are counted.
+    await boss.createQueue('com.count.a');
+    await boss.createQueue('com.count.b');
+    const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger() });
+    await other.register(
+      handler('com.count.fanout', async (event) => {
+        statements.reset();
+        const output = (to: string) =>
+          clientEvent(to, {}, { source: 'com.count.fanout', subject: event.subject });
+        return [output('com.count.a'), output('com.count.b'), output('com.count.a')];
+      }),
+    );
+    await other.start();
+    try {
+      // The second job shows the steady state: destinations already known, no lookup.
+      let sent: string[] = [];
+      for (const event of [clientEvent('com.count.fanout'), clientEvent('com.count.fanout')]) {
+        await other.dispatch(event);
+        await waitFor('fan-out job completed', async () =>
+          (await jobsIn(pool, 'com.count.fanout')).some(
+            (job) => job.data.id === event.id && job.state === 'completed',
+          ),
+        );
+        sent = [...statements.texts];
+      }
+      const shape = sent.map((text) =>
+        /^BEGIN/.test(text)
+          ? 'BEGIN'
+          : /^COMMIT/.test(text)
+            ? 'COMMIT'
+            : /INSERT INTO/i.test(text)
+              ? 'insert'
+              : /completed/i.test(text)
+                ? 'complete'
+                : text.slice(0, 60),
+      );
+      assert.deepEqual(shape, ['BEGIN', 'insert', 'insert', 'complete', 'COMMIT'], sent.join('\n---\n'));
+      assert.equal((await jobsIn(pool, 'com.count.a')).length, 4);
+      assert.equal((await jobsIn(pool, 'com.count.b')).length, 2);
+    } finally {
+      await other.stop({ timeoutMs: 2000 });
+      await boss.stop({ graceful: false });
+      await brokerPool.end();
+    }
+  });
+
   it('dead-letters at once in one round trip of its own on the broker pool', async () => {
     // The broker on a pool of the test's, whose clients count what they send while the handler's
     // failure is being settled (from the throw until the dead letter is visible).
