@@ -412,7 +412,6 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       schema: config.schema,
       table: config.tables.lock,
       migrate: false,
-      defaults: config.lockRetry,
       logger: config.logger,
       enableOtel: config.enableOtel,
       // The memory's own periodic sweep covers the lock rows (see `startSweeping`).
@@ -570,11 +569,12 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
    */
   async unlock(id: string): Promise<boolean> {
     requireSubject(id);
-    const held = this.heldInThisJob(false);
+    const job = this.currentJob();
+    const held = this.held.get(job);
     const handle = held?.get(id)?.handle;
-    if (!handle) return false;
-    held!.delete(id);
-    if (held!.size === 0) this.held.delete(currentJobScope() ?? this);
+    if (!held || !handle) return false;
+    held.delete(id);
+    if (held.size === 0) this.held.delete(job);
     const tx = ambientTransactionFor(this.databaseId);
     if (tx) {
       tx.onSettled(() =>
@@ -802,11 +802,16 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     if (held) held.prefetched = undefined;
   }
 
+  /** The key of `held` for the caller: its broker job, or this instance outside any job. */
+  private currentJob(): object {
+    return currentJobScope() ?? this;
+  }
+
   /** The locks held by the current job (see `held`), created on demand when `create`. */
   private heldInThisJob(create: true): Map<string, HeldLock>;
   private heldInThisJob(create: false): Map<string, HeldLock> | undefined;
   private heldInThisJob(create: boolean): Map<string, HeldLock> | undefined {
-    const job = currentJobScope() ?? this;
+    const job = this.currentJob();
     let held = this.held.get(job);
     if (!held && create) {
       held = new Map();

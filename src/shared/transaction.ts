@@ -36,9 +36,9 @@ export function runInAmbientTransaction<T>(
 }
 
 /** The ambient transaction joined by work in `databaseId`, if any. */
-export function ambientTransactionFor(databaseId: string | undefined): AmbientTransaction | undefined {
+export function ambientTransactionFor(databaseId: string): AmbientTransaction | undefined {
   const current = storage.getStore();
-  return current && databaseId !== undefined && current.databaseId === databaseId ? current : undefined;
+  return current?.databaseId === databaseId ? current : undefined;
 }
 
 /**
