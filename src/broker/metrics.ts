@@ -64,9 +64,7 @@ export async function queryQueueStats(
 }
 
 /** Upper bounds (seconds) of the handler duration histogram's buckets. */
-export const HANDLER_DURATION_BUCKETS = [
-  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-] as const;
+const HANDLER_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
 
 /**
  * The labels of the broker's metrics: the Prometheus label name and the OpenTelemetry attribute
@@ -237,10 +235,8 @@ export class BrokerMetrics {
   readonly #observeGauges: BatchObservableCallback;
 
   /** `readStats` reads the queue gauges for OpenTelemetry (it may throw when stopped). */
-  constructor(
-    readStats: () => Promise<BrokerQueueStats[]>,
-    meter: Meter = metrics.getMeter('arvo-postgres'),
-  ) {
+  constructor(readStats: () => Promise<BrokerQueueStats[]>) {
+    const meter = metrics.getMeter('arvo-postgres');
     this.#meter = meter;
     for (const metric of Object.values(BROKER_METRICS) as MetricDefinition[]) {
       const options = { description: metric.help, unit: metric.unit };

@@ -41,7 +41,7 @@ export interface Command {
 }
 
 /** Options every database command accepts (with the library defaults). */
-export const CONNECTION_OPTIONS = {
+const CONNECTION_OPTIONS = {
   url: { type: 'string' },
   schema: { type: 'string', default: 'public' },
   'state-table': { type: 'string', default: 'arvo_workflow_state' },
@@ -61,7 +61,7 @@ export const CONNECTION_HELP = `Connection and names:
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** Parses `args` strictly; a parse error is a {@link UsageError}. */
-export function parse<O extends Options>(args: string[], options: O) {
+function parse<O extends Options>(args: string[], options: O) {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
@@ -101,7 +101,7 @@ export interface Names {
 }
 
 /** The schema and table names of the command line, each checked by `validateIdentifier` (a bad one is a usage error). */
-export function namesOf(values: Record<string, unknown>): Names {
+function namesOf(values: Record<string, unknown>): Names {
   const check = (flag: string) => {
     try {
       return validateIdentifier(values[flag], `--${flag}`);
