@@ -9,6 +9,7 @@ export * from './broker/index';
 export * from './lock/index';
 export * from './memory/index';
 export { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from './shared/errors';
+export { MAX_INDEXED_TEXT_BYTES } from './shared/indexed-text';
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from './shared/logger';
 export type { ConnectionOptions } from './shared/pool';
 export { describeError, type ErrorDescription, redactSecrets } from './shared/redact';

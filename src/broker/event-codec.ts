@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ArvoEvent } from 'arvo-core';
-import { jsonContainsNul } from '../shared/json';
+import { oversizedIndexedText, oversizedIndexedTextReason } from '../shared/indexed-text';
+import { jsonUnstorableCharacter } from '../shared/json';
 import { InvalidEventError, PayloadTooLargeError } from './errors';
 
 /**
@@ -57,7 +58,7 @@ function looksLikeArvoEvent(value: unknown): value is ArvoEvent {
 export interface SerializedEvent {
   /** `toJSON()` of the event: its top-level fields are stored as they are (`data` as in `text`). */
   fields: StoredEvent;
-  /** `JSON.stringify(fields)`: what the size and NUL checks saw, and what pg-boss's insert writes for `fields`. */
+  /** `JSON.stringify(fields)`: what the size and character checks saw, and what pg-boss's insert writes for `fields`. */
   text: string;
   /** Size of `text` in UTF-8 bytes. */
   bytes: number;
@@ -65,7 +66,8 @@ export interface SerializedEvent {
 
 /**
  * Serializes `event` once for storage. Throws {@link InvalidEventError} for anything that is not an
- * ArvoEvent, and {@link PayloadTooLargeError} over `maxPayloadBytes`.
+ * ArvoEvent or that PostgreSQL cannot store (a NUL or lone surrogate, a subject over
+ * `MAX_INDEXED_TEXT_BYTES`), and {@link PayloadTooLargeError} over `maxPayloadBytes`.
  */
 export function serializeEvent(event: unknown, maxPayloadBytes: number): SerializedEvent {
   if (!looksLikeArvoEvent(event)) {
@@ -81,11 +83,14 @@ export function serializeEvent(event: unknown, maxPayloadBytes: number): Seriali
   }
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxPayloadBytes) throw new PayloadTooLargeError(event.id, bytes, maxPayloadBytes);
-  // PostgreSQL's jsonb cannot store U+0000; refuse it here, by name, instead of a driver error at insert.
-  if (jsonContainsNul(text)) {
-    throw new InvalidEventError(
-      `Event ${event.id} contains a NUL character (\\u0000), which PostgreSQL cannot store in jsonb`,
-    );
+  const unstorable = jsonUnstorableCharacter(text);
+  if (unstorable !== null) {
+    throw new InvalidEventError(`Event ${event.id} contains ${unstorable}, which PostgreSQL cannot store`);
+  }
+  // The subject is the job's group key, a btree key: one too long would jam every fetch of its queue.
+  const subjectBytes = typeof fields.subject === 'string' ? oversizedIndexedText(fields.subject) : null;
+  if (subjectBytes !== null) {
+    throw new InvalidEventError(`Event ${event.id}: its subject ${oversizedIndexedTextReason(subjectBytes)}`);
   }
   return { fields, text, bytes };
 }

@@ -13,7 +13,8 @@ import {
 } from '../lock/lock';
 import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
 import { qualifiedName, validateIdentifier } from '../shared/identifiers';
-import { jsonContainsNul } from '../shared/json';
+import { oversizedIndexedText, oversizedIndexedTextReason } from '../shared/indexed-text';
+import { jsonUnstorableCharacter } from '../shared/json';
 import { type Logger, loggerOption, writeLog } from '../shared/logger';
 import {
   applyMigrations,
@@ -470,11 +471,12 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
           `Cannot write workflow ${shortSubject(id)}: the record is not JSON-serializable (${describeError(error).message})`,
         );
       }
-      if (jsonContainsNul(json)) {
-        // jsonb cannot store U+0000: a clear error instead of the driver's "unsupported Unicode escape".
+      const unstorable = jsonUnstorableCharacter(json);
+      if (unstorable !== null) {
+        // A clear error instead of the driver's 22P02 ("unsupported Unicode escape sequence").
         throw new ArvoPostgresError(
           'INVALID_ARGUMENT',
-          `Cannot write workflow ${shortSubject(id)}: the record contains a NUL character (\\u0000), which PostgreSQL cannot store`,
+          `Cannot write workflow ${shortSubject(id)}: the record contains ${unstorable}, which PostgreSQL cannot store`,
         );
       }
       const status = optionalString(data.status);
@@ -482,6 +484,16 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       const initiator = optionalString(meta.initiator);
       const source = optionalString(meta.source);
       const parentSubject = optionalString(data.parentSubject);
+      // Both are btree keys (`parent_subject`, `(status, updated_at)`): refused by size, not by 54000.
+      if (parentSubject !== null)
+        requireText(parentSubject, "The record's parentSubject", 'INVALID_ARGUMENT');
+      const statusBytes = status === null ? null : oversizedIndexedText(status);
+      if (statusBytes !== null) {
+        throw new ArvoPostgresError(
+          'INVALID_ARGUMENT',
+          `Cannot write workflow ${shortSubject(id)}: the record's status ${oversizedIndexedTextReason(statusBytes)}`,
+        );
+      }
       const tx = ambientTransactionFor(this.databaseId);
       const execute = (statement: NamedStatement, values: unknown[]) =>
         tx ? tx.query(statement, values) : this.query(statement, values);

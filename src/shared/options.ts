@@ -1,4 +1,6 @@
 import { ArvoPostgresError, InvalidOptionError } from './errors';
+import { oversizedIndexedText, oversizedIndexedTextReason } from './indexed-text';
+import { unstorableCharacterIn } from './json';
 
 // Small validators shared by every options object, so that each module reports a bad option the same
 // way: the dotted option path plus what was expected and what was given.
@@ -40,6 +42,12 @@ export function expectKnownKeys(
  * (Node turns a longer delay into 1 ms, PostgreSQL rejects every connection).
  */
 export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The largest PostgreSQL `integer`: an option stored in an `integer` column (pg-boss's queue settings)
+ * has this as its `max`, so a larger value is refused when validated, not by `start()` with `22003`.
+ */
+export const MAX_PG_INTEGER = 2_147_483_647;
 
 /**
  * Ages ("older than") in milliseconds: up to ten years. Further back is outside what PostgreSQL's
@@ -166,15 +174,17 @@ export function stringOption(value: unknown, option: string, fallback?: string):
 }
 
 /**
- * A non-empty string PostgreSQL can store as `text` (no NUL character), for keys and subjects given
- * to methods; otherwise an {@link ArvoPostgresError} with `code`, naming `what`.
+ * A non-empty string PostgreSQL can store as `text` and index (no NUL or lone surrogate, at most
+ * `MAX_INDEXED_TEXT_BYTES`), for keys and subjects given to methods; otherwise an
+ * {@link ArvoPostgresError} with `code`, naming `what`.
  */
 export function requireText(value: unknown, what: string, code: string): string {
   if (typeof value !== 'string' || value.length === 0) {
     throw new ArvoPostgresError(code, `${what} must be a non-empty string`);
   }
-  if (value.includes('\u0000')) {
-    throw new ArvoPostgresError(code, `${what} cannot contain a NUL character (\\u0000)`);
-  }
+  const unstorable = unstorableCharacterIn(value);
+  if (unstorable !== null) throw new ArvoPostgresError(code, `${what} cannot contain ${unstorable}`);
+  const bytes = oversizedIndexedText(value);
+  if (bytes !== null) throw new ArvoPostgresError(code, `${what} ${oversizedIndexedTextReason(bytes)}`);
   return value;
 }

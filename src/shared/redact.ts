@@ -5,7 +5,7 @@
  * appear, whatever the surrounding text looks like.
  */
 
-import { withoutNul } from './json';
+import { storableText } from './json';
 
 const MASK = '[REDACTED]';
 const knownSecrets = new Set<string>();
@@ -66,16 +66,16 @@ export interface ErrorDescription {
 
 /**
  * Describes any thrown value as a redacted {@link ErrorDescription} that PostgreSQL can store: it
- * goes into dead-letter records, where a NUL character (replaced by U+FFFD) would fail the write.
+ * goes into dead-letter records, where a NUL or a lone surrogate (replaced by U+FFFD) would fail the write.
  */
 export function describeError(error: unknown): ErrorDescription {
-  const text = (value: string) => withoutNul(redactSecrets(value));
+  const text = (value: string) => storableText(redactSecrets(value));
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return {
-      name: withoutNul(String(error.name)),
+      name: storableText(String(error.name)),
       message: text(error.message),
-      ...(typeof code === 'string' ? { code: withoutNul(code) } : {}),
+      ...(typeof code === 'string' ? { code: storableText(code) } : {}),
       ...(error.stack ? { stack: text(error.stack) } : {}),
     };
   }

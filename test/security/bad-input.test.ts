@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
+import { ExecutionViolation } from 'arvo-event-handler';
 import type pg from 'pg';
 import {
   InvalidEventError,
@@ -29,6 +30,8 @@ import { createServiceFixture } from '../support/orchestrator';
 
 const HOSTILE = `x'); DROP TABLE sentinel; --`;
 const MAX_PAYLOAD = 16_384;
+/** What `slice()` leaves of an emoji: its first UTF-16 surrogate alone. */
+const LONE_SURROGATE = 'cut 😀'.slice(0, 5);
 
 type ErrorClass = abstract new (...args: any[]) => Error;
 type Expectation =
@@ -106,6 +109,9 @@ describe('bad input: typed errors, nothing executed, nothing lost', () => {
       handler('com.bad.emit', async (event) => {
         const mode = (event.data as { mode?: string }).mode;
         if (mode === 'nul') return [replyTo(event, 'evt.bad.reply', { text: 'a\u0000b' }, 'com.bad.echo')];
+        if (mode === 'surrogate')
+          return [replyTo(event, 'evt.bad.reply', { text: LONE_SURROGATE }, 'com.bad.echo')];
+        if (mode === 'surrogateError') throw new ExecutionViolation(`failed on ${LONE_SURROGATE}`);
         if (mode === 'huge')
           return [replyTo(event, 'evt.bad.reply', { text: 'x'.repeat(MAX_PAYLOAD) }, 'com.bad.echo')];
         return { notEvents: true } as never;
@@ -275,6 +281,26 @@ describe('bad input: typed errors, nothing executed, nothing lost', () => {
       expect: { kind: 'error', error: InvalidEventError, code: 'INVALID_EVENT', message: /NUL character/ },
     },
     {
+      name: 'dispatch with a lone surrogate in data',
+      run: () => broker.dispatch(clientEvent('com.bad.echo', { text: LONE_SURROGATE })),
+      expect: {
+        kind: 'error',
+        error: InvalidEventError,
+        code: 'INVALID_EVENT',
+        message: /lone UTF-16 surrogate/,
+      },
+    },
+    {
+      name: 'dispatch with a lone surrogate in the subject',
+      run: () => broker.dispatch(fakeEvent({ subject: LONE_SURROGATE })),
+      expect: {
+        kind: 'error',
+        error: InvalidEventError,
+        code: 'INVALID_EVENT',
+        message: /lone UTF-16 surrogate/,
+      },
+    },
+    {
       name: 'dispatch with top-level array data',
       run: () => broker.dispatch(fakeEvent({ data: [1, 2, 3] })),
       expect: {
@@ -285,13 +311,14 @@ describe('bad input: typed errors, nothing executed, nothing lost', () => {
       },
     },
     {
-      name: 'dispatch with a 10 kB subject is accepted',
-      run: async () => {
-        const event = clientEvent('com.bad.echo', {}, { subject: `s-${'x'.repeat(10_240)}` });
-        await broker.dispatch(event);
-        return event;
+      name: 'dispatch with a 10 kB subject (over MAX_INDEXED_TEXT_BYTES)',
+      run: () => broker.dispatch(clientEvent('com.bad.echo', {}, { subject: `s-${'x'.repeat(10_240)}` })),
+      expect: {
+        kind: 'error',
+        error: InvalidEventError,
+        code: 'INVALID_EVENT',
+        message: /its subject is 10242 bytes .*MAX_INDEXED_TEXT_BYTES/,
       },
-      expect: { kind: 'delivered' },
     },
     {
       name: 'dispatch with JSON nested 200 deep is accepted',
@@ -325,6 +352,16 @@ describe('bad input: typed errors, nothing executed, nothing lost', () => {
       name: 'handler output with a NUL byte',
       run: () => broker.dispatch(clientEvent('com.bad.emit', { mode: 'nul' })),
       expect: { kind: 'deadLettered', failure: 'invalidEvent', reason: /NUL character/ },
+    },
+    {
+      name: 'handler output with a lone surrogate',
+      run: () => broker.dispatch(clientEvent('com.bad.emit', { mode: 'surrogate' })),
+      expect: { kind: 'deadLettered', failure: 'invalidEvent', reason: /lone UTF-16 surrogate/ },
+    },
+    {
+      name: 'ExecutionViolation whose message holds a lone surrogate (stored as U+FFFD)',
+      run: () => broker.dispatch(clientEvent('com.bad.emit', { mode: 'surrogateError' })),
+      expect: { kind: 'deadLettered', failure: 'execution', reason: /failed on cut \uFFFD$/ },
     },
     {
       name: 'oversized handler output',
@@ -390,6 +427,26 @@ describe('bad input: typed errors, nothing executed, nothing lost', () => {
       name: 'memory write with a NUL byte in the record',
       run: () => memory.write('subject-nul', { text: 'a\u0000b' }, null),
       expect: { kind: 'error', error: ArvoPostgresError, code: 'INVALID_ARGUMENT', message: /NUL character/ },
+    },
+    {
+      name: 'memory write with a lone surrogate in the record',
+      run: () => memory.write('subject-surrogate', { text: LONE_SURROGATE }, null),
+      expect: {
+        kind: 'error',
+        error: ArvoPostgresError,
+        code: 'INVALID_ARGUMENT',
+        message: /lone UTF-16 surrogate/,
+      },
+    },
+    {
+      name: 'memory lock of a subject with a lone surrogate',
+      run: () => memory.lock(LONE_SURROGATE),
+      expect: {
+        kind: 'error',
+        error: ArvoPostgresError,
+        code: 'INVALID_ARGUMENT',
+        message: /lone UTF-16 surrogate/,
+      },
     },
     {
       name: 'memory read of a subject with a NUL byte',
