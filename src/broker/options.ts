@@ -7,6 +7,7 @@ import {
   expectKnownKeys,
   expectObject,
   integerOption,
+  MAX_PG_INTEGER,
   type NumericRange,
   numberOption,
   numericFields,
@@ -213,10 +214,12 @@ export function queueNameOption(value: unknown, option: string, fallback?: strin
   return name;
 }
 
+// Every numeric queue and worker option ends up in an `integer` column of pg-boss's queue table.
+
 /** Allowed values of the numeric queue options. */
 const QUEUE_RANGES = {
-  retentionSeconds: { min: 1 },
-  deleteAfterSeconds: { min: 0 },
+  retentionSeconds: { min: 1, max: MAX_PG_INTEGER },
+  deleteAfterSeconds: { min: 0, max: MAX_PG_INTEGER },
 } satisfies Partial<Record<keyof BrokerQueueOptions, NumericRange>>;
 
 /** Allowed values of the integer worker options (the polling intervals depend on each other). */
@@ -224,8 +227,8 @@ const WORKER_RANGES = {
   batchSize: { min: 1, max: 1000 },
   localConcurrency: { min: 1, max: 100 },
   retryLimit: { min: 0, max: 1000 },
-  retryDelay: { min: 0 },
-  retryDelayMax: { min: 1 },
+  retryDelay: { min: 0, max: MAX_PG_INTEGER },
+  retryDelayMax: { min: 1, max: MAX_PG_INTEGER },
   expireInSeconds: { min: 1, max: DAY },
 } satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
 
@@ -250,7 +253,12 @@ export function resolveQueueOptions(
   const warning =
     input.warningQueueSize === undefined
       ? base.warningQueueSize
-      : integerOption(input.warningQueueSize, `${option}.warningQueueSize`, { min: 1 }, 1);
+      : integerOption(
+          input.warningQueueSize,
+          `${option}.warningQueueSize`,
+          { min: 1, max: MAX_PG_INTEGER },
+          1,
+        );
   if (warning !== undefined) resolved.warningQueueSize = warning;
   return resolved;
 }
@@ -391,7 +399,7 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
     deadLetterRetentionSeconds: integerOption(
       input.deadLetterRetentionSeconds,
       'deadLetterRetentionSeconds',
-      { min: 1 },
+      { min: 1, max: MAX_PG_INTEGER },
       7 * DAY,
     ),
     executionViolation: enumOption(
