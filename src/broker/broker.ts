@@ -1048,14 +1048,28 @@ function retryOptions(worker: ResolvedWorkerOptions): Record<string, unknown> {
 /**
  * Connection settings for pg-boss's own pool. pg-boss needs a pool of its own: LISTEN/NOTIFY only
  * works with a pool it creates (a `db` adapter would have to reimplement its listener), so with an
- * external `pool` the same connection parameters are reused for a small second pool. The handlers'
- * transactions always run on the broker's pool (shared with the memory when the same pool is given).
+ * external `pool` the same connection parameters (and timeouts) are reused for a small second pool.
+ * The handlers' transactions always run on the broker's pool (shared with the memory when the same
+ * pool is given).
  */
 function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record<string, unknown> {
   const source = (options.connection.config ??
     (pool as unknown as { options: pg.PoolConfig }).options) as pg.PoolConfig;
-  const { connectionString, host, port, user, password, database, ssl, connectionTimeoutMillis } = source;
-  const given = { connectionString, host, port, user, password, database, ssl, connectionTimeoutMillis };
+  const { connectionString, host, port, user, password, database, ssl } = source;
+  // The timeouts too: a statement of pg-boss (an insert, a fetch) waiting on a lock must give up
+  // after `statementTimeoutMillis` like every other statement of the library.
+  const { connectionTimeoutMillis, statement_timeout } = source;
+  const given = {
+    connectionString,
+    host,
+    port,
+    user,
+    password,
+    database,
+    ssl,
+    connectionTimeoutMillis,
+    statement_timeout,
+  };
   const config: Record<string, unknown> = Object.fromEntries(
     Object.entries(given).filter(([, value]) => value !== undefined),
   );
