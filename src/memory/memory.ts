@@ -44,7 +44,12 @@ import {
 } from '../shared/pool';
 import { describeError, redactError } from '../shared/redact';
 import { runOperation } from '../shared/telemetry';
-import { ambientTransactionFor, currentJobScope, readDatabaseId } from '../shared/transaction';
+import {
+  type AmbientTransaction,
+  ambientTransactionFor,
+  currentJobScope,
+  readDatabaseId,
+} from '../shared/transaction';
 import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
 import {
   type ExpectedColumn,
@@ -54,6 +59,7 @@ import {
   stateMigrationV1,
 } from './migrations/v1';
 import { isFinishedWorkflow, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
+import { type StateChanges, stateChanges } from './state-changes';
 import type { IMachineMemory } from './types';
 
 /** What `connectPostgresMachineMemory` does to the tables before use. */
@@ -346,6 +352,14 @@ interface StateRow {
  *   not protect against that either; what does is the compare-and-swap on the version in `write`,
  *   and it rejects a write based on an old prefetched record exactly as it rejects one based on an
  *   old read: nothing can be committed over a newer version.
+ * - Any change to state rows made through a memory of this process (a `write` of any job, `cleanup`,
+ *   a sweep, a tree deleted on completion) is counted in {@link stateChanges} when its statement
+ *   returns and again when its transaction settles; the record is served only while that count is
+ *   what it was before the lock statement was sent, else `read` goes to the database. Every changing
+ *   statement runs through `change()`, so no prefetched record outlives a change of this process.
+ *   Another process can change the row only without the lock (a `cleanup` or sweep there, a stale
+ *   holder's write): a `read` served from the prefetch then returns the row as of `lock`, as a fresh
+ *   read racing that change would, and `write`'s compare-and-swap refuses anything based on it.
  * - One trap: a statement reads with the snapshot taken when it started. If the previous holder's
  *   release was still in flight, the INSERT waits for it and then succeeds, but the snapshot may
  *   predate that holder's last write. The statement detects this (its snapshot holds a lock row of
@@ -365,6 +379,8 @@ interface HeldLock {
   handle: LockHandle;
   /** The record at acquisition (`null`: none) until the next `read`; `undefined`: read it. */
   prefetched: StateRow | null | undefined;
+  /** `changes.count` before the lock statement was sent: the record is stale once it moved. */
+  changesSeen: number;
 }
 
 /** A row of `MemoryStatements.lockAndRead`: `data` is NULL when there is no record or it was not read. */
@@ -395,6 +411,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
    */
   private readonly held = new Map<object, Map<string, HeldLock>>();
   private readonly locks: PostgresLock;
+  /** Changes of this process to the state table (see {@link HeldLock}). */
+  private readonly changes: StateChanges;
   private sweeping: PeriodicTask | undefined;
   private closed = false;
 
@@ -408,6 +426,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     this.schema = config.schema;
     this.tables = Object.freeze({ ...config.tables });
     this.statements = memoryStatements(config.schema, config.tables);
+    this.changes = stateChanges(databaseId, qualifiedName(config.schema, config.tables.state));
     this.locks = new PostgresLock({
       pool: managed.pool,
       schema: config.schema,
@@ -495,8 +514,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
         );
       }
       const tx = ambientTransactionFor(this.databaseId);
-      const execute = (statement: NamedStatement, values: unknown[]) =>
-        tx ? tx.query(statement, values) : this.query(statement, values);
+      const execute = (statement: NamedStatement, values: unknown[]) => this.change(statement, values, tx);
 
       let rows: Array<{ version: string }>;
       let expected: string | null = null;
@@ -613,7 +631,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
   async cleanup(subject: string): Promise<number> {
     requireSubject(subject);
     return this.run('cleanup', subject, async () => {
-      const { rowCount } = await this.query(this.statements.deleteTree, [subject]);
+      const { rowCount } = await this.change(this.statements.deleteTree, [subject]);
       return rowCount ?? 0;
     });
   }
@@ -668,7 +686,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       const sweepTrees = async (statement: string, ageMs: number): Promise<number> => {
         let trees = 0;
         for (;;) {
-          const { rows } = await this.pool.query(statement, [ageMs, batchSize]);
+          const { rows } = await this.change(statement, [ageMs, batchSize]);
           const roots = new Set(rows.map((row) => row.root_subject as string)).size;
           trees += roots;
           result.deletedRecords += rows.length;
@@ -788,6 +806,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
 
   /** One attempt to take the lock on `id`, reading the record in the same statement. */
   private async lockAndRead(id: string): Promise<HeldLock | null> {
+    const changesSeen = this.changes.count;
     const { rows } = await this.query(this.statements.lockAndRead, [
       id,
       randomUUID(),
@@ -797,16 +816,16 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
     if (!row) return null;
     let prefetched: HeldLock['prefetched'];
     if (row.prefetched) prefetched = row.data === null ? null : { data: row.data, version: row.version };
-    return { handle: lockHandleFromRow(row), prefetched };
+    return { handle: lockHandleFromRow(row), prefetched, changesSeen };
   }
 
   /** The record `lock(id)` fetched (`null`: none), consumed; `undefined` when there is none to serve. */
   private takePrefetched(id: string): StateRow | null | undefined {
     const held = this.heldInThisJob(false)?.get(id);
     if (!held) return undefined;
-    const { prefetched } = held;
+    const { prefetched, changesSeen } = held;
     held.prefetched = undefined;
-    return prefetched;
+    return changesSeen === this.changes.count ? prefetched : undefined;
   }
 
   private dropPrefetched(id: string): void {
@@ -830,6 +849,28 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
       this.held.set(job, held);
     }
     return held;
+  }
+
+  /**
+   * Runs a statement that changes state rows, through `tx` when given, and counts the change when it
+   * returns and again when `tx` settles. Every such statement runs through here (see {@link HeldLock}).
+   */
+  private async change(
+    statement: NamedStatement | string,
+    values: unknown[],
+    tx?: AmbientTransaction,
+  ): Promise<{ rows: any[]; rowCount?: number | null }> {
+    try {
+      if (tx) return await tx.query(statement, values);
+      return typeof statement === 'string'
+        ? await this.pool.query(statement, values)
+        : await this.query(statement, values);
+    } finally {
+      this.changes.count++;
+      tx?.onSettled(() => {
+        this.changes.count++;
+      });
+    }
   }
 
   private query(statement: NamedStatement, values: unknown[]) {

@@ -778,6 +778,35 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
     }
   });
 
+  it('never outlives a change made by a memory of this process: cleanup, sweep, another writer', async () => {
+    const memory = await connect({ tables });
+    const other = await connect({ tables });
+    const changes: Array<[string, (subject: string) => Promise<unknown>, unknown]> = [
+      ['cleanup by the holder', (subject) => memory.cleanup(subject), null],
+      ['cleanup by another memory', (subject) => other.cleanup(subject), null],
+      ['a sweep', () => memory.sweep({ abandonedOlderThanMs: 0 }), null],
+      ['a sweep by another memory', () => other.sweep({ abandonedOlderThanMs: 0 }), null],
+      [
+        'a write by another memory (a writer without the lock)',
+        async (subject) => other.write(subject, record(subject, { step: 2 }), await other.read(subject)),
+        'step 2',
+      ],
+    ];
+    for (const [change, run, expected] of changes) {
+      const subject = rootSubject();
+      await memory.write(subject, record(subject, { step: 1 }), null);
+      assert.equal(await memory.lock(subject), true);
+      await run(subject);
+      assert.deepEqual(
+        await memory.read(subject),
+        expected === null ? null : record(subject, { step: 2 }),
+        `read after ${change}`,
+      );
+      assert.equal(await memory.unlock(subject), true);
+      await memory.cleanup(subject);
+    }
+  });
+
   it('is not served to another holder: a failed lock reads what the holder wrote', async () => {
     const holder = await connect({ tables });
     const waiter = await connect({ tables, lock: { maxAttempts: 1 } });
@@ -792,11 +821,10 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
     assert.equal(await holder.unlock(subject), true);
   });
 
-  it('a stale holder cannot write its old record over the version written after a TTL takeover', async () => {
+  it('a stale holder cannot write its old record over the version another process wrote after a TTL takeover', async () => {
     const stale = await connect({ tables, lock: { ttlMs: 200, maxAttempts: 1 } });
-    const successor = await connect({ tables });
     const subject = rootSubject();
-    await successor.write(subject, record(subject, { step: 1 }), null);
+    await stale.write(subject, record(subject, { step: 1 }), null);
 
     assert.equal(await stale.lock(subject), true);
     await waitFor('the stale lock expired', async () => {
@@ -806,9 +834,18 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
       );
       return rows[0].expired === true;
     });
-    assert.equal(await successor.lock(subject), true, 'taken over after the TTL');
-    await successor.write(subject, record(subject, { step: 2 }), await successor.read(subject));
-    assert.equal(await successor.unlock(subject), true);
+    // The successor runs in another process (its changes are not counted here): its statements by hand.
+    const { rowCount: takenOver } = await admin.query(
+      `UPDATE public.pf_lock SET owner = 'successor', expires_at = clock_timestamp() + interval '1 minute'
+       WHERE key = $1 AND expires_at <= clock_timestamp()`,
+      [subject],
+    );
+    assert.equal(takenOver, 1, 'taken over after the TTL');
+    await admin.query(
+      'UPDATE public.pf_state SET data = $2::jsonb, version = version + 1 WHERE subject = $1',
+      [subject, JSON.stringify(record(subject, { step: 2 }))],
+    );
+    await admin.query('DELETE FROM public.pf_lock WHERE key = $1', [subject]);
 
     const old = await stale.read(subject);
     assert.deepEqual(old, record(subject, { step: 1 }), 'the record as of the stale acquisition');
