@@ -4,8 +4,10 @@
  * - `PostgresEventBroker` (pg-boss queues per handler, routing, retries, dead letters, retention)
  * - `PostgresMachineMemory` (workflow state for Arvo orchestrators)
  * - `PostgresLock` (TTL row locks with owner and fencing tokens)
+ * - `createDashboard` (the operations web UI as a Node request handler)
  */
 export * from './broker/index';
+export * from './dashboard/index';
 export * from './lock/index';
 export * from './memory/index';
 export { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from './shared/errors';

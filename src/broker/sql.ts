@@ -106,7 +106,7 @@ export function queueStatsSql(schema: string): string {
  * as dead-letter queues too, e.g. a broker's default before any queue names it), as a CTE body:
  * every queue some queue names as its `dead_letter`. See `deadLetterQueueNames` in dead-letters.ts.
  */
-function deadLetterQueuesCte(schema: string, namesParam = '$1'): string {
+export function deadLetterQueuesCte(schema: string, namesParam = '$1'): string {
   return `dead_letter_queues AS (
       SELECT dead_letter AS name FROM ${quoteIdentifier(schema)}.queue WHERE dead_letter IS NOT NULL
       UNION SELECT unnest(${namesParam}::text[])

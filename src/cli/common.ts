@@ -6,6 +6,8 @@ import { silentLogger } from '../shared/logger';
 import { AGE_RANGE_MS } from '../shared/options';
 import { closePool, openPool, resolveConnection } from '../shared/pool';
 
+export { formatAge } from '../shared/age';
+
 /** Exit codes scripts can rely on. */
 export const EXIT = {
   /** Done; nothing wrong found. */
@@ -163,19 +165,6 @@ export function parseCount(text: string | undefined, flag: string, fallback: num
   if (!Number.isInteger(value) || value < 1)
     throw new UsageError(`${flag}: expected a positive integer, got ${JSON.stringify(text)}`);
   return value;
-}
-
-/** A short human age: `850ms`, `12s`, `4m 10s`, `3h 5m`, `2d 4h`; `-` for null. */
-export function formatAge(ms: number | null): string {
-  if (ms === null) return '-';
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m ${s % 60}s`;
-  const h = Math.floor(m / 60);
-  if (h < 24) return `${h}h ${m % 60}m`;
-  return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
 /** A plain text table with a header row; columns padded to their widest cell. */

@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../shared/errors';
 import { describeError, redactSecrets } from '../shared/redact';
+import { dashboardCommand } from './commands/dashboard';
 import { dlqCommand } from './commands/dlq';
 import { doctorCommand } from './commands/doctor';
 import { migrateCommand } from './commands/migrate';
@@ -7,7 +8,14 @@ import { statsCommand } from './commands/stats';
 import { workflowsCommand } from './commands/workflows';
 import { type CliIo, type Command, EXIT, UsageError } from './common';
 
-const COMMANDS: Command[] = [statsCommand, dlqCommand, workflowsCommand, migrateCommand, doctorCommand];
+const COMMANDS: Command[] = [
+  statsCommand,
+  dlqCommand,
+  workflowsCommand,
+  migrateCommand,
+  doctorCommand,
+  dashboardCommand,
+];
 
 const HELP = `Usage: arvo-postgres <command> [options]
 
