@@ -23,8 +23,9 @@ export function setSecurityHeaders(res: ServerResponse): void {
   res.setHeader('Content-Security-Policy', CONTENT_SECURITY_POLICY);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('X-Frame-Options', 'DENY');
-  // Subjects sit in the dashboard's URLs: a link to a trace UI must not carry them along.
-  res.setHeader('Referrer-Policy', 'no-referrer');
+  // Subjects sit in the dashboard's URLs: a link to a trace UI must not carry them along. Not
+  // `no-referrer`: with it browsers send `Origin: null` on the dashboard's own form posts.
+  res.setHeader('Referrer-Policy', 'same-origin');
   res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
   res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
 }
