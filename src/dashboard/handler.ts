@@ -163,8 +163,8 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
           cursor: text(params, 'after'),
           limit: PAGE_SIZE,
         };
-        const [workflows, counts] = await Promise.all([data.workflows(filter), data.workflowCounts()]);
-        return workflowsPage(workflows, counts, filter, context);
+        const [workflows, statuses] = await Promise.all([data.workflows(filter), data.statuses()]);
+        return workflowsPage(workflows, statuses, filter, context);
       }
       case '/workflow': {
         const detail = await data.workflow(params.get('subject') ?? '');

@@ -104,15 +104,15 @@ function sparkline(perMinute: number[]): string {
 
 export function queuesPage(queues: QueueOverview[], context: PageContext, refreshSeconds: number): SafeHtml {
   const rows = queues.map((queue) => {
-    const lastMinutes = queue.completedPerMinute.reduce((sum, count) => sum + count, 0);
+    const lastMinutes = queue.finishedPerMinute.reduce((sum, count) => sum + count, 0);
     return html`<tr>
 <td class="mono">${queue.name}</td>
 <td class="num">${queue.queued}</td><td class="num">${queue.active}</td><td class="num">${queue.deferred}</td>
 <td class="num">${queue.failed}</td><td class="num">${queue.completed}</td>
 <td class="num">${queue.deadLettered > 0 ? html`<a href="dead-letters?queue=${encodeURIComponent(queue.name)}">${queue.deadLettered}</a>` : '0'}</td>
 <td class="num">${formatAge(queue.oldestQueuedAgeMs)}</td>
-<td><span class="spark" title="completed per minute, oldest first: ${[...queue.completedPerMinute].reverse().join(', ')}">${sparkline(queue.completedPerMinute)}</span></td>
-<td class="num">${(lastMinutes / queue.completedPerMinute.length).toFixed(1)}</td>
+<td><span class="spark" title="finished per minute, oldest first: ${[...queue.finishedPerMinute].reverse().join(', ')}">${sparkline(queue.finishedPerMinute)}</span></td>
+<td class="num">${(lastMinutes / queue.finishedPerMinute.length).toFixed(1)}</td>
 </tr>`;
   });
   return layout(
@@ -126,7 +126,7 @@ ${
     ? html`<p>No queues yet.</p>`
     : html`<table id="queues"><thead><tr><th>Queue</th><th class="num">Queued</th><th class="num">Active</th>
 <th class="num">Deferred</th><th class="num">Failed</th><th class="num">Completed</th><th class="num">Dead-lettered</th>
-<th class="num">Oldest waiting</th><th>Completed, last ${queues[0]!.completedPerMinute.length} min</th><th class="num">Per minute</th></tr></thead>
+<th class="num">Oldest waiting</th><th>Finished, last ${queues[0]!.finishedPerMinute.length} min</th><th class="num">Per minute</th></tr></thead>
 <tbody>${rows}</tbody></table>`
 }`,
     refreshSeconds,
@@ -246,7 +246,7 @@ function recordRow(record: WorkflowRecordSummary): SafeHtml {
 
 export function workflowsPage(
   page: WorkflowPage,
-  counts: Array<{ orchestrator: string; status: string; count: number }>,
+  statuses: string[],
   filter: WorkflowFilter,
   context: PageContext,
 ): SafeHtml {
@@ -261,8 +261,8 @@ export function workflowsPage(
     ).toString();
   const option = (value: string, selected: string | undefined) =>
     html`<option value="${value}"${value === selected ? html` selected` : ''}>${value}</option>`;
-  const orchestrators = [...new Set(counts.map((row) => row.orchestrator).filter((name) => name !== '-'))];
-  const statuses = [...new Set(counts.map((row) => row.status).filter((name) => name !== '-'))];
+  // Orchestrators of this page as suggestions: listing all distinct ones would scan every record.
+  const orchestrators = [...new Set(page.records.map((record) => record.orchestrator ?? ''))].filter(Boolean);
   return layout(
     'Workflows',
     'workflows',
@@ -271,15 +271,10 @@ export function workflowsPage(
 <form class="filters" method="get" action="workflows">
 <label>Subject or event id <input name="q" size="48" value="${filter.search ?? ''}"></label>
 <label>Status <select name="status"><option value="">any</option>${statuses.map((status) => option(status, filter.status))}</select></label>
-<label>Orchestrator <select name="orchestrator"><option value="">any</option>${orchestrators.map((name) => option(name, filter.orchestrator))}</select></label>
+<label>Orchestrator <input name="orchestrator" list="orchestrators" size="28" value="${filter.orchestrator ?? ''}"></label>
+<datalist id="orchestrators">${orchestrators.map((name) => html`<option value="${name}">`)}</datalist>
 <button type="submit">Filter</button>
 </form>
-<details><summary class="muted">Counts by orchestrator and status</summary>
-<table><thead><tr><th>Orchestrator</th><th>Status</th><th class="num">Count</th></tr></thead><tbody>
-${counts.map(
-  (row) =>
-    html`<tr><td class="mono">${row.orchestrator}</td><td>${statusBadge(row.status)}</td><td class="num">${row.count}</td></tr>`,
-)}</tbody></table></details>
 ${
   page.records.length === 0
     ? html`<p>No workflow matches.</p>`

@@ -8,8 +8,8 @@ import { qualifiedName, quoteIdentifier } from '../shared/identifiers';
  */
 export interface DashboardStatements {
   /**
-   * `$1 text[]` queues, `$2` minutes → `name`, `minutes_ago` (0 = the current minute), `completed`.
-   * Through pg-boss's index on (name, completed_on).
+   * `$1` minutes → per queue `name`, `minutes_ago` (0 = the current minute), `finished` (completed,
+   * failed or cancelled): a range scan of pg-boss's index on (name, completed_on) per queue.
    */
   throughput: string;
   /**
@@ -18,6 +18,8 @@ export interface DashboardStatements {
    * first (keyset pagination on `updated_at, subject`).
    */
   workflows: string;
+  /** The distinct statuses, by a loose scan of the (status, updated_at) index: no full scan. */
+  statuses: string;
   /** `$1` subject → the record with its columns. */
   workflow: string;
   /** `$1` root subject, `$2` limit → the records of the tree (without `data`), oldest first. */
@@ -42,12 +44,14 @@ export function dashboardStatements(names: {
   const state = qualifiedName(names.schema, names.stateTable);
   const job = `${quoteIdentifier(names.pgBossSchema)}.job`;
   return {
-    throughput: `SELECT j.name, floor(extract(epoch FROM now() - j.completed_on) / 60)::int AS minutes_ago,
-    count(*)::int AS completed
-  FROM ${job} j
-  WHERE j.name = ANY($1::text[]) AND j.completed_on > now() - $2::int * interval '1 minute'
-    AND j.state = 'completed'
-  GROUP BY 1, 2`,
+    throughput: `SELECT q.name, t.minutes_ago, t.finished
+  FROM ${quoteIdentifier(names.pgBossSchema)}.queue q
+  CROSS JOIN LATERAL (
+    SELECT floor(extract(epoch FROM now() - j.completed_on) / 60)::int AS minutes_ago, count(*)::int AS finished
+    FROM ${job} j
+    WHERE j.name = q.name AND j.completed_on > now() - $1::int * interval '1 minute'
+    GROUP BY 1
+  ) t`,
     workflows: `SELECT ${RECORD_COLUMNS} FROM ${state}
   WHERE ($1::text IS NULL OR status = $1)
     AND ($2::text IS NULL OR orchestrator = $2)
@@ -55,6 +59,13 @@ export function dashboardStatements(names: {
     AND ($4::timestamptz IS NULL OR (updated_at, subject) < ($4::timestamptz, $5::text))
   ORDER BY updated_at DESC, subject DESC
   LIMIT $6`,
+    statuses: `WITH RECURSIVE found(status) AS (
+    (SELECT status FROM ${state} WHERE status IS NOT NULL ORDER BY status LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.status FROM ${state} s WHERE s.status > f.status ORDER BY s.status LIMIT 1)
+    FROM found f WHERE f.status IS NOT NULL
+  )
+  SELECT status FROM found WHERE status IS NOT NULL`,
     workflow: `SELECT ${RECORD_COLUMNS}, data FROM ${state} WHERE subject = $1`,
     tree: `SELECT ${RECORD_COLUMNS} FROM ${state} WHERE root_subject = $1 ORDER BY created_at, subject LIMIT $2`,
     deadLettersOfSubjects: `WITH ${deadLetterQueuesCte(names.pgBossSchema)}
