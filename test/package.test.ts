@@ -121,4 +121,33 @@ describe('package entry points', { timeout: 240_000 }, () => {
       return true;
     });
   });
+
+  it('ships the dashboard assets, and both builds serve them', async () => {
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json'], { cwd: root });
+    const packed = (JSON.parse(stdout)[0].files as Array<{ path: string }>).map((file) => file.path);
+    for (const asset of ['dist/dashboard-assets/dashboard.css', 'dist/dashboard-assets/dashboard.js']) {
+      assert.ok(packed.includes(asset), `${asset} is not in the package`);
+    }
+    // No database is needed for a static file: the pool never connects.
+    const serveAsset = (loader: string) => `${loader}
+      const http = require('node:http');
+      const dashboard = lib.createDashboard({ connectionString: 'postgres://nobody@127.0.0.1:1/none' });
+      const server = http.createServer((req, res) => dashboard(req, res)).listen(0, '127.0.0.1', async () => {
+        const response = await fetch('http://127.0.0.1:' + server.address().port + '/assets/dashboard.js');
+        console.log(response.status, (await response.text()).includes('data-refresh') || 'missing');
+        server.close();
+        await dashboard.close();
+      });`;
+    await writeFile(
+      path.join(consumer, 'assets.mjs'),
+      serveAsset(
+        "import * as lib from 'arvo-postgres'; import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      ),
+    );
+    await writeFile(path.join(consumer, 'assets.cjs'), serveAsset("const lib = require('arvo-postgres');"));
+    for (const script of ['assets.mjs', 'assets.cjs']) {
+      const { stdout: served } = await run(process.execPath, [script], { cwd: consumer });
+      assert.equal(served.trim(), '200 true', script);
+    }
+  });
 });

@@ -7,7 +7,6 @@ import {
   connectionStringOf,
   EXIT,
   parseCommand,
-  parseCount,
   UsageError,
 } from '../common';
 
@@ -29,7 +28,7 @@ workflows and one workflow's tree, state, dead letters and timeline. It only rea
 SELECT rights is enough, unless --enable-actions turns on replay and purge of dead letters: every
 action then needs the token from $${TOKEN_VARIABLE} (at least 16 characters; never on the command line).
 
-  --port <n>          port (default ${DEFAULT_PORT})
+  --port <n>          port (default ${DEFAULT_PORT}; 0 picks a free one)
   --host <addr>       address to listen on (default 127.0.0.1: this machine only)
   --enable-actions    allow replay and purge, with the token from $${TOKEN_VARIABLE}
   --trace-url <url>   link trace ids to a tracing UI, e.g. http://localhost:16686/trace/{traceId}
@@ -49,8 +48,9 @@ ${CONNECTION_HELP}`,
     );
     if (!parsed) return EXIT.ok;
     const { values, names } = parsed;
-    const port = parseCount(values.port, '--port', DEFAULT_PORT);
-    if (port > 65_535) throw new UsageError(`--port: expected at most 65535, got ${port}`);
+    const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65_535)
+      throw new UsageError(`--port: expected 0 (any free port) to 65535, got ${JSON.stringify(values.port)}`);
     const token = io.env[TOKEN_VARIABLE];
     if (values['enable-actions'] && !token) {
       throw new UsageError(`--enable-actions needs the action token in $${TOKEN_VARIABLE}`);
