@@ -52,9 +52,10 @@ export interface OrchestratorFixtureOptions {
   steps: FixtureStep[];
 }
 
-/** Anything with a `source` and an arvo-2.x-style `execute`. */
+/** Anything with a `source` and an arvo-2.x-style `execute`; an orchestrator also exposes its `memory`, as arvo's do. */
 export interface FixtureHandler {
   source: string;
+  memory?: IMachineMemory<Record<string, any>>;
   execute(event: ArvoEvent, opts?: { inheritFrom: 'EVENT' | 'CONTEXT' }): Promise<ArvoEvent[]>;
 }
 
@@ -329,6 +330,7 @@ export function createOrchestratorFixture(options: OrchestratorFixtureOptions): 
 
   return {
     source,
+    memory,
     async execute(event, opts = { inheritFrom: 'EVENT' }) {
       if (!ArvoOrchestrationSubject.isValid(event.subject)) {
         throw new ExecutionViolation(`Event ${event.id} (${event.type}) has no valid orchestration subject`);

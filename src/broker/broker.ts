@@ -5,6 +5,7 @@ import { type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg
 import { InvalidOptionError } from '../shared/errors';
 import { consoleLogger, type Logger, loggerOption, writeLog } from '../shared/logger';
 import { expectObject, integerOption, MAX_TIMER_MS } from '../shared/options';
+import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, redactSecrets, redactValue } from '../shared/redact';
 import { withSpan } from '../shared/telemetry';
@@ -19,12 +20,17 @@ import {
 } from './dead-letters';
 import {
   BrokerNotStartedError,
+  ConcurrentResolveError,
   DatabaseUnavailableError,
   DuplicateRegistrationError,
   databaseUnavailable,
+  HandlerTimeoutError,
+  InternalQueueError,
   InvalidEventError,
   isConnectionFailure,
+  pgBossError,
   ResolveTimeoutError,
+  StateOutsideBrokerTransactionError,
   UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
@@ -52,8 +58,10 @@ import {
   resolveWorkerOptions,
 } from './options';
 import { actionFor, classifyFailure } from './policy';
-import { deadLetterAttemptsSql, existingQueuesSql } from './sql';
+import { deadLetterExpiredJobs } from './retention';
+import { deadLetterAttemptsSql, existingQueuesSql, OUT_OF_REACH_RETENTION_SECONDS } from './sql';
 import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './tracing';
+import { UnsettledAttempts } from './unsettled';
 
 /**
  * An Arvo event handler: arvo 2.x (`execute` resolves to `ArvoEvent[]`) or 3.x (`{ events }`).
@@ -61,6 +69,8 @@ import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './
  */
 export interface ArvoEventHandlerLike {
   readonly source: string;
+  /** An orchestrator's machine memory (arvo's orchestrators expose it): checked by `register`. */
+  readonly memory?: unknown;
   execute(
     event: ArvoEvent,
     opentelemetry?: { inheritFrom: 'EVENT' | 'CONTEXT' },
@@ -71,6 +81,14 @@ export interface ArvoEventHandlerLike {
 export interface RegisterOptions {
   queue?: BrokerQueueOptions;
   worker?: BrokerWorkerOptions;
+  /**
+   * Accept an orchestrator whose `memory` cannot write through the job's transaction (a
+   * `PostgresMachineMemory` on another database, or any other memory). Its state then commits
+   * before its outputs, and a crash between the two commits stalls that workflow for good: the
+   * redelivered event meets the advanced state and emits nothing. Default false: `register`
+   * refuses such an orchestrator with {@link StateOutsideBrokerTransactionError}.
+   */
+  allowStateOutsideBrokerTransaction?: boolean;
 }
 
 /** Receives events: workflow completions, domained events. Throwing makes the broker retry the event. */
@@ -97,6 +115,7 @@ interface Registration {
   kind: RegistrationKind;
   queue: string;
   handler?: ArvoEventHandlerLike;
+  allowStateOutsideBrokerTransaction?: boolean;
   listener?: BrokerEventListener;
   queueOptions: ResolvedQueueOptions;
   workerOptions: ResolvedWorkerOptions;
@@ -118,6 +137,8 @@ interface OutgoingEvent {
 interface RoutedEvent extends OutgoingEvent {
   queue: string;
   unroutable: boolean;
+  /** Addressed to an internal queue (kept as unroutable instead). */
+  internal: boolean;
 }
 
 type BrokerState = 'new' | 'starting' | 'started' | 'stopping' | 'stopped';
@@ -166,13 +187,20 @@ export class PostgresEventBroker {
   #databaseId = '';
   readonly #registrations = new Map<string, Registration>();
   readonly #knownQueues = new Set<string>();
+  /** Queues no event may be addressed to: dead-letter (anyone's), unroutable, domained. */
+  readonly #internalQueues = new Set<string>();
   readonly #deadLetterQueues = new Set<string>();
   readonly #notFoundListeners: HandlerNotFoundListener[] = [];
-  readonly #waiters = new Map<string, ResolveWaiter[]>();
+  /** The `resolve()` waiting per source and subject (one at most: replies carry only the subject). */
+  readonly #waiters = new Map<string, ResolveWaiter>();
   readonly #inFlight = new Set<Promise<unknown>>();
   #startPromise: Promise<void> | undefined;
   #deadLetters: DeadLetters | undefined;
   readonly #metrics = new BrokerMetrics(() => this.getStats());
+  /** Failed attempts whose settle could not reach PostgreSQL, retried until it is back. */
+  readonly #unsettled = new UnsettledAttempts(() => this.#logger);
+  /** Dead-letters events that waited past their queue's retention (see `retention.ts`). */
+  #expirySweep: PeriodicTask | undefined;
   /** Bounds `dispatch` while PostgreSQL is down: fails fast instead of hanging. */
   readonly #dispatchBreaker: CircuitBreaker;
 
@@ -215,6 +243,7 @@ export class PostgresEventBroker {
   async #start(): Promise<void> {
     this.#state = 'starting';
     const options = this.#options;
+    this.#internalQueues.add(options.unroutableQueue).add(options.domainedQueue);
     this.#pool = openPool(options.connection, this.#logger);
     try {
       this.#databaseId = await readDatabaseId(this.#pool.pool);
@@ -242,16 +271,15 @@ export class PostgresEventBroker {
       ...(options.instanceName ? { instanceName: options.instanceName } : {}),
     });
     // Without an `error` listener Node throws on emit('error') and the process dies.
-    boss.on('error', (error) =>
-      writeLog(
-        this.#logger,
-        'error',
-        `arvo-postgres broker: pg-boss error: ${redactSecrets(String(error?.message))}`,
-        {
-          error: describeError(error),
-        },
-      ),
-    );
+    boss.on('error', (emitted) => {
+      // pg-boss emits worker errors as plain copies (`{ ...error, message, stack, queue, worker }`).
+      const { error, context } = pgBossError(emitted);
+      const description = describeError(error);
+      writeLog(this.#logger, 'error', `arvo-postgres broker: pg-boss error: ${description.message}`, {
+        error: description,
+        ...context,
+      });
+    });
     boss.on('warning', (warning) =>
       writeLog(this.#logger, 'warn', `arvo-postgres broker: ${redactSecrets(String(warning?.message))}`, {
         data: redactValue(warning?.data),
@@ -277,6 +305,12 @@ export class PostgresEventBroker {
       notify: true,
     });
     this.#state = 'started';
+    this.#expirySweep = startPeriodic(
+      options.maintenanceIntervalSeconds * 1000,
+      () => deadLetterExpiredJobs(this.#pool!.pool, options.schema),
+      this.#logger,
+      'arvo-postgres broker: the retention sweep (expired events to the dead-letter queue) failed; retried next interval',
+    );
     await Promise.all([...this.#registrations.values()].map((registration) => this.#activate(registration)));
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
   }
@@ -291,10 +325,15 @@ export class PostgresEventBroker {
       throw new InvalidOptionError('handler', 'expected an Arvo event handler (with `source` and `execute`)');
     }
     const queue = queueNameOption(handler.source, 'handler.source');
+    const allowed = options?.allowStateOutsideBrokerTransaction;
+    if (allowed !== undefined && typeof allowed !== 'boolean') {
+      throw new InvalidOptionError('allowStateOutsideBrokerTransaction', 'expected a boolean');
+    }
     await this.#addRegistration({
       kind: 'handler',
       queue,
       handler,
+      allowStateOutsideBrokerTransaction: allowed ?? false,
       ...this.#resolveRegisterOptions(options),
     });
   }
@@ -386,6 +425,7 @@ export class PostgresEventBroker {
   /** Routes and enqueues a validated event (see `dispatch`); returns the job id. */
   async #send(decoded: ArvoEvent, json: StoredEvent): Promise<string> {
     const [routed] = await this.#route([{ event: decoded, json }], this.#pool!.pool);
+    if (routed?.internal) throw new InternalQueueError(json.id, decoded.to!);
     if (!routed || routed.unroutable) throw new UnroutableEventError(json.id, decoded.to);
     const jobId = jobIdForEvent(json.id);
     const parent = contextFromTraceHeaders(json.traceparent, json.tracestate);
@@ -397,7 +437,7 @@ export class PostgresEventBroker {
         const stored = { ...json };
         // An event without trace headers continues the producer span's trace from here on.
         if (!stored.traceparent && span) Object.assign(stored, traceHeadersOf(span));
-        await this.#boss!.insert(routed.queue, [jobInsertFor(stored)]);
+        await this.#boss!.insert(routed.queue, [jobInsertFor(stored, true)]);
       },
       SpanKind.PRODUCER,
       parent,
@@ -409,7 +449,9 @@ export class PostgresEventBroker {
    * Dispatches `event` and resolves with the event that comes back to `event.source` with the same
    * subject (Arvo's request/response test pattern). A completion queue for `event.source` is created
    * when none is registered; its events then also reach no other listener. Rejects with
-   * {@link ResolveTimeoutError} after `timeoutMs` (default 30 s).
+   * {@link ResolveTimeoutError} after `timeoutMs` (default 30 s). Replies are matched by subject
+   * alone (they carry nothing else of the request), so a second `resolve()` on a source and subject
+   * one already waits on is refused with {@link ConcurrentResolveError}.
    */
   async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
     this.#assertStarted('resolve');
@@ -434,24 +476,21 @@ export class PostgresEventBroker {
       });
     }
     const key = waiterKey(source, event.subject);
+    if (this.#waiters.has(key)) throw new ConcurrentResolveError(source, event.subject);
     let waiter!: ResolveWaiter;
     const reply = new Promise<ArvoEvent>((resolve, reject) => {
       waiter = { resolve, reject };
     });
     // Rejected by stop() or the timer possibly while dispatch() is still running: never unhandled.
     reply.catch(() => {});
-    const waiters = this.#waiters.get(key) ?? [];
-    waiters.push(waiter);
-    this.#waiters.set(key, waiters);
+    this.#waiters.set(key, waiter);
     const timer = setTimeout(() => waiter.reject(new ResolveTimeoutError(event.id, timeoutMs)), timeoutMs);
     try {
       await this.#dispatchStored(json);
       return await reply;
     } finally {
       clearTimeout(timer);
-      const remaining = (this.#waiters.get(key) ?? []).filter((entry) => entry !== waiter);
-      if (remaining.length > 0) this.#waiters.set(key, remaining);
-      else this.#waiters.delete(key);
+      this.#waiters.delete(key);
     }
   }
 
@@ -544,10 +583,11 @@ export class PostgresEventBroker {
       1000,
       integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, DEFAULT_STOP_TIMEOUT_MS),
     );
-    for (const waiters of this.#waiters.values()) {
-      for (const waiter of waiters) waiter.reject(new BrokerNotStartedError('resolve (the broker stopped)'));
+    for (const waiter of this.#waiters.values()) {
+      waiter.reject(new BrokerNotStartedError('resolve (the broker stopped)'));
     }
     this.#waiters.clear();
+    await this.#expirySweep?.stop();
     try {
       await this.#boss?.stop({ graceful: true, timeout: timeoutMs, close: true });
     } finally {
@@ -561,6 +601,7 @@ export class PostgresEventBroker {
           'arvo-postgres broker: handlers still running after stop(); their work was rolled back',
         );
       }
+      await this.#unsettled.stop();
       // A handler that never returns would keep its connection checked out and pool.end() waiting.
       if (this.#pool) await settleWithin([closePool(this.#pool).catch(() => {})], 5000);
       this.#metrics.close();
@@ -608,6 +649,7 @@ export class PostgresEventBroker {
   /** Creates/updates the queue and starts its worker (once). */
   #activate(registration: Registration): Promise<void> {
     registration.ready ??= (async () => {
+      this.#assertStateJoinsTransaction(registration);
       const { queueOptions, workerOptions } = registration;
       await this.#createDeadLetterQueue(queueOptions.deadLetter);
       await this.#upsertQueue(
@@ -651,6 +693,29 @@ export class PostgresEventBroker {
   }
 
   /**
+   * Refuses an orchestrator whose memory cannot join the job's transaction (see
+   * `allowStateOutsideBrokerTransaction`): a `PostgresMachineMemory` joins it exactly when it is on
+   * the broker's database (same `databaseId`); any other memory never does.
+   */
+  #assertStateJoinsTransaction(registration: Registration): void {
+    const memory = registration.handler?.memory;
+    if (memory === undefined || memory === null || registration.allowStateOutsideBrokerTransaction) return;
+    const databaseId = (memory as { databaseId?: unknown }).databaseId;
+    if (typeof databaseId !== 'string') {
+      throw new StateOutsideBrokerTransactionError(
+        registration.queue,
+        'in a memory that is not a PostgresMachineMemory',
+      );
+    }
+    if (databaseId !== this.#databaseId) {
+      throw new StateOutsideBrokerTransactionError(
+        registration.queue,
+        "in a PostgresMachineMemory on another database than the broker's",
+      );
+    }
+  }
+
+  /**
    * This broker's dead-letter queues (its default and every per-queue one it created): counted and
    * listed as dead-letter queues even when no queue names them any more, by stats and dead letters alike.
    */
@@ -666,6 +731,7 @@ export class PostgresEventBroker {
       notify: false,
     });
     this.#deadLetterQueues.add(name);
+    this.#internalQueues.add(name);
   }
 
   /** createQueue is ON CONFLICT DO NOTHING, so changed options are applied with updateQueue. */
@@ -690,19 +756,25 @@ export class PostgresEventBroker {
     const unknown = new Set<string>();
     for (const { event, json } of outgoing) {
       const to = event.to;
-      if (eventDomain(json) === null && to && !this.#knownQueues.has(to)) unknown.add(to);
+      if (eventDomain(json) === null && to && !this.#knownQueues.has(to) && !this.#internalQueues.has(to)) {
+        unknown.add(to);
+      }
     }
     if (unknown.size > 0) {
       // Queues may be registered by any process: ask the database, and remember what exists.
       const { rows } = await db.query(existingQueuesSql(this.#options.schema), [[...unknown]]);
-      for (const row of rows) this.#knownQueues.add(row.name);
+      for (const row of rows) (row.dead_letter ? this.#internalQueues : this.#knownQueues).add(row.name);
     }
     return outgoing.map((entry) => {
-      if (eventDomain(entry.json) !== null)
-        return { ...entry, queue: this.#options.domainedQueue, unroutable: false };
+      if (eventDomain(entry.json) !== null) {
+        return { ...entry, queue: this.#options.domainedQueue, unroutable: false, internal: false };
+      }
       const to = entry.event.to;
-      if (to && this.#knownQueues.has(to)) return { ...entry, queue: to, unroutable: false };
-      return { ...entry, queue: this.#options.unroutableQueue, unroutable: true };
+      const internal = to !== null && this.#internalQueues.has(to);
+      if (to && !internal && this.#knownQueues.has(to)) {
+        return { ...entry, queue: to, unroutable: false, internal };
+      }
+      return { ...entry, queue: this.#options.unroutableQueue, unroutable: true, internal };
     });
   }
 
@@ -715,7 +787,10 @@ export class PostgresEventBroker {
       byQueue.set(entry.queue, list);
     }
     for (const [queue, entries] of byQueue) {
-      const jobs: JobInsert[] = entries.map((entry) => jobInsertFor(entry.json));
+      // Unroutable events are kept like dead letters, for deadLetterRetentionSeconds (pg-boss's retention).
+      const jobs: JobInsert[] = entries.map((entry) =>
+        jobInsertFor(entry.json, queue !== this.#options.unroutableQueue),
+      );
       await withSpan(
         this.#options.telemetry,
         `${queue} send`,
@@ -760,10 +835,9 @@ export class PostgresEventBroker {
         );
         let unroutable: RoutedEvent[] = [];
         let outcome: JobResult;
+        const delivery = runInAmbientTransaction(transaction, () => this.#deliver(registration, event));
         try {
-          const outputs = await runInAmbientTransaction(transaction, () =>
-            this.#deliver(registration, event),
-          );
+          const outputs = await withinExpiry(delivery, job);
           const outgoing = outputs.map((output) => {
             const serialized = serializeEvent(output, this.#options.maxPayloadBytes);
             return { event: output, json: serialized.fields };
@@ -791,7 +865,11 @@ export class PostgresEventBroker {
           outcome = { id: job.id, status: 'completed' };
         } catch (error) {
           await transaction.rollback();
-          return this.#failure(registration, job, event, error);
+          const failed = await this.#failure(registration, job, event, error);
+          // Settled with the library's record; the handler still holds its slot until it returns, as
+          // pg-boss holds a worker whose handler overran (it then fetches nothing beside it).
+          if (error instanceof HandlerTimeoutError) await delivery.then(noop, noop);
+          return failed;
         }
         this.#metrics.processed(job.name);
         this.#afterCommit(registration, event, unroutable);
@@ -831,8 +909,7 @@ export class PostgresEventBroker {
   #afterCommit(registration: Registration, event: ArvoEvent, unroutable: RoutedEvent[]): void {
     if (registration.kind === 'completion') {
       const key = waiterKey(registration.queue, event.subject);
-      const waiter = this.#waiters.get(key)?.shift();
-      waiter?.resolve(event);
+      this.#waiters.get(key)?.resolve(event);
     }
     for (const entry of unroutable) {
       writeLog(
@@ -913,6 +990,10 @@ export class PostgresEventBroker {
       return { id: job.id, status: 'completed' };
     } catch (settleError) {
       const deadLetter = action === 'deadLetter';
+      if (isConnectionFailure(settleError)) {
+        // Retried here until PostgreSQL is back, instead of leaving the job active until it expires.
+        this.#unsettled.add(job.id, () => this.#fail(job, record, deadLetter));
+      }
       writeLog(
         this.#logger,
         'warn',
@@ -975,6 +1056,7 @@ export class PostgresEventBroker {
             startAfter: `${delayMs / 1000} seconds`,
             ...(job.groupId ? { group: { id: job.groupId } } : {}),
             retryLimit: Math.max(0, job.retryLimit - job.retryCount),
+            retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS,
           },
         ],
         { db: transaction.db },
@@ -1013,10 +1095,16 @@ export class PostgresEventBroker {
 /**
  * The pg-boss job of an event (`json`, its fields; `data`, what the job stores): id from the event
  * id (idempotent enqueue), group = subject so a queue with `subjectConcurrency` can limit how many
- * jobs of one workflow run at once.
+ * jobs of one workflow run at once. With `expiresToDeadLetter` pg-boss's retention never deletes it
+ * waiting: the broker's expiry sweep dead-letters it instead (see `retention.ts`).
  */
-function jobInsertFor(json: StoredEvent): JobInsert {
-  return { id: jobIdForEvent(json.id), data: json, ...(json.subject ? { group: { id: json.subject } } : {}) };
+function jobInsertFor(json: StoredEvent, expiresToDeadLetter: boolean): JobInsert {
+  return {
+    id: jobIdForEvent(json.id),
+    data: json,
+    ...(json.subject ? { group: { id: json.subject } } : {}),
+    ...(expiresToDeadLetter ? { retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS } : {}),
+  };
 }
 
 /**
@@ -1076,6 +1164,31 @@ function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record
   config.max = options.pgBossPoolMax;
   config.application_name = `${source.application_name ?? 'arvo-postgres'}-pgboss`.slice(0, 63);
   return config;
+}
+
+function noop(): void {}
+
+/**
+ * `delivery`, or a {@link HandlerTimeoutError} shortly before pg-boss's own timeout of the job
+ * (`expireInSeconds` from the batch's start) would fail it with a record of pg-boss's. The caller
+ * then rolls back and fails the attempt with the library's record (kind `timeout`); pg-boss's
+ * later fail of the same attempt is fenced out.
+ */
+async function withinExpiry<T>(delivery: Promise<T>, job: JobWithMetadata<StoredEvent>): Promise<T> {
+  const expireMs = job.expireInSeconds * 1000;
+  const leadMs = Math.min(1000, expireMs / 10);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HandlerTimeoutError(job.name, String(job.data?.id), job.expireInSeconds)),
+      expireMs - leadMs,
+    );
+  });
+  try {
+    return await Promise.race([delivery, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Waits until `promises` settle or `ms` pass; true when they all settled in time. */

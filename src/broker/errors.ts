@@ -53,6 +53,22 @@ export class UnroutableEventError extends ArvoPostgresError {
   }
 }
 
+/**
+ * An event given to `dispatch` is addressed to one of the broker's internal queues (a dead-letter
+ * queue, the unroutable or the domained queue), which only the broker itself fills.
+ */
+export class InternalQueueError extends ArvoPostgresError {
+  readonly destination: string;
+
+  constructor(eventId: string, destination: string) {
+    super(
+      'INTERNAL_QUEUE',
+      `Event ${eventId} is addressed to ${JSON.stringify(destination)}, an internal queue of the broker (dead-letter, unroutable or domained); events cannot be dispatched to it`,
+    );
+    this.destination = destination;
+  }
+}
+
 /** The broker was used before `start()` resolved, or after `stop()`. */
 export class BrokerNotStartedError extends ArvoPostgresError {
   constructor(operation: string) {
@@ -71,6 +87,23 @@ export class ResolveTimeoutError extends ArvoPostgresError {
 }
 
 /**
+ * A `resolve()` on this broker already waits for a reply on the same source and subject. A reply
+ * carries nothing of the request but its subject (Arvo 2.2.13 copies no request id into outputs),
+ * so two such calls could not tell their replies apart: the second is refused instead.
+ */
+export class ConcurrentResolveError extends ArvoPostgresError {
+  readonly subject: string;
+
+  constructor(source: string, subject: string) {
+    super(
+      'CONCURRENT_RESOLVE',
+      `A resolve() for source ${JSON.stringify(source)} already waits on subject ${JSON.stringify(subject)}; replies are matched by subject only, so concurrent calls on one subject are refused`,
+    );
+    this.subject = subject;
+  }
+}
+
+/**
  * An event reached a completion queue that only `resolve()` serves, and no `resolve()` in this process
  * waits for its subject (it timed out, or the reply belongs to another process's `resolve()`). The
  * job is retried, so another process's waiter can still take it, and then dead-lettered: never dropped.
@@ -81,6 +114,55 @@ export class UnclaimedReplyError extends ArvoPostgresError {
       'UNCLAIMED_REPLY',
       `Event ${eventId} reached ${queue}, which only resolve() serves, and no resolve() here waits for its subject`,
     );
+  }
+}
+
+/**
+ * A handler (or listener) ran past its queue's `expireInSeconds`: its transaction is rolled back
+ * and the attempt is failed with this as its failure record (kind `timeout`), before pg-boss's own
+ * expiry would fail it without one. The handler itself keeps running until it returns.
+ */
+export class HandlerTimeoutError extends ArvoPostgresError {
+  readonly expireInSeconds: number;
+
+  constructor(queue: string, eventId: string, expireInSeconds: number) {
+    super(
+      'HANDLER_TIMEOUT',
+      `The handler of ${queue} did not finish event ${eventId} within expireInSeconds (${expireInSeconds} s)`,
+    );
+    this.expireInSeconds = expireInSeconds;
+  }
+}
+
+/**
+ * The failure of an event that waited in its queue longer than the queue's `retentionSeconds`
+ * without being delivered (its consumer was down): never thrown, it is the error of the `expired`
+ * dead letter the broker's retention sweep makes of it.
+ */
+export class EventExpiredError extends ArvoPostgresError {
+  constructor(eventId: string, queue: string, retentionSeconds: number) {
+    super(
+      'EVENT_EXPIRED',
+      `Event ${eventId} waited in ${queue} longer than its retentionSeconds (${retentionSeconds} s) without being delivered`,
+    );
+  }
+}
+
+/**
+ * An orchestrator was registered whose machine memory cannot write through the job's transaction
+ * (a `PostgresMachineMemory` on another database, or another kind of memory): its state would
+ * commit before the outputs, and a crash between the two stalls the workflow for good. Register it
+ * with `allowStateOutsideBrokerTransaction: true` to accept that.
+ */
+export class StateOutsideBrokerTransactionError extends ArvoPostgresError {
+  readonly source: string;
+
+  constructor(source: string, reason: string) {
+    super(
+      'STATE_OUTSIDE_BROKER_TRANSACTION',
+      `The orchestrator ${JSON.stringify(source)} keeps its state ${reason}, so its state writes cannot commit in the broker's transaction with its outputs: a crash between the two commits leaves state advanced without outputs and the workflow stalls. Use a PostgresMachineMemory on the broker's database, or register with { allowStateOutsideBrokerTransaction: true } to accept that (see the README, "One transaction per handled event")`,
+    );
+    this.source = source;
   }
 }
 
@@ -126,4 +208,24 @@ export function isConnectionFailure(error: unknown): boolean {
   }
   const nested = (error as { errors?: unknown }).errors;
   return Array.isArray(nested) && nested.some(isConnectionFailure);
+}
+
+/**
+ * What pg-boss emitted as `error`, as an `Error` (an `Error` already, or its plain copy
+ * `{ ...error, message, stack, queue, worker }`, which would otherwise log as `[object Object]`)
+ * plus the queue and worker it names.
+ */
+export function pgBossError(emitted: unknown): { error: unknown; context: Record<string, string> } {
+  if (emitted instanceof Error || typeof emitted !== 'object' || emitted === null) {
+    return { error: emitted, context: {} };
+  }
+  const { message, stack, name, code, queue, worker } = emitted as Record<string, unknown>;
+  const error = new Error(typeof message === 'string' ? message : JSON.stringify(emitted));
+  if (typeof name === 'string') error.name = name;
+  if (typeof stack === 'string') error.stack = stack;
+  if (typeof code === 'string') Object.assign(error, { code });
+  const context: Record<string, string> = {};
+  if (typeof queue === 'string') context.queue = queue;
+  if (typeof worker === 'string') context.worker = worker;
+  return { error, context };
 }

@@ -21,11 +21,14 @@ export {
 } from './dead-letters';
 export {
   BrokerNotStartedError,
+  ConcurrentResolveError,
   DatabaseUnavailableError,
   DuplicateRegistrationError,
+  InternalQueueError,
   InvalidEventError,
   PayloadTooLargeError,
   ResolveTimeoutError,
+  StateOutsideBrokerTransactionError,
   UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';

@@ -11,6 +11,8 @@ import { ArvoPostgresError } from '../shared/errors';
  * | `lockContention` | transaction violation with cause `LOCK_UNACQUIRED` | reschedule shortly; no retry consumed |
  * | `transaction` | any other transaction violation (memory I/O, optimistic conflict) | retry with backoff, then dead-letter |
  * | `invalidEvent` | the job or an output cannot be (de)serialized, or is over the payload limit | dead-letter at once |
+ * | `timeout` | the handler ran past `expireInSeconds` (`HandlerTimeoutError`) | retry with backoff, then dead-letter |
+ * | `expired` | never a thrown error: the event waited past its queue's `retentionSeconds` undelivered | dead-letter (by the retention sweep) |
  * | `infrastructure` | anything else | retry with backoff, then dead-letter |
  */
 export type FailureKind =
@@ -20,6 +22,8 @@ export type FailureKind =
   | 'lockContention'
   | 'transaction'
   | 'invalidEvent'
+  | 'timeout'
+  | 'expired'
   | 'infrastructure';
 
 /** What happens to the job. */
@@ -39,6 +43,7 @@ export function classifyFailure(error: unknown): FailureKind {
   ) {
     return 'invalidEvent';
   }
+  if (error instanceof ArvoPostgresError && error.code === 'HANDLER_TIMEOUT') return 'timeout';
   if (!isViolation(error)) return 'infrastructure';
   const type = typeof error.type === 'string' ? error.type : '';
   if (/transaction/i.test(type)) {
@@ -62,6 +67,7 @@ export function actionFor(kind: FailureKind, executionViolation: 'deadLetter' | 
     case 'contract':
     case 'config':
     case 'invalidEvent':
+    case 'expired':
       return 'deadLetter';
     case 'execution':
       return executionViolation;

@@ -8,9 +8,14 @@ import { quoteIdentifier } from '../shared/identifiers';
  * `plans.js`). Everything else goes through pg-boss's API. `schema` is validated by the caller.
  */
 
-/** `$1 text[]` → the names among them that exist as queues, in any process's registration. */
+/**
+ * `$1 text[]` → the names among them that exist as queues, in any process's registration, and
+ * whether each is some queue's `dead_letter` (never a destination).
+ */
 export function existingQueuesSql(schema: string): string {
-  return `SELECT name FROM ${quoteIdentifier(schema)}.queue WHERE name = ANY($1::text[])`;
+  const queue = `${quoteIdentifier(schema)}.queue`;
+  return `SELECT q.name, EXISTS (SELECT 1 FROM ${queue} d WHERE d.dead_letter = q.name) AS dead_letter
+            FROM ${queue} q WHERE q.name = ANY($1::text[])`;
 }
 
 /**
@@ -139,8 +144,8 @@ export function deadLettersSql(schema: string): string {
 /**
  * Replays the dead letters of a selection (`$1`-`$5`, at most `$6`, oldest first) in one statement:
  * each becomes a new job (new id, retry count 0) on its source queue, with the columns pg-boss's own
- * redrive sets (12.38 `redriveInsertValues`: retry, expiry and retention from the source queue as
- * configured now; priority, group, trace context carried over) plus **`output` = the dead letter's
+ * redrive sets (12.38 `redriveInsertValues`: retry and expiry from the source queue as configured
+ * now, `keep_until` out of reach like every job the broker inserts (`OUT_OF_REACH_RETENTION_SECONDS`); priority, group, trace context carried over) plus **`output` = the dead letter's
  * failure record**, which is how the broker finds the earlier failures when the replayed job fails
  * again (see `failureHistory`). The dead letters that were re-created are deleted; one whose source
  * queue no longer exists, or that collides with a job already there, stays. Returns
@@ -165,7 +170,7 @@ export function replayDeadLettersSql(schema: string): string {
           group_tier, heartbeat_seconds, dead_letter, source_root_id, trace_context, output)
       SELECT c.new_id, m.source_name, m.data, m.priority, q.retry_limit, q.retry_backoff, q.retry_delay,
           q.retry_delay_max, q.expire_seconds, ${s}.job_now(), ${s}.job_now(),
-          ${s}.job_now() + q.retention_seconds * interval '1s', q.deletion_seconds, q.policy, m.singleton_key,
+          ${s}.job_now() + ${OUT_OF_REACH_RETENTION_SECONDS} * interval '1s', q.deletion_seconds, q.policy, m.singleton_key,
           m.group_id, m.group_tier, q.heartbeat_seconds, q.dead_letter, coalesce(m.source_root_id, m.source_id),
           m.trace_context, m.source_output
         FROM candidates c
@@ -191,4 +196,42 @@ export function purgeDeadLettersSql(schema: string): string {
     DELETE FROM ${quoteIdentifier(schema)}.job j
      WHERE ${DEAD_LETTER_SELECTION}
     RETURNING j.id`;
+}
+
+/**
+ * Seconds of pg-boss retention the broker gives every job it inserts into a served queue: its
+ * `keep_until` (`start_after` + this) lies out of reach, so pg-boss's retention sweep, which deletes
+ * waiting jobs past `keep_until`, never deletes one. The queue's own `retention_seconds` still
+ * holds the user's `retentionSeconds`; the broker's expiry sweep (`expiringJobsSql`) reads it and
+ * dead-letters instead of deleting. The largest PostgreSQL `integer` (about 68 years).
+ */
+export const OUT_OF_REACH_RETENTION_SECONDS = 2_147_483_647;
+
+/**
+ * Claims, for the expiry sweep, at most `$1` waiting jobs (created or retry) of any queue with a
+ * dead-letter queue that have waited longer than their queue's `retention_seconds` since they were
+ * enqueued: marks them `active` (so `deadLetterAttemptsSql` can fail them terminally in the same
+ * transaction) and returns `name`, `id`, `retry_count`, `output`, `event_id`, `event_type`,
+ * `retention_seconds`. Workers skip the locked rows meanwhile; `SKIP LOCKED` lets sweeps of several
+ * brokers run side by side.
+ */
+export function expiringJobsSql(schema: string): string {
+  const s = quoteIdentifier(schema);
+  return `
+    WITH expiring AS (
+      SELECT j.name, j.id, q.retention_seconds
+        FROM ${s}.job j
+        JOIN ${s}.queue q ON q.name = j.name
+       WHERE j.state IN ('created', 'retry')
+         AND j.dead_letter IS NOT NULL
+         AND j.created_on + q.retention_seconds * interval '1s' < now()
+       LIMIT $1
+       FOR UPDATE OF j SKIP LOCKED
+    )
+    UPDATE ${s}.job j
+       SET state = 'active', started_on = now()
+      FROM expiring e
+     WHERE j.name = e.name AND j.id = e.id
+    RETURNING j.name, j.id, j.retry_count, j.output, j.data->>'id' AS event_id, j.data->>'type' AS event_type,
+              e.retention_seconds`;
 }

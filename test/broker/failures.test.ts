@@ -82,6 +82,16 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
         return [replyTo(event, 'evt.stats.done')];
       }),
     );
+    await broker.register(handler('com.fail.fetch', async () => []));
+    // Never returns while the suite runs: each attempt overruns expireInSeconds.
+    await broker.register(
+      handler('com.fail.hang', async (event) => {
+        count(event);
+        await blocked;
+        return [];
+      }),
+      { worker: { expireInSeconds: 2, retryLimit: 1 } },
+    );
     await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
     let domainedCalls = 0;
     await broker.onDomainedEvent(async (event) => {
@@ -152,6 +162,45 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     assert.match(dead.source_output.error.message, /:\/\/app:\[REDACTED\]@db\.internal/);
     const leaked = logger.lines.filter((line) => JSON.stringify(line).includes('s3cr3t-pw-123'));
     assert.deepEqual(leaked, []);
+  });
+
+  it("logs pg-boss's worker errors with their real message, redacted", async () => {
+    // Every fetch from com.fail.fetch fails inside pg-boss's worker, which emits a plain copy of the error.
+    await pool.query(`
+      CREATE FUNCTION public.refuse_fetch() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.name = 'com.fail.fetch' AND NEW.state = 'active' THEN
+          RAISE EXCEPTION 'fetch refused by ${SECRET_URL}';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_fetch BEFORE UPDATE ON pgboss.job FOR EACH ROW EXECUTE FUNCTION public.refuse_fetch();`);
+    try {
+      await broker.dispatch(clientEvent('com.fail.fetch'));
+      const line = await waitFor('the pg-boss error logged', () =>
+        logger.lines.find((entry) => String(entry[0]).includes('pg-boss error')),
+      );
+      const text = JSON.stringify(line);
+      assert.match(text, /"message":"fetch refused by \S*:\/\/app:\[REDACTED\]@db\.internal/);
+      assert.match(text, /"queue":"com\.fail\.fetch"/);
+      assert.ok(!text.includes('[object Object]'), text);
+      assert.ok(!text.includes('s3cr3t-pw-123'), text);
+    } finally {
+      await pool.query('DROP TRIGGER refuse_fetch ON pgboss.job; DROP FUNCTION public.refuse_fetch()');
+    }
+  });
+
+  it('fails a handler that overruns expireInSeconds with the library record (kind timeout), then dead-letters it', async () => {
+    const event = clientEvent('com.fail.hang');
+    await broker.dispatch(event);
+    const dead = await deadLetterOf(event);
+    assert.equal(attempts.get(event.id)?.length, 2, 'retried once, like any failure');
+    assert.equal(dead.source_output.kind, 'timeout');
+    assert.equal(dead.source_output.attempt, 2);
+    assert.equal(dead.source_output.error.name, 'HandlerTimeoutError');
+    assert.equal(dead.source_output.history[0].kind, 'timeout');
+    const [letter] = await broker.deadLetters.list({ sourceQueue: 'com.fail.hang' });
+    assert.match(letter!.error!.message, /did not finish event .* within expireInSeconds \(2 s\)/);
   });
 
   it('retries a transaction violation (memory conflict) and consumes a retry', async () => {

@@ -4,6 +4,7 @@ import { createArvoEvent, currentOpenTelemetryHeaders } from 'arvo-core';
 import type pg from 'pg';
 import {
   BrokerNotStartedError,
+  ConcurrentResolveError,
   DatabaseUnavailableError,
   PostgresEventBroker,
   ResolveTimeoutError,
@@ -55,6 +56,13 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     );
     await broker.register(createServiceFixture('com.trace.b'));
     await broker.register(handler('com.test.silent', async () => []));
+    // Answers after a delay that makes concurrent requests overlap, with what it was asked.
+    await broker.register(
+      handler('com.test.slowecho', async (event) => {
+        await new Promise((resolve) => setTimeout(resolve, Number((event.data as any).delayMs)));
+        return [replyTo(event, 'evt.slowecho.done', { asked: (event.data as any).n })];
+      }),
+    );
     await broker.register(
       handler('com.test.shortlived', async (event) => [replyTo(event, 'evt.shortlived.done')]),
       { queue: { deleteAfterSeconds: 1 } },
@@ -114,6 +122,32 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     );
   });
 
+  it('resolve() refuses a second concurrent call on one subject instead of swapping replies', async () => {
+    const subject = `shared-${Math.random().toString(36).slice(2)}`;
+    const first = broker.resolve(clientEvent('com.test.slowecho', { n: 1, delayMs: 1500 }, { subject }), {
+      timeoutMs: 20_000,
+    });
+    const second = broker.resolve(clientEvent('com.test.slowecho', { n: 2, delayMs: 0 }, { subject }), {
+      timeoutMs: 20_000,
+    });
+    await assert.rejects(second, ConcurrentResolveError);
+    assert.equal(((await first).data as any).asked, 1, 'the first call gets its own reply');
+    // Other subjects run concurrently, each with its own reply; the subject is free again afterwards.
+    const replies = await Promise.all(
+      [3, 4, 5].map((n) =>
+        broker.resolve(clientEvent('com.test.slowecho', { n, delayMs: 300 }), { timeoutMs: 20_000 }),
+      ),
+    );
+    assert.deepEqual(
+      replies.map((reply) => (reply.data as any).asked),
+      [3, 4, 5],
+    );
+    const again = await broker.resolve(clientEvent('com.test.slowecho', { n: 6, delayMs: 0 }, { subject }), {
+      timeoutMs: 20_000,
+    });
+    assert.equal((again.data as any).asked, 6);
+  });
+
   it('retries, then dead-letters, a reply that no resolve() waits for (never drops it)', async () => {
     const asked = clientEvent('com.test.silent', {}, { source: 'com.test.asker' });
     await assert.rejects(broker.resolve(asked, { timeoutMs: 300 }), ResolveTimeoutError);
@@ -142,6 +176,61 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
       }),
       (error: unknown) => error instanceof InvalidOptionError && error.option === 'options',
     );
+  });
+
+  it('dead-letters events that waited past retentionSeconds (kind expired, event intact); replayed, they are delivered', async () => {
+    // The consumer registered the queue (retention 2 s), then went away: nothing serves it now.
+    const consumer = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    await consumer.register(
+      handler('com.test.away', async () => []),
+      { queue: { retentionSeconds: 2 } },
+    );
+    await consumer.start();
+    await consumer.stop({ timeoutMs: 1000 });
+    const events = [1, 2, 3].map((n) => clientEvent('com.test.away', { n, text: 'kept é 🙂' }));
+    for (const event of events) await broker.dispatch(event);
+    // This broker never registered com.test.away: its sweep covers every queue of the database.
+    const letters = await waitFor(
+      'expired events dead-lettered',
+      async () => {
+        const list = await broker.deadLetters.list({ sourceQueue: 'com.test.away' });
+        return list.length === events.length ? list : undefined;
+      },
+      30_000,
+    );
+    for (const letter of letters) {
+      const event = events.find((candidate) => candidate.id === letter.event.id)!;
+      // Intact: as dispatched, plus the producer span's trace headers the broker gives an event without any.
+      assert.deepEqual({ ...letter.event, traceparent: null }, event.toJSON(), 'the event is intact');
+      assert.equal(letter.failure?.kind, 'expired');
+      assert.equal(letter.error?.name, 'EventExpiredError');
+      assert.match(letter.error!.message, /retentionSeconds \(2 s\) without being delivered/);
+    }
+    const left = await jobsIn(pool, 'com.test.away');
+    assert.deepEqual(
+      left.map((job) => job.state),
+      ['failed', 'failed', 'failed'],
+      'nothing left waiting; the originals are kept as failed, not deleted',
+    );
+    // Replayed once a consumer is back: delivered.
+    const delivered: string[] = [];
+    const back = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    await back.register(
+      handler('com.test.away', async (event) => {
+        delivered.push(event.id);
+        return [];
+      }),
+      { queue: { retentionSeconds: 3600 } },
+    );
+    await back.start();
+    try {
+      const replayed = await broker.deadLetters.replay({ all: true, sourceQueue: 'com.test.away' });
+      assert.equal(replayed.length, events.length);
+      await waitFor('replayed events delivered', () => delivered.length === events.length, 30_000);
+      assert.deepEqual(delivered.sort(), events.map((event) => event.id).sort());
+    } finally {
+      await back.stop({ timeoutMs: 5000 });
+    }
   });
 
   it('deletes completed jobs after deleteAfterSeconds (maintenance really runs)', async () => {

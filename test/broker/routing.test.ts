@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
+import { PgBoss } from 'pg-boss';
 import { jobIdForEvent } from '../../src/broker/event-codec';
 import {
   BrokerNotStartedError,
   DuplicateRegistrationError,
+  InternalQueueError,
   InvalidEventError,
   PayloadTooLargeError,
   PostgresEventBroker,
@@ -92,6 +94,9 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     await broker.register(
       handler('com.test.lost', async (event) => [replyTo(event, 'evt.lost.out', {}, 'com.nobody.home')]),
     );
+    await broker.register(
+      handler('com.test.forger', async (event) => [replyTo(event, 'evt.forged.out', {}, 'arvo.dead-letter')]),
+    );
     // arvo 3 shape: { events }
     await broker.register(
       handler('com.test.v3', async (event) => ({ events: [replyTo(event, 'evt.v3.done', { v: 3 })] })),
@@ -117,6 +122,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
       'com.test.big',
       'com.test.client',
       'com.test.echo',
+      'com.test.forger',
       'com.test.lost',
       'com.test.v3',
     ]);
@@ -180,6 +186,34 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
         return true;
       },
     );
+  });
+
+  it('refuses dispatch to an internal queue (dead-letter, unroutable, domained) and keeps such outputs as unroutable', async () => {
+    // A per-queue dead-letter queue that only another process's registration created.
+    const boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false, max: 1 });
+    boss.on('error', () => {});
+    await boss.start();
+    await boss.createQueue('com.other.dlq');
+    await boss.createQueue('com.other.work', { deadLetter: 'com.other.dlq' });
+    await boss.stop({ graceful: false, close: true });
+    for (const queue of ['arvo.dead-letter', 'arvo.unroutable', 'arvo.domained', 'com.other.dlq']) {
+      const event = clientEvent(queue, {}, { type: 'com.test.forged' });
+      await assert.rejects(broker.dispatch(event), (error: unknown) => {
+        assert.ok(error instanceof InternalQueueError, `${queue}: ${error}`);
+        assert.equal(error.destination, queue);
+        return true;
+      });
+    }
+    const forged = clientEvent('com.test.forger');
+    await broker.dispatch(forged);
+    const kept = await waitFor('the forged output kept as unroutable', async () =>
+      (await jobsIn(pool, 'arvo.unroutable')).find((job) => job.data.subject === forged.subject),
+    );
+    assert.equal(kept.data.to, 'arvo.dead-letter');
+    const fake = (await jobsIn(pool, 'arvo.dead-letter')).filter((job) =>
+      ['arvo.dead-letter', 'arvo.unroutable', 'arvo.domained', 'com.other.dlq'].includes(job.data.to),
+    );
+    assert.deepEqual(fake, [], 'no dead letter was forged');
   });
 
   it('dead-letters a job whose output is over the payload limit, with the reason', async () => {

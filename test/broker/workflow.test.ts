@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
-import { PostgresEventBroker } from '../../src/broker/index';
+import { PostgresEventBroker, StateOutsideBrokerTransactionError } from '../../src/broker/index';
 import { connectPostgresMachineMemory, type PostgresMachineMemory } from '../../src/memory/index';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import {
@@ -81,6 +81,46 @@ describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fi
   async function deadLetters(): Promise<any[]> {
     return jobsIn(pool, 'arvo.dead-letter');
   }
+
+  it('refuses an orchestrator whose memory cannot join the job transaction, unless allowStateOutsideBrokerTransaction', async () => {
+    const elsewhere = await createTestDatabase('broker_workflow_elsewhere');
+    const foreign = await connectPostgresMachineMemory({ connectionString: elsewhere.url });
+    const inProcess = {
+      read: async () => null,
+      write: async () => {},
+      lock: async () => true,
+      unlock: async () => true,
+    };
+    try {
+      for (const [name, other, reason] of [
+        ['foreigndb', foreign, /on another database than the broker's/],
+        ['inprocess', inProcess, /not a PostgresMachineMemory/],
+      ] as const) {
+        const orchestrator = createOrchestratorFixture({
+          name,
+          memory: other,
+          steps: [{ call: 'com.calc.add' }],
+        });
+        await assert.rejects(broker.register(orchestrator), (error: unknown) => {
+          assert.ok(error instanceof StateOutsideBrokerTransactionError, String(error));
+          assert.match(error.message, reason);
+          assert.match(error.message, /allowStateOutsideBrokerTransaction/);
+          return true;
+        });
+        assert.ok(!broker.queues.includes(`arvo.orc.${name}`), 'not registered');
+      }
+      // Accepted when asked for by name, and then it runs (its state commits on its own).
+      await broker.register(
+        createOrchestratorFixture({ name: 'foreigndb', memory: foreign, steps: [{ call: 'com.calc.add' }] }),
+        { allowStateOutsideBrokerTransaction: true },
+      );
+      const done = await run('foreigndb');
+      assert.equal(done.type, completionType('foreigndb'));
+    } finally {
+      await foreign.close();
+      await elsewhere.drop();
+    }
+  });
 
   it('runs a sequential workflow to completion', async () => {
     const done = await run('sequence');

@@ -46,11 +46,9 @@ describe('reliability: PostgreSQL stopped and started again during a run', () =>
     worker = await startWorkflowWorker(url, {
       lockTtlMs: 3000,
       serviceDelayMs: 20,
-      broker: {
-        maintenanceIntervalSeconds: 1,
-        connectionTimeoutMillis: 2000,
-        defaults: { worker: { expireInSeconds: 5, retryLimit: 50, retryDelay: 1, retryBackoff: false } },
-      },
+      // Default expiry (300 s), retries and maintenance: a job whose settle failed while the server was
+      // down must not wait for its expiry.
+      broker: { connectionTimeoutMillis: 2000 },
     });
     client = new PostgresEventBroker({
       connectionString: url,
@@ -104,6 +102,7 @@ describe('reliability: PostgreSQL stopped and started again during a run', () =>
     // Keep it down a little longer than the lock TTL and job expiry matter for, then restart.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, 3000 - (Date.now() - downAt))));
     await server.start();
+    const upAt = Date.now();
 
     // The first dispatch after the reset timeout is the probe; once it succeeds the circuit closes.
     await waitFor(
@@ -118,12 +117,22 @@ describe('reliability: PostgreSQL stopped and started again during a run', () =>
     await Promise.all(during.map((event) => client.dispatch(event)));
 
     const inits = [...before, ...during];
+    // The workflows in flight at the outage continue within seconds of the return, not after the
+    // 300 s expiry (the bound is generous for a loaded 2-core machine).
+    await waitFor(
+      'every workflow in flight at the outage completed',
+      () => before.every((event) => deliveries.has(event.subject)),
+      45_000,
+      200,
+    );
+    const inFlightDoneMs = Date.now() - upAt;
     await waitFor(
       `all ${WORKFLOWS} completions (have ${deliveries.size})`,
       () => deliveries.size === WORKFLOWS,
       90_000,
       200,
     );
+    console.log(`restart: in-flight workflows done ${inFlightDoneMs} ms after the server was back`);
     const check = new pg.Pool({ connectionString: url, max: 2 });
     try {
       const { rows } = await check.query<{ subject: string; data: FixtureRecord }>(

@@ -1,0 +1,69 @@
+import type pg from 'pg';
+import { describeError } from '../shared/redact';
+import { failureHistory, type JobFailureRecord } from './dead-letters';
+import { EventExpiredError } from './errors';
+import { deadLetterAttemptsSql, expiringJobsSql } from './sql';
+
+/** Jobs one sweep transaction moves at most; the sweep repeats while batches come back full. */
+const EXPIRY_BATCH_SIZE = 500;
+
+interface ExpiringJob {
+  name: string;
+  id: string;
+  retry_count: number;
+  output: unknown;
+  event_id: string | null;
+  event_type: string | null;
+  retention_seconds: number;
+}
+
+/**
+ * The broker's retention: every waiting job (of any queue in the database with a dead-letter
+ * queue) that has waited longer than its queue's `retentionSeconds` is moved, event intact, to its
+ * dead-letter queue with a failure record of kind `expired`, from where it can be replayed.
+ * pg-boss's own retention never deletes such a job first: the broker inserts every job with its
+ * `keep_until` out of reach (see `OUT_OF_REACH_RETENTION_SECONDS`). Returns how many were moved.
+ */
+export async function deadLetterExpiredJobs(pool: pg.Pool, schema: string): Promise<number> {
+  let moved = 0;
+  for (;;) {
+    const batch = await deadLetterExpiredBatch(pool, schema);
+    moved += batch;
+    if (batch < EXPIRY_BATCH_SIZE) return moved;
+  }
+}
+
+async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query<ExpiringJob>(expiringJobsSql(schema), [EXPIRY_BATCH_SIZE]);
+    const byQueue = new Map<string, Array<{ id: string; retry_count: number; output: JobFailureRecord }>>();
+    const failedAt = new Date().toISOString();
+    for (const row of rows) {
+      const record: JobFailureRecord = {
+        kind: 'expired',
+        queue: row.name,
+        attempt: row.retry_count + 1,
+        eventId: row.event_id,
+        eventType: row.event_type,
+        error: describeError(new EventExpiredError(row.event_id ?? row.id, row.name, row.retention_seconds)),
+        failedAt,
+        history: failureHistory(row.output),
+      };
+      const attempts = byQueue.get(row.name) ?? [];
+      attempts.push({ id: row.id, retry_count: row.retry_count, output: record });
+      byQueue.set(row.name, attempts);
+    }
+    for (const [queue, attempts] of byQueue) {
+      await client.query(deadLetterAttemptsSql(schema), [queue, JSON.stringify(attempts)]);
+    }
+    await client.query('COMMIT');
+    client.release();
+    return rows.length;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release(error instanceof Error ? error : true);
+    throw error;
+  }
+}
