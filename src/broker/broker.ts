@@ -830,14 +830,19 @@ export class PostgresEventBroker {
         'messaging.pgboss.retry_count': job.retryCount,
       },
       async () => {
-        const transaction = new JobTransaction(this.#pool!.pool, this.#databaseId, job.signal, (error) =>
-          this.#logCallbackError(error),
+        // Aborted by pg-boss (claim lost, stop) or by the broker's own expiry (see withinExpiry).
+        const expiry = new AbortController();
+        const transaction = new JobTransaction(
+          this.#pool!.pool,
+          this.#databaseId,
+          AbortSignal.any([job.signal, expiry.signal]),
+          (error) => this.#logCallbackError(error),
         );
         let unroutable: RoutedEvent[] = [];
         let outcome: JobResult;
         const delivery = runInAmbientTransaction(transaction, () => this.#deliver(registration, event));
         try {
-          const outputs = await withinExpiry(delivery, job);
+          const outputs = await withinExpiry(delivery, job, expiry);
           const outgoing = outputs.map((output) => {
             const serialized = serializeEvent(output, this.#options.maxPayloadBytes);
             return { event: output, json: serialized.fields };
@@ -864,11 +869,17 @@ export class PostgresEventBroker {
           if (transaction.started) await transaction.commit();
           outcome = { id: job.id, status: 'completed' };
         } catch (error) {
-          await transaction.rollback();
+          if (!(error instanceof HandlerTimeoutError)) {
+            await transaction.rollback();
+            return this.#failure(registration, job, event, error);
+          }
+          // Settled at once with the library's record. The handler keeps its slot (as pg-boss holds a
+          // worker whose handler overran) and its aborted transaction until it returns, as after
+          // pg-boss's own abort: its next statement fails with this error, and the rollback (with the
+          // memory's deferred unlock) follows its return.
           const failed = await this.#failure(registration, job, event, error);
-          // Settled with the library's record; the handler still holds its slot until it returns, as
-          // pg-boss holds a worker whose handler overran (it then fetches nothing beside it).
-          if (error instanceof HandlerTimeoutError) await delivery.then(noop, noop);
+          await delivery.then(noop, noop);
+          await transaction.rollback();
           return failed;
         }
         this.#metrics.processed(job.name);
@@ -1169,20 +1180,26 @@ function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record
 function noop(): void {}
 
 /**
- * `delivery`, or a {@link HandlerTimeoutError} shortly before pg-boss's own timeout of the job
+ * `delivery`, or a {@link HandlerTimeoutError} (also aborting `expiry`) shortly before pg-boss's own timeout of the job
  * (`expireInSeconds` from the batch's start) would fail it with a record of pg-boss's. The caller
  * then rolls back and fails the attempt with the library's record (kind `timeout`); pg-boss's
  * later fail of the same attempt is fenced out.
  */
-async function withinExpiry<T>(delivery: Promise<T>, job: JobWithMetadata<StoredEvent>): Promise<T> {
+async function withinExpiry<T>(
+  delivery: Promise<T>,
+  job: JobWithMetadata<StoredEvent>,
+  expiry: AbortController,
+): Promise<T> {
   const expireMs = job.expireInSeconds * 1000;
   const leadMs = Math.min(1000, expireMs / 10);
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new HandlerTimeoutError(job.name, String(job.data?.id), job.expireInSeconds)),
-      expireMs - leadMs,
-    );
+    timer = setTimeout(() => {
+      const error = new HandlerTimeoutError(job.name, String(job.data?.id), job.expireInSeconds);
+      // The job's transaction takes no further statement from the handler, as after pg-boss's abort.
+      expiry.abort(error);
+      reject(error);
+    }, expireMs - leadMs);
   });
   try {
     return await Promise.race([delivery, expired]);
