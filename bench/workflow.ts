@@ -1,7 +1,8 @@
 /**
  * The rig shared by the broker scenarios (1, 2, 3, 6): a `PostgresEventBroker` and a
- * `PostgresMachineMemory` on one shared pool, the test-fixture orchestrator (the Arvo protocol:
- * lock → read → write → unlock) and one service, plus the instruments: per-hop latency (event
+ * `PostgresMachineMemory` on one shared pool, the benchmark orchestrator (`bench/orchestrator.ts`:
+ * an xstate machine behind Arvo contracts, lock → read → compute → write → unlock) and its
+ * service, plus the instruments: per-hop latency (event
  * creation → the next handler starts), per-workflow latency, lock contention, statements sent.
  */
 import { context } from '@opentelemetry/api';
@@ -11,13 +12,6 @@ import pg from 'pg';
 import { PostgresEventBroker } from '../src/broker/index';
 import { connectPostgresMachineMemory, releasePostgresMachineMemory } from '../src/memory/index';
 import { silentLogger } from '../src/shared/logger';
-import {
-  createInitEvent,
-  createOrchestratorFixture,
-  createServiceFixture,
-  type FixtureHandler,
-  type FixtureStep,
-} from '../test/support/orchestrator';
 import {
   type CostPerUnit,
   costPer,
@@ -30,6 +24,14 @@ import {
   startCostMeter,
   withTimeout,
 } from './lib';
+import {
+  type BenchHandler,
+  type BenchMachineRecord,
+  createBenchInit,
+  createBenchOrchestrator,
+  createBenchService,
+  hopsPerWorkflow,
+} from './orchestrator';
 
 // Arvo prints its spans to the console when no context manager is registered.
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -41,25 +43,11 @@ export const RIG_TABLES = {
   stateTable: 'arvo_workflow_state',
 };
 
-/** Name of the benchmark orchestrator (`arvo.orc.bench`). */
-const ORCHESTRATOR_NAME = 'bench';
-/** The one service every workflow calls. */
-export const SERVICE_TYPE = 'com.bench.service';
 /** The initiator: completions are delivered to the broker's workflow-completion listener. */
-const INITIATOR = 'com.bench.client';
+export const INITIATOR = 'com.bench.client';
 
-/** Steps of scenario 1's workflow: 3 calls in sequence, then completion = 8 hops. */
-export const SEQUENTIAL_STEPS: FixtureStep[] = [
-  { call: SERVICE_TYPE },
-  { call: SERVICE_TYPE },
-  { call: SERVICE_TYPE },
-];
-
-/** Hops of a workflow: the init, one call and one reply per call, and the completion. */
-export function hopsPerWorkflow(steps: FixtureStep[]): number {
-  const calls = steps.reduce((sum, step) => sum + ('fanOut' in step ? step.count : 1), 0);
-  return 2 + 2 * calls;
-}
+/** Scenario 1's workflow: 3 calls in sequence, then completion = 8 hops. */
+export const SEQUENTIAL_STEPS: readonly number[] = [1, 1, 1];
 
 /** Wall clock with sub-millisecond precision. */
 function epochNow(): number {
@@ -67,7 +55,7 @@ function epochNow(): number {
 }
 
 /** Makes `handler.execute` record how long each event waited since it was created. */
-function instrument(handler: FixtureHandler, onDelivery: (event: ArvoEvent) => void): FixtureHandler {
+function instrument(handler: BenchHandler, onDelivery: (event: ArvoEvent) => void): BenchHandler {
   const execute = handler.execute.bind(handler);
   handler.execute = (event, options) => {
     onDelivery(event);
@@ -109,11 +97,11 @@ export interface WorkflowRig {
 }
 
 /** Starts broker, memory, orchestrator and service on a fresh database. */
-export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]): Promise<WorkflowRig> {
+export async function startWorkflowRig(databaseUrl: string, steps: readonly number[]): Promise<WorkflowRig> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
   pool.on('error', () => {});
   const statements = countRoundTrips(pool);
-  const memory = await connectPostgresMachineMemory({
+  const memory = await connectPostgresMachineMemory<BenchMachineRecord>({
     pool,
     schema: RIG_TABLES.memorySchema,
     tables: { state: RIG_TABLES.stateTable },
@@ -136,10 +124,8 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
     return locked;
   };
 
-  await broker.register(
-    instrument(createOrchestratorFixture({ name: ORCHESTRATOR_NAME, memory, steps }), recordHop),
-  );
-  await broker.register(instrument(createServiceFixture(SERVICE_TYPE), recordHop));
+  await broker.register(instrument(createBenchOrchestrator({ memory, callsPerStep: steps }), recordHop));
+  await broker.register(instrument(createBenchService(), recordHop));
 
   const dispatchedAt = new Map<string, number>();
   let onCompletion: (failed: boolean) => void = () => {};
@@ -159,7 +145,7 @@ export async function startWorkflowRig(databaseUrl: string, steps: FixtureStep[]
   await broker.start();
 
   const dispatchOne = async () => {
-    const init = createInitEvent(ORCHESTRATOR_NAME, { initiator: INITIATOR });
+    const init = createBenchInit(INITIATOR);
     dispatchedAt.set(init.subject, epochNow());
     await broker.dispatch(init);
   };

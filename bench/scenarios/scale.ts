@@ -38,23 +38,19 @@ FROM generate_series(1, $1::int) AS g
 JOIN ${queue} q ON q.name = ($2::text[])[1 + g % cardinality($2::text[])]`;
 }
 
-/** `$1` count: finished root workflows with records like the fixture orchestrator's. */
+/**
+ * `$1` count: finished root workflows, each a copy of a real finished record (the orchestrator's
+ * xstate snapshot and all) under a new subject.
+ */
 function seedWorkflowsSql(schema: string, table: string): string {
-  return `INSERT INTO ${qualifiedName(schema, table)} (subject, data, version, parent_subject, root_subject,
+  const state = qualifiedName(schema, table);
+  return `INSERT INTO ${state} (subject, data, version, parent_subject, root_subject,
   status, execution_status, orchestrator, initiator, source, created_at, updated_at)
-SELECT s.subject,
-  jsonb_build_object('subject', s.subject, 'orchestrator', 'arvo.orc.bench', 'parentSubject', null,
-    'initiator', 'com.bench.client', 'status', 'done', 'executionStatus', 'normal', 'step', 3, 'pending', 0,
-    'results', jsonb_build_array(
-      jsonb_build_object('type', 'evt.com.bench.service.success', 'data', jsonb_build_object('step', 0)),
-      jsonb_build_object('type', 'evt.com.bench.service.success', 'data', jsonb_build_object('step', 1)),
-      jsonb_build_object('type', 'evt.com.bench.service.success', 'data', jsonb_build_object('step', 2))),
-    'consumed', jsonb_build_array(gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), gen_random_uuid()),
-    'produced', jsonb_build_array(gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), gen_random_uuid()),
-    'error', null),
-  4, NULL, s.subject, 'done', 'normal', 'arvo.orc.bench', 'com.bench.client', 'arvo.orc.bench',
+SELECT s.subject, jsonb_set(t.data, '{subject}', to_jsonb(s.subject)), t.version, NULL, s.subject,
+  t.status, t.execution_status, t.orchestrator, t.initiator, t.source,
   now() - interval '30 minutes', now() - (s.g % 1200) * interval '1 second'
-FROM (SELECT g, 'seed.' || md5(g::text) || repeat('w', 140) AS subject FROM generate_series(1, $1::int) AS g) s`;
+FROM (SELECT * FROM ${state} WHERE status = 'done' AND parent_subject IS NULL LIMIT 1) t,
+  (SELECT g, 'seed.' || md5(g::text) || repeat('w', 140) AS subject FROM generate_series(1, $1::int) AS g) s`;
 }
 
 async function seed(
@@ -108,6 +104,8 @@ export const scaleScenario: Scenario = {
     let stats = summarize([]);
     const run = await measureThroughput(databaseUrl, workflows, log, async (rig) => {
       emptyStats = await timeGetStats(rig, 5);
+      // One real workflow first: its finished record is the template of the seeded ones.
+      await rig.run(1, 'sequential', 30_000);
       seeding = await seed(rig.pool, rig.broker.queues, counts, log);
       log('timing getStats()');
       stats = await timeGetStats(rig, 20);
@@ -119,7 +117,7 @@ export const scaleScenario: Scenario = {
       latency: { ...summarize(run.hopLatencies), of: 'hop (under load, seeded)' },
       ratio: { to: 'empty run hops/s', value: ratio },
       targets: [
-        checkTarget('hops/s vs empty run', '≥ 0.8×', ratio, (value) => value >= 0.8, formatRatio),
+        checkTarget('hops/s vs empty run', '≥ 0.9×', ratio, (value) => value >= 0.9, formatRatio),
         checkTarget('getStats() p50', '≤ 50 ms', stats.p50, (value) => value <= 50, formatMs),
       ],
       details: {
