@@ -37,9 +37,15 @@ export const idleLatencyScenario: Scenario = {
         latency: { ...hop, of: 'hop (idle)' },
         ratio: baselineHop ? { to: 'raw pg-boss idle hop p50', value: hop.p50 / baselineHop } : null,
         targets: [
-          checkTarget('hop p50', '≤ 10 ms', hop.p50, (value) => value <= 10, formatMs),
-          checkTarget('hop p99', '≤ 30 ms', hop.p99, (value) => value <= 30, formatMs),
-          checkTarget('workflow p50', '≤ 80 ms', workflow.p50, (value) => value <= 80, formatMs),
+          checkTarget('hop p50', '≤ 4 ms', hop.p50, (value) => value <= 4, formatMs),
+          checkTarget('hop p99', '≤ 15 ms', hop.p99, (value) => value <= 15, formatMs),
+          checkTarget('workflow p50 (8 hops)', '≤ 35 ms', workflow.p50, (value) => value <= 35, formatMs),
+          checkTarget(
+            'commits per hop (idle)',
+            '≤ 1.5',
+            run.costPerHop.writeTransactions,
+            (value) => value <= 1.5,
+          ),
         ],
         details: describeRun(run),
         cost: { per: 'hop', ...run.costPerHop },

@@ -5,6 +5,7 @@
  */
 import {
   checkTarget,
+  formatMs,
   formatRatio,
   type Scenario,
   type ScenarioContext,
@@ -68,18 +69,35 @@ export const throughputScenario: Scenario = {
     const baseline = earlier.get('baseline')?.hopsPerSecond;
     const ratio = baseline ? run.hopsPerSecond / baseline : null;
     const perJobBaseline = earlier.get('baseline-per-job')?.hopsPerSecond;
+    const perJobRatio = perJobBaseline ? run.hopsPerSecond / perJobBaseline : null;
+    const { nodeCpuMs, postgresCpuMs, writeTransactions } = run.costPerHop;
     return {
       throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
       hopsPerSecond: run.hopsPerSecond,
       latency: { ...summarize(run.hopLatencies), of: 'hop (under load)' },
       ratio: ratio === null ? null : { to: 'raw pg-boss hops/s', value: ratio },
       targets: [
-        checkTarget('hops/s vs raw pg-boss', '≥ 0.6×', ratio, (value) => value >= 0.6, formatRatio),
+        checkTarget(
+          'hops/s vs raw pg-boss, one transaction per job',
+          '≥ 1.2×',
+          perJobRatio,
+          (value) => value >= 1.2,
+          formatRatio,
+        ),
+        checkTarget('hops/s vs raw pg-boss, batched', '≥ 0.4×', ratio, (value) => value >= 0.4, formatRatio),
+        checkTarget('commits per hop (under load)', '≤ 0.6', writeTransactions, (value) => value <= 0.6),
+        checkTarget(
+          'CPU ms per hop, Node + PostgreSQL (under load)',
+          '≤ 1.5 ms',
+          postgresCpuMs === null ? null : nodeCpuMs + postgresCpuMs,
+          (value) => value <= 1.5,
+          formatMs,
+        ),
         checkTarget('workflows failed', '0', run.failedWorkflows, (value) => value === 0, String),
       ],
       details: {
         ...describeRun(run),
-        ratioToPerJobTransactionBaseline: perJobBaseline ? run.hopsPerSecond / perJobBaseline : null,
+        ratioToPerJobTransactionBaseline: perJobRatio,
       },
       cost: { per: 'hop', ...run.costPerHop },
       pool: run.pool,
