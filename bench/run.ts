@@ -32,6 +32,7 @@ import { idleLatencyScenario } from './scenarios/idle-latency';
 import { memoryScenario } from './scenarios/memory';
 import { scaleScenario } from './scenarios/scale';
 import { throughputScenario } from './scenarios/throughput';
+import { workersScenario } from './scenarios/workers';
 
 /** Run order: the baseline first (the reference), scale last (it reuses scenario 1's figure). */
 const SCENARIOS: Scenario[] = [
@@ -41,6 +42,7 @@ const SCENARIOS: Scenario[] = [
   throughputScenario,
   idleLatencyScenario,
   fanOutScenario,
+  workersScenario,
   scaleScenario,
 ];
 
