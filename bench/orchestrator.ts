@@ -20,7 +20,7 @@ import { ArvoEventHandler, ContractViolation, ExecutionViolation } from 'arvo-ev
 import { type AnyMachineSnapshot, createActor, enqueueActions, setup } from 'xstate';
 import { z } from 'zod';
 import type { IMachineMemory } from '../src/memory/types';
-import { TransactionViolation } from '../test/support/orchestrator';
+import { runOrchestratorTransaction } from '../test/support/orchestrator';
 
 /** The one service every benchmark workflow calls. */
 export const SERVICE_TYPE = 'com.bench.service';
@@ -164,10 +164,6 @@ function validatedInput(event: ArvoEvent): MachineEvent | null {
   return event.type === orchestratorSource ? null : ({ type: event.type, data: parsed.data } as MachineEvent);
 }
 
-function describeCause(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
 /** Anything with a `source` and an arvo-2.x-style `execute`. */
 export interface BenchHandler {
   source: string;
@@ -252,53 +248,12 @@ export function createBenchOrchestrator(options: {
       if (!ArvoOrchestrationSubject.isValid(event.subject)) {
         throw new ExecutionViolation(`Event ${event.id} (${event.type}) has no valid orchestration subject`);
       }
-      const subject = event.subject;
-      const parsed = ArvoOrchestrationSubject.parse(subject);
-      let locked: boolean;
-      try {
-        locked = await memory.lock(subject);
-      } catch (error) {
-        throw new TransactionViolation('LOCK_FAILURE', `lock failed: ${describeCause(error)}`, { subject });
-      }
-      if (!locked) {
-        throw new TransactionViolation('LOCK_UNACQUIRED', 'workflow is locked by another holder', {
-          subject,
-        });
-      }
-      try {
-        let prev: BenchMachineRecord | null;
-        try {
-          prev = await memory.read(subject);
-        } catch (error) {
-          throw new TransactionViolation(
-            'READ_MACHINE_MEMORY_FAILURE',
-            `read failed: ${describeCause(error)}`,
-            {
-              subject,
-            },
-          );
-        }
-        const { next, events } = compute(event, parsed, prev);
+      const subject = ArvoOrchestrationSubject.parse(event.subject);
+      return runOrchestratorTransaction(memory, event.subject, (prev) => {
+        const step = compute(event, subject, prev);
         onApplied?.(event);
-        if (next) {
-          try {
-            await memory.write(subject, next, prev, {
-              source: orchestratorSource,
-              initiator: parsed.execution.initiator,
-            });
-          } catch (error) {
-            throw new TransactionViolation(
-              'WRITE_MACHINE_MEMORY_FAILURE',
-              `write failed: ${describeCause(error)}`,
-              { subject },
-            );
-          }
-        }
-        return events;
-      } finally {
-        // The TTL guarantees progress even when unlock fails.
-        await memory.unlock(subject).catch(() => false);
-      }
+        return { ...step, metadata: { source: orchestratorSource, initiator: subject.execution.initiator } };
+      });
     },
   };
 }

@@ -144,6 +144,63 @@ function traceHeaders(
   };
 }
 
+/** What an orchestrator computed from the record it read: the record to store (`null`: none) and its events. */
+export interface OrchestratorStep<T> {
+  next: T | null;
+  events: ArvoEvent[];
+  /** Passed to `memory.write` (`{ source, initiator }` for the Postgres memory's columns). */
+  metadata?: Record<string, unknown>;
+}
+
+/**
+ * Arvo's orchestrator transaction on `subject`: `lock` → `read` → `compute(prev)` →
+ * `write(subject, next, prev as read)` → `unlock` in `finally`. A memory failure (or a lock held
+ * elsewhere) is thrown as a {@link TransactionViolation}, so the broker retries the event.
+ */
+export async function runOrchestratorTransaction<T extends Record<string, any>>(
+  memory: IMachineMemory<T>,
+  subject: string,
+  compute: (prev: T | null) => OrchestratorStep<T>,
+): Promise<ArvoEvent[]> {
+  let locked: boolean;
+  try {
+    locked = await memory.lock(subject);
+  } catch (error) {
+    throw new TransactionViolation('LOCK_FAILURE', `lock failed: ${describeCause(error)}`, { subject });
+  }
+  if (!locked) {
+    throw new TransactionViolation('LOCK_UNACQUIRED', 'workflow is locked by another holder', { subject });
+  }
+  try {
+    let prev: T | null;
+    try {
+      prev = await memory.read(subject);
+    } catch (error) {
+      throw new TransactionViolation('READ_MACHINE_MEMORY_FAILURE', `read failed: ${describeCause(error)}`, {
+        subject,
+      });
+    }
+    const { next, events, metadata } = compute(prev);
+    if (next) {
+      try {
+        await memory.write(subject, next, prev, metadata);
+      } catch (error) {
+        throw new TransactionViolation(
+          'WRITE_MACHINE_MEMORY_FAILURE',
+          `write failed: ${describeCause(error)}`,
+          {
+            subject,
+          },
+        );
+      }
+    }
+    return events;
+  } finally {
+    // The TTL guarantees progress even when unlock fails.
+    await memory.unlock(subject).catch(() => false);
+  }
+}
+
 /** An orchestrator following the arvo protocol over `options.memory`. */
 export function createOrchestratorFixture(options: OrchestratorFixtureOptions): FixtureHandler {
   const { memory, steps } = options;
@@ -339,48 +396,14 @@ export function createOrchestratorFixture(options: OrchestratorFixtureOptions): 
       if (owner !== source) {
         throw new ExecutionViolation(`Subject of event ${event.id} belongs to ${owner}, not ${source}`);
       }
-      const subject = event.subject;
-      let locked: boolean;
-      try {
-        locked = await memory.lock(subject);
-      } catch (error) {
-        throw new TransactionViolation('LOCK_FAILURE', `lock failed: ${describeCause(error)}`, { subject });
-      }
-      if (!locked) {
-        throw new TransactionViolation('LOCK_UNACQUIRED', `workflow is locked by another holder`, {
-          subject,
-        });
-      }
-      try {
-        let prev: FixtureRecord | null;
-        try {
-          prev = (await memory.read(subject)) as FixtureRecord | null;
-        } catch (error) {
-          throw new TransactionViolation(
-            'READ_MACHINE_MEMORY_FAILURE',
-            `read failed: ${describeCause(error)}`,
-            {
-              subject,
-            },
-          );
-        }
-        const { next, events } = compute(prev, event, traceHeaders(event, opts.inheritFrom));
-        if (next) {
-          try {
-            await memory.write(subject, next, prev, { source, initiator: next.initiator });
-          } catch (error) {
-            throw new TransactionViolation(
-              'WRITE_MACHINE_MEMORY_FAILURE',
-              `write failed: ${describeCause(error)}`,
-              { subject },
-            );
-          }
-        }
-        return events;
-      } finally {
-        // The TTL guarantees progress even when unlock fails.
-        await memory.unlock(subject).catch(() => false);
-      }
+      return runOrchestratorTransaction(memory, event.subject, (prev) => {
+        const { next, events } = compute(
+          prev as FixtureRecord | null,
+          event,
+          traceHeaders(event, opts.inheritFrom),
+        );
+        return { next, events, metadata: next ? { source, initiator: next.initiator } : undefined };
+      });
     },
   };
 }
