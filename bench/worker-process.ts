@@ -6,12 +6,10 @@
  * time; on `stop` it stops gracefully and exits.
  */
 import pg from 'pg';
-import { PostgresEventBroker } from '../src/broker/index';
-import { connectPostgresMachineMemory, releasePostgresMachineMemory } from '../src/memory/index';
-import { silentLogger } from '../src/shared/logger';
-import { type BenchMachineRecord, createBenchOrchestrator, createBenchService } from './orchestrator';
+import { releasePostgresMachineMemory } from '../src/memory/index';
+import { createBenchOrchestrator, createBenchService } from './orchestrator';
 // Also registers the OpenTelemetry context manager Arvo needs to stay quiet.
-import { RIG_TABLES, SEQUENTIAL_STEPS } from './workflow';
+import { connectBrokerAndMemory, SEQUENTIAL_STEPS } from './workflow';
 
 /** What a worker sends its parent. */
 export type WorkerMessage =
@@ -31,13 +29,7 @@ let cpuStart = process.cpuUsage();
 
 const pool = new pg.Pool({ connectionString: url, max: 10 });
 pool.on('error', () => {});
-const memory = await connectPostgresMachineMemory<BenchMachineRecord>({
-  pool,
-  schema: RIG_TABLES.memorySchema,
-  tables: { state: RIG_TABLES.stateTable },
-  logger: silentLogger,
-});
-const broker = new PostgresEventBroker({ pool, schema: RIG_TABLES.pgBossSchema, logger: silentLogger });
+const { memory, broker } = await connectBrokerAndMemory(pool);
 await broker.register(
   createBenchOrchestrator({
     memory,

@@ -10,7 +10,11 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
 import { PostgresEventBroker } from '../src/broker/index';
-import { connectPostgresMachineMemory, releasePostgresMachineMemory } from '../src/memory/index';
+import {
+  connectPostgresMachineMemory,
+  type PostgresMachineMemory,
+  releasePostgresMachineMemory,
+} from '../src/memory/index';
 import { silentLogger } from '../src/shared/logger';
 import {
   type CostPerUnit,
@@ -96,11 +100,10 @@ export interface WorkflowRig {
   stop(): Promise<void>;
 }
 
-/** Starts broker, memory, orchestrator and service on a fresh database. */
-export async function startWorkflowRig(databaseUrl: string, steps: readonly number[]): Promise<WorkflowRig> {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
-  pool.on('error', () => {});
-  const statements = countRoundTrips(pool);
+/** A broker and a memory on `pool`, in {@link RIG_TABLES} (also each worker process's pair). */
+export async function connectBrokerAndMemory(
+  pool: pg.Pool,
+): Promise<{ memory: PostgresMachineMemory<BenchMachineRecord>; broker: PostgresEventBroker }> {
   const memory = await connectPostgresMachineMemory<BenchMachineRecord>({
     pool,
     schema: RIG_TABLES.memorySchema,
@@ -108,6 +111,15 @@ export async function startWorkflowRig(databaseUrl: string, steps: readonly numb
     logger: silentLogger,
   });
   const broker = new PostgresEventBroker({ pool, schema: RIG_TABLES.pgBossSchema, logger: silentLogger });
+  return { memory, broker };
+}
+
+/** Starts broker, memory, orchestrator and service on a fresh database. */
+export async function startWorkflowRig(databaseUrl: string, steps: readonly number[]): Promise<WorkflowRig> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
+  pool.on('error', () => {});
+  const statements = countRoundTrips(pool);
+  const { memory, broker } = await connectBrokerAndMemory(pool);
 
   // Keyed by event id: a redelivered event (lock contention) counts once, at its last delivery.
   let hopLatencies = new Map<string, number>();
