@@ -9,7 +9,7 @@ import pg from 'pg';
 
 /** What `bench/run.ts` hands every scenario. */
 export interface ScenarioContext {
-  /** Small counts, so the whole quick run stays under a minute. */
+  /** Small counts, so the whole quick run takes a minute or three. */
   quick: boolean;
   /** Connection string of a fresh, empty database made for this scenario alone. */
   databaseUrl: string;
@@ -39,7 +39,7 @@ export interface LatencySummary {
   max: number;
 }
 
-/** A target from issue 4 and whether this run met it. */
+/** A target from issue 13 (or 4) and whether this run met it. */
 export interface TargetCheck {
   /** What is compared, e.g. `hops/s vs raw pg-boss`. */
   what: string;
