@@ -365,6 +365,9 @@ export async function startCostMeter(databaseUrl: string): Promise<{ stop(): Pro
   // Statement statistics then cover the measured part, not the set-up (schema creation, seeding).
   if (statementStatsEnabled) await resetStatementStats(databaseUrl);
   const client = new pg.Client({ connectionString: databaseUrl });
+  // Open while the measured work runs: if that work fails, the scenario's database is dropped (its
+  // connections terminated) before stop() is called, and an unheard error would end the process.
+  client.on('error', () => {});
   await client.connect();
   try {
     const before = await readServerCounters(client);
