@@ -5,6 +5,7 @@ import { validateIdentifier } from '../shared/identifiers';
 import { silentLogger } from '../shared/logger';
 import { AGE_RANGE_MS } from '../shared/options';
 import { closePool, openPool, resolveConnection } from '../shared/pool';
+import { redactValue } from '../shared/redact';
 
 export { formatAge } from '../shared/age';
 
@@ -119,7 +120,7 @@ function namesOf(values: Record<string, unknown>): Names {
   };
 }
 
-/** The connection string from `--url` or `DATABASE_URL` (its password is registered for redaction). */
+/** The connection string from `--url` or `DATABASE_URL`. */
 export function connectionStringOf(values: Record<string, unknown>, io: CliIo): string {
   const url = (values.url as string | undefined) ?? io.env.DATABASE_URL;
   if (!url) throw new UsageError('no database: pass --url or set DATABASE_URL');
@@ -181,7 +182,7 @@ export function table(header: string[], rows: Array<Array<string | number>>): st
     .join('\n')}\n`;
 }
 
-/** JSON for `--json` output. */
+/** JSON for `--json` output, with the values of secret keys and credentials in strings redacted. */
 export function json(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
+  return `${JSON.stringify(redactValue(value), null, 2)}\n`;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // arvo-postgres command line (see README, Operations).
-import { describeError, redactSecrets } from '../shared/redact';
+import { describeError } from '../shared/redact';
+import { printable } from './output';
 import { runCli } from './run';
 
 let interrupted: Promise<void> | undefined;
@@ -23,7 +24,7 @@ runCli(process.argv.slice(2), {
   },
   (error: unknown) => {
     // runCli reports every error itself; this would be a bug, still reported without secrets.
-    process.stderr.write(`arvo-postgres: internal error: ${redactSecrets(describeError(error).message)}\n`);
+    process.stderr.write(`arvo-postgres: internal error: ${printable(describeError(error).message)}\n`);
     process.exitCode = 1;
   },
 );

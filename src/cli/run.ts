@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../shared/errors';
-import { describeError, redactSecrets } from '../shared/redact';
+import { describeError } from '../shared/redact';
 import { dashboardCommand } from './commands/dashboard';
 import { dlqCommand } from './commands/dlq';
 import { doctorCommand } from './commands/doctor';
@@ -7,6 +7,7 @@ import { migrateCommand } from './commands/migrate';
 import { statsCommand } from './commands/stats';
 import { workflowsCommand } from './commands/workflows';
 import { type CliIo, type Command, EXIT, UsageError } from './common';
+import { printableIo } from './output';
 
 const COMMANDS: Command[] = [
   statsCommand,
@@ -30,10 +31,12 @@ Exit codes: 0 ok; 1 a problem was found or the operation failed; 2 usage error.
 `;
 
 /**
- * Runs one command line and returns its exit code. Every message that leaves it goes through the
- * redaction helpers: a password given in --url or DATABASE_URL is never printed.
+ * Runs one command line and returns its exit code. Everything it prints goes through `printable`:
+ * credentials (a password in --url, DATABASE_URL or event data) are redacted and control characters
+ * from subjects or error messages are escaped.
  */
-export async function runCli(argv: string[], io: CliIo): Promise<number> {
+export async function runCli(argv: string[], rawIo: CliIo): Promise<number> {
+  const io = printableIo(rawIo);
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name === undefined ? io.stderr : io.stdout)(HELP);
@@ -41,13 +44,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   const command = COMMANDS.find((candidate) => candidate.name === name);
   if (!command) {
-    io.stderr(`arvo-postgres: unknown command ${JSON.stringify(redactSecrets(name))}\n\n${HELP}`);
+    io.stderr(`arvo-postgres: unknown command ${JSON.stringify(name)}\n\n${HELP}`);
     return EXIT.usage;
   }
   try {
     return await command.run(args, io);
   } catch (error) {
-    const message = redactSecrets(describeError(error).message);
+    const message = describeError(error).message;
     if (error instanceof UsageError || error instanceof InvalidOptionError) {
       io.stderr(
         `arvo-postgres ${command.name}: ${message}\nRun arvo-postgres ${command.name} --help for usage.\n`,

@@ -1,12 +1,15 @@
 import { ArvoPostgresError, InvalidOptionError } from './errors';
 import { oversizedIndexedText, oversizedIndexedTextReason } from './indexed-text';
 import { unstorableCharacterIn } from './json';
+import { isSecretKey } from './redact';
 
 // Small validators shared by every options object, so that each module reports a bad option the same
 // way: the dotted option path plus what was expected and what was given.
 
-function describe(value: unknown): string {
+/** What was given, for an error message; only its type when the option names a secret (`password`). */
+function describe(value: unknown, option: string): string {
   if (value === null) return 'null';
+  if (isSecretKey(option.split('.').at(-1) ?? option)) return `a value of type ${typeof value}`;
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string')
     return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
@@ -17,7 +20,7 @@ function describe(value: unknown): string {
 /** Throws unless `value` is a plain object (or undefined when `optional`). */
 export function expectObject(value: unknown, option: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new InvalidOptionError(option, `expected an object, got ${describe(value)}`);
+    throw new InvalidOptionError(option, `expected an object, got ${describe(value, option)}`);
   }
   return value as Record<string, unknown>;
 }
@@ -69,14 +72,14 @@ function numericOption(value: unknown, option: string, range: NumericRange, fall
   if (typeof value !== 'number' || !(integer ? Number.isInteger(value) : Number.isFinite(value))) {
     throw new InvalidOptionError(
       option,
-      `expected ${integer ? 'an integer' : 'a finite number'}, got ${describe(value)}`,
+      `expected ${integer ? 'an integer' : 'a finite number'}, got ${describe(value, option)}`,
     );
   }
   const max = range.max ?? (integer ? Number.MAX_SAFE_INTEGER : Number.MAX_VALUE);
   if (value < range.min || value > max) {
     throw new InvalidOptionError(
       option,
-      `expected ${integer ? 'an integer' : 'a number'} from ${range.min} to ${max}, got ${value}`,
+      `expected ${integer ? 'an integer' : 'a number'} from ${range.min} to ${max}, got ${describe(value, option)}`,
     );
   }
   return value;
@@ -140,7 +143,7 @@ export function numericOptions<K extends string>(
 export function booleanOption(value: unknown, option: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') {
-    throw new InvalidOptionError(option, `expected true or false, got ${describe(value)}`);
+    throw new InvalidOptionError(option, `expected true or false, got ${describe(value, option)}`);
   }
   return value;
 }
@@ -156,7 +159,7 @@ export function enumOption<T extends string>(
   if (typeof value !== 'string' || !choices.includes(value as T)) {
     throw new InvalidOptionError(
       option,
-      `expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`,
+      `expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value, option)}`,
     );
   }
   return value as T;
@@ -168,7 +171,7 @@ export function stringOption(value: unknown, option: string): string | undefined
 export function stringOption(value: unknown, option: string, fallback?: string): string | undefined {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || value.length === 0) {
-    throw new InvalidOptionError(option, `expected a non-empty string, got ${describe(value)}`);
+    throw new InvalidOptionError(option, `expected a non-empty string, got ${describe(value, option)}`);
   }
   return value;
 }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { InvalidOptionError } from './errors';
 import { type Logger, writeLog } from './logger';
 import { expectObject, integerOption, MAX_TIMER_MS, stringOption } from './options';
-import { redactSecrets, registerSecret } from './redact';
+import { redactSecrets } from './redact';
 
 /**
  * How to reach PostgreSQL. Give exactly one of: `pool` (an existing `pg.Pool`, never closed by this
@@ -156,17 +156,14 @@ export function resolveConnection(options: Record<string, unknown>, prefix = '')
         `unsupported protocol ${JSON.stringify(url.protocol)}; expected postgres:`,
       );
     }
-    let password: string;
     try {
-      password = decodeURIComponent(url.password);
+      decodeURIComponent(url.password);
     } catch {
       throw new InvalidOptionError(at('connectionString'), 'the password is not valid percent-encoding');
     }
-    registerSecret(password);
     checkTlsParameters(url, options.ssl !== undefined, at);
   }
   const password = stringOption(options.password, at('password'));
-  registerSecret(password);
   if (options.ssl !== undefined && typeof options.ssl !== 'boolean') expectObject(options.ssl, at('ssl'));
 
   const config: pg.PoolConfig = {

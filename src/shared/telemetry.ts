@@ -7,15 +7,15 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import { redactError, redactSecrets } from './redact';
+import { redactError, redactSecrets, redactValue } from './redact';
 
 /** Name under which all spans of this library are created. */
 const TRACER_NAME = 'arvo-postgres';
 
 /**
  * Runs `fn` inside an active span named `name` when `enabled`, as a child of `parent` (default: the
- * active context), recording a redacted exception and an error status when it throws. With `enabled`
- * false it only calls `fn` (in `parent` when given): no OpenTelemetry cost.
+ * active context), with redacted attributes, recording a redacted exception and an error status when
+ * it throws. With `enabled` false it only calls `fn` (in `parent` when given): no OpenTelemetry cost.
  */
 export async function withSpan<T>(
   enabled: boolean,
@@ -27,18 +27,20 @@ export async function withSpan<T>(
 ): Promise<T> {
   const base = parent ?? context.active();
   if (!enabled) return parent ? context.with(base, () => fn()) : fn();
-  return trace.getTracer(TRACER_NAME).startActiveSpan(name, { kind, attributes }, base, async (span) => {
-    try {
-      return await fn(span);
-    } catch (error) {
-      const message = redactSecrets(error instanceof Error ? error.message : String(error));
-      span.recordException({ name: error instanceof Error ? error.name : 'Error', message });
-      span.setStatus({ code: SpanStatusCode.ERROR, message });
-      throw error;
-    } finally {
-      span.end();
-    }
-  });
+  return trace
+    .getTracer(TRACER_NAME)
+    .startActiveSpan(name, { kind, attributes: redactValue(attributes) }, base, async (span) => {
+      try {
+        return await fn(span);
+      } catch (error) {
+        const message = redactSecrets(error instanceof Error ? error.message : String(error));
+        span.recordException({ name: error instanceof Error ? error.name : 'Error', message });
+        span.setStatus({ code: SpanStatusCode.ERROR, message });
+        throw error;
+      } finally {
+        span.end();
+      }
+    });
 }
 
 /**

@@ -9,7 +9,7 @@ import { applyMigrations, createIndexSql } from '../../src/shared/migrations';
 import { integerOption, MAX_TIMER_MS, type NumericRange, numberOption } from '../../src/shared/options';
 import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
-import { describeError, redactSecrets } from '../../src/shared/redact';
+import { describeError, isSecretKey, redactSecrets } from '../../src/shared/redact';
 import { readDatabaseId } from '../../src/shared/transaction';
 import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
 import { waitFor } from '../support/wait';
@@ -41,14 +41,36 @@ describe('redaction', () => {
     assert.ok(text.includes('postgres://app:[REDACTED]@db:5432/x'), text);
   });
 
-  it('masks configured passwords verbatim wherever they appear, in logs too', () => {
-    resolveConnection({ host: 'localhost', password: 'pl41n-v4lue' });
-    assert.equal(describeError(new Error('oops pl41n-v4lue oops')).message, 'oops [REDACTED] oops');
+  it('leaves words alone that merely contain a configured password', () => {
+    resolveConnection({ host: 'localhost', password: 'shop' });
+    resolveConnection({ connectionString: 'postgres://postgres:postgres@localhost/postgres' });
+    const text = 'workshop inventory for com.shop.orders on arvo-postgres';
+    assert.equal(describeError(new Error(text)).message, text);
     const lines: unknown[][] = [];
     const logger: Logger = { info: (...args) => lines.push(args), error: (...args) => lines.push(args) };
-    writeLog(logger, 'info', 'value pl41n-v4lue', { nested: { detail: 'pl41n-v4lue' }, password: 'other' });
-    assert.ok(!JSON.stringify(lines).includes('pl41n-v4lue'));
-    assert.ok(!JSON.stringify(lines).includes('other'));
+    writeLog(logger, 'info', text, { nested: { detail: text }, password: 'other', fencing_token: '42' });
+    assert.deepEqual(lines, [
+      [text, { nested: { detail: text }, password: '[REDACTED]', fencing_token: '42' }],
+    ]);
+  });
+
+  it('knows secret keys by their last word, not by a substring', () => {
+    for (const key of [
+      'password',
+      'PGPASSWORD',
+      'db_pass',
+      'clientSecret',
+      'api-key',
+      'access_token',
+      'PWD',
+      'sslkey',
+      'Authorization',
+    ]) {
+      assert.ok(isSecretKey(key), key);
+    }
+    for (const key of ['bypass', 'compass', 'fencing_token', 'secretName', 'passengers', 'keyword', 'host']) {
+      assert.ok(!isSecretKey(key), key);
+    }
   });
 });
 
