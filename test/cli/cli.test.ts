@@ -300,6 +300,75 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal((await run(['dlq', 'list'], { DATABASE_URL: url })).stdout, 'no dead letters\n');
   });
 
+  it('escapes terminal control characters in human output; --json stays valid and exact', async () => {
+    // Clear screen, a one-byte CSI (C1), bell, DEL, carriage return and an OSC window title.
+    const hostile = 'a\u001b[2J b\u009b31m c\u0007 d\u007f e\r f\u001b]0;owned\u0007';
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+    const controls = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+    const escaping = new PostgresEventBroker({
+      connectionString: db.url,
+      logger: memoryLogger(),
+      defaults: { worker: { retryLimit: 0 } },
+    });
+    try {
+      await escaping.register(
+        handler('com.cli.escape', async () => {
+          throw new Error(`refused ${hostile}`);
+        }),
+      );
+      await escaping.start();
+      const event = clientEvent('com.cli.escape', { note: hostile });
+      await escaping.dispatch(event);
+      const letter = await waitFor('the hostile event is dead-lettered', async () => {
+        const listed = await run(['dlq', 'list', '--json', '--queue', 'com.cli.escape'], {
+          DATABASE_URL: url,
+        });
+        return (JSON.parse(listed.stdout) as any[])[0];
+      });
+      // JSON: the exact strings, control characters included, after parsing.
+      assert.equal(letter.error.message, `refused ${hostile}`);
+      const shownJson = await run(['dlq', 'show', letter.id, '--json'], { DATABASE_URL: url });
+      assert.equal(JSON.parse(shownJson.stdout).event.data.note, hostile);
+      assert.ok(!controls.test(shownJson.stdout), 'no raw control character in --json output');
+      // Human output: every control character visible as an escape, nothing for the terminal to act on.
+      for (const args of [
+        ['dlq', 'list', '--queue', 'com.cli.escape'],
+        ['dlq', 'show', letter.id],
+      ]) {
+        const human = await run(args, { DATABASE_URL: url });
+        assert.equal(human.code, 0, human.stderr);
+        assert.ok(!controls.test(human.stdout), `raw control character in ${args.join(' ')}`);
+        // (dlq list puts the error on one line: `\r` is white space there.)
+        assert.ok(human.stdout.includes('refused a\\u001b[2J b\\u009b31m c\\u0007 d\\u007f e'), human.stdout);
+      }
+      const show = await run(['dlq', 'show', letter.id], { DATABASE_URL: url });
+      assert.ok(show.stdout.includes('e\\u000d f\\u001b]0;owned\\u0007'), show.stdout);
+      // A workflow subject (free text in the memory) in the stuck list.
+      await admin.query(
+        `INSERT INTO public.arvo_workflow_state (subject, data, version, root_subject, status, orchestrator, updated_at)
+           VALUES ($1, '{}', 1, $1, 'active', 'arvo.orc.escape', now() - interval '10 hours')`,
+        [`subject ${hostile}`],
+      );
+      try {
+        const stuck = await run(['workflows', '--stuck-older-than', '9h'], { DATABASE_URL: url });
+        assert.ok(!controls.test(stuck.stdout), stuck.stdout);
+        assert.ok(stuck.stdout.includes('subject a\\u001b[2J b\\u009b31m c\\u0007'), stuck.stdout);
+        const stuckJson = await run(['workflows', '--stuck-older-than', '9h', '--json'], {
+          DATABASE_URL: url,
+        });
+        assert.equal(JSON.parse(stuckJson.stdout).stuck[0].subject, `subject ${hostile}`);
+        assert.ok(!controls.test(stuckJson.stdout));
+      } finally {
+        await admin.query(`DELETE FROM public.arvo_workflow_state WHERE orchestrator = 'arvo.orc.escape'`);
+      }
+      // Error messages printed by the CLI itself are escaped too.
+      const unknown = await run(['dlq', 'show', hostile], { DATABASE_URL: url });
+      assert.ok(!controls.test(unknown.stderr), unknown.stderr);
+    } finally {
+      await escaping.stop({ timeoutMs: 2000 });
+    }
+  });
+
   it('stats --watch refreshes until interrupted, then exits 0', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'stats', '--watch', '1'], {
       cwd: root,
