@@ -1,16 +1,20 @@
 /**
  * Least privilege: an admin role creates the schemas and tables from exported DDL (the memory's
  * `memoryMigrationSql()` and pg-boss's `getConstructionPlans()`); the application then runs as a
- * real restricted role holding exactly the GRANTs listed in SECURITY.md, with `migrate: false`
- * (broker) and `migrate: 'noop'` (memory). A workflow completes; DDL is refused for that role.
+ * real restricted role holding exactly the GRANTs listed in SECURITY.md (read from the file), with
+ * `migrate: false` (broker) and `migrate: 'noop'` (memory). A workflow completes, `doctor` passes;
+ * DDL is refused for that role.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
 import { getConstructionPlans } from 'pg-boss';
 import { PostgresEventBroker } from '../../src/broker/index';
+import type { CliIo } from '../../src/cli/common';
+import { runCli } from '../../src/cli/run';
 import {
   connectPostgresMachineMemory,
   memoryMigrationSql,
@@ -23,17 +27,19 @@ import { createInitEvent, createOrchestratorFixture, createServiceFixture } from
 const ROLE = `app_${randomBytes(4).toString('hex')}`;
 const PASSWORD = `app-${randomBytes(8).toString('hex')}`;
 
-/** Exactly the GRANTs SECURITY.md documents ("Least privilege"), for `role`. */
+/**
+ * The GRANT statements of SECURITY.md ("Least privilege"), read from the file itself so that the
+ * document cannot drift from what this test proves, with `app_user` replaced by `role`.
+ */
 function applicationGrants(role: string): string[] {
-  return [
-    `GRANT USAGE ON SCHEMA public TO ${role}`,
-    `GRANT SELECT, INSERT, UPDATE, DELETE ON public.arvo_workflow_state, public.arvo_workflow_lock TO ${role}`,
-    `GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
-    `GRANT USAGE ON SCHEMA pgboss TO ${role}`,
-    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgboss TO ${role}`,
-    `GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgboss TO ${role}`,
-    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgboss TO ${role}`,
-  ];
+  const security = readFileSync(new URL('../../SECURITY.md', import.meta.url), 'utf8');
+  const grants = security
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith('GRANT '))
+    .map((line) => line.replace(/;$/, '').replaceAll('app_user', role));
+  assert.ok(grants.length >= 5, 'SECURITY.md lists the GRANTs');
+  return grants;
 }
 
 describe('least privilege: the application runs as a role without DDL rights', () => {
@@ -100,6 +106,22 @@ describe('least privilege: the application runs as a role without DDL rights', (
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const errors = logger.lines.filter((line) => /error|permission/i.test(String(line[0])));
     assert.deepEqual(errors, [], 'no permission errors logged');
+  });
+
+  it('passes doctor as the application role', async () => {
+    let output = '';
+    const io: CliIo = {
+      stdout: (text) => {
+        output += text;
+      },
+      stderr: (text) => {
+        output += text;
+      },
+      env: {},
+      interrupted: () => new Promise(() => {}),
+    };
+    assert.equal(await runCli(['doctor', '--url', appUrl], io), 0, output);
+    assert.doesNotMatch(output, /permission denied/);
   });
 
   it('refuses DDL for the application role', async () => {
