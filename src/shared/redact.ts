@@ -3,7 +3,7 @@
  * dead-letter records, failed-job outputs, span attributes and CLI output. Secrets are found by
  * structure only (URL user-info, values of secret-named keys), never by remembering a password and
  * searching for it: that masked ordinary words containing it and missed every other shape. The
- * rules are spelled out in SECURITY.md ("Redaction"); docs/design.md explains why.
+ * rules (secret keys, the extent of a value) are spelled out in SECURITY.md ("Redaction").
  */
 
 import { storableText } from './json';
