@@ -13,14 +13,13 @@ import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
 import { getConstructionPlans } from 'pg-boss';
 import { PostgresEventBroker } from '../../src/broker/index';
-import type { CliIo } from '../../src/cli/common';
-import { runCli } from '../../src/cli/run';
 import {
   connectPostgresMachineMemory,
   memoryMigrationSql,
   type PostgresMachineMemory,
 } from '../../src/memory/index';
 import { memoryLogger, waitFor } from '../broker/support';
+import { runCliInProcess } from '../support/cli';
 import { createTestDatabase, createTestRole, type TestDatabase } from '../support/database';
 import { createInitEvent, createOrchestratorFixture, createServiceFixture } from '../support/orchestrator';
 
@@ -109,18 +108,8 @@ describe('least privilege: the application runs as a role without DDL rights', (
   });
 
   it('passes doctor as the application role', async () => {
-    let output = '';
-    const io: CliIo = {
-      stdout: (text) => {
-        output += text;
-      },
-      stderr: (text) => {
-        output += text;
-      },
-      env: {},
-      interrupted: () => new Promise(() => {}),
-    };
-    assert.equal(await runCli(['doctor', '--url', appUrl], io), 0, output);
+    const { code, output } = await runCliInProcess(['doctor', '--url', appUrl]);
+    assert.equal(code, 0, output);
     assert.doesNotMatch(output, /permission denied/);
   });
 

@@ -11,11 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
-import type { CliIo } from '../../src/cli/common';
-import { runCli } from '../../src/cli/run';
 import { connectPostgresMachineMemory, type PostgresMachineMemory } from '../../src/memory/index';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
+import { runCliInProcess } from '../support/cli';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordSpans } from '../support/telemetry';
 
@@ -195,19 +194,9 @@ describe('redaction matrix: password shapes × ways of giving them × places', (
     assertRedacted('logs', JSON.stringify(logger.lines), CASES, inJson);
 
     const cli = async (...args: string[]) => {
-      let out = '';
-      const io: CliIo = {
-        stdout: (text) => {
-          out += text;
-        },
-        stderr: (text) => {
-          out += text;
-        },
-        env: { DATABASE_URL: db.url },
-        interrupted: () => new Promise(() => {}),
-      };
-      assert.equal(await runCli(args, io), 0, out);
-      return out;
+      const { code, output } = await runCliInProcess(args, { DATABASE_URL: db.url });
+      assert.equal(code, 0, output);
+      return output;
     };
     const listed = await cli('dlq', 'list', '--json', '--limit', '1000');
     assert.equal(JSON.parse(listed).length, CASES.length);
