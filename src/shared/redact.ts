@@ -128,8 +128,9 @@ function maskKeyedValues(text: string): string {
  * (see {@link isSecretKey}) followed by `=` or `:` — `password=…`, `?password=…`, `"password":"…"`,
  * `password: …`, `PGPASSWORD=…`, `Authorization: Bearer …`. A quoted value is masked up to its
  * closing quote (backslash escapes included); an unquoted one up to the end of the line (or a `\n`
- * escape), a `"` closing a JSON string, or the next `key=` parameter (in a URL query: up to `&`, `#` or white space; after a quoted JSON key:
- * up to `,`, `}`, `]` or white space). Bare `Bearer <token>` is masked too. Nothing else is changed.
+ * escape), a `"` closing a JSON string, or the next `key=` parameter; in a URL query up to `&`, `#`
+ * or white space; after a quoted JSON key up to `,`, `}`, `]` or white space. A bare
+ * `Bearer <token>` is masked too. Nothing else is changed.
  */
 export function redactSecrets(text: string): string {
   return maskKeyedValues(text.replace(URL_USERINFO, `$1:${MASK}@`)).replace(
