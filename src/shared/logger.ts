@@ -2,8 +2,9 @@ import { InvalidOptionError } from './errors';
 import { redactSecrets, redactValue } from './redact';
 
 /**
- * Anything console-like or pino-like: `console`, a pino or winston logger, or your own object.
- * Only `info` and `error` are required; `debug` and `warn` fall back to them.
+ * `console`, a pino, bunyan or winston logger, or your own object. Only `info` and `error` are
+ * required; `debug` and `warn` fall back to them. pino and bunyan loggers are called
+ * `(fields, message)`, every other logger `(message, fields)` (console's and winston's order).
  */
 export interface Logger {
   debug?: (...args: any[]) => void;
@@ -43,10 +44,19 @@ export function loggerOption(value: unknown, option: string, fallback: Logger = 
   return candidate as Logger;
 }
 
-// pino-style loggers take (fields, message); console-style take (message, fields).
-function isPinoLike(logger: Logger): boolean {
-  const candidate = logger as Logger & { child?: unknown; level?: unknown };
-  return typeof candidate.child === 'function' && typeof candidate.level === 'string';
+// pino and bunyan take (fields, message); console and winston take (message, fields). winston also has
+// child() and a string level, so only what pino (bindings()) and bunyan (streams, fields) alone have counts.
+function takesFieldsFirst(logger: Logger): boolean {
+  const candidate = logger as Logger & {
+    child?: unknown;
+    bindings?: unknown;
+    streams?: unknown;
+    fields?: unknown;
+  };
+  if (typeof candidate.child !== 'function') return false;
+  const pino = typeof candidate.bindings === 'function';
+  const bunyan = Array.isArray(candidate.streams) && typeof candidate.fields === 'object';
+  return pino || bunyan;
 }
 
 /** Writes one redacted log record to `logger`. Never throws: a broken logger must not break the caller. */
@@ -62,7 +72,7 @@ export function writeLog(
   const safeFields = fields ? redactValue(fields) : undefined;
   try {
     if (!safeFields) fn.call(logger, safeMessage);
-    else if (isPinoLike(logger)) fn.call(logger, safeFields, safeMessage);
+    else if (takesFieldsFirst(logger)) fn.call(logger, safeFields, safeMessage);
     else fn.call(logger, safeMessage, safeFields);
   } catch {
     // A logger that throws is ignored on purpose.
