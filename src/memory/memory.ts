@@ -395,9 +395,7 @@ type LockAndReadRow = LockRow & { prefetched: boolean } & (StateRow | { data: nu
  * commits together with the handled job and its output events; `unlock` then waits for that
  * transaction to settle.
  */
-export class PostgresMachineMemory<T extends Record<string, any> = Record<string, any>>
-  implements IMachineMemory<T>
-{
+export class PostgresMachineMemory<T extends Record<string, any> = any> implements IMachineMemory<T> {
   readonly schema: string;
   readonly tables: Readonly<MemoryTables>;
   private readonly statements: MemoryStatements;
@@ -892,8 +890,12 @@ export class PostgresMachineMemory<T extends Record<string, any> = Record<string
  * Connects a {@link PostgresMachineMemory}: validates `options` (an {@link InvalidOptionError} names
  * the bad option), migrates per `options.migrate`, checks the table structure and starts the
  * retention sweep when configured.
+ *
+ * `T` is the record type. Without a type argument records are `any`, so the memory is assignable to
+ * any orchestrator's `IMachineMemory<MachineMemoryRecord>` (arvo-xstate 2, arvo 3); pass the record
+ * type (`connectPostgresMachineMemory<MyRecord>(…)`) for typed reads.
  */
-export async function connectPostgresMachineMemory<T extends Record<string, any> = Record<string, any>>(
+export async function connectPostgresMachineMemory<T extends Record<string, any> = any>(
   options: PostgresMachineMemoryOptions,
 ): Promise<PostgresMachineMemory<T>> {
   const config = resolveMemoryOptions(options);
