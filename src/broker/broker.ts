@@ -8,7 +8,7 @@ import { expectObject, integerOption, MAX_TIMER_MS } from '../shared/options';
 import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, redactSecrets, redactValue } from '../shared/redact';
-import { withSpan } from '../shared/telemetry';
+import { warnIfNoContextManager, withSpan } from '../shared/telemetry';
 import { type Queryable, readDatabaseId, runInAmbientTransaction } from '../shared/transaction';
 import { CircuitBreaker } from './circuit-breaker';
 import {
@@ -313,6 +313,7 @@ export class PostgresEventBroker {
     );
     await Promise.all([...this.#registrations.values()].map((registration) => this.#activate(registration)));
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
+    warnIfNoContextManager(this.#logger);
   }
 
   /**

@@ -2,11 +2,14 @@ import {
   type Attributes,
   type Context,
   context,
+  createContextKey,
+  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
+import { type Logger, writeLog } from './logger';
 import { redactError, redactSecrets, redactValue } from './redact';
 
 /** Name under which all spans of this library are created. */
@@ -58,4 +61,34 @@ export async function runOperation<T>(
   } catch (error) {
     throw redactError(error);
   }
+}
+
+const PROBE = createContextKey('arvo-postgres context manager probe');
+
+/**
+ * Whether an OpenTelemetry context manager is registered: only then does `context.with` make a
+ * context active (the API's default manager keeps the root context whatever is passed).
+ */
+export function contextManagerRegistered(): boolean {
+  return context.with(ROOT_CONTEXT.setValue(PROBE, true), () => context.active().getValue(PROBE) === true);
+}
+
+let warnedNoContextManager = false;
+
+/**
+ * Warns once per process when no context manager is registered: arvo then finds no active span and
+ * prints each of its span logs to the console as a JSON block, several per event.
+ */
+export function warnIfNoContextManager(logger: Logger): void {
+  if (warnedNoContextManager || contextManagerRegistered()) return;
+  warnedNoContextManager = true;
+  writeLog(
+    logger,
+    'warn',
+    'arvo-postgres: no OpenTelemetry context manager is registered, so arvo prints its span logs to the ' +
+      'console (several JSON blocks per event). Register one before starting the broker: ' +
+      "context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable()) with 'context' from " +
+      '@opentelemetry/api and AsyncLocalStorageContextManager from @opentelemetry/context-async-hooks, or ' +
+      'start the OpenTelemetry Node SDK, which registers one.',
+  );
 }
