@@ -136,8 +136,8 @@ export function deadLetterQueueNames(value: unknown, option = 'deadLetterQueues'
 
 /** Options of {@link DeadLetters}. */
 export interface DeadLettersOptions {
-  /** A pool on the broker's database (never closed here). */
-  pool: pg.Pool;
+  /** A pool on the broker's database, or a client in a transaction of yours (never closed here). */
+  pool: pg.Pool | pg.ClientBase;
   /** pg-boss's schema. Default `pgboss`. */
   schema?: string;
   /**
@@ -217,7 +217,7 @@ function toDeadLetter(row: DeadLetterRow): DeadLetter {
  * fails again comes back to the dead-letter queue with every earlier failure in `failure.history`.
  */
 export class DeadLetters {
-  readonly #pool: pg.Pool;
+  readonly #pool: pg.Pool | pg.ClientBase;
   readonly #schema: string;
   readonly #namedQueues: () => string[];
 

@@ -6,6 +6,7 @@ import { silentLogger } from '../shared/logger';
 import { AGE_RANGE_MS } from '../shared/options';
 import { closePool, openPool, resolveConnection } from '../shared/pool';
 import { redactValue } from '../shared/redact';
+import { pgBossSchemasSql, tableExistsSql } from './sql';
 
 export { formatAge } from '../shared/age';
 
@@ -33,6 +34,11 @@ export interface CliIo {
   env: Record<string, string | undefined>;
   /** Resolves when the user asks to stop (Ctrl-C or SIGTERM); for `--watch`. */
   interrupted: () => Promise<void>;
+  /**
+   * Clears the terminal and homes the cursor, written as is (never escaped like printed text); only
+   * when stdout is a terminal, so `--watch` redraws in place there and appends otherwise.
+   */
+  clearScreen?: () => void;
 }
 
 /** One subcommand. */
@@ -145,14 +151,16 @@ export async function withPool<T>(connectionString: string, fn: (pool: pg.Pool) 
   }
 }
 
-/** `90s`, `15m`, `1h`, `7d`, `500ms` → milliseconds. */
+const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** `90s`, `15m`, `1h`, `7d`, `2w`, `500ms` → milliseconds. */
 export function parseDuration(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(text.trim());
   if (!match)
-    throw new UsageError(`${flag}: expected a duration like 30s, 15m, 1h or 7d, got ${JSON.stringify(text)}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
-    match[2] as 'ms' | 's' | 'm' | 'h' | 'd'
-  ];
+    throw new UsageError(
+      `${flag}: expected a duration like 30s, 15m, 1h, 7d or 2w, got ${JSON.stringify(text)}`,
+    );
+  const unit = DURATION_UNITS_MS[match[2] as keyof typeof DURATION_UNITS_MS];
   const ms = Number(match[1]) * unit;
   if (ms > AGE_RANGE_MS.max)
     throw new UsageError(`${flag}: at most ten years (3650d), got ${JSON.stringify(text)}`);
@@ -185,4 +193,61 @@ export function table(header: string[], rows: Array<Array<string | number>>): st
 /** JSON for `--json` output, with the values of secret keys and credentials in strings redacted. */
 export function json(value: unknown): string {
   return `${JSON.stringify(redactValue(value), null, 2)}\n`;
+}
+
+/**
+ * The names among `candidates` closest to `given` (edit distance at most 2, or one starts with the
+ * other), best first: for "did you mean" hints.
+ */
+export function closestNames(given: string, candidates: readonly string[]): string[] {
+  const distance = (a: string, b: string) => {
+    let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+    for (const [i, charA] of [...a].entries()) {
+      const current = [i + 1];
+      for (const [j, charB] of [...b].entries()) {
+        current.push(
+          Math.min(previous[j + 1]! + 1, current[j]! + 1, previous[j]! + (charA === charB ? 0 : 1)),
+        );
+      }
+      previous = current;
+    }
+    return previous[b.length]!;
+  };
+  return candidates
+    .map((name) => ({ name, score: distance(given, name) }))
+    .filter(
+      ({ name, score }) =>
+        score <= 2 || (given.length > 1 && (name.startsWith(given) || given.startsWith(name))),
+    )
+    .sort((a, b) => a.score - b.score)
+    .map(({ name }) => name);
+}
+
+/** ` (did you mean X?)` for the closest of `candidates`, or nothing. */
+export function didYouMean(given: string, candidates: readonly string[]): string {
+  const [best] = closestNames(given, candidates);
+  return best === undefined ? '' : ` (did you mean ${JSON.stringify(best)}?)`;
+}
+
+/**
+ * Runs `fn`, which reads pg-boss's tables in `schema`. When a table is missing (SQLSTATE 42P01) and
+ * pg-boss is not installed there, throws an error saying so and naming the schemas that do hold
+ * pg-boss, instead of the raw `relation "<schema>.queue" does not exist`.
+ */
+export async function onPgBoss<T>(pool: pg.Pool, schema: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== '42P01') throw error;
+    if ((await pool.query(tableExistsSql, [schema, 'queue'])).rows[0]?.exists) throw error;
+    const found = (await pool.query(pgBossSchemasSql)).rows.map((row) => row.schema as string);
+    const elsewhere =
+      found.length === 0
+        ? 'This database has no pg-boss schema: start a broker on it once, or run `arvo-postgres migrate`.'
+        : `pg-boss is installed in ${found.map((name) => JSON.stringify(name)).join(', ')}: pass --pgboss-schema ${found[0]}.`;
+    throw new ArvoPostgresError(
+      'PGBOSS_MISSING',
+      `no pg-boss schema ${JSON.stringify(schema)} in this database. ${elsewhere}`,
+    );
+  }
 }

@@ -10,6 +10,7 @@ runCli(process.argv.slice(2), {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   env: process.env,
+  ...(process.stdout.isTTY ? { clearScreen: () => process.stdout.write('\x1b[H\x1b[2J') } : {}),
   // Installed only by commands that wait for it (--watch): others keep Node's default Ctrl-C.
   interrupted: () => {
     interrupted ??= new Promise<void>((resolve) => {

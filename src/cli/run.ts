@@ -1,3 +1,4 @@
+import { version } from '../../package.json';
 import { InvalidOptionError } from '../shared/errors';
 import { describeError } from '../shared/redact';
 import { dashboardCommand } from './commands/dashboard';
@@ -6,7 +7,7 @@ import { doctorCommand } from './commands/doctor';
 import { migrateCommand } from './commands/migrate';
 import { statsCommand } from './commands/stats';
 import { workflowsCommand } from './commands/workflows';
-import { type CliIo, type Command, EXIT, UsageError } from './common';
+import { type CliIo, type Command, didYouMean, EXIT, UsageError } from './common';
 import { printableIo } from './output';
 
 const COMMANDS: Command[] = [
@@ -25,7 +26,7 @@ Operations on an arvo-postgres database (the connection comes from --url or DATA
 Commands:
 ${COMMANDS.map((command) => `  ${command.name.padEnd(10)} ${command.summary}`).join('\n')}
 
-Run arvo-postgres <command> --help for a command's options.
+Run arvo-postgres <command> --help for a command's options; arvo-postgres --version prints the version.
 
 Exit codes: 0 ok; 1 a problem was found or the operation failed; 2 usage error.
 `;
@@ -42,9 +43,14 @@ export async function runCli(argv: string[], rawIo: CliIo): Promise<number> {
     (name === undefined ? io.stderr : io.stdout)(HELP);
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
+  if (name === '--version' || name === '-v') {
+    io.stdout(`${version}\n`);
+    return EXIT.ok;
+  }
   const command = COMMANDS.find((candidate) => candidate.name === name);
   if (!command) {
-    io.stderr(`arvo-postgres: unknown command ${JSON.stringify(name)}\n\n${HELP}`);
+    const names = COMMANDS.map((candidate) => candidate.name);
+    io.stderr(`arvo-postgres: unknown command ${JSON.stringify(name)}${didYouMean(name, names)}\n\n${HELP}`);
     return EXIT.usage;
   }
   try {

@@ -46,3 +46,14 @@ export function recordedMigrationsSql(schema: string, migrationsTable: string): 
 
 /** `$1` schema, `$2` table → whether the table exists. */
 export const tableExistsSql = `SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL AS exists`;
+
+/** Schemas holding pg-boss (its `queue`, `job` and `version` tables) → `schema`. */
+export const pgBossSchemasSql = `SELECT n.nspname::text AS schema FROM pg_namespace n
+  WHERE (SELECT count(*) FROM pg_class c
+          WHERE c.relnamespace = n.oid AND c.relname IN ('queue', 'job', 'version')) = 3
+  ORDER BY 1`;
+
+/** Every queue name of the pg-boss schema, for "did you mean" hints. */
+export function queueNamesSql(schema: string): string {
+  return `SELECT name FROM ${qualifiedName(schema, 'queue')} ORDER BY name`;
+}

@@ -243,7 +243,7 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     );
     assert.ok(letters.every((letter) => letter.totalAttempts === 2 && letter.sourceQueue === 'com.cli.fail'));
     const table = await run(['dlq', 'list'], { DATABASE_URL: url });
-    assert.match(table.stdout, /^ID +SOURCE QUEUE +ATTEMPTS +FIRST FAILURE +LAST FAILURE +ERROR$/m);
+    assert.match(table.stdout, /^ID +SOURCE QUEUE +ATTEMPTS +FIRST FAILURE +LAST FAILURE +KIND +ERROR$/m);
     for (const letter of letters) {
       assert.match(
         table.stdout,

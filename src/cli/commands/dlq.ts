@@ -6,6 +6,7 @@ import {
   connectionStringOf,
   EXIT,
   json,
+  onPgBoss,
   parseCommand,
   parseCount,
   parseDuration,
@@ -17,22 +18,24 @@ import {
 const USAGE = `Usage:
   arvo-postgres dlq list [--queue <source>] [--dlq <name>] [--limit n] [--json]
   arvo-postgres dlq show <id> [--json]
-  arvo-postgres dlq replay (<id>... | --all) [--queue <source>] [--dlq <name>] [--limit n] [--json]
-  arvo-postgres dlq purge (<id>... | --older-than <duration>) [--queue <source>] [--dlq <name>] [--json]
+  arvo-postgres dlq replay (<id>... | --all) [--queue <source>] [--dlq <name>] [--limit n] [--dry-run] [--json]
+  arvo-postgres dlq purge (<id>... | --older-than <duration>) [--queue <source>] [--dlq <name>] [--dry-run] [--json]
 
 Dead letters of every dead-letter queue in the database (any queue named as some queue's dead letter
 queue, and arvo.dead-letter).
 
   list     waiting dead letters, oldest first: id, source queue, attempts over all replays, first and
-           last failure, the last (redacted) error
+           last failure, the failure kind (error, contract, config, execution, …), the last (redacted) error
   show     one dead letter: the event, the last failure with its stack, and the failure history
   replay   move dead letters back to their source queue as new jobs (fresh retry budget). If an event
            fails again it returns to the dead-letter queue with every earlier failure in its history.
-  purge    delete dead letters by id and/or age (--older-than 7d; --older-than 0s deletes all)
+  purge    delete dead letters by id and/or age (--older-than 2w, 7d, 12h; --older-than 0s deletes all)
 
   --queue <source>   only dead letters that failed on this queue
   --dlq <name>       only this dead-letter queue
   --limit <n>        at most n (list: default 100, replay: default 1000)
+  --dry-run          replay/purge: run the operation in a transaction that is rolled back, and print
+                     what it would have replayed or purged
   --json             print JSON
 
 Exit codes: 0 done; 1 an id was not found (nothing else is skipped) or the database failed; 2 usage.
@@ -56,20 +59,27 @@ function oneLine(text: string, max: number): string {
 function renderList(letters: DeadLetter[]): string {
   if (letters.length === 0) return 'no dead letters\n';
   return table(
-    ['ID', 'SOURCE QUEUE', 'ATTEMPTS', 'FIRST FAILURE', 'LAST FAILURE', 'ERROR'],
+    ['ID', 'SOURCE QUEUE', 'ATTEMPTS', 'FIRST FAILURE', 'LAST FAILURE', 'KIND', 'ERROR'],
     letters.map((letter) => [
       letter.id,
       letter.sourceQueue ?? '-',
       letter.totalAttempts ?? letter.attempts ?? '-',
       shortTime(letter.firstFailedAt),
       shortTime(letter.lastFailedAt ?? letter.deadLetteredAt),
+      kindOf(letter),
       letter.error ? oneLine(`${letter.error.name}: ${letter.error.message}`, 80) : '-',
     ]),
   );
 }
 
+/** The failure kind the broker recorded (`error`, `contract`, …), `-` for a dead letter without a record. */
+function kindOf(letter: DeadLetter): string {
+  const kind = (letter.failure as { kind?: unknown } | null)?.kind;
+  return typeof kind === 'string' ? kind : '-';
+}
+
 function renderOne(letter: DeadLetter): string {
-  const failure = letter.failure as { kind?: string; error?: { stack?: string } } | null;
+  const failure = letter.failure as { error?: { stack?: string } } | null;
   const lines = [
     `id:              ${letter.id}`,
     `dead-letter queue: ${letter.deadLetterQueue}`,
@@ -77,7 +87,7 @@ function renderOne(letter: DeadLetter): string {
     `source job:      ${letter.sourceJobId ?? '-'}`,
     `attempts:        ${letter.attempts ?? '-'} in the last round, ${letter.totalAttempts ?? '-'} in all`,
     `dead-lettered:   ${letter.deadLetteredAt.toISOString()}`,
-    `kind:            ${failure?.kind ?? '-'}`,
+    `kind:            ${kindOf(letter)}`,
     `error:           ${letter.error ? `${letter.error.name}: ${letter.error.message}` : '-'}`,
   ];
   if (failure?.error?.stack)
@@ -111,6 +121,7 @@ export const dlqCommand: Command = {
         limit: { type: 'string' },
         all: { type: 'boolean', default: false },
         'older-than': { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
       io,
@@ -133,12 +144,16 @@ export const dlqCommand: Command = {
         ['--limit', values.limit !== undefined],
         ['--queue', values.queue !== undefined],
         ['--dlq', values.dlq !== undefined],
+        ['--dry-run', values['dry-run']],
       ] as const;
       for (const [flag, present] of given) {
         if (present && !allowed.includes(flag))
           throw new UsageError(`${flag} does not apply to dlq ${action}`);
       }
     };
+    // --dry-run: the wording and JSON flag of what replay/purge report.
+    const would = values['dry-run'] ? 'dry run, would have ' : '';
+    const dryRun = values['dry-run'] ? { dryRun: true } : {};
     let operation: (letters: DeadLetters) => Promise<number>;
     switch (action) {
       case 'list': {
@@ -167,7 +182,7 @@ export const dlqCommand: Command = {
         break;
       }
       case 'replay': {
-        only(['--all', '--limit', '--queue', '--dlq']);
+        only(['--all', '--limit', '--queue', '--dlq', '--dry-run']);
         if (ids.length > 0 === values.all) throw new UsageError('dlq replay takes ids or --all (not both)');
         const limit = parseCount(values.limit, '--limit', 1000);
         operation = async (letters) => {
@@ -177,9 +192,9 @@ export const dlqCommand: Command = {
             ...(values.all ? { all: true } : { ids }),
           });
           const missing = ids.filter((id) => !replayed.some((entry) => entry.deadLetterId === id));
-          if (values.json) io.stdout(json({ replayed, missing }));
+          if (values.json) io.stdout(json({ ...dryRun, replayed, missing }));
           else {
-            io.stdout(`replayed ${replayed.length} dead letter${replayed.length === 1 ? '' : 's'}\n`);
+            io.stdout(`${would}replayed ${replayed.length} dead letter${replayed.length === 1 ? '' : 's'}\n`);
             for (const entry of replayed)
               io.stdout(`  ${entry.deadLetterId} -> ${entry.queue} (job ${entry.jobId})\n`);
           }
@@ -190,7 +205,7 @@ export const dlqCommand: Command = {
         break;
       }
       case 'purge': {
-        only(['--older-than', '--queue', '--dlq']);
+        only(['--older-than', '--queue', '--dlq', '--dry-run']);
         const olderThan = values['older-than'];
         if (ids.length === 0 && olderThan === undefined) {
           throw new UsageError('dlq purge takes ids and/or --older-than <duration>');
@@ -203,8 +218,11 @@ export const dlqCommand: Command = {
             ...(olderThanMs === undefined ? {} : { olderThanMs }),
           });
           const missing = ids.filter((id) => !purged.includes(id));
-          if (values.json) io.stdout(json({ purged, missing }));
-          else io.stdout(`purged ${purged.length} dead letter${purged.length === 1 ? '' : 's'}\n`);
+          if (values.json) io.stdout(json({ ...dryRun, purged, missing }));
+          else {
+            io.stdout(`${would}purged ${purged.length} dead letter${purged.length === 1 ? '' : 's'}\n`);
+            if (values['dry-run']) for (const id of purged) io.stdout(`  ${id}\n`);
+          }
           if (missing.length > 0)
             io.stderr(`not purged (no such waiting dead letter): ${missing.join(', ')}\n`);
           return missing.length > 0 ? EXIT.problem : EXIT.ok;
@@ -217,6 +235,19 @@ export const dlqCommand: Command = {
         );
     }
     const url = connectionStringOf(values, io);
-    return withPool(url, (pool) => operation(new DeadLetters({ pool, schema: names.pgBossSchema })));
+    return withPool(url, (pool) =>
+      onPgBoss(pool, names.pgBossSchema, async () => {
+        if (!values['dry-run']) return operation(new DeadLetters({ pool, schema: names.pgBossSchema }));
+        // The real statement, rolled back: exactly what it would do, nothing changed.
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          return await operation(new DeadLetters({ pool: client, schema: names.pgBossSchema }));
+        } finally {
+          await client.query('ROLLBACK').catch(() => {});
+          client.release();
+        }
+      }),
+    );
   },
 };

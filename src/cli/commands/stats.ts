@@ -4,14 +4,17 @@ import {
   CONNECTION_HELP,
   type Command,
   connectionStringOf,
+  didYouMean,
   EXIT,
   formatAge,
   json,
+  onPgBoss,
   parseCommand,
   table,
   UsageError,
   withPool,
 } from '../common';
+import { queueNamesSql } from '../sql';
 
 const DEFAULT_WATCH_SECONDS = 2;
 /** Prefix of pg-boss's internal queues (e.g. `__pgboss__send-it`). */
@@ -60,7 +63,11 @@ of this queue's jobs waiting in dead-letter queues, OLDEST age of the oldest job
   --queue <name>     only this queue (repeatable); default: every queue except pg-boss's
                      internal __pgboss__* queues
   --json             print JSON (the BrokerQueueStats fields)
-  --watch [seconds]  refresh every N seconds (default ${DEFAULT_WATCH_SECONDS}) until Ctrl-C
+  --watch [seconds]  refresh every N seconds (default ${DEFAULT_WATCH_SECONDS}) until Ctrl-C: redrawn in
+                     place on a terminal, appended otherwise (one JSON line per refresh with --json)
+
+Exit codes: 0 done; 1 pg-boss is not installed in the schema, a --queue does not exist, or the
+database failed; 2 usage.
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
@@ -82,34 +89,50 @@ ${CONNECTION_HELP}`,
       throw new UsageError('--watch: expected a number of seconds > 0');
     const url = connectionStringOf(values, io);
     const queues = values.queue ?? [];
-    return withPool(url, async (pool) => {
-      const read = async () => {
-        const stats = await queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
-        // pg-boss's own internal queues only when asked for by name.
-        return queues.length === 0 ? stats.filter((queue) => !queue.name.startsWith(INTERNAL_PREFIX)) : stats;
-      };
-      if (watchSeconds === null) {
-        const stats = await read();
-        io.stdout(values.json ? json(stats) : render(stats));
+    return withPool(url, (pool) =>
+      onPgBoss(pool, names.pgBossSchema, async () => {
+        if (queues.length > 0) {
+          const existing = (await pool.query(queueNamesSql(names.pgBossSchema))).rows.map((row) => row.name);
+          const unknown = queues.filter((queue) => !existing.includes(queue));
+          if (unknown.length > 0) {
+            for (const queue of unknown) {
+              io.stderr(
+                `arvo-postgres stats: no queue ${JSON.stringify(queue)} in pg-boss schema ${JSON.stringify(names.pgBossSchema)}${didYouMean(queue, existing)}\n`,
+              );
+            }
+            return EXIT.problem;
+          }
+        }
+        const read = async () => {
+          const stats = await queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
+          // pg-boss's own internal queues only when asked for by name.
+          return queues.length === 0
+            ? stats.filter((queue) => !queue.name.startsWith(INTERNAL_PREFIX))
+            : stats;
+        };
+        if (watchSeconds === null) {
+          const stats = await read();
+          io.stdout(values.json ? json(stats) : render(stats));
+          return EXIT.ok;
+        }
+        let stopped = false;
+        void io.interrupted().then(() => {
+          stopped = true;
+        });
+        while (!stopped) {
+          const stats = await read();
+          if (values.json) io.stdout(`${JSON.stringify({ at: new Date().toISOString(), queues: stats })}\n`);
+          else {
+            io.clearScreen?.();
+            io.stdout(`${new Date().toISOString()}\n${render(stats)}\n`);
+          }
+          await Promise.race([
+            new Promise((resolve) => setTimeout(resolve, watchSeconds * 1000).unref()),
+            io.interrupted(),
+          ]);
+        }
         return EXIT.ok;
-      }
-      let stopped = false;
-      void io.interrupted().then(() => {
-        stopped = true;
-      });
-      while (!stopped) {
-        const stats = await read();
-        io.stdout(
-          values.json
-            ? `${JSON.stringify({ at: new Date().toISOString(), queues: stats })}\n`
-            : `${new Date().toISOString()}\n${render(stats)}\n`,
-        );
-        await Promise.race([
-          new Promise((resolve) => setTimeout(resolve, watchSeconds * 1000).unref()),
-          io.interrupted(),
-        ]);
-      }
-      return EXIT.ok;
-    });
+      }),
+    );
   },
 };
