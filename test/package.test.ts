@@ -1,49 +1,136 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { createArvoEvent } from 'arvo-core';
+import pg from 'pg';
 import { PgBoss } from 'pg-boss';
+import { PostgresEventBroker } from '../src/broker/index';
+import { silentLogger } from '../src/shared/logger';
 import { createTestDatabase, type TestDatabase } from './support/database';
+import { waitFor } from './support/wait';
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The version installed in this repository (some packages do not export their package.json). */
+const versionOf = (name: string): string =>
+  JSON.parse(readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+/** The examples that import 'arvo-postgres' (demo.ts and step-orchestrator.ts run from the repository). */
+const EXAMPLES = ['greeting.ts', 'service-app.ts', 'worker.ts', 'operator.ts'];
+/** What users install beside the package, at the versions this repository tests with. */
+const CONSUMER_PACKAGES = [
+  'arvo-core',
+  'arvo-event-handler',
+  'zod',
+  'pg',
+  '@opentelemetry/api',
+  '@opentelemetry/context-async-hooks',
+  '@types/node',
+];
 
-// The published entry points, consumed the way users consume them: a separate project that has
-// `arvo-postgres` in node_modules and loads it with `import` (ESM) and `require` (CommonJS).
-describe('package entry points', { timeout: 240_000 }, () => {
-  let consumer: string;
+/** A strict program over the public API: TS2322 here would hit every orchestrator user. */
+const TYPE_CHECK = `import { connectPostgresMachineMemory, type IMachineMemory, PostgresEventBroker } from 'arvo-postgres';
+type MachineMemoryRecord = {
+  subject: string; parentSubject: string | null; status: string; value: string | Record<string, any> | null;
+  state: unknown; consumed: object[]; produced: object[]; machineDefinition: string | null;
+};
+export async function wire(connectionString: string): Promise<void> {
+  const memory: IMachineMemory<MachineMemoryRecord> = await connectPostgresMachineMemory({ connectionString });
+  const broker = new PostgresEventBroker({ connectionString });
+  const stats: number = (await broker.getStats())[0]?.queued ?? 0;
+  void [memory, stats];
+}
+`;
+
+// The package as users get it: `npm pack`, installed into a fresh app with npm, loaded from an ESM and
+// a CommonJS app, compiled by a strict tsc with skipLibCheck false, and the examples run against it.
+describe('the packed package', { timeout: 600_000 }, () => {
+  let work: string;
+  let app: string;
   let db: TestDatabase | undefined;
+  const npm = (args: string[], cwd: string) => run('npm', args, { cwd, maxBuffer: 16 * 1024 * 1024 });
 
   before(async () => {
-    await run('npx', ['tsup'], { cwd: root });
-    consumer = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-consumer-'));
-    await mkdir(path.join(consumer, 'node_modules'));
-    await symlink(root, path.join(consumer, 'node_modules', 'arvo-postgres'), 'dir');
+    await npm(['run', 'build'], root);
+    work = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-consumer-'));
+    const packed = JSON.parse((await npm(['pack', '--json', '--pack-destination', work], root)).stdout);
+    app = path.join(work, 'app');
+    await mkdir(app);
     await writeFile(
-      path.join(consumer, 'esm.mjs'),
-      `import * as lib from 'arvo-postgres';
-       console.log(JSON.stringify(Object.keys(lib).sort()));`,
+      path.join(app, 'package.json'),
+      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
     );
-    await writeFile(
-      path.join(consumer, 'cjs.cjs'),
-      `const lib = require('arvo-postgres');
-       console.log(JSON.stringify(Object.keys(lib).sort()));`,
+    await npm(
+      [
+        'install',
+        '--prefer-offline',
+        '--no-audit',
+        '--no-fund',
+        path.join(work, packed[0].filename),
+        ...CONSUMER_PACKAGES.map((name) => `${name}@${versionOf(name)}`),
+        `typescript@${versionOf('typescript')}`,
+      ],
+      app,
     );
   });
 
   after(async () => {
-    await rm(consumer, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
     await db?.drop();
   });
 
-  it('exports the same public API to ESM and CommonJS consumers', async () => {
-    const esm = JSON.parse((await run(process.execPath, ['esm.mjs'], { cwd: consumer })).stdout) as string[];
-    const cjs = JSON.parse((await run(process.execPath, ['cjs.cjs'], { cwd: consumer })).stdout) as string[];
-    assert.deepEqual(esm, cjs);
+  it('ships the builds, declarations and docs only: no source maps, no CommonJS CLI', async () => {
+    const files = (
+      await readdir(path.join(app, 'node_modules', 'arvo-postgres'), { recursive: true })
+    ).sort();
+    assert.deepEqual(files, [
+      'CHANGELOG.md',
+      'README.md',
+      'SECURITY.md',
+      'dist',
+      'dist/cli.js',
+      'dist/dashboard-assets',
+      'dist/dashboard-assets/dashboard.css',
+      'dist/dashboard-assets/dashboard.js',
+      'dist/index.cjs',
+      'dist/index.d.cts',
+      'dist/index.d.ts',
+      'dist/index.js',
+      'package.json',
+    ]);
+    const pkg = JSON.parse(
+      await readFile(path.join(app, 'node_modules', 'arvo-postgres', 'package.json'), 'utf8'),
+    );
+    assert.equal(pkg.engines.node, '>=22.12', 'pg-boss 12 requires Node 22.12');
+    assert.ok(
+      pkg.dependencies['@types/pg'],
+      'dist/index.d.ts imports pg: its types must install with the package',
+    );
+  });
+
+  it('exports the same public API to an ESM app and a CommonJS app', async () => {
+    for (const [dir, type, file, load] of [
+      ['esm', 'module', 'index.js', `import * as lib from 'arvo-postgres';`],
+      ['cjs', 'commonjs', 'index.js', `const lib = require('arvo-postgres');`],
+    ] as const) {
+      await mkdir(path.join(app, dir));
+      await writeFile(path.join(app, dir, 'package.json'), JSON.stringify({ type }));
+      await writeFile(
+        path.join(app, dir, file),
+        `${load}\nconsole.log(JSON.stringify(Object.keys(lib).sort()));\n`,
+      );
+    }
+    const keys = async (dir: string) =>
+      JSON.parse(
+        (await run(process.execPath, [path.join(dir, 'index.js')], { cwd: app })).stdout,
+      ) as string[];
+    const esm = await keys('esm');
+    assert.deepEqual(await keys('cjs'), esm);
     for (const name of [
       'PostgresEventBroker',
       'connectPostgresMachineMemory',
@@ -54,43 +141,39 @@ describe('package entry points', { timeout: 240_000 }, () => {
     }
   });
 
-  it('ships type declarations for both module systems', async () => {
-    const pkg = JSON.parse(
-      (
-        await run(process.execPath, ['-p', 'JSON.stringify(require("arvo-postgres/package.json").exports)'], {
-          cwd: consumer,
-        })
-      ).stdout,
+  it('compiles under strict tsc with skipLibCheck false, from ESM and CommonJS', async () => {
+    await writeFile(path.join(app, 'check.mts'), TYPE_CHECK);
+    await writeFile(path.join(app, 'check.cts'), TYPE_CHECK);
+    await writeFile(
+      path.join(app, 'tsconfig.check.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          skipLibCheck: false,
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          types: ['node'],
+          noEmit: true,
+        },
+        files: ['check.mts', 'check.cts'],
+      }),
     );
-    for (const entry of [
-      pkg['.'].import.types,
-      pkg['.'].require.types,
-      pkg['.'].import.default,
-      pkg['.'].require.default,
-    ]) {
-      await run(process.execPath, [
-        '-e',
-        `require('fs').accessSync(${JSON.stringify(path.join(root, entry))})`,
-      ]);
-    }
+    const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
+    await run(process.execPath, [tsc, '-p', 'tsconfig.check.json'], { cwd: app }).catch(
+      (error: { stdout?: string }) => assert.fail(`tsc failed:\n${error.stdout}`),
+    );
   });
 
-  it('runs the built arvo-postgres bin: --help, migrate and stats against a database', async () => {
-    const { bin } = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8'));
-    const cli = path.join(consumer, 'node_modules', 'arvo-postgres', bin['arvo-postgres']);
-    assert.match(await readFile(cli, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+  it('runs the built arvo-postgres bin: --version, migrate and stats against a database', async () => {
+    const cli = path.join(app, 'node_modules', '.bin', 'arvo-postgres');
     const arvoPostgres = (...args: string[]) =>
-      run(process.execPath, [cli, ...args], { cwd: consumer, env: { ...process.env, DATABASE_URL: '' } });
-
-    const help = await arvoPostgres('--help');
-    for (const command of ['stats', 'dlq', 'workflows', 'migrate', 'doctor']) {
-      assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
-    }
-
+      run(cli, args, { cwd: app, env: { ...process.env, DATABASE_URL: '' } });
+    const { version } = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8'));
+    assert.equal((await arvoPostgres('--version')).stdout, `${version}\n`);
     db = await createTestDatabase('package_bin');
     const migrated = await arvoPostgres('migrate', '--url', db.url);
     assert.match(migrated.stdout, /^pg-boss: schema pgboss at version \d+$/m);
-    // Two jobs waiting in a queue, put there by pg-boss itself.
     const boss = new PgBoss({
       connectionString: db.url,
       migrate: false,
@@ -107,14 +190,10 @@ describe('package entry points', { timeout: 240_000 }, () => {
     } finally {
       await boss.stop({ graceful: false, close: true });
     }
-    const stats = await arvoPostgres('stats', '--url', db.url, '--queue', 'com.package.waiting', '--json');
-    const [queue] = JSON.parse(stats.stdout);
-    assert.equal(queue.name, 'com.package.waiting');
-    assert.equal(queue.queued, 2);
-    assert.equal(queue.active, 0);
-    assert.equal(queue.total, 2);
-
-    // A usage error exits 2 (execFile rejects on a non-zero exit).
+    const [queue] = JSON.parse(
+      (await arvoPostgres('stats', '--url', db.url, '--queue', 'com.package.waiting', '--json')).stdout,
+    );
+    assert.deepEqual([queue.name, queue.queued, queue.active, queue.total], ['com.package.waiting', 2, 0, 2]);
     await assert.rejects(arvoPostgres('stats', '--bogus'), (error: { code?: number; stderr?: string }) => {
       assert.equal(error.code, 2);
       assert.match(error.stderr ?? '', /--bogus/);
@@ -139,15 +218,94 @@ describe('package entry points', { timeout: 240_000 }, () => {
         await dashboard.close();
       });`;
     await writeFile(
-      path.join(consumer, 'assets.mjs'),
+      path.join(app, 'assets.mjs'),
       serveAsset(
         "import * as lib from 'arvo-postgres'; import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
       ),
     );
-    await writeFile(path.join(consumer, 'assets.cjs'), serveAsset("const lib = require('arvo-postgres');"));
+    await writeFile(path.join(app, 'assets.cjs'), serveAsset("const lib = require('arvo-postgres');"));
     for (const script of ['assets.mjs', 'assets.cjs']) {
-      const { stdout: served } = await run(process.execPath, [script], { cwd: consumer });
+      const { stdout: served } = await run(process.execPath, [script], { cwd: app });
       assert.equal(served.trim(), '200 true', script);
     }
+  });
+
+  it('runs the examples against the installed package: service app, worker with graceful shutdown, operator', async () => {
+    db ??= await createTestDatabase('package_bin');
+    const examples = path.join(app, 'examples');
+    await mkdir(examples);
+    for (const file of EXAMPLES) await cp(path.join(root, 'examples', file), path.join(examples, file));
+    await writeFile(
+      path.join(examples, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          skipLibCheck: false,
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          target: 'es2022',
+          types: ['node'],
+          outDir: 'out',
+        },
+        include: ['*.ts'],
+      }),
+    );
+    const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
+    await run(process.execPath, [tsc, '-p', examples], { cwd: app }).catch((error: { stdout?: string }) =>
+      assert.fail(`the examples do not compile against the package:\n${error.stdout}`),
+    );
+    const env = { ...process.env, DATABASE_URL: db.url };
+    const node = (file: string, ...args: string[]) =>
+      run(process.execPath, [path.join(examples, 'out', file), ...args], { cwd: app, env });
+
+    // The service app hosts the service and calls it.
+    assert.equal((await node('service-app.js', 'Ada')).stdout, 'Hello, Ada!\n');
+
+    // The worker serves requests until SIGTERM, then stops cleanly.
+    const worker: ChildProcess = spawn(process.execPath, [path.join(examples, 'out', 'worker.js')], {
+      cwd: app,
+      env,
+    });
+    let output = '';
+    worker.stdout!.on('data', (chunk) => {
+      output += chunk;
+    });
+    worker.stderr!.on('data', (chunk) => {
+      output += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => worker.on('close', resolve));
+    await waitFor('worker ready', () => output.includes('worker ready: com.example.greeting'), 60_000);
+    const caller = new PostgresEventBroker({ connectionString: db.url, logger: silentLogger });
+    await caller.start();
+    try {
+      const reply = await caller.resolve(
+        createArvoEvent({
+          source: 'com.example.caller',
+          type: 'com.example.greeting',
+          to: 'com.example.greeting',
+          subject: 'package-test',
+          data: { name: 'Grace' },
+          dataschema: '#/examples/greeting/1.0.0',
+        }),
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(reply.data.message, 'Hello, Grace!');
+    } finally {
+      await caller.stop();
+    }
+    worker.kill('SIGTERM');
+    assert.equal(await exited, 0, output);
+    assert.match(output, /SIGTERM: stopping\nworker stopped\n/);
+    const active = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      const { rows } = await active.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE state = 'active'`);
+      assert.equal(rows[0].n, 0);
+    } finally {
+      await active.end();
+    }
+
+    // The operator script reads what happened, without a broker.
+    const report = (await node('operator.js')).stdout;
+    assert.match(report, /^com\.example\.greeting: 0 queued, 0 active, 2 completed, 0 dead-lettered$/m);
   });
 });
