@@ -12,9 +12,14 @@ import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { type ArvoEvent, createArvoContract, createArvoEvent } from 'arvo-core';
 import { ArvoEventHandler, ExecutionViolation } from 'arvo-event-handler';
+import {
+  connectPostgresMachineMemory,
+  PostgresEventBroker,
+  redactSecrets,
+  silentLogger,
+} from 'arvo-postgres';
 import pg from 'pg';
 import { z } from 'zod';
-import { connectPostgresMachineMemory, PostgresEventBroker, redactSecrets, silentLogger } from '../src/index';
 import { type PostgresServer, startEmbeddedPostgres } from '../test/support/postgres-server';
 import {
   createInitEvent,

@@ -25,8 +25,8 @@ import {
   ViolationError,
 } from 'arvo-core';
 import { ArvoEventHandler, ConfigViolation, ExecutionViolation } from 'arvo-event-handler';
+import type { IMachineMemory } from 'arvo-postgres';
 import { z } from 'zod';
-import type { IMachineMemory } from '../src/memory/types';
 
 /** One step of a fixture workflow. */
 export type FixtureStep =
