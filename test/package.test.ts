@@ -33,6 +33,16 @@ const CONSUMER_PACKAGES = [
   '@types/node',
 ];
 
+/** What a careful user compiles with: strict, Node's module resolution, every declaration file checked. */
+const STRICT_NODE = {
+  strict: true,
+  skipLibCheck: false,
+  module: 'nodenext',
+  moduleResolution: 'nodenext',
+  target: 'es2022',
+  types: ['node'],
+};
+
 /** A strict program over the public API: TS2322 here would hit every orchestrator user. */
 const TYPE_CHECK = `import { connectPostgresMachineMemory, type IMachineMemory, PostgresEventBroker } from 'arvo-postgres';
 type MachineMemoryRecord = {
@@ -147,15 +157,7 @@ describe('the packed package', { timeout: 600_000 }, () => {
     await writeFile(
       path.join(app, 'tsconfig.check.json'),
       JSON.stringify({
-        compilerOptions: {
-          strict: true,
-          skipLibCheck: false,
-          module: 'nodenext',
-          moduleResolution: 'nodenext',
-          target: 'es2022',
-          types: ['node'],
-          noEmit: true,
-        },
+        compilerOptions: { ...STRICT_NODE, noEmit: true },
         files: ['check.mts', 'check.cts'],
       }),
     );
@@ -238,15 +240,7 @@ describe('the packed package', { timeout: 600_000 }, () => {
     await writeFile(
       path.join(examples, 'tsconfig.json'),
       JSON.stringify({
-        compilerOptions: {
-          strict: true,
-          skipLibCheck: false,
-          module: 'nodenext',
-          moduleResolution: 'nodenext',
-          target: 'es2022',
-          types: ['node'],
-          outDir: 'out',
-        },
+        compilerOptions: { ...STRICT_NODE, outDir: 'out' },
         include: ['*.ts'],
       }),
     );

@@ -1,45 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { clientEvent, handler, memoryLogger, replyTo, waitFor } from '../broker/support';
 import { createTestDatabase, createTestRole, type TestDatabase, testPool } from '../support/database';
+import { cli, type Run, root } from './run-cli';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const suffix = randomBytes(4).toString('hex');
 const ROLE = `cli_ops_${suffix}`;
 const PASSWORD = `Cli-Pw-${suffix}-secret`;
 const COMMANDS = ['stats', 'dlq', 'workflows', 'migrate', 'doctor'];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI as a real subprocess: `node --import tsx src/cli/main.ts ...args`. */
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: undefined, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function assertNoSecret(run: Run): void {
   assert.ok(!run.stdout.includes(PASSWORD), `password in stdout:\n${run.stdout}`);

@@ -40,32 +40,25 @@ function logEach(logger: Logger) {
 
 // Each library's own record shape: the message where that library puts messages, the fields where it puts fields.
 describe('logger adapters with the real libraries', () => {
+  // pino and bunyan share one shape: numeric levels, `msg`, the fields as top-level keys.
+  const FIELDS_FIRST_RECORDS = [
+    [30, 'broker info', FIELDS.queues, 3],
+    [40, 'broker warn', FIELDS.queues, 3],
+    [50, 'broker error', FIELDS.queues, 3],
+  ];
+  const fieldsFirstShape = (records: any[]) =>
+    records.map((record) => [record.level, record.msg, record.queues, record.attempt]);
+
   it('pino: msg holds the message, the fields are top-level keys, the level is pino’s number', () => {
     const out = capture();
     logEach(pino({ level: 'debug' }, out.stream));
-    const records = out.json();
-    assert.deepEqual(
-      records.map((record) => [record.level, record.msg, record.queues, record.attempt]),
-      [
-        [30, 'broker info', FIELDS.queues, 3],
-        [40, 'broker warn', FIELDS.queues, 3],
-        [50, 'broker error', FIELDS.queues, 3],
-      ],
-    );
+    assert.deepEqual(fieldsFirstShape(out.json()), FIELDS_FIRST_RECORDS);
   });
 
   it('bunyan: msg holds the message, the fields are top-level keys', () => {
     const out = capture();
     logEach(bunyan.createLogger({ name: 'app', streams: [{ level: 'debug', stream: out.stream }] }));
-    const records = out.json();
-    assert.deepEqual(
-      records.map((record) => [record.level, record.msg, record.queues, record.attempt]),
-      [
-        [30, 'broker info', FIELDS.queues, 3],
-        [40, 'broker warn', FIELDS.queues, 3],
-        [50, 'broker error', FIELDS.queues, 3],
-      ],
-    );
+    assert.deepEqual(fieldsFirstShape(out.json()), FIELDS_FIRST_RECORDS);
   });
 
   it('winston: message holds the message, the fields are merged as metadata', async () => {
