@@ -150,6 +150,8 @@ export interface OrchestratorStep<T> {
   events: ArvoEvent[];
   /** Passed to `memory.write` (`{ source, initiator }` for the Postgres memory's columns). */
   metadata?: Record<string, unknown>;
+  /** The workflow reached a final state: after the write, the memory's completion hook runs (as arvo 3 does). */
+  completed?: boolean;
 }
 
 /**
@@ -180,7 +182,7 @@ export async function runOrchestratorTransaction<T extends Record<string, any>>(
         subject,
       });
     }
-    const { next, events, metadata } = compute(prev);
+    const { next, events, metadata, completed } = compute(prev);
     if (next) {
       try {
         await memory.write(subject, next, prev, metadata);
@@ -193,6 +195,8 @@ export async function runOrchestratorTransaction<T extends Record<string, any>>(
           },
         );
       }
+      // The memory decides by its own policy what, if anything, to delete.
+      if (completed) await memory.cleanup?.(subject);
     }
     return events;
   } finally {
@@ -402,7 +406,12 @@ export function createOrchestratorFixture(options: OrchestratorFixtureOptions): 
           event,
           traceHeaders(event, opts.inheritFrom),
         );
-        return { next, events, metadata: next ? { source, initiator: next.initiator } : undefined };
+        return {
+          next,
+          events,
+          metadata: next ? { source, initiator: next.initiator } : undefined,
+          completed: next !== null && next.status !== 'active' && prev?.status === 'active',
+        };
       });
     },
   };

@@ -307,6 +307,16 @@ function optionalString(value: unknown): string | null {
   return typeof value === 'string' ? value : null;
 }
 
+/**
+ * A `write` metadata value as a string: the string itself, or the `value` of an arvo 3 materialized
+ * value once it is resolved (`{ value: 'com.my.client', … }`); `null` for a pending one or anything else.
+ */
+function metadataString(value: unknown): string | null {
+  if (typeof value === 'object' && value !== null)
+    return optionalString((value as { value?: unknown }).value);
+  return optionalString(value);
+}
+
 function shortSubject(subject: string): string {
   return subject.length > 40 ? `${subject.slice(0, 40)}…` : subject;
 }
@@ -468,7 +478,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
    *   `write`) returned; a `prevData` this instance never saw is compared by content (JSONB
    *   equality) instead. Throws {@link MachineMemoryConflictError} when the record changed.
    *
-   * `metadata` may carry `{ source, initiator }` strings, stored in their columns.
+   * `metadata` may carry `source` and `initiator`, stored in their columns: strings, or arvo 3's
+   * materialized values (`{ value }` once resolved; a pending one is stored as NULL).
    */
   async write(id: string, data: T, prevData: T | null, metadata?: unknown): Promise<void> {
     requireSubject(id);
@@ -498,8 +509,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
       }
       const status = optionalString(data.status);
       const executionStatus = optionalString(data.executionStatus);
-      const initiator = optionalString(meta.initiator);
-      const source = optionalString(meta.source);
+      const initiator = metadataString(meta.initiator);
+      const source = metadataString(meta.source);
       const parentSubject = optionalString(data.parentSubject);
       // Both are btree keys (`parent_subject`, `(status, updated_at)`): refused by size, not by 54000.
       if (parentSubject !== null)
@@ -625,11 +636,31 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
     return this.run('unlock', id, () => this.locks.release(handle));
   }
 
-  /** Deletes the record of `subject` and all its descendants; returns how many records were deleted. */
-  async cleanup(subject: string): Promise<number> {
+  /**
+   * The completion hook arvo 3 orchestrators call when workflow `subject` reaches a final state. It
+   * applies the configured completion policy and nothing more: with `cleanup.onCompletion` (default
+   * `false`) it deletes the tree of `subject` when that is a root with a finished status; otherwise it
+   * returns without touching the database, so finished workflows are kept (as with
+   * `@arvo-tools/postgres`'s `enableCleanup: false`). To delete on demand, use {@link deleteWorkflow}.
+   * Inside the broker's transaction of the same database the deletion commits with the job.
+   */
+  async cleanup(subject: string): Promise<void> {
     requireSubject(subject);
-    return this.run('cleanup', subject, async () => {
-      const { rowCount } = await this.change(this.statements.deleteTree, [subject]);
+    if (!this.config.cleanupOnCompletion) return;
+    await this.run('cleanup', subject, () =>
+      this.changeInJob(this.statements.deleteFinishedRootTree, [subject]),
+    );
+  }
+
+  /**
+   * Deletes the record of `subject` and all its descendants now, whatever their status and the
+   * completion policy; returns how many records were deleted. Inside the broker's transaction of the
+   * same database the deletion commits with the job.
+   */
+  async deleteWorkflow(subject: string): Promise<number> {
+    requireSubject(subject);
+    return this.run('delete_workflow', subject, async () => {
+      const { rowCount } = await this.changeInJob(this.statements.deleteTree, [subject]);
       return rowCount ?? 0;
     });
   }
@@ -643,7 +674,11 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
     });
   }
 
-  /** Every subject in the tree of `root`, the root itself included, oldest first. */
+  /**
+   * The descendants of `root` (children, grandchildren, …), oldest first, **without** the root itself,
+   * as `@arvo-tools/postgres` returns them: `[]` for a root without children and for an unknown
+   * subject. Whether the root itself has a record: `getRootSubject(root) === root`.
+   */
   async getSubjectsByRoot(root: string): Promise<string[]> {
     requireSubject(root);
     return this.run('get_subjects_by_root', root, async () => {
@@ -873,6 +908,14 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
 
   private query(statement: NamedStatement, values: unknown[]) {
     return this.pool.query({ name: statement.name, text: statement.text, values });
+  }
+
+  /**
+   * {@link change} in the broker's ambient transaction when it runs in this database, else on the
+   * pool. On the pool it would wait for the row locks that very transaction holds until it ends.
+   */
+  private changeInJob(statement: NamedStatement, values: unknown[]) {
+    return this.change(statement, values, ambientTransactionFor(this.databaseId));
   }
 
   private async run<R>(operation: string, subject: string, fn: () => Promise<R>): Promise<R> {

@@ -38,9 +38,14 @@ export interface MemoryStatements {
   updateByContent: NamedStatement;
   /** `$1` subject → the subject and all its descendants deleted (`subject` per row). */
   deleteTree: NamedStatement;
+  /**
+   * `$1` subject → its whole tree deleted when it is a root with a finished status (the completion
+   * policy `cleanup.onCompletion`); nothing otherwise (`subject` per deleted row).
+   */
+  deleteFinishedRootTree: NamedStatement;
   /** `$1` subject → `root_subject`. */
   rootOf: string;
-  /** `$1` root subject → `subject` of every record in the tree, root included, oldest first. */
+  /** `$1` root subject → `subject` of every descendant in its tree (the root left out), oldest first. */
   subjectsByRoot: string;
   /** `$1` age in ms, `$2` max trees. Deletes whole trees whose root finished longer ago than `$1`. */
   sweepFinished: string;
@@ -148,8 +153,15 @@ RETURNING version::text AS version`,
 DELETE FROM ${state} WHERE subject IN (SELECT subject FROM tree) OR root_subject = $1
 RETURNING subject`,
     ),
+    deleteFinishedRootTree: named(
+      'delete_finished_root',
+      `DELETE FROM ${state} WHERE root_subject = (
+  SELECT subject FROM ${state} WHERE subject = $1 AND root_subject = $1 AND ${finishedWorkflowSql()}
+)
+RETURNING subject`,
+    ),
     rootOf: `SELECT root_subject FROM ${state} WHERE subject = $1`,
-    subjectsByRoot: `SELECT subject FROM ${state} WHERE root_subject = $1 ORDER BY created_at, subject`,
+    subjectsByRoot: `SELECT subject FROM ${state} WHERE root_subject = $1 AND subject <> $1 ORDER BY created_at, subject`,
     sweepFinished: `WITH roots AS (
   SELECT subject FROM ${state}
   WHERE subject = root_subject

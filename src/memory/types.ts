@@ -15,4 +15,9 @@ export interface IMachineMemory<T extends Record<string, any>> {
   lock(id: string): Promise<boolean>;
   /** Releases the lock this memory holds for `id`; `false` when it held none. */
   unlock(id: string): Promise<boolean>;
+  /**
+   * arvo 3: called by the orchestrator when workflow `id` reached a final state. A hook: the memory
+   * decides by its own policy whether anything is deleted.
+   */
+  cleanup?(id: string): Promise<void>;
 }

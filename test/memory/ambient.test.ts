@@ -129,6 +129,49 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     }
   });
 
+  it('the completion hook and deleteWorkflow delete inside the transaction (no wait on its row locks)', async () => {
+    const cleaning = await connectPostgresMachineMemory({
+      connectionString: db.url,
+      cleanup: { onCompletion: false },
+      statementTimeoutMillis: 5_000,
+    });
+    const completing = await connectPostgresMachineMemory({
+      connectionString: db.url,
+      cleanup: { onCompletion: true },
+      statementTimeoutMillis: 5_000,
+    });
+    try {
+      for (const [outcome, kept] of [
+        ['ROLLBACK', true],
+        ['COMMIT', false],
+      ] as const) {
+        const finished = newSubject();
+        const deleted = newSubject();
+        await memory.write(finished, { subject: finished, status: 'active' }, null);
+        await memory.write(deleted, { subject: deleted, status: 'active' }, null);
+        const transaction = await openTransaction(memory.databaseId);
+        await runInAmbientTransaction(transaction.tx, async () => {
+          // arvo 3's last step: write the final state, then call the hook, both in the job (the
+          // write goes through a memory without the policy, so that only the hook deletes).
+          const prev = await cleaning.read(finished);
+          await cleaning.write(finished, { subject: finished, status: 'done' }, prev);
+          await completing.cleanup(finished);
+          const other = await cleaning.read(deleted);
+          await cleaning.write(deleted, { subject: deleted, status: 'done' }, other);
+          await cleaning.cleanup(deleted);
+          assert.equal(await cleaning.deleteWorkflow(deleted), 1);
+        });
+        assert.notEqual(await observer.read(finished), null, 'uncommitted deletion is invisible');
+        await transaction.settle(outcome);
+        assert.equal((await observer.read(finished)) !== null, kept, `${outcome}: ${finished}`);
+        assert.equal((await observer.read(deleted)) !== null, kept, `${outcome}: ${deleted}`);
+      }
+    } finally {
+      await releasePostgresMachineMemory(cleaning);
+      await releasePostgresMachineMemory(completing);
+    }
+  });
+
   it('ignores an ambient transaction of another database', async () => {
     const subject = newSubject();
     const transaction = await openTransaction('some-other-cluster/other-db');

@@ -38,6 +38,12 @@ function childSubject(parent: string, name = 'arvo.orc.child'): string {
   return ArvoOrchestrationSubject.from({ orchestator: name, version: '1.0.0', subject: parent });
 }
 
+/** Records in the tree of `root`, the root included, through the public API. */
+async function treeSize(memory: PostgresMachineMemory, root: string): Promise<number> {
+  const rootKept = (await memory.getRootSubject(root)) === root ? 1 : 0;
+  return rootKept + (await memory.getSubjectsByRoot(root)).length;
+}
+
 function record(subject: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     subject,
@@ -265,6 +271,38 @@ describe('PostgresMachineMemory: records', () => {
     });
   });
 
+  it("stores arvo 3's write metadata: a string, a resolved materialized value, and NULL for a pending one", async () => {
+    const stored = async (subject: string) =>
+      (
+        await admin.query(`SELECT initiator, source FROM public.arvo_workflow_state WHERE subject = $1`, [
+          subject,
+        ])
+      ).rows[0];
+    const cases: Array<[unknown, string | null]> = [
+      ['com.test.client', 'com.test.client'],
+      // arvo 3 (arvo-event-handler 3.0.28) passes `initiator` materialized: `{ value }` once resolved.
+      [{ value: 'com.my.client', resolved: true }, 'com.my.client'],
+      [{ resolved: false }, null],
+      [{ value: undefined }, null],
+      [undefined, null],
+    ];
+    for (const [initiator, expected] of cases) {
+      const subject = rootSubject();
+      await memory.write(subject, record(subject), null, { source: 'arvo.orc.parent', initiator });
+      assert.deepEqual(
+        await stored(subject),
+        { initiator: expected, source: 'arvo.orc.parent' },
+        String(expected),
+      );
+    }
+    // A later write with a pending initiator keeps the value stored before.
+    const subject = rootSubject();
+    await memory.write(subject, record(subject), null, { initiator: { value: 'com.my.client' } });
+    const read = await memory.read(subject);
+    await memory.write(subject, { ...read!, step: 1 }, read, { initiator: { resolved: false } });
+    assert.equal((await stored(subject)).initiator, 'com.my.client');
+  });
+
   it('refuses to create a record twice, but accepts a failure record over an existing one', async () => {
     const subject = rootSubject();
     await memory.write(subject, record(subject), null);
@@ -337,7 +375,7 @@ describe('PostgresMachineMemory: records', () => {
     const subject = rootSubject();
     await memory.write(subject, record(subject), null);
     const read = await memory.read(subject);
-    assert.equal(await memory.cleanup(subject), 1);
+    assert.equal(await memory.deleteWorkflow(subject), 1);
     await assert.rejects(memory.write(subject, { ...read! }, read), MachineMemoryConflictError);
     await assert.rejects(memory.write('', record('x'), null), (e: unknown) => e instanceof ArvoPostgresError);
     await assert.rejects(
@@ -402,7 +440,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     memory = await connect({ tables: { state: 'tree_state', lock: 'tree_lock' } });
   });
 
-  it('resolves the root when a child is created and lists and deletes whole trees', async () => {
+  it('resolves the root when a child is created, lists descendants and deletes whole trees', async () => {
     const root = rootSubject();
     const child = childSubject(root);
     const grandchild = childSubject(child, 'arvo.orc.grandchild');
@@ -414,15 +452,49 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     assert.equal(await memory.getRootSubject(grandchild), root);
     assert.equal(await memory.getRootSubject(root), root);
     assert.equal(await memory.getRootSubject(rootSubject()), null);
-    assert.deepEqual(
-      new Set(await memory.getSubjectsByRoot(root)),
-      new Set([root, child, grandchild, sibling]),
-    );
+    // The descendants, oldest first, without the root (as @arvo-tools/postgres returns them).
+    assert.deepEqual(await memory.getSubjectsByRoot(root), [child, grandchild, sibling]);
+    assert.deepEqual(await memory.getSubjectsByRoot(sibling), [], 'a subject that is no root has none');
+    const lonely = rootSubject();
+    await memory.write(lonely, record(lonely), null);
+    assert.deepEqual(await memory.getSubjectsByRoot(lonely), [], 'a root without children');
+    assert.deepEqual(await memory.getSubjectsByRoot(rootSubject()), [], 'an unknown subject');
 
-    assert.equal(await memory.cleanup(child), 2, 'child and grandchild');
-    assert.deepEqual(new Set(await memory.getSubjectsByRoot(root)), new Set([root, sibling]));
-    assert.equal(await memory.cleanup(root), 2);
-    assert.deepEqual(await memory.getSubjectsByRoot(root), []);
+    assert.equal(await memory.deleteWorkflow(child), 2, 'child and grandchild');
+    assert.deepEqual(await memory.getSubjectsByRoot(root), [sibling]);
+    assert.equal(await memory.deleteWorkflow(root), 2);
+    assert.equal(await treeSize(memory, root), 0);
+    assert.equal(await memory.deleteWorkflow(root), 0);
+  });
+
+  it('cleanup(subject) is a completion hook: by default it keeps every record', async () => {
+    const root = rootSubject();
+    const child = childSubject(root);
+    await memory.write(root, record(root, { status: 'done' }), null);
+    await memory.write(child, record(child, { parentSubject: root, status: 'done' }), null);
+    assert.equal(await memory.cleanup(child), undefined);
+    assert.equal(await memory.cleanup(root), undefined);
+    assert.equal(await treeSize(memory, root), 2, 'kept: arvo 3 calls cleanup on every completion');
+    assert.equal((await memory.read(root))?.status, 'done');
+  });
+
+  it('cleanup(subject) with cleanup.onCompletion deletes the tree of a finished root only', async () => {
+    const cleaning = await connect({
+      tables: { state: 'tree_state', lock: 'tree_lock' },
+      cleanup: { onCompletion: true },
+    });
+    // Written by a memory without the policy, so only the hook can delete them.
+    const root = rootSubject();
+    const child = childSubject(root);
+    await memory.write(root, record(root), null);
+    await memory.write(child, record(child, { parentSubject: root, status: 'done' }), null);
+    await cleaning.cleanup(child);
+    await cleaning.cleanup(root);
+    assert.equal(await treeSize(memory, root), 2, 'an unfinished root and a child are kept');
+    const rootRecord = await memory.read(root);
+    await memory.write(root, { ...rootRecord!, status: 'done' }, rootRecord);
+    await cleaning.cleanup(root);
+    assert.equal(await treeSize(memory, root), 0, 'the finished root tree is deleted');
   });
 
   it('deletes a finished root tree on completion when cleanup.onCompletion is set', async () => {
@@ -436,14 +508,10 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     await cleaning.write(child, record(child, { parentSubject: root }), null);
     const childRecord = await cleaning.read(child);
     await cleaning.write(child, { ...childRecord!, status: 'done' }, childRecord);
-    assert.equal(
-      (await cleaning.getSubjectsByRoot(root)).length,
-      2,
-      'a finished child alone deletes nothing',
-    );
+    assert.equal(await treeSize(cleaning, root), 2, 'a finished child alone deletes nothing');
     const rootRecord = await cleaning.read(root);
     await cleaning.write(root, { ...rootRecord!, status: 'done' }, rootRecord);
-    assert.deepEqual(await cleaning.getSubjectsByRoot(root), []);
+    assert.equal(await treeSize(cleaning, root), 0);
   });
 
   it('also deletes a root tree on completion when the root is a failure record (as the sweep counts it)', async () => {
@@ -457,7 +525,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     await cleaning.write(child, record(child, { parentSubject: root }), null);
     // arvo 3 writes a failure record over the existing row; its machine status may still say active.
     await cleaning.write(root, record(root, { executionStatus: 'failure' }), null);
-    assert.deepEqual(await cleaning.getSubjectsByRoot(root), []);
+    assert.equal(await treeSize(cleaning, root), 0);
   });
 
   it('sweeps finished and abandoned trees past their retention and keeps the rest', async () => {
@@ -485,14 +553,14 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
       deletedRecords: 2,
       expiredLocks: 0,
     });
-    assert.deepEqual(await sweeper.getSubjectsByRoot(oldDone), []);
-    assert.equal((await sweeper.getSubjectsByRoot(oldActive)).length, 2);
+    assert.equal(await treeSize(sweeper, oldDone), 0);
+    assert.equal(await treeSize(sweeper, oldActive), 2);
 
     const abandoned = await sweeper.sweep({ abandonedOlderThanMs: 86_400_000, batchSize: 1 });
     assert.equal(abandoned.abandonedTrees, 1);
-    assert.deepEqual(await sweeper.getSubjectsByRoot(veryOldActive), []);
-    assert.equal((await sweeper.getSubjectsByRoot(oldActive)).length, 2);
-    assert.equal((await sweeper.getSubjectsByRoot(recentDone)).length, 2);
+    assert.equal(await treeSize(sweeper, veryOldActive), 0);
+    assert.equal(await treeSize(sweeper, oldActive), 2);
+    assert.equal(await treeSize(sweeper, recentDone), 2);
   });
 
   it('runs the retention sweep periodically when configured', async () => {
@@ -505,7 +573,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     await admin.query(`UPDATE public.periodic_state SET updated_at = now() - interval '1 hour'`);
     await waitFor(
       'the periodic sweep deleted the finished tree',
-      async () => (await periodic.getSubjectsByRoot(root)).length === 0,
+      async () => (await treeSize(periodic, root)) === 0,
     );
   });
 
@@ -778,12 +846,12 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
     }
   });
 
-  it('never outlives a change made by a memory of this process: cleanup, sweep, another writer', async () => {
+  it('never outlives a change made by a memory of this process: deleteWorkflow, sweep, another writer', async () => {
     const memory = await connect({ tables });
     const other = await connect({ tables });
     const changes: Array<[string, (subject: string) => Promise<unknown>, unknown]> = [
-      ['cleanup by the holder', (subject) => memory.cleanup(subject), null],
-      ['cleanup by another memory', (subject) => other.cleanup(subject), null],
+      ['deleteWorkflow by the holder', (subject) => memory.deleteWorkflow(subject), null],
+      ['deleteWorkflow by another memory', (subject) => other.deleteWorkflow(subject), null],
       ['a sweep', () => memory.sweep({ abandonedOlderThanMs: 0 }), null],
       ['a sweep by another memory', () => other.sweep({ abandonedOlderThanMs: 0 }), null],
       [
@@ -803,7 +871,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
         `read after ${change}`,
       );
       assert.equal(await memory.unlock(subject), true);
-      await memory.cleanup(subject);
+      await memory.deleteWorkflow(subject);
     }
   });
 

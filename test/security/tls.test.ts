@@ -143,7 +143,7 @@ describe('TLS: verified connections, plain ones refused', () => {
     try {
       await memory.write('tls-subject', { over: 'tls' }, null);
       assert.deepEqual(await memory.read('tls-subject'), { over: 'tls' });
-      await memory.cleanup('tls-subject');
+      await memory.deleteWorkflow('tls-subject');
       await broker.register(handler('com.tls.echo', async (event) => [replyTo(event, 'evt.tls.echo')]));
       await broker.start();
       const reply = await broker.resolve(clientEvent('com.tls.echo'), { timeoutMs: 20_000 });
