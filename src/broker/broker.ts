@@ -53,6 +53,7 @@ import {
   type ResolvedBrokerOptions,
   type ResolvedQueueOptions,
   type ResolvedWorkerOptions,
+  refuseRecreateQueue,
   resolveBrokerOptions,
   resolveQueueOptions,
   resolveWorkerOptions,
@@ -89,6 +90,11 @@ export interface RegisterOptions {
    * refuses such an orchestrator with {@link StateOutsideBrokerTransactionError}.
    */
   allowStateOutsideBrokerTransaction?: boolean;
+  /**
+   * `@arvo-tools/postgres`'s option, refused when `true` ({@link InvalidOptionError}): recreating a
+   * queue deletes the jobs waiting in it. Registering again with changed options updates the queue.
+   */
+  recreateQueue?: false;
 }
 
 /** Receives events: workflow completions, domained events. Throwing makes the broker retry the event. */
@@ -616,6 +622,7 @@ export class PostgresEventBroker {
     if (typeof options !== 'object' || options === null) {
       throw new InvalidOptionError('options', 'expected an object');
     }
+    refuseRecreateQueue(options as Record<string, unknown>);
     return {
       queueOptions: resolveQueueOptions(options.queue, 'queue', this.#options.queue),
       workerOptions: resolveWorkerOptions(options.worker, 'worker', this.#options.worker),

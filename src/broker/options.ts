@@ -232,6 +232,18 @@ const WORKER_RANGES = {
   expireInSeconds: { min: 1, max: DAY },
 } satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
 
+/**
+ * Refuses `@arvo-tools/postgres`'s `recreateQueue: true` among the options of `register` or
+ * `onWorkflowComplete`: recreating a queue deletes the jobs waiting in it, on every deploy that runs it.
+ */
+export function refuseRecreateQueue(options: Record<string, unknown>): void {
+  if (options.recreateQueue === undefined || options.recreateQueue === false) return;
+  throw new InvalidOptionError(
+    'recreateQueue',
+    'refused: recreating a queue deletes every job waiting in it (events accepted but not yet handled would be lost on each deploy). Remove the option: registering again with changed `queue` options updates the queue in place and keeps its jobs (only `policy` and `partition` are fixed at creation)',
+  );
+}
+
 /** Validates queue options over `base` (the broker defaults). */
 export function resolveQueueOptions(
   value: unknown,

@@ -289,6 +289,31 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     const event = clientEvent('com.test.reconf');
     await broker.dispatch(event);
     const second = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    // @arvo-tools/postgres's examples pass recreateQueue: true, which would delete the waiting job.
+    for (const [register, what] of [
+      [() => second.register(reconfigured(2), { recreateQueue: true } as never), 'register'],
+      [
+        () =>
+          second.onWorkflowComplete({
+            source: 'com.test.reconf.client',
+            listener: async () => {},
+            options: { recreateQueue: true } as never,
+          }),
+        'onWorkflowComplete',
+      ],
+    ] as const) {
+      await assert.rejects(
+        register(),
+        (error: unknown) =>
+          error instanceof InvalidOptionError &&
+          error.option === 'recreateQueue' &&
+          /deletes every job waiting in it/.test(error.message) &&
+          /Remove the option: registering again with changed `queue` options updates the queue/.test(
+            error.message,
+          ),
+        what,
+      );
+    }
     await second.register(reconfigured(2), { worker: { retryLimit: 1 }, queue: { deleteAfterSeconds: 200 } });
     await second.start();
     try {
