@@ -1,4 +1,5 @@
 // Public API of src/memory.
+export type { ArvoToolsMachineMemoryOptions } from './arvo-tools-options';
 export { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
 export {
   connectPostgresMachineMemory,
@@ -8,6 +9,7 @@ export {
   PostgresMachineMemory,
   type PostgresMachineMemoryOptions,
   releasePostgresMachineMemory,
+  releasePostgressMachineMemory,
 } from './memory';
 export type { MemoryTables } from './migrations/v1';
 export type { IMachineMemory } from './types';

@@ -50,6 +50,11 @@ import {
   currentJobScope,
   readDatabaseId,
 } from '../shared/transaction';
+import {
+  type ArvoToolsMachineMemoryOptions,
+  isArvoToolsOptions,
+  resolveArvoToolsOptions,
+} from './arvo-tools-options';
 import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
 import {
   type ExpectedColumn,
@@ -932,16 +937,19 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
 /**
  * Connects a {@link PostgresMachineMemory}: validates `options` (an {@link InvalidOptionError} names
  * the bad option), migrates per `options.migrate`, checks the table structure and starts the
- * retention sweep when configured.
+ * retention sweep when configured. `@arvo-tools/postgres`'s options (`{ version: 1, config, … }`)
+ * are accepted too, with a deprecation warning (see {@link ArvoToolsMachineMemoryOptions}).
  *
  * `T` is the record type. Without a type argument records are `any`, so the memory is assignable to
  * any orchestrator's `IMachineMemory<MachineMemoryRecord>` (arvo-xstate 2, arvo 3); pass the record
  * type (`connectPostgresMachineMemory<MyRecord>(…)`) for typed reads.
  */
 export async function connectPostgresMachineMemory<T extends Record<string, any> = any>(
-  options: PostgresMachineMemoryOptions,
+  options: PostgresMachineMemoryOptions | ArvoToolsMachineMemoryOptions,
 ): Promise<PostgresMachineMemory<T>> {
-  const config = resolveMemoryOptions(options);
+  const config = isArvoToolsOptions(options)
+    ? resolveArvoToolsOptions(options, resolveMemoryOptions)
+    : resolveMemoryOptions(options);
   const managed = openPool(config.connection, config.logger);
   try {
     const databaseId = await readDatabaseId(managed.pool);
@@ -960,3 +968,6 @@ export async function connectPostgresMachineMemory<T extends Record<string, any>
 export async function releasePostgresMachineMemory(memory: PostgresMachineMemory<any>): Promise<void> {
   await memory.close();
 }
+
+/** @deprecated `@arvo-tools/postgres`'s spelling of {@link releasePostgresMachineMemory}. */
+export const releasePostgressMachineMemory = releasePostgresMachineMemory;

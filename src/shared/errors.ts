@@ -17,10 +17,13 @@ export class ArvoPostgresError extends Error {
 export class InvalidOptionError extends ArvoPostgresError {
   /** Dotted path of the offending option, e.g. `lock.ttlMs`. */
   readonly option: string;
+  /** What is wrong with it (the message without the option's name). */
+  readonly reason: string;
 
-  constructor(option: string, message: string) {
-    super('INVALID_OPTION', `Invalid option \`${option}\`: ${message}`);
+  constructor(option: string, reason: string) {
+    super('INVALID_OPTION', `Invalid option \`${option}\`: ${reason}`);
     this.option = option;
+    this.reason = reason;
   }
 }
 
