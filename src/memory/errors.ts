@@ -29,3 +29,13 @@ export class MachineMemoryTableStructureError extends ArvoPostgresError {
     this.problems = problems;
   }
 }
+
+/**
+ * `migrateFromArvoTools` refused: a lock of the `@arvo-tools/postgres` installation is still live, or
+ * the tables named are not that package's. Nothing was copied.
+ */
+export class ArvoToolsMigrationError extends ArvoPostgresError {
+  constructor(message: string) {
+    super('ARVO_TOOLS_MIGRATION_REFUSED', message);
+  }
+}

@@ -1,6 +1,16 @@
 // Public API of src/memory.
+export {
+  type ArvoToolsMigrationOptions,
+  type ArvoToolsMigrationReport,
+  migrateFromArvoTools,
+} from './arvo-tools-migration';
+export type { ArvoToolsTables } from './arvo-tools-migration-sql';
 export type { ArvoToolsMachineMemoryOptions } from './arvo-tools-options';
-export { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
+export {
+  ArvoToolsMigrationError,
+  MachineMemoryConflictError,
+  MachineMemoryTableStructureError,
+} from './errors';
 export {
   connectPostgresMachineMemory,
   type MemoryMigrateMode,

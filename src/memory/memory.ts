@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ArvoOrchestrationSubject } from 'arvo-core';
+import type pg from 'pg';
 import format from 'pg-format';
 import {
   type LockHandle,
@@ -169,7 +170,7 @@ const DAY_MS = 86_400_000;
 const LOCK_SWEEP_INTERVAL_MS = 60_000;
 
 /** Validated table names (defaults filled in); they must differ. */
-function resolveMemoryTables(value: unknown): MemoryTables {
+export function resolveMemoryTables(value: unknown): MemoryTables {
   const given = value === undefined ? {} : expectObject(value, 'tables');
   expectKnownKeys(given, ['state', 'lock'], 'tables');
   const tables: MemoryTables = {
@@ -294,15 +295,21 @@ export function memoryMigrationSql(
   return `${statements.join(';\n\n')};\n`;
 }
 
-async function migrateMemory(managed: ManagedPool, config: MemoryConfig): Promise<void> {
-  if (config.migrate === 'noop') return;
-  for (const { component, table, migrations } of memoryComponents(config.schema, config.tables)) {
-    await applyMigrations(managed.pool, {
-      schema: config.schema,
+/** Applies `mode` to the memory tables `tables` in `schema` (each table's migrations in one transaction). */
+export async function migrateMemoryTables(
+  pool: pg.Pool,
+  schema: string,
+  tables: MemoryTables,
+  mode: MemoryMigrateMode,
+): Promise<void> {
+  if (mode === 'noop') return;
+  for (const { component, table, migrations } of memoryComponents(schema, tables)) {
+    await applyMigrations(pool, {
+      schema,
       component,
       migrations,
-      ...(config.migrate === 'drop_and_recreate'
-        ? { before: [`DROP TABLE IF EXISTS ${qualifiedName(config.schema, table)}`] }
+      ...(mode === 'drop_and_recreate'
+        ? { before: [`DROP TABLE IF EXISTS ${qualifiedName(schema, table)}`] }
         : {}),
     });
   }
@@ -953,7 +960,7 @@ export async function connectPostgresMachineMemory<T extends Record<string, any>
   const managed = openPool(config.connection, config.logger);
   try {
     const databaseId = await readDatabaseId(managed.pool);
-    await migrateMemory(managed, config);
+    await migrateMemoryTables(managed.pool, config.schema, config.tables, config.migrate);
     const memory = new PostgresMachineMemory<T>(config, managed, databaseId);
     await memory.validateTableStructure();
     memory.startSweeping();

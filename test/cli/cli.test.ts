@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { clientEvent, handler, memoryLogger, replyTo, waitFor } from '../broker/support';
+import { createArvoToolsTables } from '../support/arvo-tools-layout';
 import { createTestDatabase, createTestRole, type TestDatabase, testPool } from '../support/database';
 import { cli, type Run, root } from './run-cli';
 
@@ -397,6 +398,49 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     const other = await run(['workflows', '--state-table', 'nope'], { DATABASE_URL: url });
     assert.equal(other.code, 1);
     assert.match(other.stderr, /table public\.nope does not exist/);
+  });
+
+  it('migrate --from-arvo-tools: dry-run report, refusal while a lock is live, copy, idempotent re-run', async () => {
+    await createArvoToolsTables(admin);
+    await admin.query(
+      `INSERT INTO arvopg_mm_state (subject, data, version, execution_status, parent_subject, initiator, source)
+       VALUES ('wf-root', '{"status":"active"}', 4, 'normal', NULL, 'com.test.client', 'arvo.orc.order'),
+              ('wf-child', '{"status":"active"}', 2, 'normal', 'wf-root', 'arvo.orc.order', 'arvo.orc.pay');
+       INSERT INTO arvopg_mm_hierarchy (subject, parent_subject, root_subject)
+       VALUES ('wf-root', NULL, 'wf-root'), ('wf-child', 'wf-root', 'wf-root');
+       INSERT INTO arvopg_mm_lock (subject, locked_at, expires_at) VALUES ('wf-root', now(), now() + interval '2 minutes')`,
+    );
+    const target = ['--state-table', 'copied_state', '--lock-table', 'copied_lock', '--url', url];
+    const dry = await run(['migrate', '--from-arvo-tools', '--dry-run', '--time-zone', 'UTC', ...target]);
+    assert.equal(dry.code, 1, dry.stderr);
+    assert.match(
+      dry.stdout,
+      /public\.arvopg_mm_state holds 2 workflow records \(1 root, 1 child\).*timestamps read in UTC/,
+    );
+    assert.match(
+      dry.stdout,
+      /^dry run: 2 would be copied to public\.copied_state, 0 already there; nothing changed$/m,
+    );
+    assert.match(dry.stdout, /^1 lock in public\.arvopg_mm_lock still live/m);
+    const refused = await run(['migrate', '--from-arvo-tools', ...target]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /1 workflow lock in public\.arvopg_mm_lock is still live/);
+    await admin.query(`UPDATE arvopg_mm_lock SET expires_at = now() - interval '1 minute'`);
+    const copied = await run(['migrate', '--from-arvo-tools', ...target]);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.match(copied.stdout, /^copied 2 to public\.copied_state, 0 already there$/m);
+    assert.match(copied.stdout, /^pg-boss: schema pgboss at version \d+$/m);
+    const { rows } = await admin.query(
+      'SELECT subject, version::int AS version, root_subject FROM copied_state ORDER BY subject',
+    );
+    assert.deepEqual(rows, [
+      { subject: 'wf-child', version: 2, root_subject: 'wf-root' },
+      { subject: 'wf-root', version: 4, root_subject: 'wf-root' },
+    ]);
+    const again = await run(['migrate', '--from-arvo-tools', ...target]);
+    assert.match(again.stdout, /^copied 0 to public\.copied_state, 2 already there$/m);
+    const misuse = await run(['migrate', '--dry-run', '--url', url]);
+    assert.equal(misuse.code, 2);
   });
 
   it('never prints the password of --url, even when the connection fails', async () => {

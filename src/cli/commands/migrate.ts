@@ -1,4 +1,5 @@
 import { getConstructionPlans } from 'pg-boss';
+import { type ArvoToolsMigrationReport, migrateFromArvoTools } from '../../memory/arvo-tools-migration';
 import { connectPostgresMachineMemory, memoryMigrationSql } from '../../memory/memory';
 import { silentLogger } from '../../shared/logger';
 import {
@@ -8,6 +9,7 @@ import {
   connectionStringOf,
   EXIT,
   parseCommand,
+  UsageError,
   withPool,
 } from '../common';
 import { withPgBoss } from '../pgboss';
@@ -16,12 +18,26 @@ export const migrateCommand: Command = {
   name: 'migrate',
   summary: "create or migrate the memory/lock tables and pg-boss's schema (or print the DDL)",
   usage: `Usage: arvo-postgres migrate [--print-sql]
+       arvo-postgres migrate --from-arvo-tools [--dry-run] [--from-schema s] [--time-zone z]
 
 Creates what is missing: the machine memory's workflow state and lock tables with their indexes
 (layout version 1, recorded in <schema>.arvo_postgres_migrations) and pg-boss's schema (installed or
 migrated to the version pg-boss 12.38 needs). Idempotent; safe while brokers are running.
 
   --print-sql   print the DDL instead (for a DBA to review and apply); needs no database
+
+With --from-arvo-tools, also copies an @arvo-tools/postgres installation's workflow state (its state
+and hierarchy tables) into the state table, in one transaction: versions, parents and roots kept,
+records already copied left alone (run it again at will). Refused while a lock of the old
+installation is live: stop its workers first. Its TIMESTAMP columns are read in --time-zone.
+
+  --from-arvo-tools             copy the @arvo-tools/postgres workflow state
+  --dry-run                     report what would be copied; change nothing (exit 1 if live locks)
+  --from-schema <name>          schema of its tables (default public)
+  --from-state-table <name>     its state table (default arvopg_mm_state)
+  --from-lock-table <name>      its lock table (default arvopg_mm_lock)
+  --from-hierarchy-table <name> its hierarchy table (default arvopg_mm_hierarchy)
+  --time-zone <zone>            zone of its naive timestamps (default: the database's TimeZone)
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
@@ -30,6 +46,13 @@ ${CONNECTION_HELP}`,
       args,
       {
         'print-sql': { type: 'boolean', default: false },
+        'from-arvo-tools': { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
+        'from-schema': { type: 'string' },
+        'from-state-table': { type: 'string' },
+        'from-lock-table': { type: 'string' },
+        'from-hierarchy-table': { type: 'string' },
+        'time-zone': { type: 'string' },
       },
       io,
     );
@@ -49,6 +72,27 @@ ${CONNECTION_HELP}`,
       return EXIT.ok;
     }
     const url = connectionStringOf(values, io);
+    if (values['from-arvo-tools']) {
+      const report = await migrateFromArvoTools({
+        connectionString: url,
+        from: {
+          schema: values['from-schema'],
+          tables: {
+            state: values['from-state-table'],
+            lock: values['from-lock-table'],
+            hierarchy: values['from-hierarchy-table'],
+          },
+        },
+        schema: names.schema,
+        tables,
+        timeZone: values['time-zone'],
+        dryRun: values['dry-run'],
+      });
+      io.stdout(describeCopy(report));
+      if (report.dryRun) return report.liveLocks > 0 ? EXIT.problem : EXIT.ok;
+    } else if (values['dry-run'] || values['time-zone'] !== undefined) {
+      throw new UsageError('--dry-run and --time-zone go with --from-arvo-tools');
+    }
     await withPool(url, async (pool) => {
       const memory = await connectPostgresMachineMemory({
         pool,
@@ -67,3 +111,19 @@ ${CONNECTION_HELP}`,
     return EXIT.ok;
   },
 };
+
+/** The lines `migrate --from-arvo-tools` prints about the copy. */
+function describeCopy(report: ArvoToolsMigrationReport): string {
+  const lines = [
+    `@arvo-tools/postgres: ${report.from.state} holds ${report.workflows} workflow record${report.workflows === 1 ? '' : 's'} (${report.roots} root, ${report.children} child), hierarchy ${report.from.hierarchy}; timestamps read in ${report.timeZone}`,
+    report.dryRun
+      ? `dry run: ${report.copied} would be copied to ${report.to}, ${report.alreadyPresent} already there; nothing changed`
+      : `copied ${report.copied} to ${report.to}, ${report.alreadyPresent} already there`,
+  ];
+  if (report.liveLocks > 0) {
+    lines.push(
+      `${report.liveLocks} lock${report.liveLocks === 1 ? '' : 's'} in ${report.from.lock} still live (the last expires at ${report.lastLockExpiry?.toISOString()}): the copy is refused until the old workers are stopped and their locks expired`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
