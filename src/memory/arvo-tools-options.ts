@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../shared/errors';
 import { expectObject } from '../shared/options';
+import { CONNECTION_OPTION_KEYS, type ConnectionOptions } from '../shared/pool';
 import type { MemoryMigrateMode, PostgresMachineMemoryOptions } from './memory';
 
 /**
@@ -11,17 +12,19 @@ export interface ArvoToolsMachineMemoryOptions {
   version: 1;
   /** `state` and `lock` name this library's tables; `hierarchy` is not needed (the state table holds it). */
   tables?: { state?: string; lock?: string; hierarchy?: string };
-  config: {
-    connectionString?: string;
-    host?: string;
-    port?: number;
-    user?: string;
-    password?: string;
-    database?: string;
-    max?: number;
-    idleTimeoutMillis?: number;
-    connectionTimeoutMillis?: number;
-    statementTimeoutMillis?: number;
+  config: Pick<
+    ConnectionOptions,
+    | 'connectionString'
+    | 'host'
+    | 'port'
+    | 'user'
+    | 'password'
+    | 'database'
+    | 'max'
+    | 'idleTimeoutMillis'
+    | 'connectionTimeoutMillis'
+    | 'statementTimeoutMillis'
+  > & {
     /** Becomes `statementTimeoutMillis` (enforced by the server); the smaller wins when both are given. */
     queryTimeoutMillis?: number;
     lockConfig?: { maxRetries?: number; initialDelayMs?: number; backoffExponent?: number; ttlMs?: number };
@@ -34,10 +37,8 @@ export interface ArvoToolsMachineMemoryOptions {
 
 /** Each option of the old shape and the option it becomes (dotted paths). */
 const RENAMES: ReadonlyArray<readonly [string, string]> = [
-  ...['connectionString', 'host', 'port', 'user', 'password', 'database', 'max'].map(
-    (key) => [`config.${key}`, key] as const,
-  ),
-  ...['idleTimeoutMillis', 'connectionTimeoutMillis', 'statementTimeoutMillis'].map(
+  // The connection settings keep their names (statementTimeoutMillis before queryTimeoutMillis).
+  ...CONNECTION_OPTION_KEYS.filter((key) => !['pool', 'ssl', 'applicationName'].includes(key)).map(
     (key) => [`config.${key}`, key] as const,
   ),
   ['config.queryTimeoutMillis', 'statementTimeoutMillis'],
