@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { ArvoOrchestrationSubject } from 'arvo-core';
-import type pg from 'pg';
 import format from 'pg-format';
 import {
   type LockHandle,
@@ -297,7 +296,7 @@ export function memoryMigrationSql(
 
 /** Applies `mode` to the memory tables `tables` in `schema` (each table's migrations in one transaction). */
 export async function migrateMemoryTables(
-  pool: pg.Pool,
+  pool: ManagedPool['pool'],
   schema: string,
   tables: MemoryTables,
   mode: MemoryMigrateMode,
