@@ -4,7 +4,7 @@ import { validateIdentifier } from '../shared/identifiers';
 import { AGE_RANGE_MS, expectKnownKeys, expectObject, integerOption, numberOption } from '../shared/options';
 import { type ErrorDescription, redactValue } from '../shared/redact';
 import { isUuid } from './event-codec';
-import { DEFAULT_DEAD_LETTER_QUEUE, queueNameOption } from './options';
+import { deadLetterQueuesOption, queueNameOption } from './options';
 import type { FailureKind } from './policy';
 import { deadLettersSql, purgeDeadLettersSql, replayDeadLettersSql } from './sql';
 
@@ -121,19 +121,6 @@ export interface ReplayedDeadLetter {
   queue: string;
 }
 
-/**
- * **Which queues are dead-letter queues**: every queue some queue names as its `dead_letter`, and
- * the names given here. A queue only becomes some queue's `dead_letter` when a queue naming it is
- * created, so a broker's own dead-letter queue is given by name to count from the start. Returns
- * the given names, validated (default `[DEFAULT_DEAD_LETTER_QUEUE]`); the statements of
- * `sql.ts` (`deadLetterQueuesCte`) add the referenced queues.
- */
-export function deadLetterQueueNames(value: unknown, option = 'deadLetterQueues'): string[] {
-  const names = value ?? [DEFAULT_DEAD_LETTER_QUEUE];
-  if (!Array.isArray(names)) throw new InvalidOptionError(option, 'expected an array of queue names');
-  return names.map((name, index) => queueNameOption(name, `${option}[${index}]`));
-}
-
 /** Options of {@link DeadLetters}. */
 export interface DeadLettersOptions {
   /** A pool on the broker's database, or a client in a transaction of yours (never closed here). */
@@ -142,7 +129,7 @@ export interface DeadLettersOptions {
   schema?: string;
   /**
    * Queues to treat as dead-letter queues even before any queue names them (a broker passes its
-   * `deadLetterQueue`); see {@link deadLetterQueueNames}. A function is called at each operation
+   * `deadLetterQueue`); see {@link deadLetterQueuesOption}. A function is called at each operation
    * (a broker passes the dead-letter queues it has created so far). Default `['arvo.dead-letter']`.
    */
   deadLetterQueues?: string[] | (() => string[]);
@@ -231,9 +218,9 @@ export class DeadLetters {
     this.#schema = validateIdentifier(options.schema ?? 'pgboss', 'schema');
     const named = options.deadLetterQueues;
     if (typeof named === 'function') {
-      this.#namedQueues = () => deadLetterQueueNames(named(), 'deadLetterQueues()');
+      this.#namedQueues = () => deadLetterQueuesOption(named(), 'deadLetterQueues()');
     } else {
-      const fixed = deadLetterQueueNames(named);
+      const fixed = deadLetterQueuesOption(named);
       this.#namedQueues = () => fixed;
     }
   }

@@ -57,8 +57,8 @@ function looksLikeArvoEvent(value: unknown): value is ArvoEvent {
 /** An event serialized for storage by {@link serializeEvent}. */
 export interface SerializedEvent {
   /** `toJSON()` of the event: its top-level fields are stored as they are (`data` as in `text`). */
-  fields: StoredEvent;
-  /** `JSON.stringify(fields)`: what the size and character checks saw, and what pg-boss's insert writes for `fields`. */
+  stored: StoredEvent;
+  /** `JSON.stringify(stored)`: what the size and character checks saw, and what pg-boss's insert writes for `stored`. */
   text: string;
   /** Size of `text` in UTF-8 bytes. */
   bytes: number;
@@ -73,11 +73,11 @@ export function serializeEvent(event: unknown, maxPayloadBytes: number): Seriali
   if (!looksLikeArvoEvent(event)) {
     throw new InvalidEventError('Expected an ArvoEvent (with id, type, source, subject and toJSON())');
   }
-  let fields: StoredEvent;
+  let stored: StoredEvent;
   let text: string;
   try {
-    fields = event.toJSON() as unknown as StoredEvent;
-    text = JSON.stringify(fields);
+    stored = event.toJSON() as unknown as StoredEvent;
+    text = JSON.stringify(stored);
   } catch (error) {
     throw new InvalidEventError(`Event ${event.id} cannot be serialized to JSON`, { cause: error });
   }
@@ -88,21 +88,24 @@ export function serializeEvent(event: unknown, maxPayloadBytes: number): Seriali
     throw new InvalidEventError(`Event ${event.id} contains ${unstorable}, which PostgreSQL cannot store`);
   }
   // The subject is the job's group key, a btree key: one too long would jam every fetch of its queue.
-  const subjectBytes = typeof fields.subject === 'string' ? oversizedIndexedText(fields.subject) : null;
+  const subjectBytes = typeof stored.subject === 'string' ? oversizedIndexedText(stored.subject) : null;
   if (subjectBytes !== null) {
     throw new InvalidEventError(`Event ${event.id}: its subject ${oversizedIndexedTextReason(subjectBytes)}`);
   }
-  return { fields, text, bytes };
+  return { stored, text, bytes };
 }
 
 /**
- * The storable form of `event` and its size in bytes. Throws {@link InvalidEventError} for anything
- * that is not an ArvoEvent, and {@link PayloadTooLargeError} over `maxPayloadBytes`.
+ * The stored event of `event` (as it will be stored) and its size in bytes, once it is known to
+ * rebuild: the boundary check of `dispatch`. Throws {@link InvalidEventError} for anything that is not
+ * an ArvoEvent or cannot be rebuilt, and {@link PayloadTooLargeError} over `maxPayloadBytes`.
  */
-export function encodeEvent(event: unknown, maxPayloadBytes: number): { json: StoredEvent; bytes: number } {
+export function encodeEvent(event: unknown, maxPayloadBytes: number): { stored: StoredEvent; bytes: number } {
   const { text, bytes } = serializeEvent(event, maxPayloadBytes);
-  // Parsed back, so that what is validated and rebuilt is exactly what will be stored.
-  return { json: JSON.parse(text) as StoredEvent, bytes };
+  // Parsed back, so that what is checked to rebuild is exactly what will be stored.
+  const stored = JSON.parse(text) as StoredEvent;
+  decodeEvent(stored);
+  return { stored, bytes };
 }
 
 /** Rebuilds the ArvoEvent stored by {@link encodeEvent}; throws {@link InvalidEventError} with the reason. */
@@ -124,6 +127,11 @@ export function decodeEvent(stored: unknown): ArvoEvent {
     const reason = error instanceof Error ? error.message : String(error);
     throw new InvalidEventError(`Job data cannot be rebuilt into an ArvoEvent: ${reason}`, { cause: error });
   }
+}
+
+/** The stored event's `to`, or null when it has none. */
+export function eventDestination(stored: StoredEvent): string | null {
+  return typeof stored.to === 'string' ? stored.to : null;
 }
 
 /** The event's `domain` (arvo 3, or an arvo 2 extension of that name); none means `null`. */

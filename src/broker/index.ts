@@ -1,12 +1,6 @@
 // Public API of src/broker.
-export {
-  type ArvoEventHandlerLike,
-  type BrokerEventListener,
-  type HandlerNotFoundDetails,
-  type HandlerNotFoundListener,
-  PostgresEventBroker,
-  type RegisterOptions,
-} from './broker';
+
+export { PostgresEventBroker } from './broker';
 export {
   type DeadLetter,
   type DeadLetterFilter,
@@ -32,6 +26,13 @@ export {
   UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
-export { type BrokerQueueStats, queryQueueStats } from './metrics';
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './options';
 export type { FailureAction, FailureKind } from './policy';
+export { type BrokerQueueStats, queryQueueStats } from './stats';
+export type {
+  ArvoEventHandlerLike,
+  BrokerEventListener,
+  HandlerNotFoundDetails,
+  HandlerNotFoundListener,
+  RegisterOptions,
+} from './types';

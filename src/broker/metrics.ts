@@ -7,61 +7,8 @@ import {
   metrics,
   type ObservableGauge,
 } from '@opentelemetry/api';
-import type pg from 'pg';
-import { type DeadLetters, deadLetterQueueNames } from './dead-letters';
 import type { FailureKind } from './policy';
-import { queueStatsSql } from './sql';
-
-/** Exact counts of one queue (see `PostgresEventBroker.getStats`). */
-export interface BrokerQueueStats {
-  name: string;
-  /** Waiting to run (created or retry), including `deferred`. */
-  queued: number;
-  active: number;
-  /** Waiting with a start time in the future (retry backoff, lock-contention reschedule). */
-  deferred: number;
-  /** Terminally failed rows still retained (their dead-letter copies are in `deadLettered` of this queue). */
-  failed: number;
-  /** Finished rows still retained (completed; also cancelled through pg-boss directly). */
-  completed: number;
-  /** Every retained row. */
-  total: number;
-  /** Copies of this queue's jobs waiting in dead-letter queues (what `DeadLetters.list` returns). */
-  deadLettered: number;
-  /** Age of the oldest job ready to run, or null when none is ready. */
-  oldestQueuedAgeMs: number | null;
-}
-
-/**
- * Exact per-queue counts in one statement (`queueStatsSql`): `names` in that order, and with `all`
- * every other queue of the database after them. `deadLetterQueues`: the dead-letter queues to count
- * besides those some queue names (as {@link DeadLetters}; default the broker's default one). Used by
- * the broker's `getStats`, its metrics and the CLI, which needs no running broker.
- */
-export async function queryQueueStats(
-  db: Pick<pg.Pool, 'query'>,
-  schema: string,
-  names: string[],
-  all: boolean,
-  deadLetterQueues?: string[],
-): Promise<BrokerQueueStats[]> {
-  const { rows } = await db.query(queueStatsSql(schema), [
-    names,
-    all,
-    deadLetterQueueNames(deadLetterQueues),
-  ]);
-  return rows.map((row) => ({
-    name: row.name,
-    queued: row.queued,
-    active: row.active,
-    deferred: row.deferred,
-    failed: row.failed,
-    completed: row.completed,
-    total: row.total,
-    deadLettered: row.dead_lettered,
-    oldestQueuedAgeMs: row.oldest_queued_age_ms,
-  }));
-}
+import type { BrokerQueueStats } from './stats';
 
 /** Upper bounds (seconds) of the handler duration histogram's buckets. */
 const HANDLER_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;

@@ -8,118 +8,18 @@ import {
   expectObject,
   integerOption,
   MAX_PG_INTEGER,
+  MAX_TIMER_MS,
   type NumericRange,
   numberOption,
   numericFields,
   stringOption,
 } from '../shared/options';
-import {
-  CONNECTION_OPTION_KEYS,
-  type ConnectionOptions,
-  type ResolvedConnection,
-  resolveConnection,
-} from '../shared/pool';
-import {
-  type CircuitBreakerOptions,
-  type ResolvedCircuitBreakerOptions,
-  resolveCircuitBreakerOptions,
-} from './circuit-breaker';
+import { CONNECTION_OPTION_KEYS, type ResolvedConnection, resolveConnection } from '../shared/pool';
+import { type ResolvedCircuitBreakerOptions, resolveCircuitBreakerOptions } from './circuit-breaker';
+import { StateOutsideBrokerTransactionError } from './errors';
+import type { BrokerQueueOptions, BrokerWorkerOptions, Registration } from './types';
 
-/** Queue settings (stored on the pg-boss queue row; re-registering with other values updates them). */
-export interface BrokerQueueOptions {
-  /** Dead-letter queue of this queue; created automatically. Default: the broker's `deadLetterQueue`. */
-  deadLetter?: string;
-  /** Seconds a job may wait (created/retry) before it is deleted unprocessed. Default 86400 (1 day). */
-  retentionSeconds?: number;
-  /** Seconds a completed or failed job is kept. Default 3600 (1 hour). */
-  deleteAfterSeconds?: number;
-  /**
-   * pg-boss queue policy (fixed at creation): `standard` (default) or `singleton` (one job active at a
-   * time). pg-boss's `short`, `stately` and `exclusive` policies make it skip inserts that collide on a
-   * singleton key, which would silently drop accepted events, so the broker does not offer them.
-   */
-  policy?: 'standard' | 'singleton';
-  /** Own job table partition for this queue (fixed at creation). Default false. */
-  partition?: boolean;
-  /** Warn (logger) when more jobs than this are queued. */
-  warningQueueSize?: number;
-}
-
-/** Worker settings of a queue. Retry settings are stored on the queue row, like pg-boss does. */
-export interface BrokerWorkerOptions {
-  /** Jobs fetched per fetch; they run concurrently. Default 10. */
-  batchSize?: number;
-  /** Fetch loops per queue in this process. Default 2 (so up to `batchSize × localConcurrency` in flight). */
-  localConcurrency?: number;
-  /**
-   * Shorthand for the jobs in flight per process: `2 × concurrency/2` when even, else
-   * `1 × concurrency` (fetch loops × batch size). Not together with `batchSize`/`localConcurrency`.
-   */
-  concurrency?: number;
-  /** Retries after the first attempt for retryable failures. Default 3. */
-  retryLimit?: number;
-  /** Seconds before the first retry. Default 1. */
-  retryDelay?: number;
-  /** Exponential backoff between retries. Default true. */
-  retryBackoff?: boolean;
-  /** Maximum seconds between retries. Default 60. */
-  retryDelayMax?: number;
-  /** Seconds a handler may run before the job is failed and retried. Default 300. */
-  expireInSeconds?: number;
-  /** Idle poll interval when LISTEN/NOTIFY is unavailable, in seconds (≥ 0.5). Default 1. */
-  pollingIntervalSeconds?: number;
-  /** Backstop poll while LISTEN/NOTIFY is live, in seconds (≥ polling interval). Default 1 (retries send no NOTIFY). */
-  notifyPollingIntervalSeconds?: number;
-  /**
-   * At most this many jobs of one subject are fetched while others of it are active (pg-boss group
-   * concurrency, group = event subject); `0` = no limit. pg-boss checks it inside each fetch, so
-   * fetches running at the same moment (other fetch loops, other processes) can race past it: it
-   * keeps lock contention rare, the orchestrator's lock keeps it harmless. Default: `1` for
-   * orchestrator queues (source `arvo.orc.*`), where replies to one workflow then mostly wait in the
-   * queue instead of contending for its lock, and `0` for every other queue. Do not limit a service
-   * that receives fan-out calls: those calls share the workflow's subject and would run one by one.
-   */
-  subjectConcurrency?: number;
-}
-
-/** Options of {@link PostgresEventBroker}. */
-export interface PostgresEventBrokerOptions extends ConnectionOptions {
-  /** Schema of pg-boss's tables. Default `pgboss`. */
-  schema?: string;
-  /** Console- or pino-like logger. Default: warnings and errors to the console. */
-  logger?: Logger;
-  /** Defaults for every `register` / `onWorkflowComplete` / internal queue. */
-  defaults?: { queue?: BrokerQueueOptions; worker?: BrokerWorkerOptions };
-  /** Largest event accepted, as UTF-8 JSON bytes, at `dispatch` and for handler outputs. Default 1 MiB. */
-  maxPayloadBytes?: number;
-  /** Default dead-letter queue. Default `arvo.dead-letter`. */
-  deadLetterQueue?: string;
-  /** Queue keeping events whose `to` has no queue. Default `arvo.unroutable`. */
-  unroutableQueue?: string;
-  /** Durable queue of events with a non-null `domain`. Default `arvo.domained`. */
-  domainedQueue?: string;
-  /** Retention of the dead-letter, unroutable and domained queues in seconds. Default 604800 (7 days). */
-  deadLetterRetentionSeconds?: number;
-  /** `ExecutionViolation`: dead-letter at once (default) or retry like an infrastructure error. */
-  executionViolation?: 'deadLetter' | 'retry';
-  /** Delay range for re-running a job that hit lock contention, in ms. Default 50–250, jittered. */
-  lockContention?: { minDelayMs?: number; maxDelayMs?: number };
-  /** pg-boss maintenance (retention sweep) interval in seconds. Default 120. */
-  maintenanceIntervalSeconds?: number;
-  /** Producer/consumer spans (no cost without an OpenTelemetry SDK). Default true. */
-  telemetry?: boolean;
-  /** Connections of pg-boss's own pool (fetching, settling, LISTEN). Default 6. */
-  pgBossPoolMax?: number;
-  /** Name of this instance in pg-boss's instance registry. */
-  instanceName?: string;
-  /**
-   * Install/migrate pg-boss's schema at `start()`. Default true. `false` for a role without DDL
-   * rights: the schema must exist (see SECURITY.md, "Least privilege").
-   */
-  migrate?: boolean;
-  /** Fail-fast behaviour of `dispatch` while PostgreSQL is unreachable (see `CircuitBreaker`). */
-  circuitBreaker?: CircuitBreakerOptions;
-}
+export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './types';
 
 export interface ResolvedQueueOptions {
   deadLetter: string;
@@ -236,7 +136,7 @@ const WORKER_RANGES = {
  * Refuses `@arvo-tools/postgres`'s `recreateQueue: true` among the options of `register` or
  * `onWorkflowComplete`: recreating a queue deletes the jobs waiting in it, on every deploy that runs it.
  */
-export function refuseRecreateQueue(options: Record<string, unknown>): void {
+function refuseRecreateQueue(options: Record<string, unknown>): void {
   if (options.recreateQueue === undefined || options.recreateQueue === false) return;
   throw new InvalidOptionError(
     'recreateQueue',
@@ -436,4 +336,124 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
   const instanceName = stringOption(input.instanceName, 'instanceName');
   if (instanceName !== undefined) resolved.instanceName = instanceName;
   return resolved;
+}
+
+/**
+ * **Which queues are dead-letter queues**: every queue some queue names as its `dead_letter`, and
+ * the names given here. A queue only becomes some queue's `dead_letter` when a queue naming it is
+ * created, so a broker's own dead-letter queue is given by name to count from the start. Returns
+ * the given names, validated (default `[DEFAULT_DEAD_LETTER_QUEUE]`); the statements of
+ * `sql.ts` (`deadLetterQueuesCte`) add the referenced queues.
+ */
+export function deadLetterQueuesOption(value: unknown, option = 'deadLetterQueues'): string[] {
+  const names = value ?? [DEFAULT_DEAD_LETTER_QUEUE];
+  if (!Array.isArray(names)) throw new InvalidOptionError(option, 'expected an array of queue names');
+  return names.map((name, index) => queueNameOption(name, `${option}[${index}]`));
+}
+
+// ---------------------------------------------------------------- per-call arguments of the broker
+
+/** `register`'s handler: an object with `execute`; returns its queue (`source`). */
+export function handlerOption(handler: unknown): string {
+  if (
+    typeof handler !== 'object' ||
+    handler === null ||
+    typeof (handler as { execute?: unknown }).execute !== 'function'
+  ) {
+    throw new InvalidOptionError('handler', 'expected an Arvo event handler (with `source` and `execute`)');
+  }
+  return queueNameOption((handler as { source?: unknown }).source, 'handler.source');
+}
+
+/** `register`'s `allowStateOutsideBrokerTransaction` (default false). */
+export function allowStateOutsideOption(
+  options: { allowStateOutsideBrokerTransaction?: unknown } | undefined,
+): boolean {
+  const allowed = options?.allowStateOutsideBrokerTransaction;
+  if (allowed !== undefined && typeof allowed !== 'boolean') {
+    throw new InvalidOptionError('allowStateOutsideBrokerTransaction', 'expected a boolean');
+  }
+  return allowed ?? false;
+}
+
+/** `register`/`onWorkflowComplete` options: queue and worker options over the broker's defaults. */
+export function registerOptions(
+  options: unknown,
+  defaults: ResolvedBrokerOptions,
+): { queueOptions: ResolvedQueueOptions; workerOptions: ResolvedWorkerOptions } {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError('options', 'expected an object');
+  }
+  refuseRecreateQueue(options as Record<string, unknown>);
+  const given = options as { queue?: unknown; worker?: unknown };
+  return {
+    queueOptions: resolveQueueOptions(given.queue, 'queue', defaults.queue),
+    workerOptions: resolveWorkerOptions(given.worker, 'worker', defaults.worker),
+  };
+}
+
+/** A listener argument (`onWorkflowComplete`, `onDomainedEvent`, `onHandlerNotFound`). */
+export function listenerOption<T>(listener: T, message = 'expected a function'): T {
+  if (typeof listener !== 'function') throw new InvalidOptionError('listener', message);
+  return listener;
+}
+
+/** `resolve()`'s `timeoutMs` (default 30 s). */
+export function resolveTimeoutOption(options: { timeoutMs?: number } | undefined): number {
+  return integerOption(options?.timeoutMs, 'timeoutMs', { min: 1, max: MAX_TIMER_MS }, 30_000);
+}
+
+/** `stop()`'s `timeoutMs` (default 30 s; pg-boss waits at least one second). */
+export function stopTimeoutOption(options: { timeoutMs?: number } | undefined): number {
+  return Math.max(
+    1000,
+    integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000),
+  );
+}
+
+/** `getStats()`'s `queues`: names (validated), `'all'`, or undefined for the broker's own. */
+export function statsQueuesOption(options: unknown): string[] | 'all' | undefined {
+  const given = expectObject(options, 'options').queues;
+  if (given === undefined || given === 'all') return given;
+  if (!Array.isArray(given))
+    throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
+  return given.map((name, index) => queueNameOption(name, `queues[${index}]`));
+}
+
+/** A dead-letter filter argument (`listDeadLetters`, `redriveDeadLetters`): an object. */
+export function filterOption<T>(filter: T): T {
+  return expectObject(filter, 'filter') as T;
+}
+
+/** `onWorkflowComplete` adopting the completion queue `resolve()` created with the defaults: refuses options. */
+export function adoptedCompletionOptions(queue: string, options: unknown): void {
+  if (options !== undefined) {
+    throw new InvalidOptionError(
+      'options',
+      `the completion queue ${JSON.stringify(queue)} was created by resolve() with the defaults; call onWorkflowComplete before resolve() to give it options`,
+    );
+  }
+}
+
+/**
+ * Refuses an orchestrator whose memory cannot join the job's transaction (see
+ * `allowStateOutsideBrokerTransaction`): a `PostgresMachineMemory` joins it exactly when it is on
+ * the broker's database (`databaseId`); any other memory never does. Checked once connected.
+ */
+export function assertStateJoinsTransaction(registration: Registration, databaseId: string): void {
+  const memory = registration.handler?.memory;
+  if (memory === undefined || memory === null || registration.allowStateOutsideBrokerTransaction) return;
+  const memoryDatabaseId = (memory as { databaseId?: unknown }).databaseId;
+  if (typeof memoryDatabaseId !== 'string') {
+    throw new StateOutsideBrokerTransactionError(
+      registration.queue,
+      'in a memory that is not a PostgresMachineMemory',
+    );
+  }
+  if (memoryDatabaseId !== databaseId) {
+    throw new StateOutsideBrokerTransactionError(
+      registration.queue,
+      "in a PostgresMachineMemory on another database than the broker's",
+    );
+  }
 }

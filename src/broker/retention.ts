@@ -1,8 +1,12 @@
 import type pg from 'pg';
+import type { Logger } from '../shared/logger';
+import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { describeError } from '../shared/redact';
 import { failureHistory, type JobFailureRecord } from './dead-letters';
 import { EventExpiredError } from './errors';
-import { deadLetterAttemptsSql, expiringJobsSql } from './sql';
+import type { ResolvedBrokerOptions } from './options';
+import { deadLetterAttempts } from './pgboss';
+import { expiringJobsSql } from './sql';
 
 /** Jobs one sweep transaction moves at most; the sweep repeats while batches come back full. */
 const EXPIRY_BATCH_SIZE = 500;
@@ -33,6 +37,20 @@ export async function deadLetterExpiredJobs(pool: pg.Pool, schema: string): Prom
   }
 }
 
+/** Runs {@link deadLetterExpiredJobs} every maintenance interval. */
+export function startExpirySweep(
+  pool: pg.Pool,
+  options: ResolvedBrokerOptions,
+  logger: Logger,
+): PeriodicTask {
+  return startPeriodic(
+    options.maintenanceIntervalSeconds * 1000,
+    () => deadLetterExpiredJobs(pool, options.schema),
+    logger,
+    'arvo-postgres broker: the retention sweep (expired events to the dead-letter queue) failed; retried next interval',
+  );
+}
+
 async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<number> {
   const client = await pool.connect();
   try {
@@ -56,7 +74,7 @@ async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<nu
       byQueue.set(row.name, attempts);
     }
     for (const [queue, attempts] of byQueue) {
-      await client.query(deadLetterAttemptsSql(schema), [queue, JSON.stringify(attempts)]);
+      await deadLetterAttempts(client, schema, queue, attempts);
     }
     await client.query('COMMIT');
     client.release();

@@ -1,11 +1,8 @@
-// pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
-// job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
-import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
 import { quoteIdentifier } from '../shared/identifiers';
 
 /**
  * The broker's own SQL over pg-boss's tables (`queue`, `job`; layout of pg-boss 12.38, see its
- * `plans.js`). Everything else goes through pg-boss's API. `schema` is validated by the caller.
+ * `plans.js`). Everything else goes through pg-boss's API, in `pgboss.ts`. `schema` is validated by the caller.
  */
 
 /**
@@ -19,23 +16,10 @@ export function existingQueuesSql(schema: string): string {
 }
 
 /**
- * `$1` queue, `$2` JSON `[{ id, retry_count, output }]`: fails those attempts of the queue's jobs
- * terminally, with `output` as the failure, and copies each to its queue's dead-letter queue, in one
- * statement. It is pg-boss 12.38's own statement behind the `perJobResults` `deadletter`
- * disposition (so the dead letter holds exactly what pg-boss's terminal `fail` gives it: source
- * queue, id, attempt count, output), fenced like its settles to the attempt that was fetched: only
- * while that attempt is still active. Run on the root `job` table, which routes rows to a
- * partitioned queue's own table. Returns `count`, the attempts settled.
- */
-export function deadLetterAttemptsSql(schema: string): string {
-  return deadLetterJobsByIdWithOutputs(quoteIdentifier(schema), 'job');
-}
-
-/**
  * Exact counts per queue in one statement, straight from the job table (pg-boss's own queue counts
  * are a cache refreshed once a minute). `$1 text[]`: the queues to report, in this order; `$2
  * boolean`: also every other queue in the database (by name, after those); `$3 text[]`: names that
- * are dead-letter queues even before a queue names them (`deadLetterQueueNames`).
+ * are dead-letter queues even before a queue names them (`deadLetterQueuesOption`).
  *
  * - `queued`: created or retry (waiting to run), including `deferred` (start_after in the future);
  * - `active`, `failed`: rows in that state;
@@ -109,7 +93,7 @@ export function queueStatsSql(schema: string): string {
 /**
  * The dead-letter queues of the database (`namesParam`, default `$1`, a `text[]` of names to treat
  * as dead-letter queues too, e.g. a broker's default before any queue names it), as a CTE body:
- * every queue some queue names as its `dead_letter`. See `deadLetterQueueNames` in dead-letters.ts.
+ * every queue some queue names as its `dead_letter`. See `deadLetterQueuesOption` in options.ts.
  */
 export function deadLetterQueuesCte(schema: string, namesParam = '$1'): string {
   return `dead_letter_queues AS (

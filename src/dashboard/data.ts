@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { type DeadLetter, type DeadLetterFilter, DeadLetters } from '../broker/dead-letters';
 import { isUuid } from '../broker/event-codec';
-import { type BrokerQueueStats, queryQueueStats } from '../broker/metrics';
+import { type BrokerQueueStats, queryQueueStats } from '../broker/stats';
 import { redactValue } from '../shared/redact';
 import type { WorkflowHistorySource, WorkflowRecordSummary, WorkflowTimelineEntry } from './history';
 import { recordTimeline } from './history';

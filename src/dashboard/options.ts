@@ -1,4 +1,4 @@
-import { deadLetterQueueNames } from '../broker/dead-letters';
+import { deadLetterQueuesOption } from '../broker/options';
 import { InvalidOptionError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
 import { expectKnownKeys, expectObject, integerOption } from '../shared/options';
@@ -89,7 +89,7 @@ export function dashboardSettings(options: DashboardOptions): DashboardSettings 
     schema: validateIdentifier(given.schema ?? 'public', 'schema'),
     stateTable: validateIdentifier(given.stateTable ?? 'arvo_workflow_state', 'stateTable'),
     pgBossSchema: validateIdentifier(given.pgBossSchema ?? 'pgboss', 'pgBossSchema'),
-    deadLetterQueues: deadLetterQueueNames(given.deadLetterQueues),
+    deadLetterQueues: deadLetterQueuesOption(given.deadLetterQueues),
     actionToken: (token as string | undefined) ?? null,
     traceUrl: (traceUrl as string | undefined) ?? null,
     refreshSeconds: integerOption(given.refreshSeconds, 'refreshSeconds', { min: 1, max: 3600 }, 5),

@@ -38,9 +38,9 @@ describe('event codec', () => {
       { tenant: 'acme', priority: 7 },
       { disable: true },
     );
-    const { json, bytes } = encodeEvent(event, 1024 * 1024);
+    const { stored, bytes } = encodeEvent(event, 1024 * 1024);
     assert.equal(bytes, Buffer.byteLength(JSON.stringify(event.toJSON())));
-    const rebuilt = decodeEvent(json);
+    const rebuilt = decodeEvent(stored);
     // A Date in data travels as its ISO string.
     assert.deepEqual(rebuilt.toJSON(), JSON.parse(JSON.stringify(event.toJSON())));
     assert.equal((rebuilt.data as any).when, '2026-01-02T03:04:05.000Z');
@@ -53,9 +53,9 @@ describe('event codec', () => {
     const serialized = serializeEvent(event, 1024 * 1024);
     assert.equal(serialized.text, JSON.stringify(event.toJSON()));
     assert.equal(serialized.bytes, Buffer.byteLength(serialized.text, 'utf8'));
-    assert.equal(serialized.fields.id, event.id);
-    // pg-boss serializes the job's data (`fields`) into its insert: that must write out exactly the checked text.
-    assert.equal(JSON.stringify({ data: serialized.fields }), `{"data":${serialized.text}}`);
+    assert.equal(serialized.stored.id, event.id);
+    // pg-boss serializes the job's data (`stored`) into its insert: that must write out exactly the checked text.
+    assert.equal(JSON.stringify({ data: serialized.stored }), `{"data":${serialized.text}}`);
     // The limit is exact: at the size it passes, one byte under it is refused.
     assert.equal(serializeEvent(event, serialized.bytes).bytes, serialized.bytes);
     assert.throws(() => serializeEvent(event, serialized.bytes - 1), PayloadTooLargeError);

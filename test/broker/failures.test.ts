@@ -5,7 +5,7 @@ import { ConfigViolation, ContractViolation, ExecutionViolation } from 'arvo-eve
 import type pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { PostgresEventBroker } from '../../src/broker/index';
-import { deadLetterAttemptsSql } from '../../src/broker/sql';
+import { deadLetterAttemptsSql } from '../../src/broker/pgboss';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { TransactionViolation } from '../support/orchestrator';
 import { recordStatements } from '../support/statements';

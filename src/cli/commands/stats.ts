@@ -1,4 +1,4 @@
-import { type BrokerQueueStats, queryQueueStats } from '../../broker/metrics';
+import { type BrokerQueueStats, queryQueueStats } from '../../broker/stats';
 import {
   type CliIo,
   CONNECTION_HELP,

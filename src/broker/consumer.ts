@@ -1,0 +1,286 @@
+import { SpanKind } from '@opentelemetry/api';
+import type { ArvoEvent } from 'arvo-core';
+import { writeLog } from '../shared/logger';
+import { describeError } from '../shared/redact';
+import { withSpan } from '../shared/telemetry';
+import { runInAmbientTransaction } from '../shared/transaction';
+import { HandlerTimeoutError, InvalidEventError, UnclaimedReplyError } from './errors';
+import { decodeEvent, type StoredEvent, serializeEvent } from './event-codec';
+import { JobTransaction } from './job-transaction';
+import type { FetchedJob, JobInsert, JobResult } from './pgboss';
+import { type Destination, jobInsertFor, type Queues } from './queues';
+import type { Replies } from './replies';
+import type { Settlement } from './settle';
+import { contextFromTraceHeaders, messagingAttributes } from './tracing';
+import {
+  type BrokerRuntime,
+  type HandlerNotFoundListener,
+  type Registration,
+  subjectConcurrencyOf,
+} from './types';
+
+/** A handler's output on its way out: the event and its stored form. */
+interface Output {
+  event: ArvoEvent;
+  stored: StoredEvent;
+}
+
+type RoutedOutput = Output & Destination;
+
+/**
+ * Consumes the registrations' queues, one hop per job: decode → transaction → deliver → enqueue →
+ * complete → commit → after-commit, all of it in the job's one transaction (see docs/design.md,
+ * "One transaction per hop"); failures go to {@link Settlement}.
+ */
+export class Consumer {
+  readonly #runtime: BrokerRuntime;
+  readonly #queues: Queues;
+  readonly #replies: Replies;
+  readonly #settlement: Settlement;
+  readonly #notFoundListeners: readonly HandlerNotFoundListener[];
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  constructor(
+    runtime: BrokerRuntime,
+    parts: {
+      queues: Queues;
+      replies: Replies;
+      settlement: Settlement;
+      notFoundListeners: readonly HandlerNotFoundListener[];
+    },
+  ) {
+    this.#runtime = runtime;
+    this.#queues = parts.queues;
+    this.#replies = parts.replies;
+    this.#settlement = parts.settlement;
+    this.#notFoundListeners = parts.notFoundListeners;
+  }
+
+  /** Starts the worker of `registration`'s queue. */
+  async start(registration: Registration): Promise<void> {
+    registration.workerId = await this.#runtime.boss.work(
+      registration.queue,
+      registration.workerOptions,
+      subjectConcurrencyOf(registration),
+      (jobs) =>
+        this.#track(
+          Promise.all(
+            jobs.map((job) =>
+              this.#runtime.metrics.timeHandler(job.name, () => this.#process(registration, job)),
+            ),
+          ),
+        ),
+    );
+  }
+
+  /** Gives the batches in flight `ms` to settle (after pg-boss's stop failed and aborted them). */
+  async drain(ms: number): Promise<void> {
+    if (!(await settleWithin([...this.#inFlight], ms))) {
+      writeLog(
+        this.#runtime.logger(),
+        'warn',
+        'arvo-postgres broker: handlers still running after stop(); their work was rolled back',
+      );
+    }
+  }
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inFlight.add(promise);
+    const forget = () => this.#inFlight.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  async #process(registration: Registration, job: FetchedJob): Promise<JobResult> {
+    let event: ArvoEvent;
+    try {
+      event = decodeEvent(job.data);
+    } catch (error) {
+      return this.#settlement.failure(registration, job, null, error);
+    }
+    const { boss, options, pool, databaseId, metrics } = this.#runtime;
+    const parent = contextFromTraceHeaders(event.traceparent, event.tracestate);
+    return withSpan(
+      options.telemetry,
+      `${job.name} process`,
+      {
+        ...messagingAttributes('process', job.name, job.id, event),
+        'messaging.pgboss.retry_count': job.retryCount,
+      },
+      async () => {
+        // Aborted by pg-boss (claim lost, stop) or by the broker's own expiry (see withinExpiry).
+        const expiry = new AbortController();
+        const transaction = new JobTransaction(
+          pool,
+          databaseId,
+          AbortSignal.any([job.signal, expiry.signal]),
+          (error) => this.#logCallbackError(error),
+        );
+        let unroutable: RoutedOutput[] = [];
+        const delivery = runInAmbientTransaction(transaction, () => this.#deliver(registration, event));
+        try {
+          const outputs = await withinExpiry(delivery, job, expiry);
+          const outgoing = outputs.map((output) => ({
+            event: output,
+            stored: serializeEvent(output, options.maxPayloadBytes).stored,
+          }));
+          // Through the job's transaction: a second pool connection per job could starve the pool.
+          const routed = await this.#queues.route(outgoing, transaction);
+          unroutable = routed.filter((entry) => entry.unroutable);
+          await this.#enqueue(routed, transaction);
+          if (transaction.started) {
+            await boss.complete(job, null, 'rolled back', transaction.db);
+            await transaction.commit();
+          } else {
+            // Nothing was written for this job (a listener, a handler with no outputs): no transaction
+            // to open, one fenced statement settles it. commit() first: it refuses an aborted job.
+            await transaction.commit();
+            await boss.complete(job, null, 'rolled back');
+          }
+        } catch (error) {
+          if (!(error instanceof HandlerTimeoutError)) {
+            await transaction.rollback();
+            return this.#settlement.failure(registration, job, event, error);
+          }
+          // Settled at once with the library's record; the handler keeps its slot and its aborted
+          // transaction until it returns, as after pg-boss's own abort (docs/design.md, "Handler timeout").
+          const failed = await this.#settlement.failure(registration, job, event, error);
+          await delivery.then(noop, noop);
+          await transaction.rollback();
+          return failed;
+        }
+        metrics.processed(job.name);
+        this.#afterCommit(registration, event, unroutable);
+        // A subject-limited queue may hold the subject's next job back until now, and pg-boss sends
+        // no NOTIFY then: wake this process's fetch loop (docs/design.md, "Subject concurrency").
+        if (subjectConcurrencyOf(registration) > 0 && registration.workerId) {
+          boss.notifyWorker(registration.workerId);
+        }
+        return { id: job.id, status: 'completed' };
+      },
+      SpanKind.CONSUMER,
+      parent,
+    );
+  }
+
+  /** Runs the handler or listener; returns the events to enqueue. */
+  async #deliver(registration: Registration, event: ArvoEvent): Promise<ArvoEvent[]> {
+    if (registration.kind === 'handler') {
+      const result = await registration.handler!.execute(event, { inheritFrom: 'CONTEXT' });
+      const events = Array.isArray(result) ? result : result?.events;
+      if (!Array.isArray(events)) {
+        throw new InvalidEventError(
+          `Handler ${registration.queue} returned neither ArvoEvent[] nor { events }`,
+        );
+      }
+      return events;
+    }
+    if (registration.listener) await registration.listener(event);
+    else if (!this.#replies.isAwaited(registration.queue, event)) {
+      throw new UnclaimedReplyError(registration.queue, event.id);
+    }
+    return [];
+  }
+
+  /** Inserts `routed` in one statement per destination queue, through the job's transaction. */
+  async #enqueue(routed: RoutedOutput[], transaction: JobTransaction): Promise<void> {
+    const byQueue = new Map<string, RoutedOutput[]>();
+    for (const entry of routed) {
+      const list = byQueue.get(entry.queue) ?? [];
+      list.push(entry);
+      byQueue.set(entry.queue, list);
+    }
+    for (const [queue, entries] of byQueue) {
+      // Unroutable events are kept like dead letters, for deadLetterRetentionSeconds (pg-boss's retention).
+      const jobs: JobInsert[] = entries.map((entry) =>
+        jobInsertFor(entry.stored, this.#queues.expiresToDeadLetter(queue)),
+      );
+      await withSpan(
+        this.#runtime.options.telemetry,
+        `${queue} send`,
+        {
+          ...messagingAttributes('send', queue, jobs[0]!.id!, entries[0]!.stored),
+          'messaging.batch.message_count': jobs.length,
+        },
+        () => this.#runtime.boss.insert(queue, jobs, transaction.db),
+        SpanKind.PRODUCER,
+        undefined,
+      );
+    }
+  }
+
+  #afterCommit(registration: Registration, event: ArvoEvent, unroutable: RoutedOutput[]): void {
+    if (registration.kind === 'completion') this.#replies.deliver(registration.queue, event);
+    for (const entry of unroutable) {
+      writeLog(
+        this.#runtime.logger(),
+        'warn',
+        'arvo-postgres broker: no queue for event destination; kept as unroutable',
+        {
+          eventId: entry.stored.id,
+          type: entry.stored.type,
+          to: entry.event.to,
+          emittedBy: registration.queue,
+        },
+      );
+      for (const listener of this.#notFoundListeners) {
+        Promise.resolve()
+          .then(() =>
+            listener(entry.event, {
+              destination: entry.event.to,
+              emittedBy: registration.queue,
+              keptIn: this.#runtime.options.unroutableQueue,
+            }),
+          )
+          .catch((error) => this.#logCallbackError(error));
+      }
+    }
+  }
+
+  #logCallbackError(error: unknown): void {
+    writeLog(this.#runtime.logger(), 'warn', 'arvo-postgres broker: a settle callback or listener failed', {
+      error: describeError(error),
+    });
+  }
+}
+
+function noop(): void {}
+
+/**
+ * `delivery`, or a {@link HandlerTimeoutError} (also aborting `expiry`) shortly before pg-boss's own
+ * timeout of the job (`expireInSeconds` from the batch's start) would fail it with a record of
+ * pg-boss's. The caller then rolls back and fails the attempt with the library's record (kind
+ * `timeout`); pg-boss's later fail of the same attempt is fenced out.
+ */
+async function withinExpiry<T>(delivery: Promise<T>, job: FetchedJob, expiry: AbortController): Promise<T> {
+  const expireMs = job.expireInSeconds * 1000;
+  const leadMs = Math.min(1000, expireMs / 10);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new HandlerTimeoutError(job.name, String(job.data?.id), job.expireInSeconds);
+      // The job's transaction takes no further statement from the handler, as after pg-boss's abort.
+      expiry.abort(error);
+      reject(error);
+    }, expireMs - leadMs);
+  });
+  try {
+    return await Promise.race([delivery, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits until `promises` settle or `ms` pass; true when they all settled in time. */
+export async function settleWithin(promises: Promise<unknown>[], ms: number): Promise<boolean> {
+  if (promises.length === 0) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    Promise.allSettled(promises).then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}

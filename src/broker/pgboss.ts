@@ -1,0 +1,221 @@
+import type pg from 'pg';
+import { type Db, type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
+// pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
+// job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
+import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
+import { quoteIdentifier } from '../shared/identifiers';
+import { type Logger, writeLog } from '../shared/logger';
+import { describeError, redactSecrets, redactValue } from '../shared/redact';
+import type { Queryable } from '../shared/transaction';
+import type { JobFailureRecord } from './dead-letters';
+import { databaseUnavailable, isConnectionFailure, pgBossError } from './errors';
+import type { StoredEvent } from './event-codec';
+import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './options';
+
+/**
+ * The broker's one seam to pg-boss: every call into it (and its one internal statement) goes
+ * through here. Settles are fenced to the attempt that was fetched and checked in one place
+ * ({@link assertClaimed}): a claim lost to `expireInSeconds` or `stop()` throws.
+ */
+
+export type { Db, JobInsert, JobResult };
+
+/** A job as pg-boss hands it to a worker, with the stored event as its data. */
+export type FetchedJob = JobWithMetadata<StoredEvent>;
+
+/** pg-boss queue settings (stored on its queue row). */
+export type QueueSettings = Record<string, unknown>;
+
+/** Settings fixed when pg-boss creates a queue. */
+export interface FixedQueueSettings {
+  policy?: string;
+  partition?: boolean;
+}
+
+/**
+ * `$1` queue, `$2` JSON `[{ id, retry_count, output }]`: fails those attempts of the queue's jobs
+ * terminally, with `output` as the failure, and copies each to its queue's dead-letter queue, in one
+ * statement: pg-boss 12.38's own statement behind the `perJobResults` `deadletter` disposition, fenced
+ * to attempts still active. Run on the root `job` table (it routes rows to a partitioned queue's
+ * table). Returns `count`, the attempts settled. See docs/design.md, "Dead-lettering at once".
+ */
+export function deadLetterAttemptsSql(schema: string): string {
+  return deadLetterJobsByIdWithOutputs(quoteIdentifier(schema), 'job');
+}
+
+/** Dead-letters `attempts` of `queue` at once (see {@link deadLetterAttemptsSql}); returns how many were settled. */
+export async function deadLetterAttempts(
+  db: Queryable,
+  schema: string,
+  queue: string,
+  attempts: Array<{ id: string; retry_count: number; output: JobFailureRecord }>,
+): Promise<number> {
+  const { rows } = await db.query(deadLetterAttemptsSql(schema), [queue, JSON.stringify(attempts)]);
+  return Number(rows[0]?.count);
+}
+
+/** Throws unless exactly the fetched attempt was settled (`affected`, the rows a fenced settle changed). */
+function assertClaimed(job: FetchedJob, affected: unknown, consequence: string): void {
+  if (affected !== 1) {
+    throw new Error(`job ${job.id} is no longer claimed by this worker (expired or stopped); ${consequence}`);
+  }
+}
+
+function affectedRows(response: unknown): unknown {
+  return (response as { affected?: number }).affected;
+}
+
+export class PgBossClient {
+  readonly #boss: PgBoss;
+  readonly #pool: pg.Pool;
+  readonly #schema: string;
+
+  /** pg-boss on a pool of its own (see `pgBossConnection`); `pool` is the broker's, for dead-lettering. */
+  constructor(options: ResolvedBrokerOptions, pool: pg.Pool, logger: () => Logger) {
+    this.#pool = pool;
+    this.#schema = options.schema;
+    this.#boss = new PgBoss({
+      ...pgBossConnection(options, pool),
+      schema: options.schema,
+      useListenNotify: true,
+      supervise: true,
+      migrate: options.migrate,
+      maintenanceIntervalSeconds: options.maintenanceIntervalSeconds,
+      // The retention sweep runs inside the supervise pass, so that pass must be at least as frequent.
+      superviseIntervalSeconds: Math.min(60, options.maintenanceIntervalSeconds),
+      // Jobs of a crashed worker are only failed (and retried) by the monitor pass after their
+      // expireInSeconds; pg-boss runs it once a minute by default, so keep it as frequent as supervise.
+      monitorIntervalSeconds: Math.min(60, options.maintenanceIntervalSeconds),
+      openTelemetry: { enabled: false },
+      ...(options.instanceName ? { instanceName: options.instanceName } : {}),
+    });
+    // Without an `error` listener Node throws on emit('error') and the process dies.
+    this.#boss.on('error', (emitted) => {
+      // pg-boss emits worker errors as plain copies (`{ ...error, message, stack, queue, worker }`).
+      const { error, context } = pgBossError(emitted);
+      const description = describeError(error);
+      writeLog(logger(), 'error', `arvo-postgres broker: pg-boss error: ${description.message}`, {
+        error: description,
+        ...context,
+      });
+    });
+    this.#boss.on('warning', (warning) =>
+      writeLog(logger(), 'warn', `arvo-postgres broker: ${redactSecrets(String(warning?.message))}`, {
+        data: redactValue(warning?.data),
+      }),
+    );
+  }
+
+  /** Installs/migrates pg-boss's schema and starts its maintenance. */
+  async start(): Promise<void> {
+    try {
+      await this.#boss.start();
+    } catch (error) {
+      throw isConnectionFailure(error) ? databaseUnavailable('start pg-boss', error) : error;
+    }
+  }
+
+  /** createQueue is ON CONFLICT DO NOTHING, so changed settings are applied with updateQueue. */
+  async upsertQueue(name: string, settings: QueueSettings, fixed: FixedQueueSettings = {}): Promise<void> {
+    const creation = Object.fromEntries(
+      Object.entries({ ...settings, ...fixed }).filter(([, value]) => value !== null),
+    );
+    await this.#boss.createQueue(name, creation);
+    await this.#boss.updateQueue(name, settings);
+  }
+
+  /** Starts a worker taking batches of `queue`'s jobs, one result per job; returns its id. */
+  work(
+    queue: string,
+    worker: ResolvedWorkerOptions,
+    subjectConcurrency: number,
+    handle: (jobs: FetchedJob[]) => Promise<JobResult[]>,
+  ): Promise<string> {
+    return this.#boss.work<StoredEvent>(
+      queue,
+      {
+        batchSize: worker.batchSize,
+        localConcurrency: worker.localConcurrency,
+        pollingIntervalSeconds: worker.pollingIntervalSeconds,
+        notifyPollingIntervalSeconds: worker.notifyPollingIntervalSeconds,
+        // A full batch means more work is waiting: fetch again at once instead of sleeping.
+        burstWhenBatchFull: worker.batchSize > 1,
+        includeMetadata: true,
+        perJobResults: true,
+        ...(subjectConcurrency > 0 ? { groupConcurrency: subjectConcurrency } : {}),
+      },
+      (jobs) => handle(jobs as FetchedJob[]),
+    );
+  }
+
+  /** Inserts `jobs` into `queue` in one statement, through `db` (a job's transaction) when given. */
+  async insert(queue: string, jobs: JobInsert[], db?: Db): Promise<void> {
+    await this.#boss.insert(queue, jobs, db ? { db } : undefined);
+  }
+
+  /** Completes this attempt of `job` (through `db` when given); throws when it is no longer claimed. */
+  async complete(job: FetchedJob, output: object | null, consequence: string, db?: Db): Promise<void> {
+    const attempt = { id: job.id, retryCount: job.retryCount };
+    const response = db
+      ? await this.#boss.complete(job.name, attempt, output, { db })
+      : await this.#boss.complete(job.name, attempt, output);
+    assertClaimed(job, affectedRows(response), consequence);
+  }
+
+  /**
+   * Fails this attempt of `job` with `record` as its output, in one fenced statement: pg-boss retries
+   * it with the queue's backoff, or at the last attempt moves a copy to the dead-letter queue.
+   */
+  async fail(job: FetchedJob, record: JobFailureRecord): Promise<void> {
+    const response = await this.#boss.fail(job.name, { id: job.id, retryCount: job.retryCount }, record);
+    assertClaimed(job, affectedRows(response) ?? 0, 'not failed');
+  }
+
+  /** Fails this attempt of `job` terminally and moves a copy to its dead-letter queue at once. */
+  async deadLetter(job: FetchedJob, record: JobFailureRecord): Promise<void> {
+    const attempts = [{ id: job.id, retry_count: job.retryCount, output: record }];
+    assertClaimed(job, await deadLetterAttempts(this.#pool, this.#schema, job.name, attempts), 'not failed');
+  }
+
+  /** Wakes this process's fetch loop of worker `workerId`. */
+  notifyWorker(workerId: string): void {
+    this.#boss.notifyWorker(workerId);
+  }
+
+  stop(options: { graceful: boolean; timeout?: number; close: boolean }): Promise<void> {
+    return this.#boss.stop(options);
+  }
+}
+
+/**
+ * Connection settings for pg-boss's own pool. pg-boss needs a pool of its own: LISTEN/NOTIFY only
+ * works with a pool it creates (a `db` adapter would have to reimplement its listener), so with an
+ * external `pool` the same connection parameters (and timeouts) are reused for a small second pool.
+ * The handlers' transactions always run on the broker's pool (shared with the memory when the same
+ * pool is given).
+ */
+function pgBossConnection(options: ResolvedBrokerOptions, pool: pg.Pool): Record<string, unknown> {
+  const source = (options.connection.config ??
+    (pool as unknown as { options: pg.PoolConfig }).options) as pg.PoolConfig;
+  const { connectionString, host, port, user, password, database, ssl } = source;
+  // The timeouts too: a statement of pg-boss (an insert, a fetch) waiting on a lock must give up
+  // after `statementTimeoutMillis` like every other statement of the library.
+  const { connectionTimeoutMillis, statement_timeout } = source;
+  const given = {
+    connectionString,
+    host,
+    port,
+    user,
+    password,
+    database,
+    ssl,
+    connectionTimeoutMillis,
+    statement_timeout,
+  };
+  const config: Record<string, unknown> = Object.fromEntries(
+    Object.entries(given).filter(([, value]) => value !== undefined),
+  );
+  config.max = options.pgBossPoolMax;
+  config.application_name = `${source.application_name ?? 'arvo-postgres'}-pgboss`.slice(0, 63);
+  return config;
+}

@@ -1,0 +1,145 @@
+import type { ArvoEvent } from 'arvo-core';
+import { writeLog } from '../shared/logger';
+import { describeError } from '../shared/redact';
+import { failureHistory, type JobFailureRecord } from './dead-letters';
+import { isConnectionFailure } from './errors';
+import { nameBasedUuid } from './event-codec';
+import { JobTransaction } from './job-transaction';
+import type { FetchedJob, JobResult } from './pgboss';
+import { actionFor, classifyFailure } from './policy';
+import { OUT_OF_REACH_RETENTION_SECONDS } from './sql';
+import type { BrokerRuntime, Registration } from './types';
+import type { UnsettledAttempts } from './unsettled';
+
+/**
+ * Settles a failed attempt by the error policy (`policy.ts`): retry, dead-letter, or reschedule on
+ * lock contention. See docs/design.md, "Settling failures".
+ */
+export class Settlement {
+  readonly #runtime: BrokerRuntime;
+  readonly #unsettled: UnsettledAttempts;
+
+  constructor(runtime: BrokerRuntime, unsettled: UnsettledAttempts) {
+    this.#runtime = runtime;
+    this.#unsettled = unsettled;
+  }
+
+  /**
+   * Applies the policy and settles the job at once, on its own: a batch's other jobs may still be
+   * running, and pg-boss would only settle `perJobResults` after all of them. Returns pg-boss's
+   * disposition: `completed` once settled here (a fenced no-op for pg-boss), or `failed` with the
+   * record when settling here failed (pg-boss then fails it, or its claim expires).
+   */
+  async failure(
+    registration: Registration,
+    job: FetchedJob,
+    event: ArvoEvent | null,
+    error: unknown,
+  ): Promise<JobResult> {
+    const { metrics, options } = this.#runtime;
+    const kind = classifyFailure(error);
+    const action = actionFor(kind, options.executionViolation);
+    const record: JobFailureRecord = {
+      kind,
+      queue: job.name,
+      attempt: job.retryCount + 1,
+      eventId: event?.id ?? (typeof job.data?.id === 'string' ? job.data.id : null),
+      eventType: event?.type ?? (typeof job.data?.type === 'string' ? job.data.type : null),
+      error: describeError(error),
+      failedAt: new Date().toISOString(),
+      history: failureHistory(job.output),
+    };
+    const deadLetter = action === 'deadLetter';
+    const settle = () =>
+      deadLetter ? this.#runtime.boss.deadLetter(job, record) : this.#runtime.boss.fail(job, record);
+    try {
+      if (action === 'reschedule') {
+        await this.#reschedule(registration, job);
+        metrics.lockContention(job.name);
+        writeLog(this.#runtime.logger(), 'debug', 'arvo-postgres broker: lock contention, job rescheduled', {
+          queue: job.name,
+          jobId: job.id,
+        });
+        return { id: job.id, status: 'completed' };
+      }
+      const terminal = deadLetter || job.retryCount >= job.retryLimit;
+      writeLog(
+        this.#runtime.logger(),
+        terminal ? 'error' : 'warn',
+        terminal
+          ? `arvo-postgres broker: job dead-lettered (${kind})`
+          : `arvo-postgres broker: job failed, will be retried (${kind})`,
+        {
+          queue: job.name,
+          jobId: job.id,
+          attempt: record.attempt,
+          error: { name: record.error.name, message: record.error.message },
+        },
+      );
+      await settle();
+      metrics.failed(job.name, kind, terminal);
+      return { id: job.id, status: 'completed' };
+    } catch (settleError) {
+      if (isConnectionFailure(settleError)) {
+        // Retried here until PostgreSQL is back, instead of leaving the job active until it expires.
+        this.#unsettled.add(job.id, settle);
+      }
+      writeLog(
+        this.#runtime.logger(),
+        'warn',
+        deadLetter
+          ? 'arvo-postgres broker: could not dead-letter a failed job; pg-boss will dead-letter it'
+          : 'arvo-postgres broker: could not settle a failed job; pg-boss will retry it',
+        {
+          queue: job.name,
+          jobId: job.id,
+          error: describeError(settleError),
+        },
+      );
+      // pg-boss settles the batch's results afterwards (fenced the same way): keep the policy.
+      return { id: job.id, status: deadLetter ? 'deadletter' : 'failed', output: record };
+    }
+  }
+
+  /**
+   * Lock contention: the job is not failed (which would cost a retry) but replaced, in one
+   * transaction, by a copy starting after a short jittered delay (remaining retry budget, id derived
+   * from the job's), and completed. Delayed jobs send no NOTIFY: the local worker is woken when the
+   * copy comes due. See docs/design.md, "Lock contention".
+   */
+  async #reschedule(registration: Registration, job: FetchedJob): Promise<void> {
+    const { boss, options, pool, databaseId } = this.#runtime;
+    const { minDelayMs, maxDelayMs } = options.lockContention;
+    const delayMs = Math.round(minDelayMs + Math.random() * (maxDelayMs - minDelayMs));
+    const transaction = new JobTransaction(pool, databaseId, job.signal);
+    try {
+      const copyId = nameBasedUuid(`arvo-reschedule:${job.id}`);
+      await boss.insert(
+        job.name,
+        [
+          {
+            id: copyId,
+            data: job.data,
+            startAfter: `${delayMs / 1000} seconds`,
+            ...(job.groupId ? { group: { id: job.groupId } } : {}),
+            retryLimit: Math.max(0, job.retryLimit - job.retryCount),
+            retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS,
+          },
+        ],
+        transaction.db,
+      );
+      await boss.complete(
+        job,
+        { rescheduledAs: copyId, reason: 'lock contention' },
+        'not rescheduled',
+        transaction.db,
+      );
+      await transaction.commit();
+    } catch (error) {
+      await transaction.rollback();
+      throw error;
+    }
+    const workerId = registration.workerId;
+    if (workerId) setTimeout(() => boss.notifyWorker(workerId), delayMs + 5).unref();
+  }
+}
