@@ -225,16 +225,23 @@ export class DeadLetters {
     }
   }
 
+  /** The parameters `$1`-`$5` of a dead-letter selection (see `DEAD_LETTER_SELECTION` in sql.ts). */
+  #selection(given: Record<string, unknown>, ids: string[] | null, olderThanMs: number | null): unknown[] {
+    return [
+      this.#namedQueues(),
+      optionalQueue(given.queue, 'queue'),
+      optionalQueue(given.sourceQueue, 'sourceQueue'),
+      ids,
+      olderThanMs,
+    ];
+  }
+
   /** Dead letters waiting in dead-letter queues, oldest first. */
   async list(filter: DeadLetterFilter = {}): Promise<DeadLetter[]> {
     const given = expectObject(filter, 'filter');
     expectKnownKeys(given, ['queue', 'sourceQueue', 'limit'], 'filter');
     const { rows } = await this.#pool.query<DeadLetterRow>(deadLettersSql(this.#schema), [
-      this.#namedQueues(),
-      optionalQueue(given.queue, 'queue'),
-      optionalQueue(given.sourceQueue, 'sourceQueue'),
-      null,
-      null,
+      ...this.#selection(given, null, null),
       integerOption(given.limit, 'limit', { min: 1, max: 100_000 }, 100),
     ]);
     return rows.map(toDeadLetter);
@@ -266,11 +273,7 @@ export class DeadLetters {
       throw new InvalidOptionError('ids', 'give either `ids` or `all: true` (not both)');
     }
     const { rows } = await this.#pool.query(replayDeadLettersSql(this.#schema), [
-      this.#namedQueues(),
-      optionalQueue(given.queue, 'queue'),
-      optionalQueue(given.sourceQueue, 'sourceQueue'),
-      ids,
-      null,
+      ...this.#selection(given, ids, null),
       integerOption(given.limit, 'limit', { min: 1, max: 100_000 }, 1000),
     ]);
     return rows.map((row) => ({ deadLetterId: row.dead_letter_id, jobId: row.job_id, queue: row.queue }));
@@ -291,13 +294,10 @@ export class DeadLetters {
         'give `ids` and/or `olderThanMs` (purging everything needs `olderThanMs: 0`)',
       );
     }
-    const { rows } = await this.#pool.query(purgeDeadLettersSql(this.#schema), [
-      this.#namedQueues(),
-      optionalQueue(given.queue, 'queue'),
-      optionalQueue(given.sourceQueue, 'sourceQueue'),
-      ids,
-      olderThanMs ?? null,
-    ]);
+    const { rows } = await this.#pool.query(
+      purgeDeadLettersSql(this.#schema),
+      this.#selection(given, ids, olderThanMs ?? null),
+    );
     return rows.map((row) => row.id as string);
   }
 }

@@ -144,15 +144,22 @@ function refuseRecreateQueue(options: Record<string, unknown>): void {
   );
 }
 
+/** An options object with only `keys`, or undefined when not given. */
+function givenObject(value: unknown, option: string, keys: string[]): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  const input = expectObject(value, option);
+  expectKnownKeys(input, keys, option);
+  return input;
+}
+
 /** Validates queue options over `base` (the broker defaults). */
 export function resolveQueueOptions(
   value: unknown,
   option: string,
   base: ResolvedQueueOptions,
 ): ResolvedQueueOptions {
-  if (value === undefined) return base;
-  const input = expectObject(value, option);
-  expectKnownKeys(input, QUEUE_KEYS, option);
+  const input = givenObject(value, option, QUEUE_KEYS);
+  if (input === undefined) return base;
   const resolved: ResolvedQueueOptions = {
     deadLetter:
       input.deadLetter === undefined
@@ -181,9 +188,8 @@ export function resolveWorkerOptions(
   option: string,
   defaults: ResolvedWorkerOptions,
 ): ResolvedWorkerOptions {
-  if (value === undefined) return defaults;
-  const input = expectObject(value, option);
-  expectKnownKeys(input, WORKER_KEYS, option);
+  const input = givenObject(value, option, WORKER_KEYS);
+  if (input === undefined) return defaults;
   let base = defaults;
   if (input.concurrency !== undefined) {
     if (input.batchSize !== undefined || input.localConcurrency !== undefined) {
@@ -270,16 +276,14 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
   );
   let queue = { ...QUEUE_DEFAULTS, deadLetter: deadLetterQueue };
   let worker = WORKER_DEFAULTS;
-  if (input.defaults !== undefined) {
-    const defaults = expectObject(input.defaults, 'defaults');
-    expectKnownKeys(defaults, ['queue', 'worker'], 'defaults');
+  const defaults = givenObject(input.defaults, 'defaults', ['queue', 'worker']);
+  if (defaults !== undefined) {
     queue = resolveQueueOptions(defaults.queue, 'defaults.queue', queue);
     worker = resolveWorkerOptions(defaults.worker, 'defaults.worker', worker);
   }
   let lockContention = { minDelayMs: 50, maxDelayMs: 250 };
-  if (input.lockContention !== undefined) {
-    const given = expectObject(input.lockContention, 'lockContention');
-    expectKnownKeys(given, ['minDelayMs', 'maxDelayMs'], 'lockContention');
+  const given = givenObject(input.lockContention, 'lockContention', ['minDelayMs', 'maxDelayMs']);
+  if (given !== undefined) {
     const minDelayMs = integerOption(
       given.minDelayMs,
       'lockContention.minDelayMs',
