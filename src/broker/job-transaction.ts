@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { Db } from 'pg-boss';
 import type { AmbientTransaction } from '../shared/transaction';
+import type { Db } from './pgboss';
 
 /**
  * The one transaction a handled job runs in: the memory's state write (through the ambient
