@@ -26,7 +26,6 @@ import {
   listenerOption,
   type PostgresEventBrokerOptions,
   queueNameOption,
-  type ResolvedBrokerOptions,
   registerOptions,
   resolveBrokerOptions,
   resolveTimeoutOption,
@@ -47,6 +46,7 @@ import type {
   HandlerNotFoundListener,
   RegisterOptions,
   Registration,
+  ResolvedBrokerOptions,
 } from './types';
 import { UnsettledAttempts } from './unsettled';
 

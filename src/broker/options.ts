@@ -1,6 +1,6 @@
 import { InvalidOptionError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
-import { type Logger, loggerOption } from '../shared/logger';
+import { loggerOption } from '../shared/logger';
 import {
   booleanOption,
   enumOption,
@@ -14,49 +14,18 @@ import {
   numericFields,
   stringOption,
 } from '../shared/options';
-import { CONNECTION_OPTION_KEYS, type ResolvedConnection, resolveConnection } from '../shared/pool';
-import { type ResolvedCircuitBreakerOptions, resolveCircuitBreakerOptions } from './circuit-breaker';
+import { CONNECTION_OPTION_KEYS, resolveConnection } from '../shared/pool';
+import { resolveCircuitBreakerOptions } from './circuit-breaker';
 import { StateOutsideBrokerTransactionError } from './errors';
-import type { BrokerQueueOptions, BrokerWorkerOptions, Registration } from './types';
+import type {
+  BrokerQueueOptions,
+  Registration,
+  ResolvedBrokerOptions,
+  ResolvedQueueOptions,
+  ResolvedWorkerOptions,
+} from './types';
 
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './types';
-
-export interface ResolvedQueueOptions {
-  deadLetter: string;
-  retentionSeconds: number;
-  deleteAfterSeconds: number;
-  policy: NonNullable<BrokerQueueOptions['policy']>;
-  partition: boolean;
-  warningQueueSize?: number;
-}
-
-/** Worker options after validation; `subjectConcurrency` undefined means the per-queue default. */
-export type ResolvedWorkerOptions = Required<
-  Omit<BrokerWorkerOptions, 'subjectConcurrency' | 'concurrency'>
-> & {
-  subjectConcurrency?: number;
-};
-
-export interface ResolvedBrokerOptions {
-  connection: ResolvedConnection;
-  schema: string;
-  logger?: Logger;
-  queue: ResolvedQueueOptions;
-  worker: ResolvedWorkerOptions;
-  maxPayloadBytes: number;
-  deadLetterQueue: string;
-  unroutableQueue: string;
-  domainedQueue: string;
-  deadLetterRetentionSeconds: number;
-  executionViolation: 'deadLetter' | 'retry';
-  lockContention: { minDelayMs: number; maxDelayMs: number };
-  maintenanceIntervalSeconds: number;
-  telemetry: boolean;
-  pgBossPoolMax: number;
-  instanceName?: string;
-  migrate: boolean;
-  circuitBreaker: ResolvedCircuitBreakerOptions;
-}
 
 const QUEUE_KEYS = [
   'deadLetter',

@@ -10,7 +10,7 @@ import type { Queryable } from '../shared/transaction';
 import type { JobFailureRecord } from './dead-letters';
 import { databaseUnavailable, isConnectionFailure, pgBossError } from './errors';
 import type { StoredEvent } from './event-codec';
-import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './options';
+import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './types';
 
 /**
  * The broker's one seam to pg-boss: every call into it (and its one internal statement) goes

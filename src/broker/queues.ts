@@ -1,9 +1,13 @@
 import type { Queryable } from '../shared/transaction';
 import { eventDestination, eventDomain, jobIdForEvent, type StoredEvent } from './event-codec';
-import type { ResolvedBrokerOptions, ResolvedQueueOptions, ResolvedWorkerOptions } from './options';
 import type { JobInsert, PgBossClient, QueueSettings } from './pgboss';
 import { existingQueuesSql, OUT_OF_REACH_RETENTION_SECONDS } from './sql';
-import type { Registration } from './types';
+import type {
+  Registration,
+  ResolvedBrokerOptions,
+  ResolvedQueueOptions,
+  ResolvedWorkerOptions,
+} from './types';
 
 /** Where an outgoing event goes. */
 export interface Destination {

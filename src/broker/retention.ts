@@ -4,9 +4,9 @@ import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { describeError } from '../shared/redact';
 import { failureHistory, type JobFailureRecord } from './dead-letters';
 import { EventExpiredError } from './errors';
-import type { ResolvedBrokerOptions } from './options';
 import { deadLetterAttempts } from './pgboss';
 import { expiringJobsSql } from './sql';
+import type { ResolvedBrokerOptions } from './types';
 
 /** Jobs one sweep transaction moves at most; the sweep repeats while batches come back full. */
 const EXPIRY_BATCH_SIZE = 500;

@@ -1,10 +1,9 @@
 import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import type { Logger } from '../shared/logger';
-import type { ConnectionOptions } from '../shared/pool';
-import type { CircuitBreakerOptions } from './circuit-breaker';
+import type { ConnectionOptions, ResolvedConnection } from '../shared/pool';
+import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions } from './circuit-breaker';
 import type { BrokerMetrics } from './metrics';
-import type { ResolvedBrokerOptions, ResolvedQueueOptions, ResolvedWorkerOptions } from './options';
 import type { PgBossClient } from './pgboss';
 
 /*
@@ -201,4 +200,43 @@ export interface BrokerRuntime {
   readonly boss: PgBossClient;
   readonly metrics: BrokerMetrics;
   logger(): Logger;
+}
+
+// ---------------------------------------------------------------- options after validation (options.ts)
+
+export interface ResolvedQueueOptions {
+  deadLetter: string;
+  retentionSeconds: number;
+  deleteAfterSeconds: number;
+  policy: NonNullable<BrokerQueueOptions['policy']>;
+  partition: boolean;
+  warningQueueSize?: number;
+}
+
+/** Worker options after validation; `subjectConcurrency` undefined means the per-queue default. */
+export type ResolvedWorkerOptions = Required<
+  Omit<BrokerWorkerOptions, 'subjectConcurrency' | 'concurrency'>
+> & {
+  subjectConcurrency?: number;
+};
+
+export interface ResolvedBrokerOptions {
+  connection: ResolvedConnection;
+  schema: string;
+  logger?: Logger;
+  queue: ResolvedQueueOptions;
+  worker: ResolvedWorkerOptions;
+  maxPayloadBytes: number;
+  deadLetterQueue: string;
+  unroutableQueue: string;
+  domainedQueue: string;
+  deadLetterRetentionSeconds: number;
+  executionViolation: 'deadLetter' | 'retry';
+  lockContention: { minDelayMs: number; maxDelayMs: number };
+  maintenanceIntervalSeconds: number;
+  telemetry: boolean;
+  pgBossPoolMax: number;
+  instanceName?: string;
+  migrate: boolean;
+  circuitBreaker: ResolvedCircuitBreakerOptions;
 }
