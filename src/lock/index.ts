@@ -1,9 +1,5 @@
 // Public API of src/lock.
-export {
-  createPostgresLock,
-  type LockHandle,
-  type LockRetryOptions,
-  LockUnavailableError,
-  PostgresLock,
-  type PostgresLockOptions,
-} from './lock';
+export { LockUnavailableError } from './errors';
+export type { LockHandle } from './handle';
+export { createPostgresLock, PostgresLock } from './lock';
+export type { LockRetryOptions, PostgresLockOptions } from './options';

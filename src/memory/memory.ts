@@ -1,16 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { ArvoOrchestrationSubject } from 'arvo-core';
 import format from 'pg-format';
-import {
-  type LockHandle,
-  type LockRow,
-  lockComponent,
-  lockHandleFromRow,
-  PostgresLock,
-  type ResolvedLockRetry,
-  resolveLockRetry,
-  retryWithBackoff,
-} from '../lock/lock';
+import { type LockHandle, type LockRow, lockHandleFromRow } from '../lock/handle';
+import { PostgresLock } from '../lock/lock';
+import { LOCK_COLUMNS_V1 } from '../lock/migrations/v1';
+import { LOCK_RETRY_DEFAULTS, type ResolvedLockRetry, resolveLockRetry } from '../lock/options';
+import { lockComponent } from '../lock/schema';
+import { retryWithBackoff } from '../shared/backoff';
 import { ArvoPostgresError, InvalidOptionError } from '../shared/errors';
 import { qualifiedName, validateIdentifier } from '../shared/identifiers';
 import { oversizedIndexedText, oversizedIndexedTextReason } from '../shared/indexed-text';
@@ -19,6 +15,7 @@ import { type Logger, loggerOption, writeLog } from '../shared/logger';
 import {
   applyMigrations,
   MIGRATIONS_TABLE,
+  type MigrationColumn,
   type MigrationComponent,
   migrationsTableSql,
 } from '../shared/migrations';
@@ -56,13 +53,7 @@ import {
   resolveArvoToolsOptions,
 } from './arvo-tools-options';
 import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
-import {
-  type ExpectedColumn,
-  LOCK_COLUMNS_V1,
-  type MemoryTables,
-  STATE_COLUMNS_V1,
-  stateMigrationV1,
-} from './migrations/v1';
+import { type MemoryTables, STATE_COLUMNS_V1, stateMigrationV1 } from './migrations/v1';
 import { isFinishedWorkflow, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
 import { type StateChanges, stateChanges } from './state-changes';
 import type { IMachineMemory } from './types';
@@ -155,14 +146,6 @@ const MEMORY_OPTION_KEYS = [
   'logger',
 ] as const;
 
-const MEMORY_LOCK_DEFAULTS: ResolvedLockRetry = {
-  ttlMs: 30_000,
-  maxAttempts: 4,
-  initialDelayMs: 50,
-  backoffExponent: 2,
-  maxDelayMs: 1_000,
-};
-
 const DAY_MS = 86_400_000;
 
 /** Period of the lock-row sweep when no retention sweep runs. */
@@ -191,7 +174,7 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
   const schema = validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema');
   const tables = resolveMemoryTables(given.tables);
 
-  let lockRetry = MEMORY_LOCK_DEFAULTS;
+  let lockRetry = LOCK_RETRY_DEFAULTS;
   if (given.lock !== undefined) {
     const { maxRetries, ...rest } = expectObject(given.lock, 'lock');
     if (maxRetries !== undefined) {
@@ -203,7 +186,7 @@ function resolveMemoryOptions(options: unknown): MemoryConfig {
       }
       rest.maxAttempts = integerOption(maxRetries, 'lock.maxRetries', { min: 0, max: 999 }, 0) + 1;
     }
-    lockRetry = resolveLockRetry(rest, 'lock', MEMORY_LOCK_DEFAULTS);
+    lockRetry = resolveLockRetry(rest, 'lock');
   }
 
   const cleanup = given.cleanup === undefined ? {} : expectObject(given.cleanup, 'cleanup');
@@ -762,7 +745,11 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
         this.pool.query(this.statements.tablesAnywhere, [names]),
       ]);
       const problems: string[] = [];
-      const check = (table: string, expected: readonly ExpectedColumn[], primaryKey: string) => {
+      const check = (table: string, expected: readonly MigrationColumn[]) => {
+        const primaryKey = expected
+          .filter((column) => column.primaryKey)
+          .map((column) => column.name)
+          .join(',');
         const where = `${this.schema}.${table}`;
         const actual = columns.rows.filter((row) => row.table_name === table);
         if (actual.length === 0) {
@@ -800,8 +787,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
           );
         }
       };
-      check(this.tables.state, STATE_COLUMNS_V1, 'subject');
-      check(this.tables.lock, LOCK_COLUMNS_V1, 'key');
+      check(this.tables.state, STATE_COLUMNS_V1);
+      check(this.tables.lock, LOCK_COLUMNS_V1);
       if (problems.length > 0) throw new MachineMemoryTableStructureError(problems);
     });
   }

@@ -17,6 +17,29 @@ export interface MigrationIndex {
 }
 
 /**
+ * A column of a table a migration creates, as data: the migration's `CREATE TABLE` is built from it
+ * ({@link createTableSql}) and the machine memory's structure check expects its `type` and `nullable`.
+ */
+export interface MigrationColumn {
+  name: string;
+  /** Type and constraints in `CREATE TABLE`, e.g. `timestamptz NOT NULL DEFAULT now()`. */
+  definition: string;
+  /** The column is the table's primary key. */
+  primaryKey?: true;
+  /** `information_schema.columns.data_type` of the column. */
+  type: string;
+  nullable: boolean;
+}
+
+/** `CREATE TABLE IF NOT EXISTS` of `table` in `schema` with `columns`, in order. */
+export function createTableSql(schema: string, table: string, columns: readonly MigrationColumn[]): string {
+  const lines = columns.map(
+    (column) => `  ${column.name} ${column.definition}${column.primaryKey ? ' PRIMARY KEY' : ''}`,
+  );
+  return `CREATE TABLE IF NOT EXISTS ${qualifiedName(schema, table)} (\n${lines.join(',\n')}\n)`;
+}
+
+/**
  * One table layout version of a module: idempotent, schema-qualified DDL statements. Modules keep
  * them as data (`migrations/v1.ts`, `v2.ts`, …) so the SQL can be reviewed, printed and applied by hand.
  */

@@ -1,5 +1,11 @@
-import { qualifiedName, quoteIdentifier } from '../../shared/identifiers';
-import { createIndexSql, indexOn, type Migration } from '../../shared/migrations';
+import { quoteIdentifier } from '../../shared/identifiers';
+import {
+  createIndexSql,
+  createTableSql,
+  indexOn,
+  type Migration,
+  type MigrationColumn,
+} from '../../shared/migrations';
 
 /** Table names of a machine memory. */
 export interface MemoryTables {
@@ -9,46 +15,42 @@ export interface MemoryTables {
   lock: string;
 }
 
-/** One expected column of the state table, as `validateTableStructure` checks it. */
-export interface ExpectedColumn {
-  name: string;
-  /** `information_schema.columns.data_type`. */
-  type: string;
-  nullable: boolean;
-}
+const text = (name: string, nullable: boolean): MigrationColumn => ({
+  name,
+  definition: nullable ? 'text' : 'text NOT NULL',
+  type: 'text',
+  nullable,
+});
 
-/** Columns of the state table in layout version 1. */
-export const STATE_COLUMNS_V1: readonly ExpectedColumn[] = [
-  { name: 'subject', type: 'text', nullable: false },
-  { name: 'data', type: 'jsonb', nullable: false },
-  { name: 'version', type: 'bigint', nullable: false },
-  { name: 'parent_subject', type: 'text', nullable: true },
-  { name: 'root_subject', type: 'text', nullable: false },
-  { name: 'status', type: 'text', nullable: true },
-  { name: 'execution_status', type: 'text', nullable: true },
-  { name: 'orchestrator', type: 'text', nullable: true },
-  { name: 'initiator', type: 'text', nullable: true },
-  { name: 'source', type: 'text', nullable: true },
-  { name: 'created_at', type: 'timestamp with time zone', nullable: false },
-  { name: 'updated_at', type: 'timestamp with time zone', nullable: false },
-];
-
-/** Columns of the lock table in layout version 1 (see `src/lock/migrations/v1.ts`). */
-export const LOCK_COLUMNS_V1: readonly ExpectedColumn[] = [
-  { name: 'key', type: 'text', nullable: false },
-  { name: 'owner', type: 'text', nullable: false },
-  { name: 'fencing_token', type: 'bigint', nullable: false },
-  { name: 'acquired_at', type: 'timestamp with time zone', nullable: false },
-  { name: 'expires_at', type: 'timestamp with time zone', nullable: false },
-];
+const timestamp = (name: string): MigrationColumn => ({
+  name,
+  definition: 'timestamptz NOT NULL DEFAULT now()',
+  type: 'timestamp with time zone',
+  nullable: false,
+});
 
 /**
- * State table layout version 1. Subjects are `text` (real ones exceed 300 characters), the record is
- * JSONB with a separate `version` for compare-and-swap, and the columns a sweep or a hierarchy lookup
- * filters on are pulled out of the record and indexed.
+ * Columns of the state table in layout version 1. Subjects are `text` (real ones exceed 300
+ * characters), the record is JSONB with a separate `version` for compare-and-swap, and the columns a
+ * sweep or a hierarchy lookup filters on are pulled out of the record.
  */
+export const STATE_COLUMNS_V1: readonly MigrationColumn[] = [
+  { name: 'subject', definition: 'text', primaryKey: true, type: 'text', nullable: false },
+  { name: 'data', definition: 'jsonb NOT NULL', type: 'jsonb', nullable: false },
+  { name: 'version', definition: 'bigint NOT NULL', type: 'bigint', nullable: false },
+  text('parent_subject', true),
+  text('root_subject', false),
+  text('status', true),
+  text('execution_status', true),
+  text('orchestrator', true),
+  text('initiator', true),
+  text('source', true),
+  timestamp('created_at'),
+  timestamp('updated_at'),
+];
+
+/** State table layout version 1: the columns above, with the hierarchy and sweep columns indexed. */
 export function stateMigrationV1(schema: string, table: string): Migration {
-  const name = qualifiedName(schema, table);
   const indexes = [
     indexOn(table, ['root_subject']),
     indexOn(table, ['parent_subject']),
@@ -60,20 +62,7 @@ export function stateMigrationV1(schema: string, table: string): Migration {
     description: `workflow state table ${table}: JSONB record, version, hierarchy and status columns`,
     statements: [
       `CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`,
-      `CREATE TABLE IF NOT EXISTS ${name} (
-  subject text PRIMARY KEY,
-  data jsonb NOT NULL,
-  version bigint NOT NULL,
-  parent_subject text,
-  root_subject text NOT NULL,
-  status text,
-  execution_status text,
-  orchestrator text,
-  initiator text,
-  source text,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  updated_at timestamptz NOT NULL DEFAULT now()
-)`,
+      createTableSql(schema, table, STATE_COLUMNS_V1),
       ...indexes.map((index) => createIndexSql(schema, index)),
     ],
     indexes,
