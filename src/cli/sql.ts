@@ -29,15 +29,6 @@ export function stuckWorkflowsSql(schema: string, stateTable: string): string {
     LIMIT $2`;
 }
 
-/** `$1` schema, `$2 text[]` tables → `table_name`, `index_name`, `valid`, `definition`. */
-export const indexesSql = `SELECT t.relname::text AS table_name, i.relname::text AS index_name, x.indisvalid AS valid,
-    pg_get_indexdef(x.indexrelid) AS definition
-  FROM pg_index x
-  JOIN pg_class i ON i.oid = x.indexrelid
-  JOIN pg_class t ON t.oid = x.indrelid
-  JOIN pg_namespace n ON n.oid = t.relnamespace
-  WHERE n.nspname = $1 AND t.relname = ANY($2::text[])`;
-
 /** `$1 text[]` components → `component`, latest `version` recorded in the migrations table. */
 export function recordedMigrationsSql(schema: string, migrationsTable: string): string {
   return `SELECT component, max(version)::int AS version FROM ${qualifiedName(schema, migrationsTable)}

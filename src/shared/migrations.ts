@@ -93,11 +93,12 @@ export function migrationsTableSql(schema: string): string[] {
 }
 
 /**
- * `$1` schema, `$2` index names → `index_name`, `table_name` and `columns` (text[] in index order; a
- * NULL element for an expression) of each index of these names in the schema.
+ * `$1` schema, `$2` index names → `index_name`, `table_name`, `columns` (text[] in index order; a NULL
+ * element for an expression), `valid` and `definition` of each index of these names in the schema.
  */
 const INDEXES_BY_NAME_SQL = `SELECT i.relname::text AS index_name, t.relname::text AS table_name,
-  array_agg(a.attname::text ORDER BY k.ord) AS columns
+  array_agg(a.attname::text ORDER BY k.ord) AS columns, x.indisvalid AS valid,
+  pg_get_indexdef(x.indexrelid) AS definition
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_class t ON t.oid = x.indrelid
@@ -105,29 +106,52 @@ JOIN pg_namespace n ON n.oid = i.relnamespace
 JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
 LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
 WHERE n.nspname = $1 AND i.relname = ANY($2::text[])
-GROUP BY i.relname, t.relname`;
+GROUP BY i.relname, t.relname, x.indisvalid, x.indexrelid`;
 
-/** What is wrong with each of `indexes` in `schema` (nothing when every one is on its table and columns). */
-async function indexProblems(
-  client: pg.ClientBase,
+/** One way an index of a migration is not as listed. */
+export interface IndexProblem {
+  index: MigrationIndex;
+  /** No index of that name exists in the schema (the rest are about an index that does). */
+  missing: boolean;
+  /** One sentence naming the index, where it should be and what is there. */
+  description: string;
+}
+
+/**
+ * What is wrong with each of `indexes` in `schema`, in their order: missing, on another table, not a
+ * plain btree on exactly its columns (other columns, a `WHERE` clause), or INVALID (an interrupted
+ * build). Empty when every index is as its migration lists it. Used by `applyMigrations` and
+ * `arvo-postgres doctor`.
+ */
+export async function indexProblems(
+  client: pg.ClientBase | pg.Pool,
   schema: string,
   indexes: readonly MigrationIndex[],
-): Promise<string[]> {
+): Promise<IndexProblem[]> {
   if (indexes.length === 0) return [];
   const { rows } = await client.query(INDEXES_BY_NAME_SQL, [schema, indexes.map((index) => index.name)]);
-  const problems: string[] = [];
+  const problems: IndexProblem[] = [];
   for (const index of indexes) {
-    const wanted = `${schema}.${index.table} (${index.columns.join(', ')})`;
+    const where = `${schema}.${index.table}`;
+    const problem = (missing: boolean, description: string) => problems.push({ index, missing, description });
     const found = rows.find((row) => row.index_name === index.name);
     if (!found) {
-      problems.push(
-        `index ${schema}.${index.name} on ${wanted} does not exist: its name is taken by a relation that is not an index`,
-      );
-    } else if (found.table_name !== index.table || found.columns.join(',') !== index.columns.join(',')) {
+      problem(true, `index ${index.name} on ${where} (${index.columns.join(', ')}) is missing`);
+      continue;
+    }
+    // The migrations' column names are lower-case non-keywords: pg_get_indexdef leaves them unquoted.
+    const ending = ` USING btree (${index.columns.map(quoteIdentifier).join(', ')})`;
+    if (found.table_name !== index.table) {
       const columns = (found.columns as (string | null)[]).map((column) => column ?? '<expression>');
-      problems.push(
-        `index ${schema}.${index.name} should be on ${wanted} but is on ${schema}.${found.table_name} (${columns.join(', ')}); rename one of the tables`,
+      problem(
+        false,
+        `index ${schema}.${index.name} should be on ${where} (${index.columns.join(', ')}) but is on ${schema}.${found.table_name} (${columns.join(', ')}); rename one of the tables`,
       );
+    } else if (!found.definition.endsWith(ending)) {
+      problem(false, `index ${index.name} on ${where} is ${found.definition}, expected …${ending}`);
+    }
+    if (!found.valid) {
+      problem(false, `index ${index.name} on ${where} is INVALID (an interrupted build); rebuild it`);
     }
   }
   return problems;
@@ -183,7 +207,15 @@ export async function applyMigrations(pool: pg.Pool, options: ApplyMigrationsOpt
       current = migration.version;
     }
     const problems = await indexProblems(client, options.schema, created);
-    if (problems.length > 0) throw new MigrationIndexError(options.component, problems);
+    if (problems.length > 0) {
+      // Just after `CREATE INDEX IF NOT EXISTS`, a missing index means another relation has its name.
+      const described = problems.map(({ index, missing, description }) =>
+        missing
+          ? `index ${options.schema}.${index.name} on ${options.schema}.${index.table} (${index.columns.join(', ')}) does not exist: its name is taken by a relation that is not an index`
+          : description,
+      );
+      throw new MigrationIndexError(options.component, described);
+    }
     await client.query('COMMIT');
     return current;
   } catch (error) {

@@ -1,9 +1,13 @@
 import type pg from 'pg';
 import { MachineMemoryTableStructureError } from '../../memory/errors';
 import { connectPostgresMachineMemory, memoryComponents } from '../../memory/memory';
-import { quoteIdentifier } from '../../shared/identifiers';
 import { silentLogger } from '../../shared/logger';
-import { MIGRATIONS_TABLE, type MigrationComponent, type MigrationIndex } from '../../shared/migrations';
+import {
+  indexProblems,
+  MIGRATIONS_TABLE,
+  type MigrationComponent,
+  type MigrationIndex,
+} from '../../shared/migrations';
 import { describeError } from '../../shared/redact';
 import {
   type CliIo,
@@ -17,7 +21,7 @@ import {
   withPool,
 } from '../common';
 import { withPgBoss } from '../pgboss';
-import { indexesSql, recordedMigrationsSql, tableExistsSql } from '../sql';
+import { recordedMigrationsSql, tableExistsSql } from '../sql';
 
 /** One check: `problems` make it fail (exit 1); `warnings` are reported only. */
 export interface DoctorCheck {
@@ -36,15 +40,6 @@ function knownVersion(component: MigrationComponent): number {
 /** The secondary indexes the components' migrations create. */
 function expectedIndexes(components: MigrationComponent[]): MigrationIndex[] {
   return components.flatMap((component) => component.migrations.flatMap((migration) => migration.indexes));
-}
-
-/**
- * The end of `pg_get_indexdef` for `index` as its migration creates it: a btree on exactly its
- * columns, in order (a partial index would end in `WHERE …` and not match). The migrations' column
- * names are lower-case non-keywords, which pg-format and PostgreSQL both leave unquoted.
- */
-function definitionEnding(index: MigrationIndex): string {
-  return ` USING btree (${index.columns.map(quoteIdentifier).join(', ')})`;
 }
 
 async function memoryTablesCheck(
@@ -78,25 +73,7 @@ async function memoryIndexesCheck(
   components: MigrationComponent[],
 ): Promise<DoctorCheck> {
   const expected = expectedIndexes(components);
-  const { rows } = await pool.query(indexesSql, [names.schema, components.map(({ table }) => table)]);
-  const problems: string[] = [];
-  for (const index of expected) {
-    const where = `${names.schema}.${index.table}`;
-    const found = rows.find((row) => row.index_name === index.name);
-    if (!found) {
-      problems.push(`index ${index.name} on ${where} (${index.columns.join(', ')}) is missing`);
-      continue;
-    }
-    if (found.table_name !== index.table) {
-      problems.push(`index ${index.name} is on ${names.schema}.${found.table_name}, expected ${where}`);
-    }
-    const ending = definitionEnding(index);
-    if (!found.definition.endsWith(ending)) {
-      problems.push(`index ${index.name} on ${where} is ${found.definition}, expected …${ending}`);
-    }
-    if (!found.valid)
-      problems.push(`index ${index.name} on ${where} is INVALID (an interrupted build); rebuild it`);
-  }
+  const problems = (await indexProblems(pool, names.schema, expected)).map(({ description }) => description);
   return {
     name: 'memory indexes',
     ok: problems.length === 0,
