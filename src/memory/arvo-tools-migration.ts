@@ -16,8 +16,9 @@ import {
   arvoToolsMigrationStatements,
 } from './arvo-tools-migration-sql';
 import { ArvoToolsMigrationError } from './errors';
-import { migrateMemoryTables, resolveMemoryTables } from './memory';
 import type { MemoryTables } from './migrations/v1';
+import { resolveMemoryTables } from './options';
+import { migrateMemoryTables } from './schema';
 
 /** Options of {@link migrateFromArvoTools}. */
 export interface ArvoToolsMigrationOptions extends ConnectionOptions {

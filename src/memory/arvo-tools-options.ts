@@ -1,7 +1,7 @@
 import { InvalidOptionError } from '../shared/errors';
 import { expectObject } from '../shared/options';
 import { CONNECTION_OPTION_KEYS, type ConnectionOptions } from '../shared/pool';
-import type { MemoryMigrateMode, PostgresMachineMemoryOptions } from './memory';
+import type { MemoryMigrateMode, PostgresMachineMemoryOptions } from './options';
 
 /**
  * The options of `@arvo-tools/postgres`'s `connectPostgresMachineMemory`, accepted here so that

@@ -13,13 +13,12 @@ export {
 } from './errors';
 export {
   connectPostgresMachineMemory,
-  type MemoryMigrateMode,
   type MemorySweepResult,
-  memoryMigrationSql,
   PostgresMachineMemory,
-  type PostgresMachineMemoryOptions,
   releasePostgresMachineMemory,
   releasePostgressMachineMemory,
 } from './memory';
 export type { MemoryTables } from './migrations/v1';
+export type { MemoryMigrateMode, PostgresMachineMemoryOptions } from './options';
+export { memoryMigrationSql } from './schema';
 export type { IMachineMemory } from './types';

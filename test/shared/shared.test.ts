@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { memoryComponents } from '../../src/memory/memory';
+import { memoryComponents } from '../../src/memory/schema';
 import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../../src/shared/errors';
 import { qualifiedName, validateIdentifier } from '../../src/shared/identifiers';
 import { type Logger, writeLog } from '../../src/shared/logger';

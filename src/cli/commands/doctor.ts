@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { MachineMemoryTableStructureError } from '../../memory/errors';
-import { connectPostgresMachineMemory, memoryComponents } from '../../memory/memory';
+import { connectPostgresMachineMemory } from '../../memory/memory';
+import { memoryComponents } from '../../memory/schema';
 import { silentLogger } from '../../shared/logger';
 import {
   indexProblems,

@@ -1,6 +1,7 @@
 import { getConstructionPlans } from 'pg-boss';
 import { type ArvoToolsMigrationReport, migrateFromArvoTools } from '../../memory/arvo-tools-migration';
-import { connectPostgresMachineMemory, memoryMigrationSql } from '../../memory/memory';
+import { connectPostgresMachineMemory } from '../../memory/memory';
+import { memoryMigrationSql } from '../../memory/schema';
 import { silentLogger } from '../../shared/logger';
 import {
   type CliIo,

@@ -1,0 +1,133 @@
+import { type LockHandle, type LockRow, lockHandleFromRow } from '../lock/handle';
+import type { AmbientTransaction } from '../shared/transaction';
+import { currentJobScope } from '../shared/transaction';
+
+/** A stored record and its version, as the read statements return it. */
+export interface StateRow {
+  data: Record<string, any>;
+  version: string;
+}
+
+/** A row of `MemoryStatements.lockAndRead`: `data` is NULL when there is no record or it was not read. */
+export type LockAndReadRow = LockRow & { prefetched: boolean } & (StateRow | { data: null; version: null });
+
+/**
+ * A lock a memory holds, and the subject's record read by the statement that took it, kept for the
+ * next `read`. Why serving it is as safe as a fresh read: docs/design.md, "Held locks and the record
+ * read with the lock".
+ */
+interface HeldLock {
+  handle: LockHandle;
+  /** The record at acquisition (`null`: none) until the next `read`; `undefined`: read it. */
+  prefetched: StateRow | null | undefined;
+  /** The table's change count before the lock statement was sent: the record is stale once it moved. */
+  changesSeen: number;
+}
+
+/** Changes this process made to one state table, counted (see {@link stateChanges}). */
+interface StateChanges {
+  count: number;
+}
+
+const changesByTable = new Map<string, StateChanges>();
+
+/**
+ * The change count of the state table `table` of database `databaseId`, shared by every memory of
+ * this process on that table: each statement that changes its rows counts when it returns and again
+ * when its transaction settles.
+ */
+function stateChanges(databaseId: string, table: string): StateChanges {
+  const key = `${databaseId} ${table}`;
+  let changes = changesByTable.get(key);
+  if (!changes) {
+    changes = { count: 0 };
+    changesByTable.set(key, changes);
+  }
+  return changes;
+}
+
+/**
+ * The locks one memory holds, by job (the broker job running, else this memory) and subject, with the
+ * record each lock statement read; and the change count of the state table that says when such a
+ * record is stale. Keyed by job: see docs/design.md, "Held locks are kept per job".
+ */
+export class HeldLocks {
+  readonly #byJob = new Map<object, Map<string, HeldLock>>();
+  readonly #changes: StateChanges;
+
+  /** `table`: the qualified state table of database `databaseId`. */
+  constructor(databaseId: string, table: string) {
+    this.#changes = stateChanges(databaseId, table);
+  }
+
+  /** The change count now: read it before sending a lock statement, pass it to {@link hold}. */
+  get changeCount(): number {
+    return this.#changes.count;
+  }
+
+  /** Counts a change of state rows now, and again when `tx` (if any) settles. */
+  countChange(tx?: AmbientTransaction): void {
+    this.#changes.count++;
+    tx?.onSettled(() => {
+      this.#changes.count++;
+    });
+  }
+
+  /** Records the lock a `lockAndRead` row took, for the current job; `changesSeen` as {@link changeCount} before it. */
+  hold(id: string, row: LockAndReadRow, changesSeen: number): void {
+    let prefetched: HeldLock['prefetched'];
+    if (row.prefetched) prefetched = row.data === null ? null : { data: row.data, version: row.version };
+    this.#inThisJob(true).set(id, { handle: lockHandleFromRow(row), prefetched, changesSeen });
+  }
+
+  /** The record `lock(id)` fetched (`null`: none), consumed; `undefined` when there is none to serve. */
+  takePrefetched(id: string): StateRow | null | undefined {
+    const held = this.#inThisJob(false)?.get(id);
+    if (!held) return undefined;
+    const { prefetched, changesSeen } = held;
+    held.prefetched = undefined;
+    return changesSeen === this.#changes.count ? prefetched : undefined;
+  }
+
+  dropPrefetched(id: string): void {
+    const held = this.#inThisJob(false)?.get(id);
+    if (held) held.prefetched = undefined;
+  }
+
+  /** Forgets the current job's lock on `id` and returns its handle; `undefined` when it holds none. */
+  forget(id: string): LockHandle | undefined {
+    const job = this.#currentJob();
+    const held = this.#byJob.get(job);
+    const handle = held?.get(id)?.handle;
+    if (!held || !handle) return undefined;
+    held.delete(id);
+    if (held.size === 0) this.#byJob.delete(job);
+    return handle;
+  }
+
+  /** Forgets every lock, of every job, and returns their handles. */
+  forgetAll(): LockHandle[] {
+    const handles = [...this.#byJob.values()].flatMap((byId) =>
+      [...byId.values()].map((held) => held.handle),
+    );
+    this.#byJob.clear();
+    return handles;
+  }
+
+  /** The key of the caller's locks: its broker job, or this instance outside any job. */
+  #currentJob(): object {
+    return currentJobScope() ?? this;
+  }
+
+  #inThisJob(create: true): Map<string, HeldLock>;
+  #inThisJob(create: false): Map<string, HeldLock> | undefined;
+  #inThisJob(create: boolean): Map<string, HeldLock> | undefined {
+    const job = this.#currentJob();
+    let held = this.#byJob.get(job);
+    if (!held && create) {
+      held = new Map();
+      this.#byJob.set(job, held);
+    }
+    return held;
+  }
+}
