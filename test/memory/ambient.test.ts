@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { ArvoOrchestrationSubject } from 'arvo-core';
-import pg from 'pg';
 import {
   connectPostgresMachineMemory,
   type PostgresMachineMemory,
@@ -9,15 +8,24 @@ import {
 } from '../../src/memory/index';
 import { type AmbientTransaction, runInAmbientTransaction } from '../../src/shared/transaction';
 import { createTestDatabase, type TestDatabase } from '../support/database';
+import { memoryForTest } from '../support/memory';
 
 let db: TestDatabase;
-let pool: pg.Pool;
-let memory: PostgresMachineMemory;
-let observer: PostgresMachineMemory;
 
-/** A hand-made ambient transaction over one real connection, settled by the test. */
-async function openTransaction(databaseId: string) {
-  const client = await pool.connect();
+/**
+ * The memories of one test, closed when it ends: `memory`, which the test drives, and `observer`,
+ * which sees only committed state and tries a lock once.
+ */
+async function memories(t: TestContext) {
+  return {
+    memory: await memoryForTest(t, { connectionString: db.url }),
+    observer: await memoryForTest(t, { connectionString: db.url, lock: { maxAttempts: 1 } }),
+  };
+}
+
+/** A hand-made ambient transaction over one real connection of `memory`'s pool, settled by the test. */
+async function openTransaction(memory: PostgresMachineMemory, databaseId = memory.databaseId) {
+  const client = await memory.pool.connect();
   await client.query('BEGIN');
   const callbacks: Array<() => void | Promise<void>> = [];
   const tx: AmbientTransaction = {
@@ -49,8 +57,13 @@ function newSubject(): string {
   });
 }
 
-/** One orchestrator cycle in `tx`: lock, read, write `{ subject, step }` over the read record, unlock. */
-function stepInTransaction(tx: AmbientTransaction, subject: string, step: number): Promise<unknown> {
+/** One orchestrator cycle of `memory` in `tx`: lock, read, write `{ subject, step }` over the read record, unlock. */
+function stepInTransaction(
+  memory: PostgresMachineMemory,
+  tx: AmbientTransaction,
+  subject: string,
+  step: number,
+): Promise<unknown> {
   return runInAmbientTransaction(tx, async () => {
     assert.equal(await memory.lock(subject), true);
     const prev = await memory.read(subject);
@@ -62,21 +75,14 @@ function stepInTransaction(tx: AmbientTransaction, subject: string, step: number
 
 before(async () => {
   db = await createTestDatabase('memory_ambient');
-  pool = new pg.Pool({ connectionString: db.url, max: 4 });
-  memory = await connectPostgresMachineMemory({ connectionString: db.url });
-  observer = await connectPostgresMachineMemory({ connectionString: db.url, lock: { maxAttempts: 1 } });
 });
-after(async () => {
-  await releasePostgresMachineMemory(memory);
-  await releasePostgresMachineMemory(observer);
-  await pool.end();
-  await db.drop();
-});
+after(() => db.drop());
 
 describe('PostgresMachineMemory in an ambient transaction', () => {
-  it('writes through the transaction and releases the lock only after it committed', async () => {
+  it('writes through the transaction and releases the lock only after it committed', async (t) => {
+    const { memory, observer } = await memories(t);
     const subject = newSubject();
-    const transaction = await openTransaction(memory.databaseId);
+    const transaction = await openTransaction(memory);
     await runInAmbientTransaction(transaction.tx, async () => {
       assert.equal(await memory.lock(subject), true);
       assert.equal(await memory.read(subject), null);
@@ -92,11 +98,12 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     assert.equal(await observer.unlock(subject), true);
   });
 
-  it('loses the write with a rollback and still releases the lock', async () => {
+  it('loses the write with a rollback and still releases the lock', async (t) => {
+    const { memory, observer } = await memories(t);
     const subject = newSubject();
     await memory.write(subject, { subject, step: 0 }, null);
-    const transaction = await openTransaction(memory.databaseId);
-    await stepInTransaction(transaction.tx, subject, 1);
+    const transaction = await openTransaction(memory);
+    await stepInTransaction(memory, transaction.tx, subject, 1);
     await transaction.settle('ROLLBACK');
     assert.deepEqual(await observer.read(subject), { subject, step: 0 });
     assert.equal(await observer.lock(subject), true);
@@ -107,7 +114,8 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     assert.deepEqual(await observer.read(subject), { subject, step: 1 });
   });
 
-  it('a lock waiting for the deferred unlock reads, with it, the state that transaction committed', async () => {
+  it('a lock waiting for the deferred unlock reads, with it, the state that transaction committed', async (t) => {
+    const { memory } = await memories(t);
     const waiter = await connectPostgresMachineMemory({
       connectionString: db.url,
       lock: { maxAttempts: 1000, initialDelayMs: 5, backoffExponent: 1, maxDelayMs: 5 },
@@ -115,8 +123,8 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     try {
       const subject = newSubject();
       await memory.write(subject, { subject, step: 0 }, null);
-      const transaction = await openTransaction(memory.databaseId);
-      assert.deepEqual(await stepInTransaction(transaction.tx, subject, 1), { subject, step: 0 });
+      const transaction = await openTransaction(memory);
+      assert.deepEqual(await stepInTransaction(memory, transaction.tx, subject, 1), { subject, step: 0 });
       const locking = waiter.lock(subject);
       await transaction.settle('COMMIT');
       assert.equal(await locking, true);
@@ -129,7 +137,8 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     }
   });
 
-  it('the completion hook and deleteWorkflow delete inside the transaction (no wait on its row locks)', async () => {
+  it('the completion hook and deleteWorkflow delete inside the transaction (no wait on its row locks)', async (t) => {
+    const { memory, observer } = await memories(t);
     const cleaning = await connectPostgresMachineMemory({
       connectionString: db.url,
       cleanup: { onCompletion: false },
@@ -149,7 +158,7 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
         const deleted = newSubject();
         await memory.write(finished, { subject: finished, status: 'active' }, null);
         await memory.write(deleted, { subject: deleted, status: 'active' }, null);
-        const transaction = await openTransaction(memory.databaseId);
+        const transaction = await openTransaction(memory);
         await runInAmbientTransaction(transaction.tx, async () => {
           // arvo 3's last step: write the final state, then call the hook, both in the job (the
           // write goes through a memory without the policy, so that only the hook deletes).
@@ -172,9 +181,10 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     }
   });
 
-  it('ignores an ambient transaction of another database', async () => {
+  it('ignores an ambient transaction of another database', async (t) => {
+    const { memory, observer } = await memories(t);
     const subject = newSubject();
-    const transaction = await openTransaction('some-other-cluster/other-db');
+    const transaction = await openTransaction(memory, 'some-other-cluster/other-db');
     try {
       await runInAmbientTransaction(transaction.tx, async () => {
         assert.equal(await memory.lock(subject), true);

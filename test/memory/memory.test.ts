@@ -30,6 +30,9 @@ async function connect(options: Partial<PostgresMachineMemoryOptions> = {}): Pro
   return memory;
 }
 
+/** The tables of the hierarchy tests. */
+const TREE_TABLES = { tables: { state: 'tree_state', lock: 'tree_lock' } };
+
 function rootSubject(name = 'arvo.orc.parent'): string {
   return ArvoOrchestrationSubject.new({ orchestator: name, version: '1.0.0', initiator: 'com.test.client' });
 }
@@ -240,12 +243,8 @@ describe('PostgresMachineMemory: tables', () => {
 });
 
 describe('PostgresMachineMemory: records', () => {
-  let memory: PostgresMachineMemory;
-  before(async () => {
-    memory = await connect();
-  });
-
   it('stores and reads back exactly the record, with extracted columns and no version inside', async () => {
+    const memory = await connect();
     const subject = rootSubject();
     assert.equal(await memory.read(subject), null);
     const data = record(subject, { value: { nested: [1, 'two', null] }, count: 3 });
@@ -272,6 +271,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it("stores arvo 3's write metadata: a string, a resolved materialized value, and NULL for a pending one", async () => {
+    const memory = await connect();
     const stored = async (subject: string) =>
       (
         await admin.query(`SELECT initiator, source FROM public.arvo_workflow_state WHERE subject = $1`, [
@@ -304,6 +304,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it('refuses to create a record twice, but accepts a failure record over an existing one', async () => {
+    const memory = await connect();
     const subject = rootSubject();
     await memory.write(subject, record(subject), null);
     await assert.rejects(
@@ -328,6 +329,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it('compare-and-swaps against the version of the record read, and reports a stale writer', async () => {
+    const memory = await connect();
     const subject = rootSubject();
     await memory.write(subject, record(subject, { step: 0 }), null);
     const first = await memory.read(subject);
@@ -344,6 +346,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it('lets exactly one of several writers from the same prevData win', async () => {
+    const memory = await connect();
     const subject = rootSubject();
     await memory.write(subject, record(subject, { step: 0 }), null);
     const writers = await Promise.all(Array.from({ length: 6 }, () => connect({ max: 1 })));
@@ -363,6 +366,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it('compares a prevData it never returned by content', async () => {
+    const memory = await connect();
     const subject = rootSubject();
     await memory.write(subject, record(subject, { step: 0 }), null);
     const copy = structuredClone(await memory.read(subject));
@@ -372,6 +376,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it('rejects writes to a deleted record and bad arguments with typed errors', async () => {
+    const memory = await connect();
     const subject = rootSubject();
     await memory.write(subject, record(subject), null);
     const read = await memory.read(subject);
@@ -417,6 +422,7 @@ describe('PostgresMachineMemory: records', () => {
   });
 
   it('handles subjects of 300+ characters', async () => {
+    const memory = await connect();
     let subject = rootSubject('arvo.orc.a.very.long.orchestrator.name.for.testing.subject.lengths');
     for (let depth = 0; depth < 3; depth++) {
       subject = ArvoOrchestrationSubject.from({
@@ -435,12 +441,8 @@ describe('PostgresMachineMemory: records', () => {
 });
 
 describe('PostgresMachineMemory: hierarchy and cleanup', () => {
-  let memory: PostgresMachineMemory;
-  before(async () => {
-    memory = await connect({ tables: { state: 'tree_state', lock: 'tree_lock' } });
-  });
-
   it('resolves the root when a child is created, lists descendants and deletes whole trees', async () => {
+    const memory = await connect(TREE_TABLES);
     const root = rootSubject();
     const child = childSubject(root);
     const grandchild = childSubject(child, 'arvo.orc.grandchild');
@@ -468,6 +470,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
   });
 
   it('cleanup(subject) is a completion hook: by default it keeps every record', async () => {
+    const memory = await connect(TREE_TABLES);
     const root = rootSubject();
     const child = childSubject(root);
     await memory.write(root, record(root, { status: 'done' }), null);
@@ -479,6 +482,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
   });
 
   it('cleanup(subject) with cleanup.onCompletion deletes the tree of a finished root only', async () => {
+    const memory = await connect(TREE_TABLES);
     const cleaning = await connect({
       tables: { state: 'tree_state', lock: 'tree_lock' },
       cleanup: { onCompletion: true },

@@ -3,13 +3,12 @@
  * against PostgresMachineMemory, without a broker.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
 import {
   connectPostgresMachineMemory,
   type IMachineMemory,
-  type PostgresMachineMemory,
   releasePostgresMachineMemory,
 } from '../../src/memory/index';
 import { createTestDatabase, type TestDatabase } from '../support/database';
@@ -27,8 +26,21 @@ import { recordSpans } from '../support/telemetry';
 const exporter = recordSpans();
 
 let db: TestDatabase;
-let memory: PostgresMachineMemory<FixtureRecord & Record<string, any>>;
-let other: PostgresMachineMemory;
+
+/**
+ * The memories of one test, closed when it ends: `memory`, which the orchestrators use (with spans),
+ * and `other`, a second process's memory that tries a lock once.
+ */
+async function memories(t: TestContext) {
+  const memory = await connectPostgresMachineMemory<FixtureRecord & Record<string, any>>({
+    connectionString: db.url,
+    enableOtel: true,
+  });
+  t.after(() => releasePostgresMachineMemory(memory));
+  const other = await connectPostgresMachineMemory({ connectionString: db.url, lock: { maxAttempts: 1 } });
+  t.after(() => releasePostgresMachineMemory(other));
+  return { memory, other };
+}
 
 function handlersFor(store: IMachineMemory<Record<string, any>>, childFails = false): FixtureHandler[] {
   return [
@@ -53,17 +65,14 @@ function handlersFor(store: IMachineMemory<Record<string, any>>, childFails = fa
 
 before(async () => {
   db = await createTestDatabase('memory_orchestrator');
-  memory = await connectPostgresMachineMemory({ connectionString: db.url, enableOtel: true });
-  other = await connectPostgresMachineMemory({ connectionString: db.url, lock: { maxAttempts: 1 } });
 });
 after(async () => {
-  await releasePostgresMachineMemory(memory);
-  await releasePostgresMachineMemory(other);
   await db.drop();
 });
 
 describe('orchestrator fixture on PostgresMachineMemory', () => {
-  it('runs a parent with a fan-out and a child workflow to completion', async () => {
+  it('runs a parent with a fan-out and a child workflow to completion', async (t) => {
+    const { memory } = await memories(t);
     const init = createInitEvent('parent');
     const run = await deliverAll(handlersFor(memory), [init], { concurrent: true });
 
@@ -103,7 +112,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     assert.equal(rows[0].n, 0, 'every lock was released');
   });
 
-  it('ignores a redelivered event without advancing the workflow', async () => {
+  it('ignores a redelivered event without advancing the workflow', async (t) => {
+    const { memory } = await memories(t);
     const init = createInitEvent('parent');
     const [parent] = handlersFor(memory);
     const first = await parent!.execute(init);
@@ -119,7 +129,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     assert.notDeepEqual(afterReply, before);
   });
 
-  it('fails the child and then the parent when a service throws', async () => {
+  it('fails the child and then the parent when a service throws', async (t) => {
+    const { memory } = await memories(t);
     const init = createInitEvent('parent', { initiator: 'com.test.failing' });
     const run = await deliverAll(handlersFor(memory, true), [init]);
     assert.ok(run.delivered.some((event) => event.type === 'sys.com.calc.add.error'));
@@ -137,7 +148,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     assert.equal(rows[0].n, 2, 'parent and child are stored as failures');
   });
 
-  it('calls lock, read, write, unlock in that order and throws LOCK_UNACQUIRED when locked', async () => {
+  it('calls lock, read, write, unlock in that order and throws LOCK_UNACQUIRED when locked', async (t) => {
+    const { memory, other } = await memories(t);
     const calls: string[] = [];
     const recording: IMachineMemory<Record<string, any>> = {
       lock(id) {
@@ -172,7 +184,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     assert.equal(await other.unlock(init.subject), true);
   });
 
-  it('turns a lost compare-and-swap into WRITE_MACHINE_MEMORY_FAILURE and still unlocks', async () => {
+  it('turns a lost compare-and-swap into WRITE_MACHINE_MEMORY_FAILURE and still unlocks', async (t) => {
+    const { memory, other } = await memories(t);
     const init = createInitEvent('parent');
     const [parent, , add] = handlersFor(memory);
     const [call] = await parent!.execute(init);
@@ -203,7 +216,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     await other.unlock(init.subject);
   });
 
-  it('reports memory I/O failures as LOCK_FAILURE and READ_MACHINE_MEMORY_FAILURE', async () => {
+  it('reports memory I/O failures as LOCK_FAILURE and READ_MACHINE_MEMORY_FAILURE', async (t) => {
+    const { memory } = await memories(t);
     const closed = await connectPostgresMachineMemory({ connectionString: db.url });
     await releasePostgresMachineMemory(closed);
     const [onClosed] = handlersFor(closed);
@@ -269,7 +283,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     assert.deepEqual(calls, []);
   });
 
-  it('runs many workflows at once', async () => {
+  it('runs many workflows at once', async (t) => {
+    const { memory } = await memories(t);
     const started = Date.now();
     const inits = Array.from({ length: 20 }, () => createInitEvent('parent'));
     const run = await deliverAll(handlersFor(memory), inits, { concurrent: true });
@@ -282,7 +297,8 @@ describe('orchestrator fixture on PostgresMachineMemory', () => {
     );
   });
 
-  it('records a span per memory operation and keeps the trace across hops', async () => {
+  it('records a span per memory operation and keeps the trace across hops', async (t) => {
+    const { memory } = await memories(t);
     exporter.reset();
     const tracer = trace.getTracer('test');
     const traceId = await tracer.startActiveSpan('client', async (span) => {
