@@ -12,12 +12,7 @@ import {
   requireText,
   stringOption,
 } from '../shared/options';
-import {
-  CONNECTION_OPTION_KEYS,
-  type ConnectionOptions,
-  type ResolvedConnection,
-  resolveConnection,
-} from '../shared/pool';
+import { CONNECTION_OPTION_KEYS, type ConnectionOptions, resolveConnection } from '../shared/pool';
 import type { LockHandle } from './handle';
 
 /** Retry and TTL settings for acquiring a lock (defaults: {@link LOCK_RETRY_DEFAULTS}). */
@@ -52,6 +47,15 @@ export interface PostgresLockOptions extends ConnectionOptions {
   enableOtel?: boolean;
 }
 
+/** Allowed values of each {@link LockRetryOptions} field. */
+const RETRY_RANGES = {
+  ttlMs: { min: 1, max: 86_400_000 },
+  maxAttempts: { min: 1, max: 1000 },
+  initialDelayMs: { min: 0, max: 600_000 },
+  backoffExponent: { min: 1, max: 10, fractional: true },
+  maxDelayMs: { min: 0, max: 600_000 },
+} satisfies Record<keyof LockRetryOptions, NumericRange>;
+
 /** Fully resolved {@link LockRetryOptions}. */
 export type ResolvedLockRetry = Required<LockRetryOptions>;
 
@@ -66,15 +70,6 @@ export const LOCK_RETRY_DEFAULTS: ResolvedLockRetry = {
   backoffExponent: 2,
   maxDelayMs: 1_000,
 };
-
-/** Allowed values of each {@link LockRetryOptions} field. */
-const RETRY_RANGES = {
-  ttlMs: { min: 1, max: 86_400_000 },
-  maxAttempts: { min: 1, max: 1000 },
-  initialDelayMs: { min: 0, max: 600_000 },
-  backoffExponent: { min: 1, max: 10, fractional: true },
-  maxDelayMs: { min: 0, max: 600_000 },
-} satisfies Record<keyof LockRetryOptions, NumericRange>;
 
 /** Validates retry options given at `option` (a dotted path), filling gaps from `base`. */
 export function resolveLockRetry(
@@ -96,20 +91,8 @@ const LOCK_OPTION_KEYS = [
   'enableOtel',
 ] as const;
 
-/** {@link PostgresLockOptions}, validated, with defaults filled in. */
-export interface LockConfig {
-  connection: ResolvedConnection;
-  schema: string;
-  table: string;
-  migrateOnCreate: boolean;
-  retry: ResolvedLockRetry;
-  sweepIntervalMs: number;
-  enableOtel: boolean;
-  logger: Logger;
-}
-
 /** Validates the options of `PostgresLock`; an {@link InvalidOptionError} names the bad option. */
-export function resolveLockOptions(options: unknown): LockConfig {
+export function resolveLockOptions(options: unknown) {
   const given = expectObject(options, 'options');
   expectKnownKeys(given, LOCK_OPTION_KEYS, '');
   return {
@@ -128,6 +111,9 @@ export function resolveLockOptions(options: unknown): LockConfig {
     connection: resolveConnection(given),
   };
 }
+
+/** {@link PostgresLockOptions}, validated, with defaults filled in. */
+export type LockConfig = ReturnType<typeof resolveLockOptions>;
 
 // Per-call arguments of `PostgresLock`'s methods.
 

@@ -12,12 +12,7 @@ import {
   requireText,
   stringOption,
 } from '../shared/options';
-import {
-  CONNECTION_OPTION_KEYS,
-  type ConnectionOptions,
-  type ResolvedConnection,
-  resolveConnection,
-} from '../shared/pool';
+import { CONNECTION_OPTION_KEYS, type ConnectionOptions, resolveConnection } from '../shared/pool';
 import type { MemoryTables } from './migrations/v1';
 
 /** What `connectPostgresMachineMemory` does to the tables before use. */
@@ -71,21 +66,6 @@ export interface PostgresMachineMemoryOptions extends ConnectionOptions {
   enableOtel?: boolean;
   /** Where warnings go (failed sweeps, failed deferred unlocks). Default: console warnings and errors. */
   logger?: Logger;
-}
-
-/** {@link PostgresMachineMemoryOptions}, validated, with defaults filled in. */
-export interface MemoryConfig {
-  connection: ResolvedConnection;
-  schema: string;
-  tables: MemoryTables;
-  migrate: MemoryMigrateMode;
-  lockRetry: ResolvedLockRetry;
-  cleanupOnCompletion: boolean;
-  finishedAfterMs: number | undefined;
-  abandonedAfterMs: number | undefined;
-  sweepIntervalMs: number;
-  enableOtel: boolean;
-  logger: Logger;
 }
 
 const MEMORY_OPTION_KEYS = [
@@ -144,7 +124,7 @@ function resolveMemoryLockRetry(value: unknown): ResolvedLockRetry {
 }
 
 /** Validates the options of `connectPostgresMachineMemory`; an {@link InvalidOptionError} names the bad one. */
-export function resolveMemoryOptions(options: unknown): MemoryConfig {
+export function resolveMemoryOptions(options: unknown) {
   const given = expectObject(options, 'options');
   expectKnownKeys(given, MEMORY_OPTION_KEYS, '');
   const schema = resolveSchema(given.schema);
@@ -190,6 +170,9 @@ export function resolveMemoryOptions(options: unknown): MemoryConfig {
     logger: loggerOption(given.logger, 'logger'),
   };
 }
+
+/** {@link PostgresMachineMemoryOptions}, validated, with defaults filled in. */
+export type MemoryConfig = ReturnType<typeof resolveMemoryOptions>;
 
 /** An age in ms at `given[key]` (errors name `option.key`), or `fallback` when not given. */
 function optionalAge(

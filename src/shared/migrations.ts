@@ -32,7 +32,7 @@ export interface MigrationColumn {
 }
 
 /** `CREATE TABLE IF NOT EXISTS` of `table` in `schema` with `columns`, in order. */
-export function createTableSql(schema: string, table: string, columns: readonly MigrationColumn[]): string {
+function createTableSql(schema: string, table: string, columns: readonly MigrationColumn[]): string {
   const lines = columns.map(
     (column) => `  ${column.name} ${column.definition}${column.primaryKey ? ' PRIMARY KEY' : ''}`,
   );
@@ -73,6 +73,32 @@ export function indexOn(table: string, columns: string[]): MigrationIndex {
 export function createIndexSql(schema: string, index: MigrationIndex): string {
   const columns = index.columns.map(quoteIdentifier).join(', ');
   return `CREATE INDEX IF NOT EXISTS ${quoteIdentifier(index.name)} ON ${qualifiedName(schema, index.table)} (${columns})`;
+}
+
+/**
+ * The migration that creates table `table` of `schema` (and the schema) with `columns` and `indexes`:
+ * every first layout version is one.
+ */
+export function createTableMigration(
+  schema: string,
+  table: string,
+  layout: {
+    version: number;
+    description: string;
+    columns: readonly MigrationColumn[];
+    indexes: MigrationIndex[];
+  },
+): Migration {
+  return {
+    version: layout.version,
+    description: layout.description,
+    statements: [
+      `CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`,
+      createTableSql(schema, table, layout.columns),
+      ...layout.indexes.map((index) => createIndexSql(schema, index)),
+    ],
+    indexes: layout.indexes,
+  };
 }
 
 /** Name of the table recording applied versions (one per Postgres schema). */

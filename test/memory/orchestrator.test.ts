@@ -13,6 +13,7 @@ import {
 } from '../../src/memory/index';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { deliverAll } from '../support/fixture-driver';
+import { memoryForTest } from '../support/memory';
 import {
   createInitEvent,
   createOrchestratorFixture,
@@ -26,21 +27,6 @@ import { recordSpans } from '../support/telemetry';
 const exporter = recordSpans();
 
 let db: TestDatabase;
-
-/**
- * The memories of one test, closed when it ends: `memory`, which the orchestrators use (with spans),
- * and `other`, a second process's memory that tries a lock once.
- */
-async function memories(t: TestContext) {
-  const memory = await connectPostgresMachineMemory<FixtureRecord & Record<string, any>>({
-    connectionString: db.url,
-    enableOtel: true,
-  });
-  t.after(() => releasePostgresMachineMemory(memory));
-  const other = await connectPostgresMachineMemory({ connectionString: db.url, lock: { maxAttempts: 1 } });
-  t.after(() => releasePostgresMachineMemory(other));
-  return { memory, other };
-}
 
 function handlersFor(store: IMachineMemory<Record<string, any>>, childFails = false): FixtureHandler[] {
   return [
@@ -66,9 +52,21 @@ function handlersFor(store: IMachineMemory<Record<string, any>>, childFails = fa
 before(async () => {
   db = await createTestDatabase('memory_orchestrator');
 });
-after(async () => {
-  await db.drop();
-});
+after(() => db.drop());
+
+/**
+ * The memories of one test, closed when it ends: `memory`, which the orchestrators use (with spans),
+ * and `other`, a second process's memory that tries a lock once.
+ */
+async function memories(t: TestContext) {
+  return {
+    memory: await memoryForTest<FixtureRecord & Record<string, any>>(t, {
+      connectionString: db.url,
+      enableOtel: true,
+    }),
+    other: await memoryForTest(t, { connectionString: db.url, lock: { maxAttempts: 1 } }),
+  };
+}
 
 describe('orchestrator fixture on PostgresMachineMemory', () => {
   it('runs a parent with a fan-out and a child workflow to completion', async (t) => {

@@ -1,11 +1,4 @@
-import { quoteIdentifier } from '../../shared/identifiers';
-import {
-  createIndexSql,
-  createTableSql,
-  indexOn,
-  type Migration,
-  type MigrationColumn,
-} from '../../shared/migrations';
+import { createTableMigration, indexOn, type Migration, type MigrationColumn } from '../../shared/migrations';
 
 /**
  * Columns of the lock table in layout version 1. `fencing_token` is an identity column: a fresh row
@@ -37,15 +30,10 @@ export const LOCK_COLUMNS_V1: readonly MigrationColumn[] = [
 
 /** Lock table layout version 1; `expires_at` is indexed for the sweep. */
 export function lockMigrationV1(schema: string, table: string): Migration {
-  const indexes = [indexOn(table, ['expires_at'])];
-  return {
+  return createTableMigration(schema, table, {
     version: 1,
     description: `lock table ${table}: ${LOCK_COLUMNS_V1.map((column) => column.name).join(', ')}`,
-    statements: [
-      `CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`,
-      createTableSql(schema, table, LOCK_COLUMNS_V1),
-      ...indexes.map((index) => createIndexSql(schema, index)),
-    ],
-    indexes,
-  };
+    columns: LOCK_COLUMNS_V1,
+    indexes: [indexOn(table, ['expires_at'])],
+  });
 }

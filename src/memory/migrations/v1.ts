@@ -1,11 +1,4 @@
-import { quoteIdentifier } from '../../shared/identifiers';
-import {
-  createIndexSql,
-  createTableSql,
-  indexOn,
-  type Migration,
-  type MigrationColumn,
-} from '../../shared/migrations';
+import { createTableMigration, indexOn, type Migration, type MigrationColumn } from '../../shared/migrations';
 
 /** Table names of a machine memory. */
 export interface MemoryTables {
@@ -51,20 +44,15 @@ export const STATE_COLUMNS_V1: readonly MigrationColumn[] = [
 
 /** State table layout version 1: the columns above, with the hierarchy and sweep columns indexed. */
 export function stateMigrationV1(schema: string, table: string): Migration {
-  const indexes = [
-    indexOn(table, ['root_subject']),
-    indexOn(table, ['parent_subject']),
-    indexOn(table, ['status', 'updated_at']),
-    indexOn(table, ['updated_at']),
-  ];
-  return {
+  return createTableMigration(schema, table, {
     version: 1,
     description: `workflow state table ${table}: JSONB record, version, hierarchy and status columns`,
-    statements: [
-      `CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`,
-      createTableSql(schema, table, STATE_COLUMNS_V1),
-      ...indexes.map((index) => createIndexSql(schema, index)),
+    columns: STATE_COLUMNS_V1,
+    indexes: [
+      indexOn(table, ['root_subject']),
+      indexOn(table, ['parent_subject']),
+      indexOn(table, ['status', 'updated_at']),
+      indexOn(table, ['updated_at']),
     ],
-    indexes,
-  };
+  });
 }
