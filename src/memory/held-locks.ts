@@ -1,6 +1,5 @@
 import { type LockHandle, type LockRow, lockHandleFromRow } from '../lock/handle';
-import type { AmbientTransaction } from '../shared/transaction';
-import { currentJobScope } from '../shared/transaction';
+import { type AmbientTransaction, currentJobScope } from '../shared/transaction';
 
 /** A stored record and its version, as the read statements return it. */
 export interface StateRow {

@@ -13,7 +13,6 @@ export {
 } from './errors';
 export {
   connectPostgresMachineMemory,
-  type MemorySweepResult,
   PostgresMachineMemory,
   releasePostgresMachineMemory,
   releasePostgressMachineMemory,
@@ -21,4 +20,4 @@ export {
 export type { MemoryTables } from './migrations/v1';
 export type { MemoryMigrateMode, PostgresMachineMemoryOptions } from './options';
 export { memoryMigrationSql } from './schema';
-export type { IMachineMemory } from './types';
+export type { IMachineMemory, MemorySweepResult } from './types';

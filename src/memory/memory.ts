@@ -27,19 +27,7 @@ import {
 import { orchestratorOf, recordColumns, requireRecord, shortSubject } from './records';
 import { migrateMemoryTables, tableStructureProblems } from './schema';
 import { isFinishedWorkflow, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
-import type { IMachineMemory } from './types';
-
-/** Result of {@link PostgresMachineMemory.sweep}. */
-export interface MemorySweepResult {
-  /** Workflow trees deleted because their root finished before the retention. */
-  finishedTrees: number;
-  /** Workflow trees deleted because nothing in them was written for too long. */
-  abandonedTrees: number;
-  /** Records deleted in total. */
-  deletedRecords: number;
-  /** Expired lock rows deleted. */
-  expiredLocks: number;
-}
+import type { IMachineMemory, MemorySweepResult } from './types';
 
 /** Period of the lock-row sweep when no retention sweep runs. */
 const LOCK_SWEEP_INTERVAL_MS = 60_000;
@@ -241,12 +229,9 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
   }
 
   /**
-   * The completion hook arvo 3 orchestrators call when workflow `subject` reaches a final state. It
-   * applies the configured completion policy and nothing more: with `cleanup.onCompletion` (default
-   * `false`) it deletes the tree of `subject` when that is a root with a finished status; otherwise it
-   * returns without touching the database, so finished workflows are kept (as with
-   * `@arvo-tools/postgres`'s `enableCleanup: false`). To delete on demand, use {@link deleteWorkflow}.
-   * Inside the broker's transaction of the same database the deletion commits with the job.
+   * arvo 3's completion hook for workflow `subject`: with `cleanup.onCompletion` (default `false`) it
+   * deletes the tree of `subject` when that is a finished root, else it does nothing. To delete on
+   * demand, use {@link deleteWorkflow}. Inside the broker's transaction it commits with the job.
    */
   async cleanup(subject: string): Promise<void> {
     requireSubject(subject);
@@ -257,9 +242,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
   }
 
   /**
-   * Deletes the record of `subject` and all its descendants now, whatever their status and the
-   * completion policy; returns how many records were deleted. Inside the broker's transaction of the
-   * same database the deletion commits with the job.
+   * Deletes the record of `subject` and all its descendants now, whatever their status; returns how
+   * many records were deleted. Inside the broker's transaction it commits with the job.
    */
   async deleteWorkflow(subject: string): Promise<number> {
     requireSubject(subject);
@@ -279,9 +263,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
   }
 
   /**
-   * The descendants of `root` (children, grandchildren, …), oldest first, **without** the root itself,
-   * as `@arvo-tools/postgres` returns them: `[]` for a root without children and for an unknown
-   * subject. Whether the root itself has a record: `getRootSubject(root) === root`.
+   * The descendants of `root`, oldest first, **without** the root itself (as `@arvo-tools/postgres`):
+   * `[]` for a root without children and for an unknown subject.
    */
   async getSubjectsByRoot(root: string): Promise<string[]> {
     requireSubject(root);
@@ -363,20 +346,15 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
    */
   startSweeping(): void {
     const { sweepIntervalMs, logger } = this.#config;
-    this.#sweeping =
-      sweepIntervalMs > 0
-        ? startPeriodic(
-            sweepIntervalMs,
-            () => this.sweep(),
-            logger,
-            'arvo-postgres: workflow retention sweep failed',
-          )
-        : startPeriodic(
-            LOCK_SWEEP_INTERVAL_MS,
-            () => this.#locks.sweepExpired(),
-            logger,
-            'arvo-postgres: sweeping expired workflow locks failed',
-          );
+    const retention = sweepIntervalMs > 0;
+    this.#sweeping = startPeriodic(
+      retention ? sweepIntervalMs : LOCK_SWEEP_INTERVAL_MS,
+      () => (retention ? this.sweep() : this.#locks.sweepExpired()),
+      logger,
+      retention
+        ? 'arvo-postgres: workflow retention sweep failed'
+        : 'arvo-postgres: sweeping expired workflow locks failed',
+    );
   }
 
   /** One attempt to take the lock on `id`, reading the record in the same statement. */

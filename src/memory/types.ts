@@ -21,3 +21,15 @@ export interface IMachineMemory<T extends Record<string, any>> {
    */
   cleanup?(id: string): Promise<void>;
 }
+
+/** Result of {@link PostgresMachineMemory.sweep}. */
+export interface MemorySweepResult {
+  /** Workflow trees deleted because their root finished before the retention. */
+  finishedTrees: number;
+  /** Workflow trees deleted because nothing in them was written for too long. */
+  abandonedTrees: number;
+  /** Records deleted in total. */
+  deletedRecords: number;
+  /** Expired lock rows deleted. */
+  expiredLocks: number;
+}

@@ -143,8 +143,15 @@ describe('@arvo-tools/postgres memory options', () => {
       if (String((args[0] as { name?: string }).name).includes('lock_read')) attempts++;
       return query(...args);
     };
+    // Waits are jittered below their ceiling (src/shared/backoff.ts): pinned at the ceiling here.
+    const random = Math.random;
+    Math.random = () => 1 - 1e-9;
     const started = Date.now();
-    assert.equal(await contender.lock(subject), false);
+    try {
+      assert.equal(await contender.lock(subject), false);
+    } finally {
+      Math.random = random;
+    }
     const elapsed = Date.now() - started;
     assert.equal(attempts, 3);
     assert.ok(elapsed >= 790, `waited ${elapsed} ms, expected 200 + 600`);

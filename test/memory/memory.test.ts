@@ -47,6 +47,15 @@ async function treeSize(memory: PostgresMachineMemory, root: string): Promise<nu
   return rootKept + (await memory.getSubjectsByRoot(root)).length;
 }
 
+/** A root workflow and its child, written through `memory`: the smallest tree. */
+async function writeRootAndChild(memory: PostgresMachineMemory): Promise<{ root: string; child: string }> {
+  const root = rootSubject();
+  const child = childSubject(root);
+  await memory.write(root, record(root), null);
+  await memory.write(child, record(child, { parentSubject: root }), null);
+  return { root, child };
+}
+
 function record(subject: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     subject,
@@ -502,14 +511,8 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
   });
 
   it('deletes a finished root tree on completion when cleanup.onCompletion is set', async () => {
-    const cleaning = await connect({
-      tables: { state: 'tree_state', lock: 'tree_lock' },
-      cleanup: { onCompletion: true },
-    });
-    const root = rootSubject();
-    const child = childSubject(root);
-    await cleaning.write(root, record(root), null);
-    await cleaning.write(child, record(child, { parentSubject: root }), null);
+    const cleaning = await connect({ ...TREE_TABLES, cleanup: { onCompletion: true } });
+    const { root, child } = await writeRootAndChild(cleaning);
     const childRecord = await cleaning.read(child);
     await cleaning.write(child, { ...childRecord!, status: 'done' }, childRecord);
     assert.equal(await treeSize(cleaning, root), 2, 'a finished child alone deletes nothing');
@@ -519,14 +522,8 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
   });
 
   it('also deletes a root tree on completion when the root is a failure record (as the sweep counts it)', async () => {
-    const cleaning = await connect({
-      tables: { state: 'tree_state', lock: 'tree_lock' },
-      cleanup: { onCompletion: true },
-    });
-    const root = rootSubject();
-    const child = childSubject(root);
-    await cleaning.write(root, record(root), null);
-    await cleaning.write(child, record(child, { parentSubject: root }), null);
+    const cleaning = await connect({ ...TREE_TABLES, cleanup: { onCompletion: true } });
+    const { root } = await writeRootAndChild(cleaning);
     // arvo 3 writes a failure record over the existing row; its machine status may still say active.
     await cleaning.write(root, record(root, { executionStatus: 'failure' }), null);
     assert.equal(await treeSize(cleaning, root), 0);
