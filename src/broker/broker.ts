@@ -43,6 +43,7 @@ import type {
   ArvoEventHandlerLike,
   BrokerEventListener,
   BrokerRuntime,
+  DispatchOptions,
   HandlerNotFoundListener,
   RegisterOptions,
   Registration,
@@ -159,7 +160,6 @@ export class PostgresEventBroker {
     await Promise.all([...this.#registrations.values()].map((registration) => this.#activate(registration)));
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
     warnIfNoContextManager(this.#logger);
-    warnIfNoContextManager(this.#logger);
   }
 
   /**
@@ -235,14 +235,23 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Validates and enqueues `event` on the queue named by its `to` (or the domained queue) and returns
-   * the job id. The id derives from `event.id`, so dispatching the same event twice enqueues it once.
-   * While PostgreSQL is unreachable it throws {@link DatabaseUnavailableError} within
-   * `circuitBreaker.callTimeoutMs`, and at once while the circuit is open; retrying the same event is safe.
+   * Validates and enqueues `event` on the queue named by its `to` (or the domained queue); returns the
+   * job id, derived from `event.id` (dispatching the same event twice enqueues it once). See
+   * {@link DispatchOptions}. While PostgreSQL is unreachable it throws {@link DatabaseUnavailableError}
+   * within `circuitBreaker.callTimeoutMs`, at once while the circuit is open; retrying is safe.
    */
-  async dispatch(event: ArvoEvent): Promise<string> {
+  async dispatch(event: ArvoEvent, options: DispatchOptions = {}): Promise<string> {
     this.#assertStarted('dispatch');
-    return this.#producer!.dispatch(encodeEvent(event, this.#options.maxPayloadBytes).stored);
+    return this.#producer!.dispatch(event, options);
+  }
+
+  /**
+   * Dispatches 1 to 1000 events all or nothing (see `Producer.dispatchMany`): a refused one throws
+   * {@link InvalidBatchEventError} with its index. Returns the job ids in the order of `events`.
+   */
+  async dispatchMany(events: ArvoEvent[], options: DispatchOptions = {}): Promise<string[]> {
+    this.#assertStarted('dispatchMany');
+    return this.#producer!.dispatchMany(events, options);
   }
 
   /**
@@ -275,7 +284,7 @@ export class PostgresEventBroker {
         workerOptions: this.#options.worker,
       });
     }
-    return this.#replies.await(source, event, timeoutMs, () => this.#producer!.dispatch(stored));
+    return this.#replies.await(source, event, timeoutMs, () => this.#producer!.enqueue(stored));
   }
 
   /**
@@ -288,28 +297,19 @@ export class PostgresEventBroker {
     this.#assertStarted('getStats');
     const given = statsQueuesOption(options);
     const names = given === 'all' ? [] : (given ?? this.#queues.reported(this.queues));
-    return queryQueueStats(
-      this.#pool!.pool,
-      this.#options.schema,
-      names,
-      given === 'all',
-      this.#queues.deadLetterQueues(),
-    );
+    const { schema } = this.#options;
+    return queryQueueStats(this.#pool!.pool, schema, names, given === 'all', this.#queues.deadLetterQueues());
   }
 
   /**
-   * Metrics in Prometheus text exposition format: exact queue gauges (from `getStats()`) and this
-   * process's counters and handler duration histogram (see {@link BrokerMetrics}; the same metrics
-   * also go to OpenTelemetry's `metrics.getMeter('arvo-postgres')`).
+   * Metrics in Prometheus text format: exact queue gauges (`getStats()`), this process's counters and
+   * handler durations ({@link BrokerMetrics}; also sent to OpenTelemetry's meter `arvo-postgres`).
    */
   async getMetrics(): Promise<string> {
     return this.#metrics.prometheus(await this.getStats());
   }
 
-  /**
-   * Dead letters of every dead-letter queue in the database: `list`, `show`, `replay` (keeping the
-   * failure history), `purge`. See {@link DeadLetters}.
-   */
+  /** Dead letters of every dead-letter queue in the database: list, show, replay, purge ({@link DeadLetters}). */
   get deadLetters(): DeadLetters {
     this.#assertStarted('deadLetters');
     return this.#deadLetters!;
@@ -337,9 +337,8 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Graceful shutdown: stops fetching, lets handlers in flight finish for up to `timeoutMs`
-   * (default 30 s), then fails the jobs still held (they are retried) and aborts their
-   * transactions, and closes the connections.
+   * Graceful shutdown: stops fetching, lets handlers in flight finish for up to `timeoutMs` (default
+   * 30 s), then fails the jobs still held (retried) and aborts their transactions; closes the connections.
    */
   async stop(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;

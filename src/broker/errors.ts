@@ -8,6 +8,21 @@ export class InvalidEventError extends ArvoPostgresError {
   }
 }
 
+/**
+ * `dispatchMany` refused its whole batch because of the event at `index` (nothing was enqueued);
+ * `cause` is the error that event alone would have got from `dispatch`.
+ */
+export class InvalidBatchEventError extends InvalidEventError {
+  /** Position of the refused event in the array given to `dispatchMany`. */
+  readonly index: number;
+
+  constructor(index: number, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`events[${index}] refused, nothing was dispatched: ${reason}`, { cause });
+    this.index = index;
+  }
+}
+
 /** The serialized event is larger than `maxPayloadBytes`. Nothing is truncated: the event is refused. */
 export class PayloadTooLargeError extends ArvoPostgresError {
   /** Size of the serialized event in bytes. */

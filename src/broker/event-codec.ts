@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { ArvoEvent } from 'arvo-core';
 import { oversizedIndexedText, oversizedIndexedTextReason } from '../shared/indexed-text';
 import { jsonUnstorableCharacter } from '../shared/json';
+import { deliveryOf } from './delivery';
 import { InvalidEventError, PayloadTooLargeError } from './errors';
 
 /**
@@ -67,7 +68,7 @@ export interface SerializedEvent {
 /**
  * Serializes `event` once for storage. Throws {@link InvalidEventError} for anything that is not an
  * ArvoEvent or that PostgreSQL cannot store (a NUL or lone surrogate, a subject over
- * `MAX_INDEXED_TEXT_BYTES`), and {@link PayloadTooLargeError} over `maxPayloadBytes`.
+ * `MAX_INDEXED_TEXT_BYTES`, a malformed `startafter` / `priority` extension), and {@link PayloadTooLargeError} over `maxPayloadBytes`.
  */
 export function serializeEvent(event: unknown, maxPayloadBytes: number): SerializedEvent {
   if (!looksLikeArvoEvent(event)) {
@@ -92,6 +93,7 @@ export function serializeEvent(event: unknown, maxPayloadBytes: number): Seriali
   if (subjectBytes !== null) {
     throw new InvalidEventError(`Event ${event.id}: its subject ${oversizedIndexedTextReason(subjectBytes)}`);
   }
+  deliveryOf(stored);
   return { stored, text, bytes };
 }
 

@@ -19,6 +19,7 @@ export {
   DatabaseUnavailableError,
   DuplicateRegistrationError,
   InternalQueueError,
+  InvalidBatchEventError,
   InvalidEventError,
   PayloadTooLargeError,
   ResolveTimeoutError,
@@ -26,12 +27,18 @@ export {
   UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
-export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './options';
+export {
+  type BrokerQueueOptions,
+  type BrokerWorkerOptions,
+  MAX_DISPATCH_BATCH,
+  type PostgresEventBrokerOptions,
+} from './options';
 export type { FailureAction, FailureKind } from './policy';
 export { type BrokerQueueStats, queryQueueStats } from './stats';
 export type {
   ArvoEventHandlerLike,
   BrokerEventListener,
+  DispatchOptions,
   HandlerNotFoundDetails,
   HandlerNotFoundListener,
   RegisterOptions,

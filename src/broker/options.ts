@@ -16,6 +16,7 @@ import {
 } from '../shared/options';
 import { CONNECTION_OPTION_KEYS, resolveConnection } from '../shared/pool';
 import { resolveCircuitBreakerOptions } from './circuit-breaker';
+import { type Delivery, priorityValue, startAfterValue, withoutUndefined } from './delivery';
 import { StateOutsideBrokerTransactionError } from './errors';
 import type {
   BrokerQueueOptions,
@@ -365,6 +366,25 @@ export function registerOptions(
   };
 }
 
+/** Most events one `dispatchMany` call takes: one statement per destination queue must stay modest. */
+export const MAX_DISPATCH_BATCH = 1000;
+
+/** `dispatch`/`dispatchMany` options: when and how urgently the jobs run (see `delivery.ts`). */
+export function dispatchOptions(options: unknown): Delivery {
+  const given = expectObject(options, 'options');
+  expectKnownKeys(given, ['startAfter', 'priority'], 'options');
+  const startAfter = startAfterValue(given.startAfter, 'startAfter');
+  return withoutUndefined({ startAfter, priority: priorityValue(given.priority, 'priority') });
+}
+
+/** `dispatchMany`'s events: an array of 1 to {@link MAX_DISPATCH_BATCH} (each checked by the codec). */
+export function dispatchBatchOption(events: unknown): unknown[] {
+  if (!Array.isArray(events) || events.length === 0 || events.length > MAX_DISPATCH_BATCH) {
+    throw new InvalidOptionError('events', `expected an array of 1 to ${MAX_DISPATCH_BATCH} events`);
+  }
+  return events;
+}
+
 /** A listener argument (`onWorkflowComplete`, `onDomainedEvent`, `onHandlerNotFound`). */
 export function listenerOption<T>(listener: T, message = 'expected a function'): T {
   if (typeof listener !== 'function') throw new InvalidOptionError('listener', message);
@@ -378,10 +398,8 @@ export function resolveTimeoutOption(options: { timeoutMs?: number } | undefined
 
 /** `stop()`'s `timeoutMs` (default 30 s; pg-boss waits at least one second). */
 export function stopTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  return Math.max(
-    1000,
-    integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000),
-  );
+  const given = integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000);
+  return Math.max(1000, given);
 }
 
 /** `getStats()`'s `queues`: names (validated), `'all'`, or undefined for the broker's own. */

@@ -1,4 +1,5 @@
 import type { Queryable } from '../shared/transaction';
+import { type Delivery, deliveryOf } from './delivery';
 import { eventDestination, eventDomain, jobIdForEvent, type StoredEvent } from './event-codec';
 import type { JobInsert, PgBossClient, QueueSettings } from './pgboss';
 import { existingQueuesSql, OUT_OF_REACH_RETENTION_SECONDS } from './sql';
@@ -176,12 +177,19 @@ function retrySettings(worker: ResolvedWorkerOptions): QueueSettings {
  * The pg-boss job of a stored event: id from the event id (idempotent enqueue), group = subject so
  * a queue with `subjectConcurrency` can limit how many jobs of one workflow run at once. With
  * `expiresToDeadLetter` pg-boss's retention never deletes it waiting: the broker's expiry sweep
- * dead-letters it instead (see `retention.ts`).
+ * dead-letters it instead (see `retention.ts`). Its start time and priority: the event's extensions
+ * (see {@link deliveryOf}), overridden by `delivery` (the options of `dispatch`).
  */
-export function jobInsertFor(stored: StoredEvent, expiresToDeadLetter: boolean): JobInsert {
+export function jobInsertFor(
+  stored: StoredEvent,
+  expiresToDeadLetter: boolean,
+  delivery: Delivery = {},
+): JobInsert {
   return {
     id: jobIdForEvent(stored.id),
     data: stored,
+    ...deliveryOf(stored),
+    ...delivery,
     ...(stored.subject ? { group: { id: stored.subject } } : {}),
     ...(expiresToDeadLetter ? { retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS } : {}),
   };

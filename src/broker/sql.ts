@@ -193,9 +193,9 @@ export const OUT_OF_REACH_RETENTION_SECONDS = 2_147_483_647;
 
 /**
  * Claims, for the expiry sweep, at most `$1` waiting jobs (created or retry) of any queue with a
- * dead-letter queue that have waited longer than their queue's `retention_seconds` since they were
- * enqueued: marks them `active` (so `deadLetterAttemptsSql` can fail them terminally in the same
- * transaction) and returns `name`, `id`, `retry_count`, `output`, `event_id`, `event_type`,
+ * dead-letter queue that have waited longer than their queue's `retention_seconds` since they came
+ * due (enqueued, or their `start_after` when later): marks them `active` (so `deadLetterAttemptsSql`
+ * can fail them terminally in the same transaction) and returns `name`, `id`, `retry_count`, `output`, `event_id`, `event_type`,
  * `retention_seconds`. Workers skip the locked rows meanwhile; `SKIP LOCKED` lets sweeps of several
  * brokers run side by side.
  */
@@ -208,7 +208,8 @@ export function expiringJobsSql(schema: string): string {
         JOIN ${s}.queue q ON q.name = j.name
        WHERE j.state IN ('created', 'retry')
          AND j.dead_letter IS NOT NULL
-         AND j.created_on + q.retention_seconds * interval '1s' < now()
+         -- From when it came due: a delayed event (startAfter) is not expired by its delay.
+         AND greatest(j.created_on, j.start_after) + q.retention_seconds * interval '1s' < now()
        LIMIT $1
        FOR UPDATE OF j SKIP LOCKED
     )

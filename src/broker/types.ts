@@ -149,6 +149,21 @@ export interface RegisterOptions {
   recreateQueue?: false;
 }
 
+/**
+ * Options of `dispatch` and `dispatchMany`. An event a handler emits asks for the same through its
+ * extensions `startafter` (an ISO 8601 timestamp or seconds) and `priority`.
+ */
+export interface DispatchOptions {
+  /**
+   * Deliver no earlier than this `Date`, or this many seconds from now (the database's clock). The
+   * job waits durably (restarts included) and is picked up by the workers' backstop poll within
+   * `notifyPollingIntervalSeconds` (default 1 s): deferred jobs send no NOTIFY.
+   */
+  startAfter?: Date | number;
+  /** An integer, default 0: within a queue, jobs of higher priority are fetched first. */
+  priority?: number;
+}
+
 /** Receives events: workflow completions, domained events. Throwing makes the broker retry the event. */
 export type BrokerEventListener = (event: ArvoEvent) => void | Promise<void>;
 
