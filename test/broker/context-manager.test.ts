@@ -4,6 +4,7 @@ import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { PostgresEventBroker } from '../../src/broker/index';
 import type { Logger } from '../../src/shared/logger';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 
 // Not through ./support: it registers a context manager for the whole process, which is what this file varies.
@@ -17,9 +18,7 @@ describe('PostgresEventBroker: a missing OpenTelemetry context manager', () => {
   before(async () => {
     db = await createTestDatabase('broker_context_manager');
   });
-  after(async () => {
-    await db.drop();
-  });
+  after(() => closeAll(db));
 
   async function startAndStop(logger: Logger): Promise<void> {
     const broker = new PostgresEventBroker({ connectionString: db.url, logger });

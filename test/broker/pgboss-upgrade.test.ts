@@ -9,6 +9,7 @@ import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import { PgBoss as PgBoss125 } from 'pg-boss-12-5';
 import { PostgresEventBroker } from '../../src/broker/index';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
 
@@ -19,10 +20,7 @@ before(async () => {
   db = await createTestDatabase('broker_pgboss_upgrade');
   pool = newPool(db.url);
 });
-after(async () => {
-  await pool.end();
-  await db.drop();
-});
+after(() => closeAll(pool, db));
 
 describe('pg-boss 12.5 schema → this broker (pg-boss 12.38)', () => {
   it('migrates a 12.5 schema holding waiting, deferred and completed jobs and delivers the waiting ones', async () => {

@@ -19,6 +19,7 @@ import { InvalidOptionError } from '../../src/shared/errors';
 import { silentLogger } from '../../src/shared/logger';
 import { waitFor } from '../broker/support';
 import { arvoToolsMemory, createArvoToolsTables } from '../support/arvo-tools-layout';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
 import { deliverAll } from '../support/fixture-driver';
 import {
@@ -54,10 +55,7 @@ before(async () => {
   await admin.query(format('ALTER DATABASE %I SET timezone = %L', db.name, DATABASE_TIME_ZONE));
   await admin.query('DISCARD ALL');
 });
-after(async () => {
-  await admin.end();
-  await db.drop();
-});
+after(() => closeAll(admin, db));
 
 describe('migrateFromArvoTools', () => {
   it('copies parent/child workflows with versions, hierarchy and timestamps; refuses live locks; then they complete on the broker', async () => {

@@ -25,6 +25,7 @@ import {
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
 import { silentLogger } from '../../src/shared/logger';
 import { clientEvent, handler, newPool, replyTo, waitFor } from '../broker/support';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { createServiceFixture } from '../support/orchestrator';
 
@@ -129,14 +130,7 @@ describe('bad input: typed errors, nothing executed, nothing lost', () => {
     await lock.start();
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 2000 });
-    await memory?.close();
-    await otherMemory?.close();
-    await lock?.close();
-    await pool?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, memory, otherMemory, lock, pool, db));
 
   const url = () => db.url;
   const optionError = (path: string): Expectation => ({

@@ -20,6 +20,7 @@ import {
 } from '../../src/memory/index';
 import { memoryLogger, waitFor } from '../broker/support';
 import { runCliInProcess } from '../support/cli';
+import { closeAll } from '../support/close';
 import { createTestDatabase, createTestRole, type TestDatabase } from '../support/database';
 import { createInitEvent, createOrchestratorFixture, createServiceFixture } from '../support/orchestrator';
 
@@ -67,11 +68,7 @@ describe('least privilege: the application runs as a role without DDL rights', (
     }
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 2000 });
-    await memory?.close();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, memory, db));
 
   it('completes a workflow with only the documented GRANTs', async () => {
     memory = await connectPostgresMachineMemory({ connectionString: appUrl, migrate: 'noop', logger });

@@ -15,6 +15,7 @@ import { connectPostgresMachineMemory, type PostgresMachineMemory } from '../../
 import { InvalidOptionError } from '../../src/shared/errors';
 import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
 import { runCliInProcess } from '../support/cli';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordSpans } from '../support/telemetry';
 
@@ -134,12 +135,7 @@ describe('redaction matrix: password shapes × ways of giving them × places', (
     await broker.start();
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 2000 });
-    await memory?.close();
-    await admin?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, memory, admin, db));
 
   it('masks every case in thrown errors and spans, and keeps the text around it', async () => {
     for (const [index, c] of CASES.entries()) {

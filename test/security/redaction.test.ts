@@ -13,6 +13,7 @@ import { PostgresEventBroker } from '../../src/broker/index';
 import { createPostgresLock } from '../../src/lock/index';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
 import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
+import { closeAll } from '../support/close';
 import { createTestDatabase, createTestRole, type TestDatabase } from '../support/database';
 import { freePort } from '../support/postgres-server';
 import { recordSpans } from '../support/telemetry';
@@ -51,11 +52,7 @@ describe('redaction: no password or Authorization value leaves the library', () 
     await admin.query(`ALTER DATABASE ${db.name} OWNER TO ${ROLE}`);
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 2000 });
-    await admin?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, admin, db));
 
   async function capture(fn: () => Promise<unknown>): Promise<void> {
     try {

@@ -17,6 +17,7 @@ import { ArvoPostgresError } from '../../src/shared/errors';
 import { MAX_INDEXED_TEXT_BYTES } from '../../src/shared/indexed-text';
 import { silentLogger } from '../../src/shared/logger';
 import { clientEvent, handler, newPool, waitFor } from '../broker/support';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 
 /** Random text of exactly `bytes` UTF-8 bytes that no compression shrinks (base64url survives URI encoding). */
@@ -63,13 +64,7 @@ describe('MAX_INDEXED_TEXT_BYTES: the largest subject works end to end, one byte
     await lock.start();
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 2000 });
-    await memory?.close();
-    await lock?.close();
-    await pool?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, memory, lock, pool, db));
 
   it('is the real constraint: pg-boss group-key index takes the limit and refuses one byte more (54000)', async () => {
     assert.equal(QUEUE.length, 200);

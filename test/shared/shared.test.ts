@@ -11,6 +11,7 @@ import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, isSecretKey, redactSecrets } from '../../src/shared/redact';
 import { readDatabaseId } from '../../src/shared/transaction';
+import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
 import { waitFor } from '../support/wait';
 
@@ -79,9 +80,7 @@ describe('connection options', () => {
   before(async () => {
     db = await createTestDatabase('shared');
   });
-  after(async () => {
-    await db.drop();
-  });
+  after(() => closeAll(db));
 
   it('requires exactly one way to connect', () => {
     assert.throws(() => resolveConnection({}), /connectionString/);
@@ -151,10 +150,7 @@ describe('migration indexes', () => {
     db = await createTestDatabase('shared_indexes');
     admin = testPool(db.url, 2);
   });
-  after(async () => {
-    await admin.end();
-    await db.drop();
-  });
+  after(() => closeAll(admin, db));
 
   it('refuses a migration whose index name is taken by another table of the schema, applying nothing', async () => {
     // `wf`'s index on (status, updated_at) and `wf_status`'s on (updated_at) are both named
