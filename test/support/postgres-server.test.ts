@@ -5,34 +5,19 @@
  * EACCES`); the same copy starts once the folder can be entered.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmod, cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { root, runTypeScript } from './process';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const asRoot = process.getuid?.() === 0;
 
-/** Runs `start.ts` in `folder` and returns its exit code and output. */
-function startIn(folder: string): Promise<{ code: number | null; output: string; ms: number }> {
+/** Runs `start.ts` in `folder` and returns its exit code and output (stdout, then stderr). */
+async function startIn(folder: string): Promise<{ code: number | null; output: string; ms: number }> {
   const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'start.ts'], {
-      cwd: folder,
-      env: { ...process.env, DATABASE_URL: undefined },
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      output += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output, ms: Date.now() - started }));
-  });
+  const run = await runTypeScript('start.ts', [], { cwd: folder });
+  return { code: run.code, output: run.stdout + run.stderr, ms: Date.now() - started };
 }
 
 describe('embedded PostgreSQL from a folder the postgres user cannot enter', {
