@@ -8,7 +8,7 @@ import {
   PostgresLock,
 } from '../../src/lock/index';
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
-import { closeWhileBlocked, waitUntilBlocked } from '../support/blocking';
+import { closeDuringSweep } from '../support/blocking';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordStatements } from '../support/statements';
 import { waitFor } from '../support/wait';
@@ -222,34 +222,18 @@ describe('PostgresLock', () => {
   });
 
   it('close() waits for a sweep in progress, which stops after its current batch', async () => {
-    await openLock({ table: 'close_sweep' });
-    const pool = new pg.Pool({ connectionString: db.url, max: 3 });
-    const blocker = new pg.Client({ connectionString: db.url });
-    await blocker.connect();
-    try {
-      await pool.query(
-        `INSERT INTO public.close_sweep (key, owner, acquired_at, expires_at)
-         SELECT 'k' || i, 'gone', now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 3000) i`,
-      );
-      await blocker.query('BEGIN');
-      await blocker.query('LOCK TABLE public.close_sweep IN ACCESS EXCLUSIVE MODE');
-      const lock = await createPostgresLock({
-        pool,
-        table: 'close_sweep',
-        migrate: false,
-        sweepIntervalMs: 50,
-      });
-      await waitUntilBlocked(pool, 'SKIP LOCKED', 'the sweep waits for the table');
-      await closeWhileBlocked(() => lock.close(), blocker);
-      const count = async () =>
-        (await pool.query('SELECT count(*)::int AS n FROM public.close_sweep')).rows[0].n;
-      assert.equal(await count(), 2000, 'the batch in flight (1000 rows) finished, no further batch ran');
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(await count(), 2000, 'no sweep after close');
-    } finally {
-      await blocker.end();
-      await pool.end();
-    }
+    const migrated = await openLock({ table: 'close_sweep' });
+    await migrated.pool.query(
+      `INSERT INTO public.close_sweep (key, owner, acquired_at, expires_at)
+       SELECT 'k' || i, 'gone', now() - interval '2 hours', now() - interval '1 hour' FROM generate_series(1, 3000) i`,
+    );
+    await closeDuringSweep(db.url, {
+      table: 'close_sweep',
+      sweepFragment: 'SKIP LOCKED',
+      open: (pool) => createPostgresLock({ pool, table: 'close_sweep', migrate: false, sweepIntervalMs: 50 }),
+      remaining: 2000,
+      batch: '1000 rows',
+    });
   });
 
   it('rejects hostile schema and table names before running anything', async () => {

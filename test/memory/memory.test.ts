@@ -15,7 +15,7 @@ import {
 import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../../src/shared/errors';
 import { applyMigrations } from '../../src/shared/migrations';
 import { type AmbientTransaction, runInAmbientTransaction } from '../../src/shared/transaction';
-import { closeWhileBlocked, waitUntilBlocked } from '../support/blocking';
+import { closeDuringSweep, waitUntilBlocked } from '../support/blocking';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { recordStatements } from '../support/statements';
 import { waitFor } from '../support/wait';
@@ -754,36 +754,26 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
        SELECT 's' || i, '{}', 1, 's' || i, 'done', now() - interval '1 hour' FROM generate_series(1, 600) i`,
     );
     const warnings: string[] = [];
-    const pool = new pg.Pool({ connectionString: db.url, max: 3 });
-    const blocker = new pg.Client({ connectionString: db.url });
-    await blocker.connect();
-    try {
-      await blocker.query('BEGIN');
-      await blocker.query('LOCK TABLE public.cs_state IN ACCESS EXCLUSIVE MODE');
-      const memory = await connectPostgresMachineMemory({
-        pool,
-        tables,
-        migrate: 'noop',
-        logger: {
-          debug() {},
-          info() {},
-          warn: (m: string) => warnings.push(m),
-          error: (m: string) => warnings.push(m),
-        },
-        retention: { finishedAfterMs: 1_000, sweepIntervalMs: 50 },
-      });
-      await waitUntilBlocked(admin, 'WITH roots AS', 'the sweep waits for the table');
-      await closeWhileBlocked(() => memory.close(), blocker);
-      const count = async () =>
-        (await admin.query('SELECT count(*)::int AS n FROM public.cs_state')).rows[0].n;
-      assert.equal(await count(), 100, 'the batch in flight (500 trees) finished, no further batch ran');
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(await count(), 100, 'no sweep after close');
-      assert.deepEqual(warnings, []);
-    } finally {
-      await blocker.end();
-      await pool.end();
-    }
+    await closeDuringSweep(db.url, {
+      table: 'cs_state',
+      sweepFragment: 'WITH roots AS',
+      open: (pool) =>
+        connectPostgresMachineMemory({
+          pool,
+          tables,
+          migrate: 'noop',
+          logger: {
+            debug() {},
+            info() {},
+            warn: (m: string) => warnings.push(m),
+            error: (m: string) => warnings.push(m),
+          },
+          retention: { finishedAfterMs: 1_000, sweepIntervalMs: 50 },
+        }),
+      remaining: 100,
+      batch: '500 trees',
+    });
+    assert.deepEqual(warnings, []);
   });
 
   it('refuses to work after close', async () => {
