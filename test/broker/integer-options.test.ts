@@ -12,33 +12,25 @@ import { MAX_PG_INTEGER } from '../../src/shared/options';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { handler } from './support';
 
+/** An option of the per-queue defaults (`defaults.<section>` at the constructor, `<section>` at register). */
+function perQueue(
+  section: 'worker' | 'queue',
+  option: string,
+): [string, (value: number) => object, (value: number) => object] {
+  return [
+    option,
+    (v) => ({ defaults: { [section]: { [option]: v } } }),
+    (v) => ({ [section]: { [option]: v } }),
+  ];
+}
+
 /** [option path, options of that value at the constructor, options of that value at register]. */
 const INTEGER_OPTIONS: Array<[string, (value: number) => object, ((value: number) => object) | null]> = [
-  [
-    'retryDelay',
-    (v) => ({ defaults: { worker: { retryDelay: v } } }),
-    (v) => ({ worker: { retryDelay: v } }),
-  ],
-  [
-    'retryDelayMax',
-    (v) => ({ defaults: { worker: { retryDelayMax: v } } }),
-    (v) => ({ worker: { retryDelayMax: v } }),
-  ],
-  [
-    'retentionSeconds',
-    (v) => ({ defaults: { queue: { retentionSeconds: v } } }),
-    (v) => ({ queue: { retentionSeconds: v } }),
-  ],
-  [
-    'deleteAfterSeconds',
-    (v) => ({ defaults: { queue: { deleteAfterSeconds: v } } }),
-    (v) => ({ queue: { deleteAfterSeconds: v } }),
-  ],
-  [
-    'warningQueueSize',
-    (v) => ({ defaults: { queue: { warningQueueSize: v } } }),
-    (v) => ({ queue: { warningQueueSize: v } }),
-  ],
+  perQueue('worker', 'retryDelay'),
+  perQueue('worker', 'retryDelayMax'),
+  perQueue('queue', 'retentionSeconds'),
+  perQueue('queue', 'deleteAfterSeconds'),
+  perQueue('queue', 'warningQueueSize'),
   ['deadLetterRetentionSeconds', (v) => ({ deadLetterRetentionSeconds: v }), null],
 ];
 
