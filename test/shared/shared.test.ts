@@ -250,64 +250,58 @@ describe('numeric options', () => {
 describe('startPeriodic', () => {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  it('never overlaps a slow run, logs failures and stops', async () => {
-    const warnings: string[] = [];
+  /** `startPeriodic` over `body` (given the number of its run), counting the runs and keeping what it logs. */
+  function counted(intervalMs: number, body: (run: number) => Promise<void>, failure = 'the task failed') {
+    const seen = { runs: 0, warnings: [] as string[] };
     const logger: Logger = {
       debug() {},
       info() {},
-      warn: (message: string) => warnings.push(message),
+      warn: (message: string) => seen.warnings.push(message),
       error() {},
     };
-    let runs = 0;
+    const task = startPeriodic(intervalMs, () => body(++seen.runs), logger, failure);
+    return { task, seen };
+  }
+
+  it('never overlaps a slow run, logs failures and stops', async () => {
     let inFlight = 0;
     let maxInFlight = 0;
     let release: () => void = () => {};
-    const task = startPeriodic(
+    const { task, seen } = counted(
       10,
-      async () => {
-        runs += 1;
+      async (run) => {
         inFlight += 1;
         maxInFlight = Math.max(maxInFlight, inFlight);
         try {
-          if (runs === 1) await new Promise<void>((resolve) => (release = resolve));
-          if (runs === 2) throw new Error('sweep broke');
+          if (run === 1) await new Promise<void>((resolve) => (release = resolve));
+          if (run === 2) throw new Error('sweep broke');
         } finally {
           inFlight -= 1;
         }
       },
-      logger,
       'the sweep failed',
     );
     try {
-      await waitFor('the first run started', () => runs >= 1, 20_000, 5);
+      await waitFor('the first run started', () => seen.runs >= 1, 20_000, 5);
       await sleep(100);
-      assert.equal(runs, 1, 'no run starts while the first one is still going');
+      assert.equal(seen.runs, 1, 'no run starts while the first one is still going');
       release();
-      await waitFor('two more runs', () => runs >= 3, 20_000, 5);
+      await waitFor('two more runs', () => seen.runs >= 3, 20_000, 5);
       assert.equal(maxInFlight, 1);
-      assert.deepEqual(warnings, ['the sweep failed']);
+      assert.deepEqual(seen.warnings, ['the sweep failed']);
     } finally {
       await task.stop();
     }
     await sleep(30);
-    const stoppedAt = runs;
+    const stoppedAt = seen.runs;
     await sleep(100);
-    assert.equal(runs, stoppedAt, 'no run after stop');
+    assert.equal(seen.runs, stoppedAt, 'no run after stop');
   });
 
   it('stop() resolves only once the run in progress has finished, and no run follows', async () => {
-    let runs = 0;
     let release: () => void = () => {};
-    const task = startPeriodic(
-      10,
-      async () => {
-        runs += 1;
-        await new Promise<void>((resolve) => (release = resolve));
-      },
-      { debug() {}, info() {}, warn() {}, error() {} },
-      'unused',
-    );
-    await waitFor('the first run started', () => runs >= 1, 20_000, 5);
+    const { task, seen } = counted(10, () => new Promise<void>((resolve) => (release = resolve)));
+    await waitFor('the first run started', () => seen.runs >= 1, 20_000, 5);
     let stopped = false;
     const stopping = task.stop().then(() => {
       stopped = true;
@@ -317,25 +311,17 @@ describe('startPeriodic', () => {
     release();
     await stopping;
     await sleep(100);
-    assert.equal(runs, 1, 'no run after stop');
+    assert.equal(seen.runs, 1, 'no run after stop');
   });
 
   it('logs a task that throws synchronously and keeps running it', async () => {
-    const warnings: string[] = [];
-    let runs = 0;
-    const task = startPeriodic(
-      10,
-      () => {
-        runs += 1;
-        if (runs === 1) throw new Error('thrown before any promise');
-        return Promise.resolve();
-      },
-      { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} },
-      'the task failed',
-    );
+    const { task, seen } = counted(10, (run) => {
+      if (run === 1) throw new Error('thrown before any promise');
+      return Promise.resolve();
+    });
     try {
-      await waitFor('runs after the synchronous throw', () => runs >= 3, 20_000, 5);
-      assert.deepEqual(warnings, ['the task failed']);
+      await waitFor('runs after the synchronous throw', () => seen.runs >= 3, 20_000, 5);
+      assert.deepEqual(seen.warnings, ['the task failed']);
     } finally {
       await task.stop();
     }
@@ -349,17 +335,9 @@ describe('startPeriodic', () => {
   });
 
   it('does nothing with an interval of 0', async () => {
-    let runs = 0;
-    const task = startPeriodic(
-      0,
-      async () => {
-        runs += 1;
-      },
-      { debug() {}, info() {}, warn() {}, error() {} },
-      'unused',
-    );
+    const { task, seen } = counted(0, async () => {});
     await sleep(50);
     await task.stop();
-    assert.equal(runs, 0);
+    assert.equal(seen.runs, 0);
   });
 });
