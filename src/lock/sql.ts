@@ -8,7 +8,8 @@ import { qualifiedName } from '../shared/identifiers';
 export interface LockStatements {
   /**
    * `$1` key, `$2` owner, `$3` ttl in ms. Inserts the lock, or takes over an expired row with a new
-   * fencing token; returns no row when a live lock is held by someone else.
+   * fencing token; returns no row when a live lock is held by someone else. `acquired_at` and
+   * `expires_at` come from one clock reading, so a lock lives exactly its TTL.
    */
   acquire: string;
   /** `$1` key, `$2` owner, `$3` fencing token. Deletes the lock only when both still match. */
@@ -26,7 +27,8 @@ export function lockStatements(schema: string, table: string): LockStatements {
   const returning = 'RETURNING key, owner, fencing_token::text AS fencing_token, expires_at';
   return {
     acquire: `INSERT INTO ${name} AS l (key, owner, acquired_at, expires_at)
-VALUES ($1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 millisecond')
+SELECT $1::text, $2::text, c.at, c.at + $3::bigint * interval '1 millisecond'
+FROM (SELECT clock_timestamp() AS at) c
 ON CONFLICT (key) DO UPDATE SET
   owner = EXCLUDED.owner,
   fencing_token = nextval(pg_get_serial_sequence(${format.literal(name)}, 'fencing_token')),
