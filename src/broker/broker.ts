@@ -1,10 +1,20 @@
 import type { ArvoEvent } from 'arvo-core';
-import { InvalidOptionError } from '../shared/errors';
 import { consoleLogger, type Logger, loggerOption, writeLog } from '../shared/logger';
 import type { PeriodicTask } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { warnIfNoContextManager } from '../shared/telemetry';
 import { readDatabaseId } from '../shared/transaction';
+import {
+  adoptedCompletionOptions,
+  allowStateOutsideOption,
+  filterOption,
+  handlerOption,
+  listenerOption,
+  registerOptions,
+  resolveTimeoutOption,
+  statsQueuesOption,
+  stopTimeoutOption,
+} from './arguments';
 import { CircuitBreaker } from './circuit-breaker';
 import { Consumer, settleWithin } from './consumer';
 import { type DeadLetter, type DeadLetterFilter, DeadLetters } from './dead-letters';
@@ -17,24 +27,11 @@ import {
 } from './errors';
 import { encodeEvent } from './event-codec';
 import { BrokerMetrics } from './metrics';
-import {
-  adoptedCompletionOptions,
-  allowStateOutsideOption,
-  assertStateJoinsTransaction,
-  filterOption,
-  handlerOption,
-  listenerOption,
-  type PostgresEventBrokerOptions,
-  queueNameOption,
-  registerOptions,
-  resolveBrokerOptions,
-  resolveTimeoutOption,
-  statsQueuesOption,
-  stopTimeoutOption,
-} from './options';
+import { type PostgresEventBrokerOptions, queueNameOption, resolveBrokerOptions } from './options';
 import { PgBossClient } from './pgboss';
 import { Producer } from './producer';
 import { Queues } from './queues';
+import { Registrations } from './registrations';
 import { Replies } from './replies';
 import { startExpirySweep } from './retention';
 import { Settlement } from './settle';
@@ -46,7 +43,6 @@ import type {
   DispatchOptions,
   HandlerNotFoundListener,
   RegisterOptions,
-  Registration,
   ResolvedBrokerOptions,
 } from './types';
 import { UnsettledAttempts } from './unsettled';
@@ -70,7 +66,7 @@ export class PostgresEventBroker {
   #pool: ManagedPool | undefined;
   #boss: PgBossClient | undefined;
   #databaseId = '';
-  readonly #registrations = new Map<string, Registration>();
+  readonly #registrations: Registrations;
   readonly #queues: Queues;
   readonly #replies = new Replies();
   readonly #notFoundListeners: HandlerNotFoundListener[] = [];
@@ -89,11 +85,12 @@ export class PostgresEventBroker {
     this.#logger = this.#options.logger ?? consoleLogger;
     this.#dispatchBreaker = new CircuitBreaker(this.#options.circuitBreaker);
     this.#queues = new Queues(this.#options);
+    this.#registrations = new Registrations(this.#queues);
   }
 
   /** Names of the queues this broker serves (handlers, completion listeners, the domained queue). */
   get queues(): string[] {
-    return [...this.#registrations.keys()];
+    return this.#registrations.names();
   }
 
   /** Replaces the logger (console-like or pino-like). */
@@ -112,6 +109,7 @@ export class PostgresEventBroker {
     }
     this.#startPromise ??= this.#start().catch(async (error) => {
       this.#state = 'stopped';
+      this.#registrations.close();
       await this.#boss?.stop({ graceful: false, close: true }).catch(() => {});
       if (this.#pool) await closePool(this.#pool).catch(() => {});
       // stop() returns early on a stopped broker: release the global meter's hold on this one here.
@@ -157,7 +155,7 @@ export class PostgresEventBroker {
     });
     this.#state = 'started';
     this.#expirySweep = startExpirySweep(pool, options, this.#logger);
-    await Promise.all([...this.#registrations.values()].map((registration) => this.#activate(registration)));
+    await this.#registrations.activateAll(this.#consumer, this.#databaseId);
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
     warnIfNoContextManager(this.#logger);
   }
@@ -170,7 +168,7 @@ export class PostgresEventBroker {
   async register(handler: ArvoEventHandlerLike, options: RegisterOptions = {}): Promise<void> {
     const queue = handlerOption(handler);
     const allowStateOutsideBrokerTransaction = allowStateOutsideOption(options);
-    await this.#addRegistration({
+    await this.#registrations.add({
       kind: 'handler',
       queue,
       handler,
@@ -200,7 +198,7 @@ export class PostgresEventBroker {
       existing.listener = listener;
       return;
     }
-    await this.#addRegistration({
+    await this.#registrations.add({
       kind: 'completion',
       queue,
       listener,
@@ -220,7 +218,7 @@ export class PostgresEventBroker {
       existing.listener = listener;
       return;
     }
-    await this.#addRegistration({
+    await this.#registrations.add({
       kind: 'domained',
       queue,
       listener,
@@ -277,7 +275,7 @@ export class PostgresEventBroker {
       // Another resolve() may still be creating the queue the reply has to find.
       await registration.ready;
     } else {
-      await this.#addRegistration({
+      await this.#registrations.add({
         kind: 'completion',
         queue: source,
         queueOptions: this.#options.queue,
@@ -344,6 +342,7 @@ export class PostgresEventBroker {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     if (this.#state === 'starting') await this.#startPromise?.catch(() => {});
     this.#state = 'stopping';
+    this.#registrations.close();
     const timeoutMs = stopTimeoutOption(options);
     this.#replies.rejectAll();
     await this.#expirySweep?.stop();
@@ -359,36 +358,6 @@ export class PostgresEventBroker {
       this.#metrics.close();
       this.#state = 'stopped';
     }
-  }
-
-  async #addRegistration(registration: Registration): Promise<void> {
-    if (this.#state === 'stopping' || this.#state === 'stopped') throw new BrokerNotStartedError('register');
-    if (registration.kind !== 'domained' && this.#queues.isReserved(registration.queue)) {
-      throw new InvalidOptionError(
-        'source',
-        `${JSON.stringify(registration.queue)} is a dead-letter or unroutable queue of this broker`,
-      );
-    }
-    if (this.#registrations.has(registration.queue)) throw new DuplicateRegistrationError(registration.queue);
-    this.#registrations.set(registration.queue, registration);
-    if (this.#state !== 'started') return;
-    try {
-      await this.#activate(registration);
-    } catch (error) {
-      // Not registered after all: the caller may fix the cause and register again.
-      this.#registrations.delete(registration.queue);
-      throw error;
-    }
-  }
-
-  /** Creates/updates the queue and starts its worker (once). */
-  #activate(registration: Registration): Promise<void> {
-    registration.ready ??= (async () => {
-      assertStateJoinsTransaction(registration, this.#databaseId);
-      await this.#queues.createServed(registration);
-      await this.#consumer!.start(registration);
-    })();
-    return registration.ready;
   }
 
   #assertStarted(operation: string): void {

@@ -1,5 +1,6 @@
 // Public API of src/broker.
 
+export { MAX_DISPATCH_BATCH } from './arguments';
 export { PostgresEventBroker } from './broker';
 export {
   type DeadLetter,
@@ -27,11 +28,10 @@ export {
   UnclaimedReplyError,
   UnroutableEventError,
 } from './errors';
-export {
-  type BrokerQueueOptions,
-  type BrokerWorkerOptions,
-  MAX_DISPATCH_BATCH,
-  type PostgresEventBrokerOptions,
+export type {
+  BrokerQueueOptions,
+  BrokerWorkerOptions,
+  PostgresEventBrokerOptions,
 } from './options';
 export type { FailureAction, FailureKind } from './policy';
 export { type BrokerQueueStats, queryQueueStats } from './stats';

@@ -8,7 +8,6 @@ import {
   expectObject,
   integerOption,
   MAX_PG_INTEGER,
-  MAX_TIMER_MS,
   type NumericRange,
   numberOption,
   numericFields,
@@ -16,11 +15,8 @@ import {
 } from '../shared/options';
 import { CONNECTION_OPTION_KEYS, resolveConnection } from '../shared/pool';
 import { resolveCircuitBreakerOptions } from './circuit-breaker';
-import { type Delivery, priorityValue, startAfterValue, withoutUndefined } from './delivery';
-import { StateOutsideBrokerTransactionError } from './errors';
 import type {
   BrokerQueueOptions,
-  Registration,
   ResolvedBrokerOptions,
   ResolvedQueueOptions,
   ResolvedWorkerOptions,
@@ -101,18 +97,6 @@ const WORKER_RANGES = {
   retryDelayMax: { min: 1, max: MAX_PG_INTEGER },
   expireInSeconds: { min: 1, max: DAY },
 } satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
-
-/**
- * Refuses `@arvo-tools/postgres`'s `recreateQueue: true` among the options of `register` or
- * `onWorkflowComplete`: recreating a queue deletes the jobs waiting in it, on every deploy that runs it.
- */
-function refuseRecreateQueue(options: Record<string, unknown>): void {
-  if (options.recreateQueue === undefined || options.recreateQueue === false) return;
-  throw new InvalidOptionError(
-    'recreateQueue',
-    'refused: recreating a queue deletes every job waiting in it (events accepted but not yet handled would be lost on each deploy). Remove the option: registering again with changed `queue` options updates the queue in place and keeps its jobs (only `policy` and `partition` are fixed at creation)',
-  );
-}
 
 /** An options object with only `keys`, or undefined when not given. */
 function givenObject(value: unknown, option: string, keys: string[]): Record<string, unknown> | undefined {
@@ -323,128 +307,4 @@ export function deadLetterQueuesOption(value: unknown, option = 'deadLetterQueue
   const names = value ?? [DEFAULT_DEAD_LETTER_QUEUE];
   if (!Array.isArray(names)) throw new InvalidOptionError(option, 'expected an array of queue names');
   return names.map((name, index) => queueNameOption(name, `${option}[${index}]`));
-}
-
-// ---------------------------------------------------------------- per-call arguments of the broker
-
-/** `register`'s handler: an object with `execute`; returns its queue (`source`). */
-export function handlerOption(handler: unknown): string {
-  if (
-    typeof handler !== 'object' ||
-    handler === null ||
-    typeof (handler as { execute?: unknown }).execute !== 'function'
-  ) {
-    throw new InvalidOptionError('handler', 'expected an Arvo event handler (with `source` and `execute`)');
-  }
-  return queueNameOption((handler as { source?: unknown }).source, 'handler.source');
-}
-
-/** `register`'s `allowStateOutsideBrokerTransaction` (default false). */
-export function allowStateOutsideOption(
-  options: { allowStateOutsideBrokerTransaction?: unknown } | undefined,
-): boolean {
-  const allowed = options?.allowStateOutsideBrokerTransaction;
-  if (allowed !== undefined && typeof allowed !== 'boolean') {
-    throw new InvalidOptionError('allowStateOutsideBrokerTransaction', 'expected a boolean');
-  }
-  return allowed ?? false;
-}
-
-/** `register`/`onWorkflowComplete` options: queue and worker options over the broker's defaults. */
-export function registerOptions(
-  options: unknown,
-  defaults: ResolvedBrokerOptions,
-): { queueOptions: ResolvedQueueOptions; workerOptions: ResolvedWorkerOptions } {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidOptionError('options', 'expected an object');
-  }
-  refuseRecreateQueue(options as Record<string, unknown>);
-  const given = options as { queue?: unknown; worker?: unknown };
-  return {
-    queueOptions: resolveQueueOptions(given.queue, 'queue', defaults.queue),
-    workerOptions: resolveWorkerOptions(given.worker, 'worker', defaults.worker),
-  };
-}
-
-/** Most events one `dispatchMany` call takes: one statement per destination queue must stay modest. */
-export const MAX_DISPATCH_BATCH = 1000;
-
-/** `dispatch`/`dispatchMany` options: when and how urgently the jobs run (see `delivery.ts`). */
-export function dispatchOptions(options: unknown): Delivery {
-  const given = expectObject(options, 'options');
-  expectKnownKeys(given, ['startAfter', 'priority'], 'options');
-  const startAfter = startAfterValue(given.startAfter, 'startAfter');
-  return withoutUndefined({ startAfter, priority: priorityValue(given.priority, 'priority') });
-}
-
-/** `dispatchMany`'s events: an array of 1 to {@link MAX_DISPATCH_BATCH} (each checked by the codec). */
-export function dispatchBatchOption(events: unknown): unknown[] {
-  if (!Array.isArray(events) || events.length === 0 || events.length > MAX_DISPATCH_BATCH) {
-    throw new InvalidOptionError('events', `expected an array of 1 to ${MAX_DISPATCH_BATCH} events`);
-  }
-  return events;
-}
-
-/** A listener argument (`onWorkflowComplete`, `onDomainedEvent`, `onHandlerNotFound`). */
-export function listenerOption<T>(listener: T, message = 'expected a function'): T {
-  if (typeof listener !== 'function') throw new InvalidOptionError('listener', message);
-  return listener;
-}
-
-/** `resolve()`'s `timeoutMs` (default 30 s). */
-export function resolveTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  return integerOption(options?.timeoutMs, 'timeoutMs', { min: 1, max: MAX_TIMER_MS }, 30_000);
-}
-
-/** `stop()`'s `timeoutMs` (default 30 s; pg-boss waits at least one second). */
-export function stopTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  const given = integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000);
-  return Math.max(1000, given);
-}
-
-/** `getStats()`'s `queues`: names (validated), `'all'`, or undefined for the broker's own. */
-export function statsQueuesOption(options: unknown): string[] | 'all' | undefined {
-  const given = expectObject(options, 'options').queues;
-  if (given === undefined || given === 'all') return given;
-  if (!Array.isArray(given))
-    throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
-  return given.map((name, index) => queueNameOption(name, `queues[${index}]`));
-}
-
-/** A dead-letter filter argument (`listDeadLetters`, `redriveDeadLetters`): an object. */
-export function filterOption<T>(filter: T): T {
-  return expectObject(filter, 'filter') as T;
-}
-
-/** `onWorkflowComplete` adopting the completion queue `resolve()` created with the defaults: refuses options. */
-export function adoptedCompletionOptions(queue: string, options: unknown): void {
-  if (options !== undefined) {
-    throw new InvalidOptionError(
-      'options',
-      `the completion queue ${JSON.stringify(queue)} was created by resolve() with the defaults; call onWorkflowComplete before resolve() to give it options`,
-    );
-  }
-}
-
-/**
- * Refuses an orchestrator whose memory cannot join the job's transaction (see
- * `allowStateOutsideBrokerTransaction`): a `PostgresMachineMemory` joins it exactly when it is on
- * the broker's database (`databaseId`); any other memory never does. Checked once connected.
- */
-export function assertStateJoinsTransaction(registration: Registration, databaseId: string): void {
-  const memory = registration.handler?.memory;
-  if (memory === undefined || memory === null || registration.allowStateOutsideBrokerTransaction) return;
-  const memoryDatabaseId = (memory as { databaseId?: unknown }).databaseId;
-  if (typeof memoryDatabaseId !== 'string') {
-    throw new StateOutsideBrokerTransactionError(
-      registration.queue,
-      'in a memory that is not a PostgresMachineMemory',
-    );
-  }
-  if (memoryDatabaseId !== databaseId) {
-    throw new StateOutsideBrokerTransactionError(
-      registration.queue,
-      "in a PostgresMachineMemory on another database than the broker's",
-    );
-  }
 }

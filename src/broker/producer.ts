@@ -1,11 +1,11 @@
 import { SpanKind } from '@opentelemetry/api';
 import { withSpan } from '../shared/telemetry';
+import { dispatchBatchOption, dispatchOptions } from './arguments';
 import type { CircuitBreaker } from './circuit-breaker';
 import type { Delivery } from './delivery';
 import { InternalQueueError, InvalidBatchEventError, UnroutableEventError } from './errors';
 import { encodeEvent, eventDestination, jobIdForEvent, type StoredEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
-import { dispatchBatchOption, dispatchOptions } from './options';
 import type { Db } from './pgboss';
 import { type Destination, jobInsertFor, type Queues } from './queues';
 import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './tracing';
