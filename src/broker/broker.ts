@@ -17,6 +17,7 @@ import {
 } from './arguments';
 import { CircuitBreaker } from './circuit-breaker';
 import { Consumer, settleWithin } from './consumer';
+import { DeadLetterAlerts, type DeadLetterListener } from './dead-letter-alerts';
 import { type DeadLetter, type DeadLetterFilter, DeadLetters } from './dead-letters';
 import {
   BrokerNotStartedError,
@@ -74,6 +75,7 @@ export class PostgresEventBroker {
   /** Failed attempts whose settle could not reach PostgreSQL, retried until it is back. */
   readonly #unsettled = new UnsettledAttempts(() => this.#logger);
   readonly #dispatchBreaker: CircuitBreaker;
+  readonly #deadLetterAlerts = new DeadLetterAlerts(this.#metrics, () => this.#logger);
   #deadLetters: DeadLetters | undefined;
   #producer: Producer | undefined;
   #consumer: Consumer | undefined;
@@ -150,11 +152,11 @@ export class PostgresEventBroker {
     this.#consumer = new Consumer(runtime, {
       queues: this.#queues,
       replies: this.#replies,
-      settlement: new Settlement(runtime, this.#unsettled),
+      settlement: new Settlement(runtime, this.#unsettled, this.#deadLetterAlerts),
       notFoundListeners: this.#notFoundListeners,
     });
     this.#state = 'started';
-    this.#expirySweep = startExpirySweep(pool, options, this.#logger);
+    this.#expirySweep = startExpirySweep(pool, options, this.#logger, this.#deadLetterAlerts);
     await this.#registrations.activateAll(this.#consumer, this.#databaseId);
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
     warnIfNoContextManager(this.#logger);
@@ -225,6 +227,14 @@ export class PostgresEventBroker {
       queueOptions: this.#queues.domainedQueueOptions(),
       workerOptions: this.#options.worker,
     });
+  }
+
+  /**
+   * Called once for each job this process dead-letters (failure policy, exhausted retries, expiry
+   * sweep), after the move committed, with its failure record. See README, "Alerting on dead letters".
+   */
+  onDeadLetter(listener: DeadLetterListener): void {
+    this.#deadLetterAlerts.listen(listenerOption(listener));
   }
 
   /** Called (after commit) for every handler output whose `to` has no queue; the event is kept in the unroutable queue. */

@@ -2,6 +2,7 @@
 
 export { MAX_DISPATCH_BATCH } from './arguments';
 export { PostgresEventBroker } from './broker';
+export type { DeadLetterListener } from './dead-letter-alerts';
 export {
   type DeadLetter,
   type DeadLetterFilter,

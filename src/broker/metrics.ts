@@ -56,6 +56,13 @@ const BROKER_METRICS = {
     help: "Copies of a queue's jobs waiting in dead-letter queues.",
     labels: ['queue'],
   },
+  queueDeadLetteredRecently: {
+    name: 'arvo_postgres.queue.dead_lettered_recent',
+    kind: 'gauge',
+    unit: '{job}',
+    help: "Copies of a queue's jobs dead-lettered in the last 15 minutes and still waiting (alert on > 0).",
+    labels: ['queue'],
+  },
   queueOldestAge: {
     name: 'arvo_postgres.queue.oldest_age',
     kind: 'gauge',
@@ -144,6 +151,11 @@ function queueGaugeSamples(stats: BrokerQueueStats[]): GaugeSample[] {
       value: queue.deadLettered,
     });
     samples.push({
+      metric: BROKER_METRICS.queueDeadLetteredRecently,
+      labels: { queue: queue.name },
+      value: queue.deadLetteredRecently,
+    });
+    samples.push({
       metric: BROKER_METRICS.queueOldestAge,
       labels: { queue: queue.name },
       value: (queue.oldestQueuedAgeMs ?? 0) / 1000,
@@ -230,10 +242,14 @@ export class BrokerMetrics {
     this.#record(BROKER_METRICS.processed, { queue });
   }
 
-  /** An attempt of a job of `queue` failed; `deadLettered` when it went to the dead-letter queue. */
-  failed(queue: string, kind: FailureKind, deadLettered: boolean): void {
+  /** An attempt of a job of `queue` failed (retried or dead-lettered). */
+  failed(queue: string, kind: FailureKind): void {
     this.#record(BROKER_METRICS.failed, { queue, kind });
-    if (deadLettered) this.#record(BROKER_METRICS.deadLettered, { queue, kind });
+  }
+
+  /** A job of `queue` went to its dead-letter queue (see `dead-letter-alerts.ts`). */
+  deadLettered(queue: string, kind: FailureKind): void {
+    this.#record(BROKER_METRICS.deadLettered, { queue, kind });
   }
 
   /** A job of `queue` found the workflow lock taken and was rescheduled. */

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../shared/logger';
 import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { describeError } from '../shared/redact';
+import type { DeadLetterAlerts } from './dead-letter-alerts';
 import { failureHistory, type JobFailureRecord } from './dead-letters';
 import { EventExpiredError } from './errors';
 import { deadLetterAttempts } from './pgboss';
@@ -28,12 +29,17 @@ interface ExpiringJob {
  * pg-boss's own retention never deletes such a job first: the broker inserts every job with its
  * `keep_until` out of reach (see `OUT_OF_REACH_RETENTION_SECONDS`). Returns how many were moved.
  */
-export async function deadLetterExpiredJobs(pool: pg.Pool, schema: string): Promise<number> {
+export async function deadLetterExpiredJobs(
+  pool: pg.Pool,
+  schema: string,
+  alerts?: DeadLetterAlerts,
+): Promise<number> {
   let moved = 0;
   for (;;) {
-    const batch = await deadLetterExpiredBatch(pool, schema);
-    moved += batch;
-    if (batch < EXPIRY_BATCH_SIZE) return moved;
+    const records = await deadLetterExpiredBatch(pool, schema);
+    alerts?.deadLettered(records);
+    moved += records.length;
+    if (records.length < EXPIRY_BATCH_SIZE) return moved;
   }
 }
 
@@ -42,22 +48,25 @@ export function startExpirySweep(
   pool: pg.Pool,
   options: ResolvedBrokerOptions,
   logger: Logger,
+  alerts: DeadLetterAlerts,
 ): PeriodicTask {
   return startPeriodic(
     options.maintenanceIntervalSeconds * 1000,
-    () => deadLetterExpiredJobs(pool, options.schema),
+    () => deadLetterExpiredJobs(pool, options.schema, alerts),
     logger,
     'arvo-postgres broker: the retention sweep (expired events to the dead-letter queue) failed; retried next interval',
   );
 }
 
-async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<number> {
+/** Dead-letters one batch of expired jobs in one transaction; returns their records once committed. */
+async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<JobFailureRecord[]> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
     const { rows } = await client.query<ExpiringJob>(expiringJobsSql(schema), [EXPIRY_BATCH_SIZE]);
     const byQueue = new Map<string, Array<{ id: string; retry_count: number; output: JobFailureRecord }>>();
     const failedAt = new Date().toISOString();
+    const records: JobFailureRecord[] = [];
     for (const row of rows) {
       const record: JobFailureRecord = {
         kind: 'expired',
@@ -69,6 +78,7 @@ async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<nu
         failedAt,
         history: failureHistory(row.output),
       };
+      records.push(record);
       const attempts = byQueue.get(row.name) ?? [];
       attempts.push({ id: row.id, retry_count: row.retry_count, output: record });
       byQueue.set(row.name, attempts);
@@ -78,7 +88,7 @@ async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<nu
     }
     await client.query('COMMIT');
     client.release();
-    return rows.length;
+    return records;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
     client.release(error instanceof Error ? error : true);

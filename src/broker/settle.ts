@@ -1,6 +1,7 @@
 import type { ArvoEvent } from 'arvo-core';
 import { writeLog } from '../shared/logger';
 import { describeError } from '../shared/redact';
+import type { DeadLetterAlerts } from './dead-letter-alerts';
 import { failureHistory, type JobFailureRecord } from './dead-letters';
 import { isConnectionFailure } from './errors';
 import { nameBasedUuid } from './event-codec';
@@ -18,10 +19,12 @@ import type { UnsettledAttempts } from './unsettled';
 export class Settlement {
   readonly #runtime: BrokerRuntime;
   readonly #unsettled: UnsettledAttempts;
+  readonly #alerts: DeadLetterAlerts;
 
-  constructor(runtime: BrokerRuntime, unsettled: UnsettledAttempts) {
+  constructor(runtime: BrokerRuntime, unsettled: UnsettledAttempts, alerts: DeadLetterAlerts) {
     this.#runtime = runtime;
     this.#unsettled = unsettled;
+    this.#alerts = alerts;
   }
 
   /**
@@ -50,8 +53,12 @@ export class Settlement {
       history: failureHistory(job.output),
     };
     const deadLetter = action === 'deadLetter';
-    const settle = () =>
-      deadLetter ? this.#runtime.boss.deadLetter(job, record) : this.#runtime.boss.fail(job, record);
+    const terminal = deadLetter || job.retryCount >= job.retryLimit;
+    // Retried as a whole by `unsettled.ts`: the alert follows whichever attempt commits.
+    const settle = async () => {
+      await (deadLetter ? this.#runtime.boss.deadLetter(job, record) : this.#runtime.boss.fail(job, record));
+      if (terminal) this.#alerts.deadLettered([record]);
+    };
     try {
       if (action === 'reschedule') {
         await this.#reschedule(registration, job);
@@ -62,7 +69,6 @@ export class Settlement {
         });
         return { id: job.id, status: 'completed' };
       }
-      const terminal = deadLetter || job.retryCount >= job.retryLimit;
       writeLog(
         this.#runtime.logger(),
         terminal ? 'error' : 'warn',
@@ -77,7 +83,7 @@ export class Settlement {
         },
       );
       await settle();
-      metrics.failed(job.name, kind, terminal);
+      metrics.failed(job.name, kind);
       return { id: job.id, status: 'completed' };
     } catch (settleError) {
       if (isConnectionFailure(settleError)) {

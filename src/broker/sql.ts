@@ -31,6 +31,7 @@ export function existingQueuesSql(schema: string): string {
  * queue, never by scanning the job table itself.
  * - `dead_lettered`: copies of this queue's jobs waiting in any dead-letter queue (a queue named
  *   as some queue's `dead_letter`, or in `$3`), i.e. what `DeadLetters.list` returns for it;
+ * - `dead_lettered_recently`: of those, the ones dead-lettered less than `$4` seconds ago;
  * - `oldest_queued_age_ms`: age of the oldest job ready to run now, null when none.
  */
 export function queueStatsSql(schema: string): string {
@@ -63,7 +64,8 @@ export function queueStatsSql(schema: string): string {
     -- Dead letters waiting in a dead-letter queue (what "dlq list" shows): live rows again, so
     -- pg-boss's partial index on live states serves them however many finished rows are retained.
     dead AS (
-      SELECT d.source_name AS name, count(*) AS dead_lettered
+      SELECT d.source_name AS name, count(*) AS dead_lettered,
+        count(*) FILTER (WHERE d.created_on > now() - make_interval(secs => $4)) AS dead_lettered_recently
       FROM ${job} d
       WHERE d.name IN (SELECT name FROM dead_letter_queues)
         AND d.state IN ('created', 'retry')
@@ -78,6 +80,7 @@ export function queueStatsSql(schema: string): string {
       (f.finished - coalesce(c.live_finished, 0))::int AS completed,
       (coalesce(c.live, 0) + f.finished - coalesce(c.live_finished, 0))::int AS total,
       coalesce(d.dead_lettered, 0)::int AS dead_lettered,
+      coalesce(d.dead_lettered_recently, 0)::int AS dead_lettered_recently,
       floor(extract(epoch FROM now() - c.oldest_ready) * 1000)::float8 AS oldest_queued_age_ms
     FROM names n
     LEFT JOIN counts c ON c.name = n.name

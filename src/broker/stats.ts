@@ -18,9 +18,17 @@ export interface BrokerQueueStats {
   total: number;
   /** Copies of this queue's jobs waiting in dead-letter queues (what `DeadLetters.list` returns). */
   deadLettered: number;
+  /**
+   * Of `deadLettered`, those dead-lettered in the last {@link RECENT_DEAD_LETTER_WINDOW_SECONDS}: a
+   * value to alert on that falls back to 0 once nothing new fails (unlike the dead-letter queue's age).
+   */
+  deadLetteredRecently: number;
   /** Age of the oldest job ready to run, or null when none is ready. */
   oldestQueuedAgeMs: number | null;
 }
+
+/** The window of {@link BrokerQueueStats.deadLetteredRecently}: 15 minutes. */
+export const RECENT_DEAD_LETTER_WINDOW_SECONDS = 900;
 
 /**
  * Exact per-queue counts in one statement (`queueStatsSql`): `names` in that order, and with `all`
@@ -39,6 +47,7 @@ export async function queryQueueStats(
     names,
     all,
     deadLetterQueuesOption(deadLetterQueues),
+    RECENT_DEAD_LETTER_WINDOW_SECONDS,
   ]);
   return rows.map((row) => ({
     name: row.name,
@@ -49,6 +58,7 @@ export async function queryQueueStats(
     completed: row.completed,
     total: row.total,
     deadLettered: row.dead_lettered,
+    deadLetteredRecently: row.dead_lettered_recently,
     oldestQueuedAgeMs: row.oldest_queued_age_ms,
   }));
 }

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import type { JobFailureRecord } from '../../src/broker/dead-letters';
+import { PostgresEventBroker } from '../../src/broker/index';
+import { createTestDatabase, type TestDatabase } from '../support/database';
+import { clientEvent, handler, memoryLogger, newPool, waitFor } from './support';
+
+describe('PostgresEventBroker: dead-letter alerts', () => {
+  let db: TestDatabase;
+  let broker: PostgresEventBroker;
+  let pool: pg.Pool;
+  const logger = memoryLogger();
+  /** Every call of the listener, with whether its dead letter was already visible (committed). */
+  const calls: Array<{ record: JobFailureRecord; visible: boolean }> = [];
+
+  before(async () => {
+    db = await createTestDatabase('broker_dead_letter_alerts');
+    pool = newPool(db.url);
+    broker = new PostgresEventBroker({ connectionString: db.url, logger, maintenanceIntervalSeconds: 1 });
+    // Retries exhausted (pg-boss moves the last failed attempt), and dead-lettered at once (a bad output).
+    await broker.register(
+      handler('com.alert.flaky', async () => {
+        throw new Error('always fails');
+      }),
+      { worker: { retryLimit: 1, retryDelay: 0 } },
+    );
+    await broker.register(handler('com.alert.bad', async () => [{ not: 'an event' } as never]));
+    broker.onDeadLetter(async (record) => {
+      // Seen from another connection: the move committed before the listener ran.
+      const letters = await broker.deadLetters.list({ sourceQueue: record.queue });
+      calls.push({ record, visible: letters.some((letter) => letter.event.id === record.eventId) });
+    });
+    broker.onDeadLetter(() => {
+      throw new Error('a broken listener');
+    });
+    await broker.start();
+  });
+
+  after(async () => {
+    await broker?.stop({ timeoutMs: 1000 });
+    await pool?.end();
+    await db?.drop();
+  });
+
+  it('calls onDeadLetter once per dead letter after its commit (policy, exhausted retries, expiry), and counts them', async () => {
+    // A queue nobody serves any more, with a 2 s retention: the expiry sweep dead-letters its events.
+    const away = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    await away.register(
+      handler('com.alert.away', async () => []),
+      { queue: { retentionSeconds: 2 } },
+    );
+    await away.start();
+    await away.stop({ timeoutMs: 1000 });
+
+    const flaky = [clientEvent('com.alert.flaky'), clientEvent('com.alert.flaky')];
+    const bad = [clientEvent('com.alert.bad')];
+    const expired = [clientEvent('com.alert.away')];
+    for (const event of [...flaky, ...bad, ...expired]) await broker.dispatch(event);
+    const all = [...flaky, ...bad, ...expired].map((event) => event.id).sort();
+    await waitFor(
+      'a listener call per dead letter',
+      async () => calls.length >= all.length || undefined,
+      60_000,
+    );
+    // Nothing is reported twice, even after further sweeps and polls.
+    await sleep(3000);
+    assert.deepEqual(calls.map((call) => call.record.eventId).sort(), all);
+    assert.ok(
+      calls.every((call) => call.visible),
+      'each dead letter was committed before its call',
+    );
+    const kinds = Object.fromEntries(calls.map((call) => [call.record.queue, call.record.kind]));
+    assert.deepEqual(kinds, {
+      'com.alert.flaky': 'infrastructure',
+      'com.alert.bad': 'invalidEvent',
+      'com.alert.away': 'expired',
+    });
+    // The broken listener was logged, and changed nothing.
+    assert.ok(logger.lines.some((line) => String(line[0]).includes('an onDeadLetter listener failed')));
+
+    const metrics = await broker.getMetrics();
+    assert.match(
+      metrics,
+      /arvo_postgres_jobs_dead_lettered_total\{queue="com\.alert\.flaky",kind="infrastructure"\} 2/,
+    );
+    assert.match(
+      metrics,
+      /arvo_postgres_jobs_dead_lettered_total\{queue="com\.alert\.away",kind="expired"\} 1/,
+    );
+    const stats = await broker.getStats({ queues: ['com.alert.flaky', 'com.alert.bad', 'com.alert.away'] });
+    assert.deepEqual(
+      stats.map((queue) => [queue.name, queue.deadLettered, queue.deadLetteredRecently]),
+      [
+        ['com.alert.flaky', 2, 2],
+        ['com.alert.bad', 1, 1],
+        ['com.alert.away', 1, 1],
+      ],
+    );
+    assert.match(metrics, /arvo_postgres_queue_dead_lettered_recent\{queue="com\.alert\.flaky"\} 2/);
+  });
+
+  it('counts a dead letter as recent for 15 minutes only: the gauge falls back to 0 while the letter stays', async () => {
+    await pool.query(
+      `UPDATE pgboss.job SET created_on = now() - interval '16 minutes' WHERE source_name = 'com.alert.bad'`,
+    );
+    const [bad] = await broker.getStats({ queues: ['com.alert.bad'] });
+    assert.deepEqual([bad?.deadLettered, bad?.deadLetteredRecently], [1, 0]);
+  });
+});
