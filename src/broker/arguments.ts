@@ -51,13 +51,18 @@ export function allowStateOutsideOption(
 export function registerOptions(
   options: unknown,
   defaults: ResolvedBrokerOptions,
-): { queueOptions: ResolvedQueueOptions; workerOptions: ResolvedWorkerOptions } {
+): {
+  queueOptions: ResolvedQueueOptions;
+  workerOptions: ResolvedWorkerOptions;
+  defaultPriority: number | null;
+} {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError('options', 'expected an object');
   }
   refuseRecreateQueue(options as Record<string, unknown>);
-  const given = options as { queue?: unknown; worker?: unknown };
+  const given = options as { queue?: unknown; worker?: unknown; priority?: unknown };
   return {
+    defaultPriority: priorityValue(given.priority, 'priority') ?? null,
     queueOptions: resolveQueueOptions(given.queue, 'queue', defaults.queue),
     workerOptions: resolveWorkerOptions(given.worker, 'worker', defaults.worker),
   };
@@ -106,6 +111,16 @@ export function statsQueuesOption(options: unknown): string[] | 'all' | undefine
   if (!Array.isArray(given))
     throw new InvalidOptionError('queues', "expected an array of queue names or 'all'");
   return given.map((name, index) => queueNameOption(name, `queues[${index}]`));
+}
+
+/** `deleteQueue`'s `force` (default false). */
+export function forceOption(options: unknown): boolean {
+  const given = expectObject(options, 'options');
+  expectKnownKeys(given, ['force'], 'options');
+  if (given.force !== undefined && typeof given.force !== 'boolean') {
+    throw new InvalidOptionError('force', 'expected a boolean');
+  }
+  return given.force === true;
 }
 
 /** A dead-letter filter argument (`listDeadLetters`, `redriveDeadLetters`): an object. */

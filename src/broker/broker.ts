@@ -31,6 +31,7 @@ import { BrokerMetrics } from './metrics';
 import { type PostgresEventBrokerOptions, queueNameOption, resolveBrokerOptions } from './options';
 import { PgBossClient } from './pgboss';
 import { Producer } from './producer';
+import { QueueControl } from './queue-control';
 import { Queues } from './queues';
 import { Registrations } from './registrations';
 import { Replies } from './replies';
@@ -81,12 +82,14 @@ export class PostgresEventBroker {
   #consumer: Consumer | undefined;
   /** Dead-letters events that waited past their queue's retention (see `retention.ts`). */
   #expirySweep: PeriodicTask | undefined;
+  readonly #queueControl: QueueControl;
 
   constructor(options: PostgresEventBrokerOptions) {
     this.#options = resolveBrokerOptions(options);
     this.#logger = this.#options.logger ?? consoleLogger;
     this.#dispatchBreaker = new CircuitBreaker(this.#options.circuitBreaker);
-    this.#queues = new Queues(this.#options);
+    this.#queueControl = new QueueControl(this.#options);
+    this.#queues = new Queues(this.#options, this.#queueControl);
     this.#registrations = new Registrations(this.#queues);
   }
 
@@ -157,7 +160,8 @@ export class PostgresEventBroker {
     });
     this.#state = 'started';
     this.#expirySweep = startExpirySweep(pool, options, this.#logger, this.#deadLetterAlerts);
-    await this.#registrations.activateAll(this.#consumer, this.#databaseId);
+    await this.#queueControl.start(pool, () => this.#registrations.applyPauses(), this.#logger);
+    await this.#registrations.activateAll(this.#consumer, boss, this.#queueControl, this.#databaseId);
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });
     warnIfNoContextManager(this.#logger);
   }
@@ -317,6 +321,24 @@ export class PostgresEventBroker {
     return this.#metrics.prometheus(await this.getStats());
   }
 
+  /** Pauses `queue` in every process within a second (jobs being handled finish; dispatch still accepts). */
+  async pauseQueue(queue: string): Promise<void> {
+    this.#assertStarted('pauseQueue');
+    await this.#queueControl.setPaused(queue, true);
+  }
+
+  /** Resumes a paused `queue` in every process (within a second). */
+  async resumeQueue(queue: string): Promise<void> {
+    this.#assertStarted('resumeQueue');
+    await this.#queueControl.setPaused(queue, false);
+  }
+
+  /** Deletes `queue` and its jobs, refused ({@link QueueDeletionRefusedError}) as `QueueControl.delete` says. */
+  async deleteQueue(queue: string, options: { force?: boolean } = {}): Promise<number> {
+    this.#assertStarted('deleteQueue');
+    return this.#queueControl.delete(queue, options, this.#queues.internalQueues());
+  }
+
   /** Dead letters of every dead-letter queue in the database: list, show, replay, purge ({@link DeadLetters}). */
   get deadLetters(): DeadLetters {
     this.#assertStarted('deadLetters');
@@ -356,6 +378,7 @@ export class PostgresEventBroker {
     const timeoutMs = stopTimeoutOption(options);
     this.#replies.rejectAll();
     await this.#expirySweep?.stop();
+    await this.#queueControl.stop();
     try {
       await this.#boss?.stop({ graceful: true, timeout: timeoutMs, close: true });
     } finally {

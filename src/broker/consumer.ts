@@ -8,7 +8,7 @@ import { HandlerTimeoutError, InvalidEventError, UnclaimedReplyError } from './e
 import { decodeEvent, type StoredEvent, serializeEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
 import type { FetchedJob, JobInsert, JobResult } from './pgboss';
-import { type Destination, jobInsertFor, type Queues } from './queues';
+import type { Destination, Queues } from './queues';
 import type { Replies } from './replies';
 import type { Settlement } from './settle';
 import { contextFromTraceHeaders, messagingAttributes } from './tracing';
@@ -192,9 +192,7 @@ export class Consumer {
     }
     for (const [queue, entries] of byQueue) {
       // Unroutable events are kept like dead letters, for deadLetterRetentionSeconds (pg-boss's retention).
-      const jobs: JobInsert[] = entries.map((entry) =>
-        jobInsertFor(entry.stored, this.#queues.expiresToDeadLetter(queue)),
-      );
+      const jobs: JobInsert[] = entries.map((entry) => this.#queues.jobInsert(entry.stored, queue));
       await withSpan(
         this.#runtime.options.telemetry,
         `${queue} send`,

@@ -84,6 +84,16 @@ export class InternalQueueError extends ArvoPostgresError {
   }
 }
 
+/** `deleteQueue` refused: an internal queue, or jobs still waiting without `force`. */
+export class QueueDeletionRefusedError extends ArvoPostgresError {
+  readonly queue: string;
+
+  constructor(queue: string, reason: string) {
+    super('QUEUE_DELETION_REFUSED', `Queue ${JSON.stringify(queue)} was not deleted: ${reason}`);
+    this.queue = queue;
+  }
+}
+
 /** The broker was used before `start()` resolved, or after `stop()`. */
 export class BrokerNotStartedError extends ArvoPostgresError {
   constructor(operation: string) {

@@ -24,6 +24,7 @@ export {
   InvalidBatchEventError,
   InvalidEventError,
   PayloadTooLargeError,
+  QueueDeletionRefusedError,
   ResolveTimeoutError,
   StateOutsideBrokerTransactionError,
   UnclaimedReplyError,
@@ -35,6 +36,7 @@ export type {
   PostgresEventBrokerOptions,
 } from './options';
 export type { FailureAction, FailureKind } from './policy';
+export { brokerMigrationSql } from './schema';
 export { type BrokerQueueStats, queryQueueStats } from './stats';
 export type {
   ArvoEventHandlerLike,

@@ -31,8 +31,8 @@ interface MetricDefinition {
   /** OpenTelemetry instrument name; the Prometheus family name derives from it ({@link prometheusName}). */
   name: string;
   kind: 'counter' | 'histogram' | 'gauge';
-  /** UCUM unit: `{job}` (a count of jobs) or `s`. */
-  unit: '{job}' | 's';
+  /** UCUM unit: `{job}` (a count of jobs), `s`, or `1` (a flag). */
+  unit: '{job}' | 's' | '1';
   help: string;
   labels: readonly LabelName[];
 }
@@ -68,6 +68,13 @@ const BROKER_METRICS = {
     kind: 'gauge',
     unit: 's',
     help: 'Age of the oldest job ready to run (0 when none is waiting).',
+    labels: ['queue'],
+  },
+  queuePaused: {
+    name: 'arvo_postgres.queue.paused',
+    kind: 'gauge',
+    unit: '1',
+    help: 'Whether the queue is paused (1) or running (0).',
     labels: ['queue'],
   },
   processed: {
@@ -159,6 +166,11 @@ function queueGaugeSamples(stats: BrokerQueueStats[]): GaugeSample[] {
       metric: BROKER_METRICS.queueOldestAge,
       labels: { queue: queue.name },
       value: (queue.oldestQueuedAgeMs ?? 0) / 1000,
+    });
+    samples.push({
+      metric: BROKER_METRICS.queuePaused,
+      labels: { queue: queue.name },
+      value: queue.paused ? 1 : 0,
     });
   }
   return samples;

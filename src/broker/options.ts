@@ -196,6 +196,12 @@ export function resolveWorkerOptions(
 
 /** The dead-letter queue a broker uses unless told otherwise (its `deadLetterQueue` option). */
 export const DEFAULT_DEAD_LETTER_QUEUE = 'arvo.dead-letter';
+/** The default internal queues: dead-letter, unroutable and domained (never deleted by name alone). */
+export const DEFAULT_INTERNAL_QUEUES = [
+  DEFAULT_DEAD_LETTER_QUEUE,
+  'arvo.unroutable',
+  'arvo.domained',
+] as const;
 
 const QUEUE_DEFAULTS: ResolvedQueueOptions = {
   deadLetter: DEFAULT_DEAD_LETTER_QUEUE,
@@ -264,8 +270,8 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
       1024 * 1024,
     ),
     deadLetterQueue,
-    unroutableQueue: queueNameOption(input.unroutableQueue, 'unroutableQueue', 'arvo.unroutable'),
-    domainedQueue: queueNameOption(input.domainedQueue, 'domainedQueue', 'arvo.domained'),
+    unroutableQueue: queueNameOption(input.unroutableQueue, 'unroutableQueue', DEFAULT_INTERNAL_QUEUES[1]),
+    domainedQueue: queueNameOption(input.domainedQueue, 'domainedQueue', DEFAULT_INTERNAL_QUEUES[2]),
     deadLetterRetentionSeconds: integerOption(
       input.deadLetterRetentionSeconds,
       'deadLetterRetentionSeconds',

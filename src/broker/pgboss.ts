@@ -177,6 +177,11 @@ export class PgBossClient {
     assertClaimed(job, await deadLetterAttempts(this.#pool, this.#schema, job.name, attempts), 'not failed');
   }
 
+  /** Stops this process's workers of `queue` from fetching; the jobs they hold finish as usual. */
+  async offWork(queue: string): Promise<void> {
+    await this.#boss.offWork(queue, { wait: false });
+  }
+
   /** Wakes this process's fetch loop of worker `workerId`. */
   notifyWorker(workerId: string): void {
     this.#boss.notifyWorker(workerId);

@@ -7,7 +7,7 @@ import { InternalQueueError, InvalidBatchEventError, UnroutableEventError } from
 import { encodeEvent, eventDestination, jobIdForEvent, type StoredEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
 import type { Db } from './pgboss';
-import { type Destination, jobInsertFor, type Queues } from './queues';
+import type { Destination, Queues } from './queues';
 import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './tracing';
 import type { BrokerRuntime } from './types';
 
@@ -114,7 +114,7 @@ export class Producer {
         const sent = events.map((event) =>
           !event.traceparent && span ? { ...event, ...traceHeadersOf(span) } : event,
         );
-        const jobs = sent.map((event) => jobInsertFor(event, true, delivery));
+        const jobs = sent.map((event) => this.#queues.jobInsert(event, queue, delivery));
         await this.#runtime.boss.insert(queue, jobs, db);
       },
       SpanKind.PRODUCER,

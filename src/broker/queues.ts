@@ -1,7 +1,8 @@
 import type { Queryable } from '../shared/transaction';
-import { type Delivery, deliveryOf } from './delivery';
+import { type Delivery, deliveryOf, withoutUndefined } from './delivery';
 import { eventDestination, eventDomain, jobIdForEvent, type StoredEvent } from './event-codec';
 import type { JobInsert, PgBossClient, QueueSettings } from './pgboss';
+import type { QueueControl } from './queue-control';
 import { existingQueuesSql, OUT_OF_REACH_RETENTION_SECONDS } from './sql';
 import type {
   Registration,
@@ -34,8 +35,11 @@ export class Queues {
   /** The dead-letter queues this broker created. */
   readonly #deadLetterQueues = new Set<string>();
 
-  constructor(options: ResolvedBrokerOptions) {
+  readonly #control: QueueControl;
+
+  constructor(options: ResolvedBrokerOptions, control: QueueControl) {
     this.#options = options;
+    this.#control = control;
     this.#internal.add(options.unroutableQueue).add(options.domainedQueue);
   }
 
@@ -89,6 +93,11 @@ export class Queues {
     );
   }
 
+  /** The queues no one may delete: dead-letter (this broker's), unroutable and domained. */
+  internalQueues(): string[] {
+    return [...this.#internal, this.#options.deadLetterQueue];
+  }
+
   /**
    * This broker's dead-letter queues (its default and every per-queue one it created): counted and
    * listed as dead-letter queues even when no queue names them any more, by stats and dead letters alike.
@@ -139,6 +148,12 @@ export class Queues {
     });
   }
 
+  /** The pg-boss job of `stored` in `queue` (see {@link jobInsertFor}), at the queue's default priority. */
+  jobInsert(stored: StoredEvent, queue: string, delivery: Delivery = {}): JobInsert {
+    const defaults = withoutUndefined({ priority: this.#control.defaultPriority(queue) });
+    return jobInsertFor(stored, this.expiresToDeadLetter(queue), delivery, defaults);
+  }
+
   /** Whether jobs of `queue` are dead-lettered when they wait past its retention (all but the unroutable queue's). */
   expiresToDeadLetter(queue: string): boolean {
     return queue !== this.#options.unroutableQueue;
@@ -178,16 +193,19 @@ function retrySettings(worker: ResolvedWorkerOptions): QueueSettings {
  * a queue with `subjectConcurrency` can limit how many jobs of one workflow run at once. With
  * `expiresToDeadLetter` pg-boss's retention never deletes it waiting: the broker's expiry sweep
  * dead-letters it instead (see `retention.ts`). Its start time and priority: the event's extensions
- * (see {@link deliveryOf}), overridden by `delivery` (the options of `dispatch`).
+ * (see {@link deliveryOf}), overridden by `delivery` (the options of `dispatch`), over `defaults`
+ * (the queue's default priority).
  */
-export function jobInsertFor(
+function jobInsertFor(
   stored: StoredEvent,
   expiresToDeadLetter: boolean,
-  delivery: Delivery = {},
+  delivery: Delivery,
+  defaults: Delivery,
 ): JobInsert {
   return {
     id: jobIdForEvent(stored.id),
     data: stored,
+    ...defaults,
     ...deliveryOf(stored),
     ...delivery,
     ...(stored.subject ? { group: { id: stored.subject } } : {}),

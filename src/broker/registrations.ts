@@ -2,8 +2,18 @@ import { InvalidOptionError } from '../shared/errors';
 import { assertStateJoinsTransaction } from './arguments';
 import type { Consumer } from './consumer';
 import { BrokerNotStartedError, DuplicateRegistrationError } from './errors';
+import type { PgBossClient } from './pgboss';
+import type { QueueControl } from './queue-control';
 import type { Queues } from './queues';
 import type { Registration } from './types';
+
+/** What activating a registration needs of the started broker. */
+interface Activation {
+  consumer: Consumer;
+  boss: PgBossClient;
+  control: QueueControl;
+  databaseId: string;
+}
 
 /**
  * The handlers and listeners registered on a broker, one per queue, and their activation: a queue
@@ -12,7 +22,9 @@ import type { Registration } from './types';
 export class Registrations {
   readonly #byQueue = new Map<string, Registration>();
   readonly #queues: Queues;
-  #activation: { consumer: Consumer; databaseId: string } | undefined;
+  #activation: Activation | undefined;
+  /** Queues whose activation finished: their worker runs unless the queue is paused. */
+  readonly #active = new Set<Registration>();
   #closed = false;
 
   constructor(queues: Queues) {
@@ -52,8 +64,13 @@ export class Registrations {
   }
 
   /** The broker started: activates every registration made so far, and later ones as they come. */
-  activateAll(consumer: Consumer, databaseId: string): Promise<void> {
-    this.#activation = { consumer, databaseId };
+  activateAll(
+    consumer: Consumer,
+    boss: PgBossClient,
+    control: QueueControl,
+    databaseId: string,
+  ): Promise<void> {
+    this.#activation = { consumer, boss, control, databaseId };
     return Promise.all([...this.#byQueue.values()].map((registration) => this.#activate(registration))).then(
       () => {},
     );
@@ -65,13 +82,35 @@ export class Registrations {
     this.#activation = undefined;
   }
 
-  /** Creates/updates the queue and starts its worker (once). */
+  /**
+   * Stops the workers of the queues paused since the last call, starts those of the queues resumed
+   * (called each time the control table was read).
+   */
+  async applyPauses(): Promise<void> {
+    const activation = this.#activation;
+    if (!activation) return;
+    for (const registration of this.#active) {
+      const paused = activation.control.isPaused(registration.queue);
+      if (paused && registration.workerId) {
+        registration.workerId = undefined;
+        await activation.boss.offWork(registration.queue);
+      } else if (!paused && !registration.workerId) {
+        await activation.consumer.start(registration);
+      }
+    }
+  }
+
+  /** Creates/updates the queue, stores its default priority and starts its worker unless paused (once). */
   #activate(registration: Registration): Promise<void> {
-    const { consumer, databaseId } = this.#activation!;
+    const { consumer, databaseId, control } = this.#activation!;
     registration.ready ??= (async () => {
       assertStateJoinsTransaction(registration, databaseId);
       await this.#queues.createServed(registration);
-      await consumer.start(registration);
+      if (registration.defaultPriority !== undefined) {
+        await control.storeDefaultPriority(registration.queue, registration.defaultPriority);
+      }
+      if (!control.isPaused(registration.queue)) await consumer.start(registration);
+      this.#active.add(registration);
     })();
     return registration.ready;
   }

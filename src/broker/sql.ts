@@ -1,4 +1,5 @@
 import { quoteIdentifier } from '../shared/identifiers';
+import { QUEUE_CONTROL_TABLE } from './migrations/v1';
 
 /**
  * The broker's own SQL over pg-boss's tables (`queue`, `job`; layout of pg-boss 12.38, see its
@@ -222,4 +223,47 @@ export function expiringJobsSql(schema: string): string {
      WHERE j.name = e.name AND j.id = e.id
     RETURNING j.name, j.id, j.retry_count, j.output, j.data->>'id' AS event_id, j.data->>'type' AS event_type,
               e.retention_seconds`;
+}
+
+// ---------------------------------------------------------------- queue control (queue-control.ts)
+
+function queueControlTable(schema: string): string {
+  return `${quoteIdentifier(schema)}.${quoteIdentifier(QUEUE_CONTROL_TABLE)}`;
+}
+
+/** `$1` queue, `$2` paused: sets (creating the row when missing) whether the queue is paused. */
+export function setPausedSql(schema: string): string {
+  return `INSERT INTO ${queueControlTable(schema)} (queue, paused) VALUES ($1, $2)
+    ON CONFLICT (queue) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()`;
+}
+
+/** `$1` queue, `$2` integer or null: sets (creating the row when missing) the queue's default priority. */
+export function setDefaultPrioritySql(schema: string): string {
+  return `INSERT INTO ${queueControlTable(schema)} (queue, default_priority) VALUES ($1, $2)
+    ON CONFLICT (queue) DO UPDATE SET default_priority = EXCLUDED.default_priority, updated_at = now()`;
+}
+
+/** Every queue's control row: `queue`, `paused`, `default_priority`. */
+export function queueControlRowsSql(schema: string): string {
+  return `SELECT queue, paused, default_priority FROM ${queueControlTable(schema)}`;
+}
+
+/**
+ * `$1` queue → `found` (the queue exists), `dead_letter` (some queue's dead-letter queue) and
+ * `waiting` (its jobs created, retrying or active), the queue row locked against a concurrent delete.
+ */
+export function queueDeletionCheckSql(schema: string): string {
+  const queue = `${quoteIdentifier(schema)}.queue`;
+  return `SELECT EXISTS (SELECT 1 FROM ${queue} d WHERE d.dead_letter = q.name) AS dead_letter,
+      (SELECT count(*) FROM ${quoteIdentifier(schema)}.job j
+        WHERE j.name = q.name AND j.state IN ('created', 'retry', 'active'))::int AS waiting
+    FROM ${queue} q WHERE q.name = $1 FOR UPDATE OF q`;
+}
+
+/** `$1` queue: pg-boss's own `delete_queue` (its jobs, then its row), and the queue's control row. */
+export function deleteQueueSql(schema: string): string[] {
+  return [
+    `SELECT ${quoteIdentifier(schema)}.delete_queue($1)`,
+    `DELETE FROM ${queueControlTable(schema)} WHERE queue = $1`,
+  ];
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { deadLetterQueuesOption } from './options';
+import { pausedQueues } from './queue-control';
 import { queueStatsSql } from './sql';
 
 /** Exact counts of one queue (see `PostgresEventBroker.getStats`). */
@@ -25,6 +26,8 @@ export interface BrokerQueueStats {
   deadLetteredRecently: number;
   /** Age of the oldest job ready to run, or null when none is ready. */
   oldestQueuedAgeMs: number | null;
+  /** Paused (`pauseQueue`, `arvo-postgres queues pause`): no worker fetches its jobs. */
+  paused: boolean;
 }
 
 /** The window of {@link BrokerQueueStats.deadLetteredRecently}: 15 minutes. */
@@ -43,6 +46,7 @@ export async function queryQueueStats(
   all: boolean,
   deadLetterQueues?: string[],
 ): Promise<BrokerQueueStats[]> {
+  const paused = await pausedQueues(db, schema);
   const { rows } = await db.query(queueStatsSql(schema), [
     names,
     all,
@@ -60,5 +64,6 @@ export async function queryQueueStats(
     deadLettered: row.dead_lettered,
     deadLetteredRecently: row.dead_lettered_recently,
     oldestQueuedAgeMs: row.oldest_queued_age_ms,
+    paused: paused.has(row.name),
   }));
 }

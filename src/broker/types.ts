@@ -108,8 +108,8 @@ export interface PostgresEventBrokerOptions extends ConnectionOptions {
   /** Name of this instance in pg-boss's instance registry. */
   instanceName?: string;
   /**
-   * Install/migrate pg-boss's schema at `start()`. Default true. `false` for a role without DDL
-   * rights: the schema must exist (see SECURITY.md, "Least privilege").
+   * Install/migrate pg-boss's schema and the broker's queue control table at `start()`. Default true.
+   * `false` for a role without DDL rights: both must exist (see SECURITY.md, "Least privilege").
    */
   migrate?: boolean;
   /** Fail-fast behaviour of `dispatch` while PostgreSQL is unreachable (see `CircuitBreaker`). */
@@ -142,6 +142,12 @@ export interface RegisterOptions {
    * refuses such an orchestrator with {@link StateOutsideBrokerTransactionError}.
    */
   allowStateOutsideBrokerTransaction?: boolean;
+  /**
+   * Default priority of the queue's jobs (higher is fetched first; default 0), for events any process
+   * sends to it without a `priority` of their own. Stored with the queue, so it holds in every process
+   * (within a second); registering again without it clears it.
+   */
+  priority?: number;
   /**
    * `@arvo-tools/postgres`'s option, refused when `true` ({@link InvalidOptionError}): recreating a
    * queue deletes the jobs waiting in it. Registering again with changed options updates the queue.
@@ -191,6 +197,8 @@ export interface Registration {
   listener?: BrokerEventListener;
   queueOptions: ResolvedQueueOptions;
   workerOptions: ResolvedWorkerOptions;
+  /** `register`'s `priority`, stored with the queue (null clears it); undefined leaves it as stored. */
+  defaultPriority?: number | null;
   workerId?: string;
   ready?: Promise<void>;
 }

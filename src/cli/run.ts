@@ -5,6 +5,7 @@ import { dashboardCommand } from './commands/dashboard';
 import { dlqCommand } from './commands/dlq';
 import { doctorCommand } from './commands/doctor';
 import { migrateCommand } from './commands/migrate';
+import { queuesCommand } from './commands/queues';
 import { statsCommand } from './commands/stats';
 import { workflowsCommand } from './commands/workflows';
 import { type CliIo, type Command, didYouMean, EXIT, UsageError } from './common';
@@ -12,6 +13,7 @@ import { printableIo } from './output';
 
 const COMMANDS: Command[] = [
   statsCommand,
+  queuesCommand,
   dlqCommand,
   workflowsCommand,
   migrateCommand,

@@ -1,13 +1,11 @@
-import format from 'pg-format';
 import { LOCK_COLUMNS_V1 } from '../lock/migrations/v1';
 import { lockComponent } from '../lock/schema';
 import { qualifiedName } from '../shared/identifiers';
 import {
   applyMigrations,
-  MIGRATIONS_TABLE,
   type MigrationColumn,
   type MigrationComponent,
-  migrationsTableSql,
+  migrationScript,
 } from '../shared/migrations';
 import type { ManagedPool } from '../shared/pool';
 import { type MemoryTables, STATE_COLUMNS_V1, stateMigrationV1 } from './migrations/v1';
@@ -37,22 +35,7 @@ export function memoryMigrationSql(
   options: { schema?: string; tables?: Partial<MemoryTables> } = {},
 ): string {
   const { schema, tables } = resolveMemoryLocation(options);
-  const statements = [...migrationsTableSql(schema)];
-  for (const { component, migrations } of memoryComponents(schema, tables)) {
-    for (const migration of migrations) {
-      statements.push(...migration.statements);
-      statements.push(
-        format(
-          'INSERT INTO %s (component, version, description) VALUES (%L, %s, %L) ON CONFLICT DO NOTHING',
-          qualifiedName(schema, MIGRATIONS_TABLE),
-          component,
-          migration.version,
-          migration.description,
-        ),
-      );
-    }
-  }
-  return `${statements.join(';\n\n')};\n`;
+  return migrationScript(schema, memoryComponents(schema, tables));
 }
 
 /** Applies `mode` to the memory tables `tables` in `schema` (each table's migrations in one transaction). */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import format from 'pg-format';
 import { MigrationIndexError } from './errors';
 import { derivedIdentifier, qualifiedName, quoteIdentifier } from './identifiers';
 
@@ -116,6 +117,29 @@ export function migrationsTableSql(schema: string): string[] {
   PRIMARY KEY (component, version)
 )`,
   ];
+}
+
+/**
+ * The DDL of `components` in `schema` as one SQL script: the bookkeeping table, then each version's
+ * statements and the bookkeeping row that tells a later migration it is in place. For review or by hand.
+ */
+export function migrationScript(schema: string, components: readonly MigrationComponent[]): string {
+  const statements = [...migrationsTableSql(schema)];
+  for (const { component, migrations } of components) {
+    for (const migration of migrations) {
+      statements.push(...migration.statements);
+      statements.push(
+        format(
+          'INSERT INTO %s (component, version, description) VALUES (%L, %s, %L) ON CONFLICT DO NOTHING',
+          qualifiedName(schema, MIGRATIONS_TABLE),
+          component,
+          migration.version,
+          migration.description,
+        ),
+      );
+    }
+  }
+  return `${statements.join(';\n\n')};\n`;
 }
 
 /**

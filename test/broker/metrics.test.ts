@@ -245,7 +245,7 @@ describe('Broker metrics: Prometheus scrape and OpenTelemetry instruments after 
         return [kind === 'counter' ? `${base}_total` : base, kind] as const;
       }),
     );
-    assert.equal(families.size, 9);
+    assert.equal(families.size, 10);
     assert.deepEqual(new Map([...families].sort()), new Map([...fromOtel].sort()));
 
     // Every value OpenTelemetry got has its Prometheus sample, with the same labels.

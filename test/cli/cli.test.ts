@@ -108,7 +108,8 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal(
       migrated.stdout,
       'memory: public.arvo_workflow_state and public.arvo_workflow_lock ready (layout version 1)\n' +
-        'pg-boss: schema pgboss at version 46\n',
+        'pg-boss: schema pgboss at version 46\n' +
+        'broker: pgboss.arvo_queue_control ready (layout version 1)\n',
     );
     const healthy = await run(['doctor', '--url', url]);
     assert.equal(healthy.code, 0, healthy.stdout);
@@ -201,9 +202,12 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     });
     assert.equal(statsTable.code, 0);
     const lines = statsTable.stdout.trimEnd().split('\n');
-    assert.match(lines[0]!, /^QUEUE +QUEUED +ACTIVE +DEFERRED +FAILED +COMPLETED +DEAD-LETTERED +OLDEST$/);
-    assert.match(lines[1]!, /^com\.cli\.fail +0 +0 +0 +2 +0 +2 +-$/);
-    assert.match(lines[2]!, /^com\.cli\.ok +0 +0 +0 +0 +3 +0 +-$/);
+    assert.match(
+      lines[0]!,
+      /^QUEUE +QUEUED +ACTIVE +DEFERRED +FAILED +COMPLETED +DEAD-LETTERED +OLDEST +PAUSED$/,
+    );
+    assert.match(lines[1]!, /^com\.cli\.fail +0 +0 +0 +2 +0 +2 +- +no$/);
+    assert.match(lines[2]!, /^com\.cli\.ok +0 +0 +0 +0 +3 +0 +- +no$/);
     assert.equal(lines.length, 3);
 
     // dlq list / show

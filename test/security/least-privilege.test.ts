@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
 import { getConstructionPlans } from 'pg-boss';
-import { PostgresEventBroker } from '../../src/broker/index';
+import { brokerMigrationSql, PostgresEventBroker } from '../../src/broker/index';
 import {
   connectPostgresMachineMemory,
   memoryMigrationSql,
@@ -61,6 +61,7 @@ describe('least privilege: the application runs as a role without DDL rights', (
       await admin.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
       await admin.query(memoryMigrationSql());
       await admin.query(getConstructionPlans('pgboss'));
+      await admin.query(brokerMigrationSql());
       appUrl = await createTestRole(db, { name: ROLE, password: PASSWORD });
       for (const grant of applicationGrants(ROLE)) await admin.query(grant);
     } finally {
@@ -98,6 +99,10 @@ describe('least privilege: the application runs as a role without DDL rights', (
     await waitFor('the workflow completes', () => done.length === 1, 30_000);
     assert.equal((done[0]!.data as { status: string }).status, 'done');
     assert.equal(((await memory.read(init.subject)) as { status: string }).status, 'done');
+    // Queue control writes the broker's own table: the GRANTs cover it.
+    await broker.pauseQueue('com.lp.svc');
+    assert.equal((await broker.getStats({ queues: ['com.lp.svc'] }))[0]?.paused, true);
+    await broker.resumeQueue('com.lp.svc');
     // pg-boss's supervise/monitor/maintenance passes (every second here) must work without DDL too:
     // watch a few passes for permission errors.
     await new Promise((resolve) => setTimeout(resolve, 3000));

@@ -1,4 +1,5 @@
 import { getConstructionPlans } from 'pg-boss';
+import { brokerMigrationSql, migrateBrokerTables } from '../../broker/schema';
 import { type ArvoToolsMigrationReport, migrateFromArvoTools } from '../../memory/arvo-tools-migration';
 import { connectPostgresMachineMemory } from '../../memory/memory';
 import { memoryMigrationSql } from '../../memory/schema';
@@ -23,7 +24,8 @@ export const migrateCommand: Command = {
 
 Creates what is missing: the machine memory's workflow state and lock tables with their indexes
 (layout version 1, recorded in <schema>.arvo_postgres_migrations) and pg-boss's schema (installed or
-migrated to the version pg-boss 12.38 needs). Idempotent; safe while brokers are running.
+migrated to the version pg-boss 12.38 needs), and the broker's queue control table beside it.
+Idempotent; safe while brokers are running.
 
   --print-sql   print the DDL instead (for a DBA to review and apply); needs no database
 
@@ -68,6 +70,8 @@ ${CONNECTION_HELP}`,
           memoryMigrationSql({ schema: names.schema, tables }),
           `-- pg-boss 12.38 schema ${names.pgBossSchema}`,
           `${getConstructionPlans(names.pgBossSchema).trim()}\n`,
+          `-- arvo-postgres broker: ${names.pgBossSchema}.arvo_queue_control`,
+          brokerMigrationSql({ schema: names.pgBossSchema }),
         ].join('\n'),
       );
       return EXIT.ok;
@@ -109,6 +113,8 @@ ${CONNECTION_HELP}`,
     );
     const version = await withPgBoss(url, names.pgBossSchema, true, (boss) => boss.schemaVersion());
     io.stdout(`pg-boss: schema ${names.pgBossSchema} at version ${version}\n`);
+    await withPool(url, (pool) => migrateBrokerTables(pool, names.pgBossSchema));
+    io.stdout(`broker: ${names.pgBossSchema}.arvo_queue_control ready (layout version 1)\n`);
     return EXIT.ok;
   },
 };

@@ -23,7 +23,7 @@ const INTERNAL_PREFIX = '__pgboss__';
 function render(stats: BrokerQueueStats[]): string {
   if (stats.length === 0) return 'no queues\n';
   return table(
-    ['QUEUE', 'QUEUED', 'ACTIVE', 'DEFERRED', 'FAILED', 'COMPLETED', 'DEAD-LETTERED', 'OLDEST'],
+    ['QUEUE', 'QUEUED', 'ACTIVE', 'DEFERRED', 'FAILED', 'COMPLETED', 'DEAD-LETTERED', 'OLDEST', 'PAUSED'],
     stats.map((queue) => [
       queue.name,
       queue.queued,
@@ -33,6 +33,7 @@ function render(stats: BrokerQueueStats[]): string {
       queue.completed,
       queue.deadLettered,
       formatAge(queue.oldestQueuedAgeMs),
+      queue.paused ? 'yes' : 'no',
     ]),
   );
 }
@@ -58,7 +59,8 @@ export const statsCommand: Command = {
 Exact counts per pg-boss queue, from the job table (the same query as broker.getStats()).
 No running broker is needed. Columns: QUEUED waiting to run (incl. DEFERRED, whose start is in
 the future), ACTIVE being handled, FAILED and COMPLETED rows still retained, DEAD-LETTERED copies
-of this queue's jobs waiting in dead-letter queues, OLDEST age of the oldest job ready to run.
+of this queue's jobs waiting in dead-letter queues, OLDEST age of the oldest job ready to run,
+PAUSED yes while the queue is paused (\`arvo-postgres queues pause\`).
 
   --queue <name>     only this queue (repeatable); default: every queue except pg-boss's
                      internal __pgboss__* queues
