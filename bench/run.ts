@@ -29,6 +29,7 @@ import {
 } from './lib';
 import { baselineScenario, perJobTransactionBaselineScenario } from './scenarios/baseline';
 import { fanOutScenario } from './scenarios/fan-out';
+import { historyScenario } from './scenarios/history';
 import { idleLatencyScenario } from './scenarios/idle-latency';
 import { memoryScenario } from './scenarios/memory';
 import { scaleScenario } from './scenarios/scale';
@@ -41,6 +42,7 @@ const SCENARIOS: Scenario[] = [
   perJobTransactionBaselineScenario,
   memoryScenario,
   throughputScenario,
+  historyScenario,
   idleLatencyScenario,
   fanOutScenario,
   workersScenario,

@@ -9,7 +9,7 @@ import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
-import { PostgresEventBroker } from '../src/broker/index';
+import { PostgresEventBroker, type PostgresEventBrokerOptions } from '../src/broker/index';
 import {
   connectPostgresMachineMemory,
   type PostgresMachineMemory,
@@ -100,9 +100,13 @@ export interface WorkflowRig {
   stop(): Promise<void>;
 }
 
+/** Broker options a scenario varies (the event history on or off). */
+export type RigBrokerOptions = Pick<PostgresEventBrokerOptions, 'history'>;
+
 /** A broker and a memory on `pool`, in {@link RIG_TABLES} (also each worker process's pair). */
 export async function connectBrokerAndMemory(
   pool: pg.Pool,
+  brokerOptions: RigBrokerOptions = {},
 ): Promise<{ memory: PostgresMachineMemory<BenchMachineRecord>; broker: PostgresEventBroker }> {
   const memory = await connectPostgresMachineMemory<BenchMachineRecord>({
     pool,
@@ -110,16 +114,25 @@ export async function connectBrokerAndMemory(
     tables: { state: RIG_TABLES.stateTable },
     logger: silentLogger,
   });
-  const broker = new PostgresEventBroker({ pool, schema: RIG_TABLES.pgBossSchema, logger: silentLogger });
+  const broker = new PostgresEventBroker({
+    pool,
+    schema: RIG_TABLES.pgBossSchema,
+    logger: silentLogger,
+    ...brokerOptions,
+  });
   return { memory, broker };
 }
 
 /** Starts broker, memory, orchestrator and service on a fresh database. */
-export async function startWorkflowRig(databaseUrl: string, steps: readonly number[]): Promise<WorkflowRig> {
+export async function startWorkflowRig(
+  databaseUrl: string,
+  steps: readonly number[],
+  brokerOptions: RigBrokerOptions = {},
+): Promise<WorkflowRig> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
   pool.on('error', () => {});
   const statements = countRoundTrips(pool);
-  const { memory, broker } = await connectBrokerAndMemory(pool);
+  const { memory, broker } = await connectBrokerAndMemory(pool, brokerOptions);
 
   // Keyed by event id: a redelivered event (lock contention) counts once, at its last delivery.
   let hopLatencies = new Map<string, number>();

@@ -5,9 +5,11 @@
  * - `PostgresMachineMemory` (workflow state for Arvo orchestrators)
  * - `PostgresLock` (TTL row locks with owner and fencing tokens)
  * - `createDashboard` (the operations web UI as a Node request handler)
+ * - `Workflows` (a workflow's tree, dead letters and event history; the list of workflows)
  */
 export * from './broker/index';
 export * from './dashboard/index';
+export * from './history/index';
 export * from './lock/index';
 export * from './memory/index';
 export { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from './shared/errors';

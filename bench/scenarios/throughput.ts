@@ -12,7 +12,13 @@ import {
   type ScenarioMeasurement,
   summarize,
 } from '../lib';
-import { SEQUENTIAL_STEPS, startWorkflowRig, type WorkflowRig, type WorkflowRun } from '../workflow';
+import {
+  type RigBrokerOptions,
+  SEQUENTIAL_STEPS,
+  startWorkflowRig,
+  type WorkflowRig,
+  type WorkflowRun,
+} from '../workflow';
 
 /** Workflows run (unmeasured) before each measured burst. */
 const WARM_UP_WORKFLOWS = 20;
@@ -28,8 +34,9 @@ export async function measureThroughput(
   workflows: number,
   log: (message: string) => void,
   beforeRun?: (rig: WorkflowRig) => Promise<void>,
+  brokerOptions: RigBrokerOptions = {},
 ): Promise<WorkflowRun> {
-  const rig = await startWorkflowRig(databaseUrl, SEQUENTIAL_STEPS);
+  const rig = await startWorkflowRig(databaseUrl, SEQUENTIAL_STEPS, brokerOptions);
   try {
     await beforeRun?.(rig);
     // Warm-up (JIT, prepared statements, pool connections), so the first scenario in a process

@@ -27,6 +27,7 @@ import {
   InvalidEventError,
 } from './errors';
 import { encodeEvent } from './event-codec';
+import { HistoryRecorder } from './history';
 import { BrokerMetrics } from './metrics';
 import { type PostgresEventBrokerOptions, queueNameOption, resolveBrokerOptions } from './options';
 import { PgBossClient } from './pgboss';
@@ -149,6 +150,7 @@ export class PostgresEventBroker {
       databaseId: this.#databaseId,
       boss,
       metrics: this.#metrics,
+      history: await HistoryRecorder.start(pool, options),
       logger: () => this.#logger,
     };
     this.#producer = new Producer(runtime, this.#queues, this.#dispatchBreaker);
@@ -159,7 +161,7 @@ export class PostgresEventBroker {
       notFoundListeners: this.#notFoundListeners,
     });
     this.#state = 'started';
-    this.#expirySweep = startExpirySweep(pool, options, this.#logger, this.#deadLetterAlerts);
+    this.#expirySweep = startExpirySweep(runtime, this.#deadLetterAlerts);
     await this.#queueControl.start(pool, () => this.#registrations.applyPauses(), this.#logger);
     await this.#registrations.activateAll(this.#consumer, boss, this.#queueControl, this.#databaseId);
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });

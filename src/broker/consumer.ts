@@ -128,6 +128,8 @@ export class Consumer {
           const routed = await this.#queues.route(outgoing, transaction);
           unroutable = routed.filter((entry) => entry.unroutable);
           await this.#enqueue(routed, transaction);
+          const produced = outputs.map((output) => output.id);
+          await this.#runtime.history.record(transaction, job, 'handled', { event, produced });
           if (transaction.started) {
             await boss.complete(job, null, 'rolled back', transaction.db);
             await transaction.commit();

@@ -18,6 +18,7 @@ import { resolveCircuitBreakerOptions } from './circuit-breaker';
 import type {
   BrokerQueueOptions,
   ResolvedBrokerOptions,
+  ResolvedHistoryOptions,
   ResolvedQueueOptions,
   ResolvedWorkerOptions,
 } from './types';
@@ -51,6 +52,7 @@ const BROKER_KEYS = [
   'logger',
   'defaults',
   'maxPayloadBytes',
+  'history',
   'deadLetterQueue',
   'unroutableQueue',
   'domainedQueue',
@@ -269,6 +271,7 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
       { min: 256, max: 64 * 1024 * 1024 },
       1024 * 1024,
     ),
+    history: resolveHistoryOptions(input.history),
     deadLetterQueue,
     unroutableQueue: queueNameOption(input.unroutableQueue, 'unroutableQueue', DEFAULT_INTERNAL_QUEUES[1]),
     domainedQueue: queueNameOption(input.domainedQueue, 'domainedQueue', DEFAULT_INTERNAL_QUEUES[2]),
@@ -300,6 +303,33 @@ export function resolveBrokerOptions(value: unknown): ResolvedBrokerOptions {
   const instanceName = stringOption(input.instanceName, 'instanceName');
   if (instanceName !== undefined) resolved.instanceName = instanceName;
   return resolved;
+}
+
+/** The `history` option: `false`, or where the history is kept and what it keeps (see `BrokerHistoryOptions`). */
+function resolveHistoryOptions(value: unknown): ResolvedHistoryOptions | null {
+  if (value === false) return null;
+  const keys = ['schema', 'table', 'payloads', 'maxPayloadBytes', 'maxAgeSeconds'];
+  const given = givenObject(value, 'history', keys) ?? {};
+  return {
+    schema: validateIdentifier(stringOption(given.schema, 'history.schema', 'public'), 'history.schema'),
+    table: validateIdentifier(
+      stringOption(given.table, 'history.table', 'arvo_event_history'),
+      'history.table',
+    ),
+    payloads: booleanOption(given.payloads, 'history.payloads', false),
+    maxPayloadBytes: integerOption(
+      given.maxPayloadBytes,
+      'history.maxPayloadBytes',
+      { min: 0, max: 1024 * 1024 },
+      4096,
+    ),
+    maxAgeSeconds: integerOption(
+      given.maxAgeSeconds,
+      'history.maxAgeSeconds',
+      { min: 1, max: MAX_PG_INTEGER },
+      30 * DAY,
+    ),
+  };
 }
 
 /**

@@ -163,18 +163,21 @@ export class PgBossClient {
   }
 
   /**
-   * Fails this attempt of `job` with `record` as its output, in one fenced statement: pg-boss retries
+   * Fails this attempt of `job` with `record` as its output, in one fenced statement (through `db`
+   * when given): pg-boss retries
    * it with the queue's backoff, or at the last attempt moves a copy to the dead-letter queue.
    */
-  async fail(job: FetchedJob, record: JobFailureRecord): Promise<void> {
-    const response = await this.#boss.fail(job.name, { id: job.id, retryCount: job.retryCount }, record);
+  async fail(job: FetchedJob, record: JobFailureRecord, db?: Db): Promise<void> {
+    const attempt = { id: job.id, retryCount: job.retryCount };
+    const response = await this.#boss.fail(job.name, attempt, record, db ? { db } : undefined);
     assertClaimed(job, affectedRows(response) ?? 0, 'not failed');
   }
 
-  /** Fails this attempt of `job` terminally and moves a copy to its dead-letter queue at once. */
-  async deadLetter(job: FetchedJob, record: JobFailureRecord): Promise<void> {
+  /** Fails this attempt of `job` terminally and moves a copy to its dead-letter queue at once (through `db` when given). */
+  async deadLetter(job: FetchedJob, record: JobFailureRecord, db?: Db): Promise<void> {
     const attempts = [{ id: job.id, retry_count: job.retryCount, output: record }];
-    assertClaimed(job, await deadLetterAttempts(this.#pool, this.#schema, job.name, attempts), 'not failed');
+    const client = db ? { query: db.executeSql } : this.#pool;
+    assertClaimed(job, await deadLetterAttempts(client, this.#schema, job.name, attempts), 'not failed');
   }
 
   /** Stops this process's workers of `queue` from fetching; the jobs they hold finish as usual. */

@@ -1,13 +1,13 @@
 import type pg from 'pg';
-import type { Logger } from '../shared/logger';
 import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { describeError } from '../shared/redact';
 import type { DeadLetterAlerts } from './dead-letter-alerts';
 import { failureHistory, type JobFailureRecord } from './dead-letters';
 import { EventExpiredError } from './errors';
+import type { HistoryRecorder } from './history';
 import { deadLetterAttempts } from './pgboss';
 import { expiringJobsSql } from './sql';
-import type { ResolvedBrokerOptions } from './types';
+import type { BrokerRuntime } from './types';
 
 /** Jobs one sweep transaction moves at most; the sweep repeats while batches come back full. */
 const EXPIRY_BATCH_SIZE = 500;
@@ -20,6 +20,11 @@ interface ExpiringJob {
   event_id: string | null;
   event_type: string | null;
   retention_seconds: number;
+  created_on: Date;
+  subject: string | null;
+  source: string | null;
+  destination: string | null;
+  traceparent: string | null;
 }
 
 /**
@@ -32,34 +37,40 @@ interface ExpiringJob {
 export async function deadLetterExpiredJobs(
   pool: pg.Pool,
   schema: string,
+  history: HistoryRecorder,
   alerts?: DeadLetterAlerts,
 ): Promise<number> {
   let moved = 0;
   for (;;) {
-    const records = await deadLetterExpiredBatch(pool, schema);
+    const records = await deadLetterExpiredBatch(pool, schema, history);
     alerts?.deadLettered(records);
     moved += records.length;
     if (records.length < EXPIRY_BATCH_SIZE) return moved;
   }
 }
 
-/** Runs {@link deadLetterExpiredJobs} every maintenance interval. */
+/** Runs {@link deadLetterExpiredJobs}, then the event history's age cap, every maintenance interval. */
 export function startExpirySweep(
-  pool: pg.Pool,
-  options: ResolvedBrokerOptions,
-  logger: Logger,
+  { pool, options, history, logger }: BrokerRuntime,
   alerts: DeadLetterAlerts,
 ): PeriodicTask {
   return startPeriodic(
     options.maintenanceIntervalSeconds * 1000,
-    () => deadLetterExpiredJobs(pool, options.schema, alerts),
-    logger,
+    async () => {
+      await deadLetterExpiredJobs(pool, options.schema, history, alerts);
+      await history.sweep(pool);
+    },
+    logger(),
     'arvo-postgres broker: the retention sweep (expired events to the dead-letter queue) failed; retried next interval',
   );
 }
 
 /** Dead-letters one batch of expired jobs in one transaction; returns their records once committed. */
-async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<JobFailureRecord[]> {
+async function deadLetterExpiredBatch(
+  pool: pg.Pool,
+  schema: string,
+  history: HistoryRecorder,
+): Promise<JobFailureRecord[]> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -79,6 +90,22 @@ async function deadLetterExpiredBatch(pool: pg.Pool, schema: string): Promise<Jo
         history: failureHistory(row.output),
       };
       records.push(record);
+      await history.record(
+        client,
+        { name: row.name, id: row.id, retryCount: row.retry_count, startedOn: row.created_on },
+        'expired',
+        {
+          event: {
+            id: row.event_id ?? row.id,
+            type: row.event_type ?? undefined,
+            subject: row.subject ?? '',
+            source: row.source ?? undefined,
+            to: row.destination,
+            traceparent: row.traceparent,
+          },
+          error: { ...record.error, kind: 'expired' },
+        },
+      );
       const attempts = byQueue.get(row.name) ?? [];
       attempts.push({ id: row.id, retry_count: row.retry_count, output: record });
       byQueue.set(row.name, attempts);

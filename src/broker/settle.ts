@@ -53,10 +53,16 @@ export class Settlement {
       history: failureHistory(job.output),
     };
     const deadLetter = action === 'deadLetter';
+    const { boss, history, pool } = this.#runtime;
     const terminal = deadLetter || job.retryCount >= job.retryLimit;
+    const outcome = terminal ? 'dead-lettered' : 'failed';
     // Retried as a whole by `unsettled.ts`: the alert follows whichever attempt commits.
     const settle = async () => {
-      await (deadLetter ? this.#runtime.boss.deadLetter(job, record) : this.#runtime.boss.fail(job, record));
+      await history.settleWith(
+        pool,
+        (db) => history.record(db, job, outcome, { event, error: { ...record.error, kind } }),
+        (db) => (deadLetter ? boss.deadLetter(job, record, db) : boss.fail(job, record, db)),
+      );
       if (terminal) this.#alerts.deadLettered([record]);
     };
     try {
@@ -134,6 +140,7 @@ export class Settlement {
         ],
         transaction.db,
       );
+      await this.#runtime.history.record(transaction, job, 'rescheduled');
       await boss.complete(
         job,
         { rescheduledAs: copyId, reason: 'lock contention' },

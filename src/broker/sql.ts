@@ -199,8 +199,9 @@ export const OUT_OF_REACH_RETENTION_SECONDS = 2_147_483_647;
  * Claims, for the expiry sweep, at most `$1` waiting jobs (created or retry) of any queue with a
  * dead-letter queue that have waited longer than their queue's `retention_seconds` since they came
  * due (enqueued, or their `start_after` when later): marks them `active` (so `deadLetterAttemptsSql`
- * can fail them terminally in the same transaction) and returns `name`, `id`, `retry_count`, `output`, `event_id`, `event_type`,
- * `retention_seconds`. Workers skip the locked rows meanwhile; `SKIP LOCKED` lets sweeps of several
+ * can fail them terminally in the same transaction) and returns `name`, `id`, `retry_count`, `output`,
+ * `event_id`, `event_type`, `retention_seconds`, and for the event history `created_on`, `subject`,
+ * `source`, `destination`, `traceparent`. Workers skip the locked rows meanwhile; `SKIP LOCKED` lets sweeps of several
  * brokers run side by side.
  */
 export function expiringJobsSql(schema: string): string {
@@ -222,7 +223,8 @@ export function expiringJobsSql(schema: string): string {
       FROM expiring e
      WHERE j.name = e.name AND j.id = e.id
     RETURNING j.name, j.id, j.retry_count, j.output, j.data->>'id' AS event_id, j.data->>'type' AS event_type,
-              e.retention_seconds`;
+              e.retention_seconds, j.created_on, j.data->>'subject' AS subject, j.data->>'source' AS source,
+              j.data->>'to' AS destination, j.data->>'traceparent' AS traceparent`;
 }
 
 // ---------------------------------------------------------------- queue control (queue-control.ts)

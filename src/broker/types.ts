@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from '../shared/logger';
 import type { ConnectionOptions, ResolvedConnection } from '../shared/pool';
 import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions } from './circuit-breaker';
+import type { HistoryRecorder } from './history';
 import type { BrokerMetrics } from './metrics';
 import type { PgBossClient } from './pgboss';
 
@@ -87,6 +88,12 @@ export interface PostgresEventBrokerOptions extends ConnectionOptions {
   defaults?: { queue?: BrokerQueueOptions; worker?: BrokerWorkerOptions };
   /** Largest event accepted, as UTF-8 JSON bytes, at `dispatch` and for handler outputs. Default 1 MiB. */
   maxPayloadBytes?: number;
+  /**
+   * The event history: one row per settled attempt of an event, written in the transaction that
+   * settles it (`workflows show`, the dashboard's timeline). `false` turns it off. Default on, in
+   * `public.arvo_event_history` (beside the memory's tables, whose deletes take a tree's history along).
+   */
+  history?: false | BrokerHistoryOptions;
   /** Default dead-letter queue. Default `arvo.dead-letter`. */
   deadLetterQueue?: string;
   /** Queue keeping events whose `to` has no queue. Default `arvo.unroutable`. */
@@ -222,6 +229,7 @@ export interface BrokerRuntime {
   readonly databaseId: string;
   readonly boss: PgBossClient;
   readonly metrics: BrokerMetrics;
+  readonly history: HistoryRecorder;
   logger(): Logger;
 }
 
@@ -243,6 +251,25 @@ export type ResolvedWorkerOptions = Required<
   subjectConcurrency?: number;
 };
 
+/** Where the event history is kept and what it keeps. */
+export interface BrokerHistoryOptions {
+  /** Schema of the history table; the memory's schema. Default `public`. */
+  schema?: string;
+  /** The history table; the memory's `tables.history`. Default `arvo_event_history`. */
+  table?: string;
+  /** Keep each event's `data` (redacted) too: it may hold personal data. Default `false`. */
+  payloads?: boolean;
+  /** Largest payload kept, as UTF-8 JSON bytes; a larger one is noted by its size. Default 4096. */
+  maxPayloadBytes?: number;
+  /**
+   * Entries older than this are deleted by the broker's retention sweep, whatever their workflow (a
+   * tree's history goes earlier, with its records). Default 2592000 (30 days).
+   */
+  maxAgeSeconds?: number;
+}
+
+export type ResolvedHistoryOptions = Required<BrokerHistoryOptions>;
+
 export interface ResolvedBrokerOptions {
   connection: ResolvedConnection;
   schema: string;
@@ -250,6 +277,7 @@ export interface ResolvedBrokerOptions {
   queue: ResolvedQueueOptions;
   worker: ResolvedWorkerOptions;
   maxPayloadBytes: number;
+  history: ResolvedHistoryOptions | null;
   deadLetterQueue: string;
   unroutableQueue: string;
   domainedQueue: string;

@@ -1,5 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type pg from 'pg';
+import type { MemoryTables } from '../memory/migrations/v1';
 import { ArvoPostgresError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
 import { silentLogger } from '../shared/logger';
@@ -55,6 +56,7 @@ const CONNECTION_OPTIONS = {
   schema: { type: 'string', default: 'public' },
   'state-table': { type: 'string', default: 'arvo_workflow_state' },
   'lock-table': { type: 'string', default: 'arvo_workflow_lock' },
+  'history-table': { type: 'string', default: 'arvo_event_history' },
   'pgboss-schema': { type: 'string', default: 'pgboss' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const satisfies ParseArgsConfig['options'];
@@ -64,6 +66,7 @@ export const CONNECTION_HELP = `Connection and names:
   --schema <name>         schema of the machine memory tables (default public)
   --state-table <name>    workflow state table (default arvo_workflow_state)
   --lock-table <name>     workflow lock table (default arvo_workflow_lock)
+  --history-table <name>  event history table (default arvo_event_history)
   --pgboss-schema <name>  pg-boss schema (default pgboss)
   -h, --help              this help`;
 
@@ -106,7 +109,13 @@ export interface Names {
   schema: string;
   stateTable: string;
   lockTable: string;
+  historyTable: string;
   pgBossSchema: string;
+}
+
+/** The memory's tables named on the command line. */
+export function memoryTablesOf(names: Names): MemoryTables {
+  return { state: names.stateTable, lock: names.lockTable, history: names.historyTable };
 }
 
 /** The schema and table names of the command line, each checked by `validateIdentifier` (a bad one is a usage error). */
@@ -122,6 +131,7 @@ function namesOf(values: Record<string, unknown>): Names {
     schema: check('schema'),
     stateTable: check('state-table'),
     lockTable: check('lock-table'),
+    historyTable: check('history-table'),
     pgBossSchema: check('pgboss-schema'),
   };
 }

@@ -27,3 +27,19 @@ export function printableIo(io: CliIo): CliIo {
     stderr: (text) => io.stderr(printable(text)),
   };
 }
+
+/** A time to the second, `2026-01-02 03:04:05Z`; `-` for none. */
+export function shortTime(date: Date | null): string {
+  return date
+    ? date
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, 'Z')
+    : '-';
+}
+
+/** `text` on one line (whitespace runs collapsed), cut to `max` characters with `…`. */
+export function oneLine(text: string, max: number): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}

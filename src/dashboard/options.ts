@@ -1,9 +1,9 @@
 import { deadLetterQueuesOption } from '../broker/options';
+import type { WorkflowHistorySource } from '../history/types';
 import { InvalidOptionError } from '../shared/errors';
 import { validateIdentifier } from '../shared/identifiers';
 import { expectKnownKeys, expectObject, integerOption } from '../shared/options';
 import { CONNECTION_OPTION_KEYS, type ConnectionOptions } from '../shared/pool';
-import type { WorkflowHistorySource } from './history';
 
 /** Options of {@link createDashboard}: a connection, the names, and what it may do. */
 export interface DashboardOptions extends ConnectionOptions {
@@ -11,6 +11,8 @@ export interface DashboardOptions extends ConnectionOptions {
   schema?: string;
   /** The memory's state table. Default `arvo_workflow_state`. */
   stateTable?: string;
+  /** The event history table (in `schema`). Default `arvo_event_history`. */
+  historyTable?: string;
   /** pg-boss's schema. Default `pgboss`. */
   pgBossSchema?: string;
   /** Dead-letter queues besides those some queue names (see `DeadLetters`). Default `['arvo.dead-letter']`. */
@@ -28,7 +30,10 @@ export interface DashboardOptions extends ConnectionOptions {
   traceUrl?: string;
   /** Seconds between refreshes of the queue page. Default 5. */
   refreshSeconds?: number;
-  /** Where a workflow's timeline comes from. Default: its records' timestamps and its dead letters. */
+  /**
+   * Where a workflow's timeline and event-id search come from. Default: the event history table
+   * (for a tree it holds nothing of, the records' timestamps and dead letters).
+   */
   history?: WorkflowHistorySource;
 }
 
@@ -36,6 +41,7 @@ export interface DashboardOptions extends ConnectionOptions {
 export interface DashboardSettings {
   schema: string;
   stateTable: string;
+  historyTable: string;
   pgBossSchema: string;
   deadLetterQueues: string[];
   actionToken: string | null;
@@ -55,6 +61,7 @@ export function dashboardSettings(options: DashboardOptions): DashboardSettings 
       ...CONNECTION_OPTION_KEYS,
       'schema',
       'stateTable',
+      'historyTable',
       'pgBossSchema',
       'deadLetterQueues',
       'actionToken',
@@ -88,6 +95,7 @@ export function dashboardSettings(options: DashboardOptions): DashboardSettings 
   return {
     schema: validateIdentifier(given.schema ?? 'public', 'schema'),
     stateTable: validateIdentifier(given.stateTable ?? 'arvo_workflow_state', 'stateTable'),
+    historyTable: validateIdentifier(given.historyTable ?? 'arvo_event_history', 'historyTable'),
     pgBossSchema: validateIdentifier(given.pgBossSchema ?? 'pgboss', 'pgBossSchema'),
     deadLetterQueues: deadLetterQueuesOption(given.deadLetterQueues),
     actionToken: (token as string | undefined) ?? null,

@@ -1,8 +1,14 @@
 import type { DeadLetter } from '../broker/dead-letters';
+import type {
+  WorkflowDetail,
+  WorkflowFilter,
+  WorkflowPage,
+  WorkflowRecordSummary,
+  WorkflowTimelineEntry,
+} from '../history/types';
 import { formatAge } from '../shared/age';
 import { redactSecrets, redactValue } from '../shared/redact';
-import type { QueueOverview, WorkflowDetail, WorkflowFilter, WorkflowPage } from './data';
-import type { WorkflowRecordSummary, WorkflowTimelineEntry } from './history';
+import type { QueueOverview } from './data';
 import { html, type SafeHtml } from './html';
 
 /**

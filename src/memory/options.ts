@@ -85,16 +85,23 @@ const DAY_MS = 86_400_000;
 /** Validated table names (defaults filled in); they must differ. */
 export function resolveMemoryTables(value: unknown): MemoryTables {
   const given = value === undefined ? {} : expectObject(value, 'tables');
-  expectKnownKeys(given, ['state', 'lock'], 'tables');
+  expectKnownKeys(given, ['state', 'lock', 'history'], 'tables');
   const tables: MemoryTables = {
     state: validateIdentifier(
       stringOption(given.state, 'tables.state', 'arvo_workflow_state'),
       'tables.state',
     ),
     lock: validateIdentifier(stringOption(given.lock, 'tables.lock', 'arvo_workflow_lock'), 'tables.lock'),
+    history: validateIdentifier(
+      stringOption(given.history, 'tables.history', 'arvo_event_history'),
+      'tables.history',
+    ),
   };
   if (tables.state === tables.lock) {
     throw new InvalidOptionError('tables.lock', 'must differ from `tables.state`');
+  }
+  if (tables.history === tables.state || tables.history === tables.lock) {
+    throw new InvalidOptionError('tables.history', 'must differ from `tables.state` and `tables.lock`');
   }
   return tables;
 }

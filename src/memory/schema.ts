@@ -1,3 +1,4 @@
+import { historyComponent } from '../history/schema';
 import { LOCK_COLUMNS_V1 } from '../lock/migrations/v1';
 import { lockComponent } from '../lock/schema';
 import { qualifiedName } from '../shared/identifiers';
@@ -9,21 +10,24 @@ import {
 } from '../shared/migrations';
 import type { ManagedPool } from '../shared/pool';
 import { type MemoryTables, STATE_COLUMNS_V1, stateMigrationV1 } from './migrations/v1';
+import { stateMigrationV2 } from './migrations/v2';
 import { type MemoryMigrateMode, resolveMemoryLocation } from './options';
 import type { MemoryStatements } from './sql';
 
 /**
- * The migrated components of a machine memory, state table first: `memory:<state table>` and the
- * lock table's `lock:<lock table>`. What `migrate` applies and `arvo-postgres doctor` checks.
+ * The migrated components of a machine memory, state table first: `memory:<state table>`, the
+ * lock table's `lock:<lock table>` and the event history's `history:<history table>` (its deletes
+ * take a tree's history along, so the table exists also before a broker writes it). What `migrate` applies and `arvo-postgres doctor` checks.
  */
 export function memoryComponents(schema: string, tables: MemoryTables): MigrationComponent[] {
   return [
     {
       component: `memory:${tables.state}`,
       table: tables.state,
-      migrations: [stateMigrationV1(schema, tables.state)],
+      migrations: [stateMigrationV1(schema, tables.state), stateMigrationV2(schema, tables.state)],
     },
     lockComponent(schema, tables.lock),
+    historyComponent(schema, tables.history),
   ];
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { deleteHistoryOfDeletedCte } from '../history/sql';
 import { lockStatements } from '../lock/sql';
 import { qualifiedName } from '../shared/identifiers';
 import type { MemoryTables } from './migrations/v1';
@@ -36,7 +37,7 @@ export interface MemoryStatements {
   updateByVersion: NamedStatement;
   /** As `updateByVersion`, but `$3` is the expected record (JSONB equality) instead of a version. */
   updateByContent: NamedStatement;
-  /** `$1` subject → the subject and all its descendants deleted (`subject` per row). */
+  /** `$1` subject → the subject and all its descendants deleted (`subject` per row), with their history. */
   deleteTree: NamedStatement;
   /**
    * `$1` subject → its whole tree deleted when it is a root with a finished status (the completion
@@ -82,6 +83,8 @@ export function isFinishedWorkflow(status: string | null, executionStatus: strin
 export function memoryStatements(schema: string, tables: MemoryTables): MemoryStatements {
   const state = qualifiedName(schema, tables.state);
   const lock = qualifiedName(schema, tables.lock);
+  // Every delete of records takes their event history along, in the same statement.
+  const historyDeleted = deleteHistoryOfDeletedCte(schema, tables.history);
   // Prepared statement names are per connection; the hash keeps two memories on one pool apart
   // (both tables: `lockAndRead` uses the lock table too).
   const tag = createHash('sha256').update(`${state} ${lock}`).digest('hex').slice(0, 12);
@@ -149,16 +152,21 @@ RETURNING version::text AS version`,
   SELECT subject FROM ${state} WHERE subject = $1
   UNION
   SELECT c.subject FROM ${state} c JOIN tree t ON c.parent_subject = t.subject
-)
-DELETE FROM ${state} WHERE subject IN (SELECT subject FROM tree) OR root_subject = $1
-RETURNING subject`,
+), deleted AS (
+  DELETE FROM ${state} WHERE subject IN (SELECT subject FROM tree) OR root_subject = $1
+  RETURNING subject
+), ${historyDeleted}
+SELECT subject FROM deleted`,
     ),
     deleteFinishedRootTree: named(
       'delete_finished_root',
-      `DELETE FROM ${state} WHERE root_subject = (
-  SELECT subject FROM ${state} WHERE subject = $1 AND root_subject = $1 AND ${finishedWorkflowSql()}
-)
-RETURNING subject`,
+      `WITH deleted AS (
+  DELETE FROM ${state} WHERE root_subject = (
+    SELECT subject FROM ${state} WHERE subject = $1 AND root_subject = $1 AND ${finishedWorkflowSql()}
+  )
+  RETURNING subject
+), ${historyDeleted}
+SELECT subject FROM deleted`,
     ),
     rootOf: `SELECT root_subject FROM ${state} WHERE subject = $1`,
     subjectsByRoot: `SELECT subject FROM ${state} WHERE root_subject = $1 AND subject <> $1 ORDER BY created_at, subject`,
@@ -168,9 +176,11 @@ RETURNING subject`,
     AND ${finishedWorkflowSql()}
     AND updated_at < now() - $1::bigint * interval '1 millisecond'
   LIMIT $2
-)
-DELETE FROM ${state} WHERE root_subject IN (SELECT subject FROM roots)
-RETURNING root_subject`,
+), deleted AS (
+  DELETE FROM ${state} WHERE root_subject IN (SELECT subject FROM roots)
+  RETURNING subject, root_subject
+), ${historyDeleted}
+SELECT root_subject FROM deleted`,
     sweepAbandoned: `WITH roots AS (
   SELECT DISTINCT o.root_subject FROM ${state} o
   WHERE o.updated_at < now() - $1::bigint * interval '1 millisecond'
@@ -179,9 +189,11 @@ RETURNING root_subject`,
       WHERE n.root_subject = o.root_subject AND n.updated_at >= now() - $1::bigint * interval '1 millisecond'
     )
   LIMIT $2
-)
-DELETE FROM ${state} WHERE root_subject IN (SELECT root_subject FROM roots)
-RETURNING root_subject`,
+), deleted AS (
+  DELETE FROM ${state} WHERE root_subject IN (SELECT root_subject FROM roots)
+  RETURNING subject, root_subject
+), ${historyDeleted}
+SELECT root_subject FROM deleted`,
     columns: `SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
 WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY table_name, ordinal_position`,
     primaryKeys: `SELECT c.relname::text AS table_name, array_agg(a.attname::text ORDER BY k.ord) AS columns

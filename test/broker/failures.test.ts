@@ -409,7 +409,8 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     // Destinations nobody in this broker serves, so only the handled job's statements are counted.
     await boss.createQueue('com.count.a');
     await boss.createQueue('com.count.b');
-    const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger() });
+    // Without the event history; test/broker/history.test.ts shows its one insert in this transaction.
+    const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger(), history: false });
     await other.register(
       handler('com.count.fanout', async (event) => {
         statements.reset();
@@ -457,7 +458,8 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     // failure is being settled (from the throw until the dead letter is visible).
     const brokerPool = newPool(db.url);
     const statements = recordStatements(brokerPool);
-    const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger() });
+    // Without the event history (with it: one transaction, see test/broker/history.test.ts).
+    const other = new PostgresEventBroker({ pool: brokerPool, logger: memoryLogger(), history: false });
     await other.register(
       handler('com.fail.counted', async () => {
         statements.reset();

@@ -107,7 +107,7 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal(migrated.code, 0, migrated.stderr);
     assert.equal(
       migrated.stdout,
-      'memory: public.arvo_workflow_state and public.arvo_workflow_lock ready (layout version 1)\n' +
+      'memory: public.arvo_workflow_state and public.arvo_workflow_lock ready (layout version 2)\n' +
         'pg-boss: schema pgboss at version 46\n' +
         'broker: pgboss.arvo_queue_control ready (layout version 1)\n',
     );
@@ -115,8 +115,8 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     assert.equal(healthy.code, 0, healthy.stdout);
     assert.match(healthy.stdout, /^ok {4}pg-boss schema {5}pgboss at version 46, no drift$/m);
     // Four indexes of the state table and one of the lock table, read from their migrations.
-    assert.match(healthy.stdout, /^ok {4}memory indexes {5}5 expected$/m);
-    assert.match(healthy.stdout, /^ok {4}memory tables {6}.*\(layout version 1\)$/m);
+    assert.match(healthy.stdout, /^ok {4}memory indexes {5}8 expected$/m);
+    assert.match(healthy.stdout, /^ok {4}memory tables {6}.*\(layout version 2, 1\)$/m);
     assert.match(healthy.stdout, /no problems found\n$/);
 
     await admin.query('DROP INDEX public.arvo_workflow_state_status_updated_at_idx');

@@ -203,6 +203,7 @@ describe('dashboard request handler', { timeout: 180_000 }, () => {
     await admin.query(`GRANT USAGE ON SCHEMA pgboss TO ${READER}`);
     await admin.query(`GRANT SELECT ON ALL TABLES IN SCHEMA pgboss TO ${READER}`);
     await admin.query(`GRANT SELECT ON public.arvo_workflow_state TO ${READER}`);
+    await admin.query(`GRANT SELECT ON public.arvo_event_history TO ${READER}`);
     const reader = await dashboardAt({ connectionString: url });
     for (const path of [
       '',

@@ -58,6 +58,21 @@ describe('dashboard pages with 100,000 workflows and 10,000 dead letters', { tim
          now() - (i % 1200) * interval '1 second'
        FROM generate_series(1, 50000) i`,
     );
+    // The event history the broker would have written: a handled init per workflow, and the
+    // dead-lettered attempt of each dead letter (what the event-id search finds).
+    await admin.query(
+      `INSERT INTO arvo_event_history (subject, event_id, event_type, queue, attempt, outcome, started_at, ended_at, duration_ms)
+       SELECT 'wf-' || i, gen_random_uuid()::text, 'arvo.orc.order', 'arvo.orc.order', 1, 'handled',
+         now() - (i % 43200) * interval '1 minute', now() - (i % 43200) * interval '1 minute', 5
+       FROM generate_series(0, $1::int - 1) i`,
+      [WORKFLOWS],
+    );
+    await admin.query(
+      `INSERT INTO arvo_event_history (subject, event_id, event_type, queue, attempt, outcome, started_at, ended_at, duration_ms, error)
+       SELECT data->>'subject', data->>'id', data->>'type', source_name, 1, 'dead-lettered', created_on, created_on, 5,
+         source_output->'error'
+       FROM pgboss.job WHERE name = 'arvo.dead-letter'`,
+    );
     // As autovacuum would have by then: the visibility map lets counts scan indexes only.
     await admin.query('VACUUM ANALYZE');
     const { rows } = await admin.query(

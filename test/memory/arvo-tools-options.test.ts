@@ -192,7 +192,10 @@ describe('@arvo-tools/postgres memory options', () => {
         /legacy_state does not exist/.test(error.message),
     );
     const created = await connectOld({ tables, migrate: 'if_tables_dont_exist' });
-    assert.deepEqual({ ...created.tables }, { state: 'legacy_state', lock: 'legacy_lock' });
+    assert.deepEqual(
+      { ...created.tables },
+      { state: 'legacy_state', lock: 'legacy_lock', history: 'arvo_event_history' },
+    );
     const subject = newSubject();
     await created.write(subject, { subject }, null);
     await connectOld({ tables, migrate: 'noop' });

@@ -212,7 +212,7 @@ describe('PostgresMachineMemory: tables', () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ migrate: 'create' }, 'migrate'],
       [{ tables: { state: 'same', lock: 'same' } }, 'tables.lock'],
-      [{ tables: { history: 'h' } }, 'tables.history'],
+      [{ tables: { history: 'arvo_workflow_state' } }, 'tables.history'],
       [{ lock: { ttlMs: -5 } }, 'lock.ttlMs'],
       [{ lock: { maxRetries: 2, maxAttempts: 3 } }, 'lock.maxRetries'],
       [{ lock: { backoff: 2 } }, 'lock.backoff'],

@@ -155,10 +155,18 @@ describe('migration indexes', () => {
   it('refuses a migration whose index name is taken by another table of the schema, applying nothing', async () => {
     // `wf`'s index on (status, updated_at) and `wf_status`'s on (updated_at) are both named
     // wf_status_updated_at_idx: CREATE INDEX IF NOT EXISTS would leave wf_status without its index.
-    for (const { component, migrations } of memoryComponents('coll', { state: 'wf', lock: 'wf_lock' })) {
+    for (const { component, migrations } of memoryComponents('coll', {
+      state: 'wf',
+      lock: 'wf_lock',
+      history: 'wf_history',
+    })) {
       await applyMigrations(admin, { schema: 'coll', component, migrations });
     }
-    const [state] = memoryComponents('coll', { state: 'wf_status', lock: 'wf_status_lock' });
+    const [state] = memoryComponents('coll', {
+      state: 'wf_status',
+      lock: 'wf_status_lock',
+      history: 'wf_status_history',
+    });
     await assert.rejects(
       applyMigrations(admin, { schema: 'coll', component: state!.component, migrations: state!.migrations }),
       (error: unknown) =>
@@ -204,7 +212,7 @@ describe('migration indexes', () => {
 
   it('creates exactly the indexes the migrations list as data', async () => {
     // A mixed-case state table (quoted names) and a 60-character lock table (hashed index name).
-    const tables = { state: 'Workflow_State', lock: `lock_${'x'.repeat(55)}` };
+    const tables = { state: 'Workflow_State', lock: `lock_${'x'.repeat(55)}`, history: 'Workflow_History' };
     const components = memoryComponents('Idx', tables);
     for (const { component, migrations } of components) {
       await applyMigrations(admin, { schema: 'Idx', component, migrations });
@@ -224,13 +232,13 @@ describe('migration indexes', () => {
     );
     const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
     const expected = components.flatMap(({ migrations }) => migrations.flatMap((m) => m.indexes));
-    assert.equal(expected.length, 5);
+    assert.equal(expected.length, 8);
     assert.deepEqual(rows.sort(byName), expected.map((index) => ({ ...index })).sort(byName));
-    // Besides the five, only the primary keys: state, lock and arvo_postgres_migrations.
+    // Besides the eight, only the primary keys: state, lock, history and arvo_postgres_migrations.
     const { rows: all } = await admin.query(
       `SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'Idx'`,
     );
-    assert.equal(all[0].n, 5 + 2 + 1);
+    assert.equal(all[0].n, 8 + 3 + 1);
   });
 });
 

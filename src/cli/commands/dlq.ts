@@ -14,6 +14,7 @@ import {
   UsageError,
   withPool,
 } from '../common';
+import { oneLine, shortTime } from '../output';
 
 const USAGE = `Usage:
   arvo-postgres dlq list [--queue <source>] [--dlq <name>] [--limit n] [--json]
@@ -41,20 +42,6 @@ queue, and arvo.dead-letter).
 Exit codes: 0 done; 1 an id was not found (nothing else is skipped) or the database failed; 2 usage.
 
 ${CONNECTION_HELP}`;
-
-function shortTime(date: Date | null): string {
-  return date
-    ? date
-        .toISOString()
-        .replace('T', ' ')
-        .replace(/\.\d+Z$/, 'Z')
-    : '-';
-}
-
-function oneLine(text: string, max: number): string {
-  const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
 
 function renderList(letters: DeadLetter[]): string {
   if (letters.length === 0) return 'no dead letters\n';

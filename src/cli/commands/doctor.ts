@@ -17,6 +17,7 @@ import {
   connectionStringOf,
   EXIT,
   json,
+  memoryTablesOf,
   type Names,
   parseCommand,
   withPool,
@@ -54,7 +55,7 @@ async function memoryTablesCheck(
     const memory = await connectPostgresMachineMemory({
       pool,
       schema: names.schema,
-      tables: { state: names.stateTable, lock: names.lockTable },
+      tables: memoryTablesOf(names),
       migrate: 'noop',
       logger: silentLogger,
     });
@@ -172,7 +173,7 @@ export const doctorCommand: Command = {
 Checks, without changing anything:
   connection         the database answers
   memory tables      state and lock tables: columns, types, nullability, primary keys
-  memory indexes     the secondary indexes of layout version 1 exist, are valid, on the right columns
+  memory indexes     the secondary indexes of every layout version exist, are valid, on the right columns
   memory migrations  the layout version recorded in <schema>.arvo_postgres_migrations (missing: warning)
   pg-boss schema     installed at the version pg-boss 12.38 needs, no drift in tables, indexes, functions
 
@@ -216,10 +217,7 @@ ${CONNECTION_HELP}`,
         problems: [],
         warnings: [],
       };
-      const components = memoryComponents(names.schema, {
-        state: names.stateTable,
-        lock: names.lockTable,
-      });
+      const components = memoryComponents(names.schema, memoryTablesOf(names));
       return [
         connection,
         await memoryTablesCheck(pool, names, components),

@@ -10,6 +10,7 @@ import {
   type Command,
   connectionStringOf,
   EXIT,
+  memoryTablesOf,
   parseCommand,
   UsageError,
   withPool,
@@ -23,7 +24,7 @@ export const migrateCommand: Command = {
        arvo-postgres migrate --from-arvo-tools [--dry-run] [--from-schema s] [--time-zone z]
 
 Creates what is missing: the machine memory's workflow state and lock tables with their indexes
-(layout version 1, recorded in <schema>.arvo_postgres_migrations) and pg-boss's schema (installed or
+(every layout version, recorded in <schema>.arvo_postgres_migrations) and pg-boss's schema (installed or
 migrated to the version pg-boss 12.38 needs), and the broker's queue control table beside it.
 Idempotent; safe while brokers are running.
 
@@ -62,11 +63,11 @@ ${CONNECTION_HELP}`,
     if (!parsed) return EXIT.ok;
     const { values, names } = parsed;
 
-    const tables = { state: names.stateTable, lock: names.lockTable };
+    const tables = memoryTablesOf(names);
     if (values['print-sql']) {
       io.stdout(
         [
-          `-- arvo-postgres machine memory: ${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}`,
+          `-- arvo-postgres machine memory: ${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}, ${names.schema}.${names.historyTable}`,
           memoryMigrationSql({ schema: names.schema, tables }),
           `-- pg-boss 12.38 schema ${names.pgBossSchema}`,
           `${getConstructionPlans(names.pgBossSchema).trim()}\n`,
@@ -109,7 +110,7 @@ ${CONNECTION_HELP}`,
       await memory.close();
     });
     io.stdout(
-      `memory: ${names.schema}.${names.stateTable} and ${names.schema}.${names.lockTable} ready (layout version 1)\n`,
+      `memory: ${names.schema}.${names.stateTable} and ${names.schema}.${names.lockTable} ready (layout version 2)\n`,
     );
     const version = await withPgBoss(url, names.pgBossSchema, true, (boss) => boss.schemaVersion());
     io.stdout(`pg-boss: schema ${names.pgBossSchema} at version ${version}\n`);

@@ -6,6 +6,8 @@ export interface MemoryTables {
   state: string;
   /** TTL locks, one row per locked subject (layout of `src/lock`). */
   lock: string;
+  /** The event history the broker writes (layout of `src/history`), deleted with its records. */
+  history: string;
 }
 
 const text = (name: string, nullable: boolean): MigrationColumn => ({

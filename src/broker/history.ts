@@ -1,0 +1,144 @@
+import type pg from 'pg';
+import { historyComponent } from '../history/schema';
+import { historyInsertStatement, historySweepStatement, type NamedStatement } from '../history/sql';
+import { applyMigrations } from '../shared/migrations';
+import { type ErrorDescription, redactValue } from '../shared/redact';
+import type { StoredEvent } from './event-codec';
+import type { Db, FetchedJob } from './pgboss';
+import type { ResolvedBrokerOptions, ResolvedHistoryOptions } from './types';
+
+/** Entries one sweep statement deletes at most. */
+const SWEEP_BATCH_SIZE = 1000;
+
+/** How one attempt of an event ended, as the history records it. */
+export type HistoryOutcome = 'handled' | 'failed' | 'dead-lettered' | 'rescheduled' | 'expired';
+
+/** What a history row says about the event it belongs to (the stored event's fields). */
+type EventFields = Partial<Pick<StoredEvent, 'id' | 'type' | 'source' | 'subject' | 'to' | 'data'>> & {
+  traceparent?: string | null;
+};
+
+/** Something the history's insert runs on: the job's transaction, or a client in a transaction. */
+interface Statements {
+  query(statement: { name: string; text: string }, values: unknown[]): Promise<unknown>;
+}
+
+/**
+ * The broker's writer of the event history (`src/history`): one row per settled attempt, inserted
+ * through the transaction that settles the attempt, so the history says exactly what was committed.
+ * A no-op when the `history` option is `false`.
+ */
+export class HistoryRecorder {
+  readonly #options: ResolvedHistoryOptions | null;
+  readonly #insert: NamedStatement | null;
+
+  constructor(options: ResolvedHistoryOptions | null) {
+    this.#options = options;
+    this.#insert = options ? historyInsertStatement(options.schema, options.table) : null;
+  }
+
+  /** The broker's recorder, with the history table created or migrated (when on and `migrate` is). */
+  static async start(pool: pg.Pool, options: ResolvedBrokerOptions): Promise<HistoryRecorder> {
+    const history = options.history;
+    if (history && options.migrate) {
+      const { component, migrations } = historyComponent(history.schema, history.table);
+      await applyMigrations(pool, { schema: history.schema, component, migrations });
+    }
+    return new HistoryRecorder(history);
+  }
+
+  /**
+   * Records that `job` ended with `outcome`, through `db` (a transaction that settles the job):
+   * `produced` are the ids of the events it emitted, `error` the redacted failure.
+   */
+  async record(
+    db: Statements,
+    job: Pick<FetchedJob, 'name' | 'retryCount' | 'startedOn' | 'id'> & { data?: unknown },
+    outcome: HistoryOutcome,
+    details: {
+      event?: EventFields | null;
+      produced?: string[];
+      error?: ErrorDescription & { kind?: string };
+    } = {},
+  ): Promise<void> {
+    if (!this.#options || !this.#insert) return;
+    const event = (details.event ?? job.data ?? {}) as EventFields;
+    const ended = new Date();
+    const started = job.startedOn instanceof Date ? job.startedOn : ended;
+    const error = details.error
+      ? {
+          name: details.error.name,
+          message: details.error.message,
+          code: details.error.code,
+          kind: details.error.kind,
+        }
+      : null;
+    const entry = {
+      subject: typeof event.subject === 'string' ? event.subject : '',
+      event_id: typeof event.id === 'string' ? event.id : job.id,
+      event_type: event.type ?? null,
+      source: event.source ?? null,
+      destination: event.to ?? null,
+      queue: job.name,
+      attempt: job.retryCount + 1,
+      outcome,
+      started_at: started.toISOString(),
+      ended_at: ended.toISOString(),
+      duration_ms: Math.max(0, ended.getTime() - started.getTime()),
+      error,
+      produced: details.produced ?? [],
+      traceparent: event.traceparent ?? null,
+      payload: this.#options.payloads ? this.#payload(event.data) : null,
+    };
+    await db.query(this.#insert, [JSON.stringify([entry])]);
+  }
+
+  /**
+   * Runs `settle` (a single fenced statement) together with `record`'s insert in one transaction on
+   * `pool` when the history is on; alone, on its own connection, when it is off.
+   */
+  async settleWith(
+    pool: pg.Pool,
+    record: (db: Statements) => Promise<void>,
+    settle: (db?: Db) => Promise<void>,
+  ): Promise<void> {
+    if (!this.#options) return settle();
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await record(client);
+      await settle({ executeSql: (text, values) => client.query(text, values) });
+      await client.query('COMMIT');
+      client.release();
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
+  }
+
+  /**
+   * Deletes entries older than `history.maxAgeSeconds`, a batch at a time: the cap for workflows that
+   * never finish (and events of no workflow); finished trees go with their records. Returns how many.
+   */
+  async sweep(pool: pg.Pool): Promise<number> {
+    if (!this.#options) return 0;
+    const statement = historySweepStatement(this.#options.schema, this.#options.table);
+    let deleted = 0;
+    for (;;) {
+      const { rowCount } = await pool.query(statement, [this.#options.maxAgeSeconds, SWEEP_BATCH_SIZE]);
+      deleted += rowCount ?? 0;
+      if ((rowCount ?? 0) < SWEEP_BATCH_SIZE) return deleted;
+    }
+  }
+
+  /** The event's data, redacted, or a note of its size when over `maxPayloadBytes`. */
+  #payload(data: unknown): unknown {
+    if (data === undefined) return null;
+    const text = JSON.stringify(redactValue(data));
+    const bytes = Buffer.byteLength(text, 'utf8');
+    return bytes > this.#options!.maxPayloadBytes
+      ? { omitted: 'over history.maxPayloadBytes', bytes }
+      : JSON.parse(text);
+  }
+}
