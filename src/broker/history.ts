@@ -4,6 +4,7 @@ import { historyInsertStatement, historySweepStatement, type NamedStatement } fr
 import { applyMigrations } from '../shared/migrations';
 import { type ErrorDescription, redactValue } from '../shared/redact';
 import type { StoredEvent } from './event-codec';
+import { JobTransaction } from './job-transaction';
 import type { Db, FetchedJob } from './pgboss';
 import type { ResolvedBrokerOptions, ResolvedHistoryOptions } from './types';
 
@@ -103,16 +104,15 @@ export class HistoryRecorder {
     settle: (db?: Db) => Promise<void>,
   ): Promise<void> {
     if (!this.#options) return settle();
-    const client = await pool.connect();
+    // A JobTransaction for its handling of a connection lost mid-way; it is no ambient transaction
+    // (nothing joins it), so it needs no database id.
+    const transaction = new JobTransaction(pool, '');
     try {
-      await client.query('BEGIN');
-      await record(client);
-      await settle({ executeSql: (text, values) => client.query(text, values) });
-      await client.query('COMMIT');
-      client.release();
+      await record(transaction);
+      await settle(transaction.db);
+      await transaction.commit();
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      client.release(error instanceof Error ? error : true);
+      await transaction.rollback();
       throw error;
     }
   }

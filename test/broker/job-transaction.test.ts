@@ -100,7 +100,8 @@ describe('JobTransaction', () => {
   // (BEGIN, complete, COMMIT on a checked-out connection) when one fenced statement does.
   it('settles a job that wrote nothing without taking a connection from the broker pool', async () => {
     const brokerPool = new pg.Pool({ connectionString: db.url, max: 1, connectionTimeoutMillis: 20_000 });
-    const broker = new PostgresEventBroker({ pool: brokerPool, logger: silentLogger });
+    // Without the event history: its insert takes a broker-pool connection (docs/design.md, "Event history").
+    const broker = new PostgresEventBroker({ pool: brokerPool, logger: silentLogger, history: false });
     const handled: string[] = [];
     await broker.onWorkflowComplete({
       source: 'com.test.quiet',
