@@ -81,8 +81,7 @@ export class PostgresEventBroker {
   #deadLetters: DeadLetters | undefined;
   #producer: Producer | undefined;
   #consumer: Consumer | undefined;
-  /** Dead-letters events that waited past their queue's retention (see `retention.ts`). */
-  #expirySweep: PeriodicTask | undefined;
+  #expirySweep: PeriodicTask | undefined; // retention.ts: expired events to their DLQ, the history's age cap
   readonly #queueControl: QueueControl;
 
   constructor(options: PostgresEventBrokerOptions) {
