@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../shared/errors';
-import { expectKnownKeys, expectObject, integerOption, MAX_TIMER_MS } from '../shared/options';
+import { booleanOption, expectKnownKeys, expectObject, integerOption, MAX_TIMER_MS } from '../shared/options';
 import { type Delivery, priorityValue, startAfterValue, withoutUndefined } from './delivery';
 import { StateOutsideBrokerTransactionError } from './errors';
 import { queueNameOption, resolveQueueOptions, resolveWorkerOptions } from './options';
@@ -102,6 +102,22 @@ export function resolveTimeoutOption(options: { timeoutMs?: number } | undefined
 export function stopTimeoutOption(options: { timeoutMs?: number } | undefined): number {
   const given = integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000);
   return Math.max(1000, given);
+}
+
+/** `stopOnSignals()`'s options: the signals (default SIGTERM, SIGINT), stop's `timeoutMs`, `exit` (default true). */
+export function stopOnSignalsOptions(value: unknown): {
+  signals: NodeJS.Signals[];
+  timeoutMs: number;
+  exit: boolean;
+} {
+  const given = value === undefined ? {} : expectObject(value, 'options');
+  expectKnownKeys(given, ['signals', 'timeoutMs', 'exit'], 'options');
+  const signals = given.signals ?? ['SIGTERM', 'SIGINT'];
+  if (!Array.isArray(signals) || signals.length === 0 || signals.some((s) => !/^SIG[A-Z0-9]+$/.test(s))) {
+    throw new InvalidOptionError('signals', "expected a non-empty array of signal names ('SIGTERM', …)");
+  }
+  const timeoutMs = stopTimeoutOption({ timeoutMs: given.timeoutMs as number | undefined });
+  return { signals, timeoutMs, exit: booleanOption(given.exit, 'exit', true) };
 }
 
 /** `getStats()`'s `queues`: names (validated), `'all'`, or undefined for the broker's own. */

@@ -13,10 +13,11 @@ import {
   registerOptions,
   resolveTimeoutOption,
   statsQueuesOption,
+  stopOnSignalsOptions,
   stopTimeoutOption,
 } from './arguments';
 import { CircuitBreaker } from './circuit-breaker';
-import { Consumer, settleWithin } from './consumer';
+import { Consumer } from './consumer';
 import { DeadLetterAlerts, type DeadLetterListener } from './dead-letter-alerts';
 import { type DeadLetter, type DeadLetterFilter, DeadLetters } from './dead-letters';
 import {
@@ -38,6 +39,7 @@ import { Registrations } from './registrations';
 import { Replies } from './replies';
 import { startExpirySweep } from './retention';
 import { Settlement } from './settle';
+import { type StopOnSignalsOptions, shutDown, stopOnSignals } from './shutdown';
 import { type BrokerQueueStats, queryQueueStats } from './stats';
 import type {
   ArvoEventHandlerLike,
@@ -268,12 +270,11 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Dispatches `event` and resolves with the event that comes back to `event.source` with the same
-   * subject (Arvo's request/response test pattern). A completion queue for `event.source` is created
-   * when none is registered; its events then also reach no other listener. Rejects with
-   * {@link ResolveTimeoutError} after `timeoutMs` (default 30 s). Replies are matched by subject
-   * alone (they carry nothing else of the request), so a second `resolve()` on a source and subject
-   * one already waits on is refused with {@link ConcurrentResolveError}.
+   * Dispatches `event` and resolves with the event that comes back to `event.source` with the same subject
+   * (Arvo's request/response pattern), through a completion queue for `event.source` (created when none is
+   * registered; its events then reach no other listener). Rejects with {@link ResolveTimeoutError} after
+   * `timeoutMs` (default 30 s). Replies are matched by subject alone, so a second `resolve()` on a source
+   * and subject one already waits on is refused with {@link ConcurrentResolveError}.
    */
   async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
     this.#assertStarted('resolve');
@@ -301,10 +302,8 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Exact counts (one SQL statement over pg-boss's job table, not its once-a-minute cache). By
-   * default for every queue this broker serves, the domained and unroutable queues and the
-   * dead-letter queues; `queues` names other queues instead, `'all'` reports every queue in the
-   * database (e.g. for an operations CLI that registers nothing).
+   * Exact counts (one statement, not pg-boss's once-a-minute cache) of the queues this broker serves and
+   * its internal and dead-letter queues; `queues` names other queues instead, `'all'` every queue.
    */
   async getStats(options: { queues?: string[] | 'all' } = {}): Promise<BrokerQueueStats[]> {
     this.#assertStarted('getStats');
@@ -353,9 +352,8 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Moves dead letters of the broker's dead-letter queue (or `filter.queue`) back to the queues they
-   * failed on (new job id, fresh retry budget, failure history kept), e.g. after fixing a handler;
-   * `ids` limits it to those. Returns how many were moved.
+   * Moves dead letters of the broker's dead-letter queue (or `filter.queue`; only `ids` when given) back to
+   * their queues (new job id, fresh retry budget, failure history kept); returns how many were moved.
    */
   async redriveDeadLetters(filter: DeadLetterFilter & { ids?: string[] } = {}): Promise<number> {
     const { ids, ...given } = filterOption(filter);
@@ -368,8 +366,8 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Graceful shutdown: stops fetching, lets handlers in flight finish for up to `timeoutMs` (default
-   * 30 s), then fails the jobs still held (retried) and aborts their transactions; closes the connections.
+   * Graceful shutdown: stops fetching, lets handlers in flight finish for up to `timeoutMs` (default 30 s),
+   * then hands the jobs still held back to their queues at once, no retry spent; closes the connections.
    */
   async stop(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
@@ -381,17 +379,22 @@ export class PostgresEventBroker {
     await this.#expirySweep?.stop();
     await this.#queueControl.stop();
     try {
-      await this.#boss?.stop({ graceful: true, timeout: timeoutMs, close: true });
+      await shutDown(this.#boss, this.#consumer, this.#unsettled, this.#pool, timeoutMs);
     } finally {
-      // pg-boss has failed and aborted what was still running; give those handlers a moment to
-      // roll back before the pool closes under them.
-      await this.#consumer?.drain(2000);
-      await this.#unsettled.stop();
-      // A handler that never returns would keep its connection checked out and pool.end() waiting.
-      if (this.#pool) await settleWithin([closePool(this.#pool).catch(() => {})], 5000);
       this.#metrics.close();
       this.#state = 'stopped';
     }
+  }
+
+  /** Opt-in: on SIGTERM or SIGINT, {@link stop} with `timeoutMs`, then exit; returns the listeners' remover. */
+  stopOnSignals(options: StopOnSignalsOptions = {}): () => void {
+    const { signals, timeoutMs, exit } = stopOnSignalsOptions(options);
+    return stopOnSignals(
+      () => this.stop({ timeoutMs }),
+      () => this.#logger,
+      signals,
+      exit,
+    );
   }
 
   #assertStarted(operation: string): void {

@@ -4,7 +4,7 @@ import { writeLog } from '../shared/logger';
 import { describeError } from '../shared/redact';
 import { withSpan } from '../shared/telemetry';
 import { runInAmbientTransaction } from '../shared/transaction';
-import { HandlerTimeoutError, InvalidEventError, UnclaimedReplyError } from './errors';
+import { BrokerStoppingError, HandlerTimeoutError, InvalidEventError, UnclaimedReplyError } from './errors';
 import { decodeEvent, type StoredEvent, serializeEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
 import type { FetchedJob, JobInsert, JobResult } from './pgboss';
@@ -39,6 +39,8 @@ export class Consumer {
   readonly #settlement: Settlement;
   readonly #notFoundListeners: readonly HandlerNotFoundListener[];
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** Aborted at the `stop()` deadline: the hops still running hand their jobs back. */
+  readonly #stopping = new AbortController();
 
   constructor(
     runtime: BrokerRuntime,
@@ -71,6 +73,14 @@ export class Consumer {
           ),
         ),
     );
+  }
+
+  /**
+   * The `stop()` deadline: every hop still running (or fetched from now on) hands its job back to its
+   * queue and its transaction takes no further statement (docs/design.md, "Stopping").
+   */
+  handBack(): void {
+    this.#stopping.abort();
   }
 
   /** Gives the batches in flight `ms` to settle (after pg-boss's stop failed and aborted them). */
@@ -108,7 +118,7 @@ export class Consumer {
         'messaging.pgboss.retry_count': job.retryCount,
       },
       async () => {
-        // Aborted by pg-boss (claim lost, stop) or by the broker's own expiry (see withinExpiry).
+        // Aborted by pg-boss (claim lost, stop), by the broker's own expiry or its stop deadline (see withinDeadlines).
         const expiry = new AbortController();
         const transaction = new JobTransaction(
           pool,
@@ -119,7 +129,7 @@ export class Consumer {
         let unroutable: RoutedOutput[] = [];
         const delivery = runInAmbientTransaction(transaction, () => this.#deliver(registration, event));
         try {
-          const outputs = await withinExpiry(delivery, job, expiry);
+          const outputs = await withinDeadlines(delivery, job, expiry, this.#stopping.signal);
           const outgoing = outputs.map((output) => ({
             event: output,
             stored: serializeEvent(output, options.maxPayloadBytes).stored,
@@ -140,13 +150,17 @@ export class Consumer {
             await boss.complete(job, null, 'rolled back');
           }
         } catch (error) {
-          if (!(error instanceof HandlerTimeoutError)) {
+          const stopping = error instanceof BrokerStoppingError;
+          if (!stopping && !(error instanceof HandlerTimeoutError)) {
             await transaction.rollback();
             return this.#settlement.failure(registration, job, event, error);
           }
-          // Settled at once with the library's record; the handler keeps its slot and its aborted
-          // transaction until it returns, as after pg-boss's own abort (docs/design.md, "Handler timeout").
-          const failed = await this.#settlement.failure(registration, job, event, error);
+          // Settled at once (handed back, or failed with the library's record); the handler keeps its
+          // slot and its aborted transaction until it returns, as after pg-boss's own abort
+          // (docs/design.md, "Handler timeout" and "Stopping").
+          const failed = stopping
+            ? await this.#settlement.handBack(registration, job, event, error)
+            : await this.#settlement.failure(registration, job, event, error);
           await delivery.then(noop, noop);
           await transaction.rollback();
           return failed;
@@ -247,27 +261,40 @@ export class Consumer {
 function noop(): void {}
 
 /**
- * `delivery`, or a {@link HandlerTimeoutError} (also aborting `expiry`) shortly before pg-boss's own
- * timeout of the job (`expireInSeconds` from the batch's start) would fail it with a record of
- * pg-boss's. The caller then rolls back and fails the attempt with the library's record (kind
- * `timeout`); pg-boss's later fail of the same attempt is fenced out.
+ * `delivery`, or a {@link HandlerTimeoutError} shortly before pg-boss's own timeout of the job
+ * (`expireInSeconds` from the batch's start) would fail it with a record of pg-boss's, or a
+ * {@link BrokerStoppingError} once `stopping` aborts; either also aborts `expiry`, so the job's
+ * transaction takes no further statement from the handler. The caller then rolls back and settles
+ * the attempt itself; pg-boss's later fail of the same attempt is fenced out.
  */
-async function withinExpiry<T>(delivery: Promise<T>, job: FetchedJob, expiry: AbortController): Promise<T> {
+async function withinDeadlines<T>(
+  delivery: Promise<T>,
+  job: FetchedJob,
+  expiry: AbortController,
+  stopping: AbortSignal,
+): Promise<T> {
   const expireMs = job.expireInSeconds * 1000;
   const leadMs = Math.min(1000, expireMs / 10);
   let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new HandlerTimeoutError(job.name, String(job.data?.id), job.expireInSeconds);
-      // The job's transaction takes no further statement from the handler, as after pg-boss's abort.
+  let onStop = noop;
+  const interrupted = new Promise<never>((_, reject) => {
+    const interrupt = (error: Error) => {
       expiry.abort(error);
       reject(error);
-    }, expireMs - leadMs);
+    };
+    timer = setTimeout(
+      () => interrupt(new HandlerTimeoutError(job.name, String(job.data?.id), job.expireInSeconds)),
+      expireMs - leadMs,
+    );
+    onStop = () => interrupt(new BrokerStoppingError(job.name, job.id));
+    if (stopping.aborted) onStop();
+    else stopping.addEventListener('abort', onStop, { once: true });
   });
   try {
-    return await Promise.race([delivery, expired]);
+    return await Promise.race([delivery, interrupted]);
   } finally {
     clearTimeout(timer);
+    stopping.removeEventListener('abort', onStop);
   }
 }
 

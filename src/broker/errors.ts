@@ -160,6 +160,20 @@ export class HandlerTimeoutError extends ArvoPostgresError {
 }
 
 /**
+ * The broker is stopping and its `stop()` deadline passed while this job's handler still ran: the
+ * job was handed back to its queue (due at once, no retry spent) and the handler's transaction
+ * takes no further statement. The handler itself keeps running until it returns.
+ */
+export class BrokerStoppingError extends ArvoPostgresError {
+  constructor(queue: string, jobId: string) {
+    super(
+      'BROKER_STOPPING',
+      `The broker stopped before ${queue} finished job ${jobId}; the job was handed back`,
+    );
+  }
+}
+
+/**
  * The failure of an event that waited in its queue longer than the queue's `retentionSeconds`
  * without being delivered (its consumer was down): never thrown, it is the error of the `expired`
  * dead letter the broker's retention sweep makes of it.

@@ -17,6 +17,7 @@ export {
 } from './dead-letters';
 export {
   BrokerNotStartedError,
+  BrokerStoppingError,
   ConcurrentResolveError,
   DatabaseUnavailableError,
   DuplicateRegistrationError,
@@ -37,6 +38,7 @@ export type {
 } from './options';
 export type { FailureAction, FailureKind } from './policy';
 export { brokerMigrationSql } from './schema';
+export type { StopOnSignalsOptions } from './shutdown';
 export { type BrokerQueueStats, queryQueueStats } from './stats';
 export type {
   ArvoEventHandlerLike,

@@ -67,7 +67,9 @@ export class Settlement {
     };
     try {
       if (action === 'reschedule') {
-        await this.#reschedule(registration, job);
+        const { minDelayMs, maxDelayMs } = options.lockContention;
+        const delayMs = Math.round(minDelayMs + Math.random() * (maxDelayMs - minDelayMs));
+        await this.#reschedule(registration, job, delayMs, 'lock contention');
         metrics.lockContention(job.name);
         writeLog(this.#runtime.logger(), 'debug', 'arvo-postgres broker: lock contention, job rescheduled', {
           queue: job.name,
@@ -114,15 +116,46 @@ export class Settlement {
   }
 
   /**
-   * Lock contention: the job is not failed (which would cost a retry) but replaced, in one
-   * transaction, by a copy starting after a short jittered delay (remaining retry budget, id derived
-   * from the job's), and completed. Delayed jobs send no NOTIFY: the local worker is woken when the
-   * copy comes due. See docs/design.md, "Lock contention".
+   * `stop()` passed its deadline while `job`'s handler ran: the job goes back to its queue due at
+   * once, without costing a retry (rescheduled as on lock contention), for another process to take.
+   * When that cannot be written, the attempt is failed as any other (see docs/design.md, "Stopping").
    */
-  async #reschedule(registration: Registration, job: FetchedJob): Promise<void> {
-    const { boss, options, pool, databaseId } = this.#runtime;
-    const { minDelayMs, maxDelayMs } = options.lockContention;
-    const delayMs = Math.round(minDelayMs + Math.random() * (maxDelayMs - minDelayMs));
+  async handBack(
+    registration: Registration,
+    job: FetchedJob,
+    event: ArvoEvent,
+    error: unknown,
+  ): Promise<JobResult> {
+    try {
+      await this.#reschedule(registration, job, 0, 'broker stopped');
+    } catch (handBackError) {
+      writeLog(this.#runtime.logger(), 'warn', 'arvo-postgres broker: could not hand a job back on stop', {
+        queue: job.name,
+        jobId: job.id,
+        error: describeError(handBackError),
+      });
+      return this.failure(registration, job, event, error);
+    }
+    writeLog(this.#runtime.logger(), 'info', 'arvo-postgres broker: job handed back on stop', {
+      queue: job.name,
+      jobId: job.id,
+    });
+    return { id: job.id, status: 'completed' };
+  }
+
+  /**
+   * The job is not failed (which would cost a retry) but replaced, in one transaction, by a copy
+   * starting after `delayMs` (remaining retry budget, id derived from the job's), and completed.
+   * Delayed jobs send no NOTIFY: the local worker is woken when the copy comes due. See
+   * docs/design.md, "Lock contention".
+   */
+  async #reschedule(
+    registration: Registration,
+    job: FetchedJob,
+    delayMs: number,
+    reason: string,
+  ): Promise<void> {
+    const { boss, pool, databaseId } = this.#runtime;
     const transaction = new JobTransaction(pool, databaseId, job.signal);
     try {
       const copyId = nameBasedUuid(`arvo-reschedule:${job.id}`);
@@ -141,18 +174,13 @@ export class Settlement {
         transaction.db,
       );
       await this.#runtime.history.record(transaction, job, 'rescheduled');
-      await boss.complete(
-        job,
-        { rescheduledAs: copyId, reason: 'lock contention' },
-        'not rescheduled',
-        transaction.db,
-      );
+      await boss.complete(job, { rescheduledAs: copyId, reason }, 'not rescheduled', transaction.db);
       await transaction.commit();
     } catch (error) {
       await transaction.rollback();
       throw error;
     }
     const workerId = registration.workerId;
-    if (workerId) setTimeout(() => boss.notifyWorker(workerId), delayMs + 5).unref();
+    if (workerId && delayMs > 0) setTimeout(() => boss.notifyWorker(workerId), delayMs + 5).unref();
   }
 }

@@ -287,7 +287,7 @@ describe('PostgresEventBroker: stop and availability', () => {
     await assert.rejects(broker.dispatch(clientEvent('com.stop.slow')), BrokerNotStartedError);
   });
 
-  it('at the stop deadline the job is failed for a retry and the handler transaction rolls back', async () => {
+  it('at the stop deadline the job is handed back, due at once with its retries intact, and the handler transaction rolls back', async () => {
     const broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
     let started = false;
     let finished = false;
@@ -304,11 +304,21 @@ describe('PostgresEventBroker: stop and availability', () => {
     const event = clientEvent('com.stop.stuck');
     await broker.dispatch(event);
     await waitFor('handler start', () => started);
+    const stopping = Date.now();
     await broker.stop({ timeoutMs: 1000 });
     await waitFor('handler end', () => finished);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const [job] = await jobsIn(pool, 'com.stop.stuck');
-    assert.equal(job.state, 'retry');
+    const [job, copy] = await jobsIn(pool, 'com.stop.stuck');
+    assert.equal(job.state, 'completed');
+    assert.deepEqual(job.output, { rescheduledAs: copy.id, reason: 'broker stopped' });
+    assert.equal(copy.state, 'created');
+    assert.equal(copy.data.id, event.id);
+    assert.equal(copy.retry_count, 0);
+    assert.equal(copy.retry_limit, job.retry_limit);
+    assert.ok(
+      copy.start_after.getTime() <= stopping + 5000,
+      'the copy is due at once, not after a retry delay',
+    );
     assert.equal(
       (await jobsIn(pool, 'com.test.client')).filter((j) => j.data.subject === event.subject).length,
       0,
