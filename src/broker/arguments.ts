@@ -56,11 +56,10 @@ export function registerOptions(
   workerOptions: ResolvedWorkerOptions;
   defaultPriority: number | null;
 } {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidOptionError('options', 'expected an object');
-  }
-  refuseRecreateQueue(options as Record<string, unknown>);
-  const given = options as { queue?: unknown; worker?: unknown; priority?: unknown };
+  const given = expectObject(options, 'options');
+  const keys = ['queue', 'worker', 'priority', 'allowStateOutsideBrokerTransaction', 'recreateQueue'];
+  expectKnownKeys(given, keys, '');
+  refuseRecreateQueue(given);
   return {
     defaultPriority: priorityValue(given.priority, 'priority') ?? null,
     queueOptions: resolveQueueOptions(given.queue, 'queue', defaults.queue),
@@ -95,12 +94,21 @@ export function listenerOption<T>(listener: T, message = 'expected a function'):
 
 /** `resolve()`'s `timeoutMs` (default 30 s). */
 export function resolveTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  return integerOption(options?.timeoutMs, 'timeoutMs', { min: 1, max: MAX_TIMER_MS }, 30_000);
+  const timeoutMs = options === undefined ? undefined : timeoutMsOf(options);
+  return integerOption(timeoutMs, 'timeoutMs', { min: 1, max: MAX_TIMER_MS }, 30_000);
+}
+
+/** The `timeoutMs` of a `{ timeoutMs }` argument, refusing any other key. */
+function timeoutMsOf(options: unknown): unknown {
+  const given = expectObject(options, 'options');
+  expectKnownKeys(given, ['timeoutMs'], 'options');
+  return given.timeoutMs;
 }
 
 /** `stop()`'s `timeoutMs` (default 30 s; pg-boss waits at least one second). */
 export function stopTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  const given = integerOption(options?.timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000);
+  const timeoutMs = options === undefined ? undefined : timeoutMsOf(options);
+  const given = integerOption(timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000);
   return Math.max(1000, given);
 }
 

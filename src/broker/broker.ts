@@ -1,5 +1,6 @@
 import type { ArvoEvent } from 'arvo-core';
 import { consoleLogger, type Logger, loggerOption, writeLog } from '../shared/logger';
+import { expectKnownKeys, expectObject } from '../shared/options';
 import type { PeriodicTask } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { warnIfNoContextManager } from '../shared/telemetry';
@@ -195,6 +196,7 @@ export class PostgresEventBroker {
     listener: BrokerEventListener;
     options?: RegisterOptions;
   }): Promise<void> {
+    expectKnownKeys(expectObject(params, 'params'), ['source', 'listener', 'options'], '');
     const listener = listenerOption(
       params?.listener,
       'onWorkflowComplete expects { source, listener: function }',
@@ -370,11 +372,11 @@ export class PostgresEventBroker {
    * then hands the jobs still held back to their queues at once, no retry spent; closes the connections.
    */
   async stop(options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = stopTimeoutOption(options);
     if (this.#state === 'stopped' || this.#state === 'stopping') return;
     if (this.#state === 'starting') await this.#startPromise?.catch(() => {});
     this.#state = 'stopping';
     this.#registrations.close();
-    const timeoutMs = stopTimeoutOption(options);
     this.#replies.rejectAll();
     await this.#expirySweep?.stop();
     await this.#queueControl.stop();

@@ -327,6 +327,38 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     }
   });
 
+  it('refuses unknown keys in every per-call options object (register, onWorkflowComplete, resolve, stop); recreateQueue: false passes', async () => {
+    const unstarted = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const source = handler('com.test.unknownkeys', async () => []);
+    const refusals: Array<[() => Promise<unknown>, string]> = [
+      [() => unstarted.register(source, { workers: { batchSize: 1 } } as never), 'workers'],
+      [
+        () =>
+          unstarted.onWorkflowComplete({ source: 'com.test.uk', listener: () => {}, option: {} } as never),
+        'option',
+      ],
+      [
+        () =>
+          unstarted.onWorkflowComplete({
+            source: 'com.test.uk',
+            listener: () => {},
+            options: { worker: {}, x: 1 } as never,
+          }),
+        'x',
+      ],
+      [() => broker.resolve(clientEvent('com.test.silent'), { timeout: 5 } as never), 'options.timeout'],
+      [() => unstarted.stop({ timeout: 5 } as never), 'options.timeout'],
+    ];
+    for (const [call, option] of refusals) {
+      await assert.rejects(
+        call(),
+        (error: unknown) => error instanceof InvalidOptionError && error.option === option,
+        option,
+      );
+    }
+    await unstarted.register(source, { recreateQueue: false } as never);
+  });
+
   it('subjectConcurrency 1 (the default of orchestrator queues) keeps a fetch to one job per subject; without it one fetch takes several', async () => {
     const running = new Map<string, number>();
     const peak = new Map<string, number>();
