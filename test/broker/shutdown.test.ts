@@ -3,17 +3,23 @@
  * once (no retry spent, nothing left `active` until expiry), and another process finishes it.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { createTestDatabase, type TestDatabase } from '../support/database';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+import {
+  clientEvent,
+  handler,
+  jobsIn,
+  memoryLogger,
+  newPool,
+  replyTo,
+  spawnWorker,
+  waitFor,
+} from './support';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const QUEUE = 'com.shutdown.slow';
 
 describe('PostgresEventBroker.stopOnSignals', () => {
@@ -35,21 +41,16 @@ describe('PostgresEventBroker.stopOnSignals', () => {
   });
 
   it('SIGTERM mid-handler: the process exits, nothing stays active, another process finishes the job within seconds', async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'shutdown-worker.ts')], {
-      env: { ...process.env, BROKER_DATABASE_URL: db.url },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
-    child.stdout?.on('data', (chunk) => {
-      output += String(chunk);
-    });
-    await waitFor('worker ready', () => output.includes('ready'), 30_000);
+    const worker = spawnWorker('shutdown-worker.ts', db.url);
+    child = worker.child;
+    const output = worker.output;
+    await waitFor('worker ready', () => output().includes('ready'), 30_000);
     const producer = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
     brokers.push(producer);
     await producer.start();
     const event = clientEvent(QUEUE);
     await producer.dispatch(event);
-    await waitFor('handler started', () => output.includes('started'), 30_000);
+    await waitFor('handler started', () => output().includes('started'), 30_000);
 
     const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
     const signalled = Date.now();

@@ -1,3 +1,6 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import type { ArvoEventHandlerLike } from '../../src/broker/index';
@@ -81,4 +84,21 @@ export async function jobsIn(pool: pg.Pool, queue: string, schema = 'pgboss'): P
 /** A pool on `url` for a test's own queries (see {@link testPool}). */
 export function newPool(url: string): pg.Pool {
   return testPool(url, 4);
+}
+
+/**
+ * Starts `script` (a file of test/broker) as a worker process on `url` (its `BROKER_DATABASE_URL`);
+ * `output()` is what it printed so far.
+ */
+export function spawnWorker(script: string, url: string): { child: ChildProcess; output: () => string } {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, script)], {
+    env: { ...process.env, BROKER_DATABASE_URL: url },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => {
+    output += String(chunk);
+  });
+  return { child, output: () => output };
 }

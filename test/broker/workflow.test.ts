@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
 import { PostgresEventBroker, StateOutsideBrokerTransactionError } from '../../src/broker/index';
@@ -14,9 +12,7 @@ import {
   createOrchestratorFixture,
   createServiceFixture,
 } from '../support/orchestrator';
-import { jobsIn, memoryLogger, waitFor } from './support';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
+import { jobsIn, memoryLogger, spawnWorker, waitFor } from './support';
 
 describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fixture', () => {
   let db: TestDatabase;
@@ -235,16 +231,10 @@ describe('PostgresEventBroker with PostgresMachineMemory and the orchestrator fi
   });
 
   it('serves one workflow from two broker instances in two processes', async () => {
-    const script = path.join(here, 'remote-worker.ts');
-    child = spawn(process.execPath, ['--import', 'tsx', script], {
-      env: { ...process.env, BROKER_DATABASE_URL: db.url },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
-    child.stdout?.on('data', (chunk) => {
-      output += String(chunk);
-    });
-    await waitFor('remote worker ready', () => output.includes('ready'), 30_000);
+    const worker = spawnWorker('remote-worker.ts', db.url);
+    child = worker.child;
+    const output = worker.output;
+    await waitFor('remote worker ready', () => output().includes('ready'), 30_000);
     const done = await run('remote');
     const data = done.data as any;
     assert.equal(data.status, 'done');
