@@ -198,7 +198,7 @@ export class PostgresEventBroker {
   }): Promise<void> {
     expectKnownKeys(expectObject(params, 'params'), ['source', 'listener', 'options'], '');
     const listener = listenerOption(
-      params?.listener,
+      params.listener,
       'onWorkflowComplete expects { source, listener: function }',
     );
     const queue = queueNameOption(params.source, 'source');
@@ -390,12 +390,10 @@ export class PostgresEventBroker {
 
   /** Opt-in: on SIGTERM or SIGINT, {@link stop} with `timeoutMs`, then exit; returns the listeners' remover. */
   stopOnSignals(options: StopOnSignalsOptions = {}): () => void {
-    const { signals, timeoutMs, exit } = stopOnSignalsOptions(options);
     return stopOnSignals(
-      () => this.stop({ timeoutMs }),
+      stopOnSignalsOptions(options),
+      (timeoutMs) => this.stop({ timeoutMs }),
       () => this.#logger,
-      signals,
-      exit,
     );
   }
 

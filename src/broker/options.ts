@@ -25,27 +25,6 @@ import type {
 
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './types';
 
-const QUEUE_KEYS = [
-  'deadLetter',
-  'retentionSeconds',
-  'deleteAfterSeconds',
-  'policy',
-  'partition',
-  'warningQueueSize',
-];
-const WORKER_KEYS = [
-  'batchSize',
-  'localConcurrency',
-  'concurrency',
-  'retryLimit',
-  'retryDelay',
-  'retryBackoff',
-  'retryDelayMax',
-  'expireInSeconds',
-  'pollingIntervalSeconds',
-  'notifyPollingIntervalSeconds',
-  'subjectConcurrency',
-];
 const BROKER_KEYS = [
   ...CONNECTION_OPTION_KEYS,
   'schema',
@@ -99,6 +78,16 @@ const WORKER_RANGES = {
   retryDelayMax: { min: 1, max: MAX_PG_INTEGER },
   expireInSeconds: { min: 1, max: DAY },
 } satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
+
+const QUEUE_KEYS = ['deadLetter', ...Object.keys(QUEUE_RANGES), 'policy', 'partition', 'warningQueueSize'];
+const WORKER_KEYS = [
+  ...Object.keys(WORKER_RANGES),
+  'concurrency',
+  'retryBackoff',
+  'pollingIntervalSeconds',
+  'notifyPollingIntervalSeconds',
+  'subjectConcurrency',
+];
 
 /** An options object with only `keys`, or undefined when not given. */
 function givenObject(value: unknown, option: string, keys: string[]): Record<string, unknown> | undefined {

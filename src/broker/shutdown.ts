@@ -47,14 +47,13 @@ export interface StopOnSignalsOptions {
 }
 
 /**
- * Stops with `stop` on the first of `signals`, then exits unless `exit` is false; a second signal
- * while stopping exits at once (code 1). Returns a function that removes the signal listeners.
+ * Stops with `stop(timeoutMs)` on the first of `signals`, then exits unless `exit` is false; a second
+ * signal while stopping exits at once (code 1). Returns a function that removes the signal listeners.
  */
 export function stopOnSignals(
-  stop: () => Promise<void>,
+  { signals, timeoutMs, exit }: Required<StopOnSignalsOptions>,
+  stop: (timeoutMs: number) => Promise<void>,
   logger: () => Logger,
-  signals: NodeJS.Signals[],
-  exit: boolean,
 ): () => void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -64,7 +63,7 @@ export function stopOnSignals(
     }
     stopping = true;
     writeLog(logger(), 'info', `arvo-postgres broker: ${signal} received; stopping`);
-    stop().then(
+    stop(timeoutMs).then(
       () => {
         if (exit) process.exit(0);
       },
