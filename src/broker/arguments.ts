@@ -92,24 +92,20 @@ export function listenerOption<T>(listener: T, message = 'expected a function'):
   return listener;
 }
 
-/** `resolve()`'s `timeoutMs` (default 30 s). */
-export function resolveTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  const timeoutMs = options === undefined ? undefined : timeoutMsOf(options);
-  return integerOption(timeoutMs, 'timeoutMs', { min: 1, max: MAX_TIMER_MS }, 30_000);
-}
-
-/** The `timeoutMs` of a `{ timeoutMs }` argument, refusing any other key. */
-function timeoutMsOf(options: unknown): unknown {
-  const given = expectObject(options, 'options');
-  expectKnownKeys(given, ['timeoutMs'], 'options');
-  return given.timeoutMs;
+/** A call's `{ timeoutMs }` (no other key): milliseconds from `min`, or `fallback` (`resolve`, `health`). */
+export function timeoutMsOption(options: unknown, fallback: number, min = 1): number {
+  let timeoutMs: unknown;
+  if (options !== undefined) {
+    const given = expectObject(options, 'options');
+    expectKnownKeys(given, ['timeoutMs'], 'options');
+    timeoutMs = given.timeoutMs;
+  }
+  return integerOption(timeoutMs, 'timeoutMs', { min, max: MAX_TIMER_MS }, fallback);
 }
 
 /** `stop()`'s `timeoutMs` (default 30 s; pg-boss waits at least one second). */
-export function stopTimeoutOption(options: { timeoutMs?: number } | undefined): number {
-  const timeoutMs = options === undefined ? undefined : timeoutMsOf(options);
-  const given = integerOption(timeoutMs, 'timeoutMs', { min: 0, max: MAX_TIMER_MS }, 30_000);
-  return Math.max(1000, given);
+export function stopTimeoutOption(options: unknown): number {
+  return Math.max(1000, timeoutMsOption(options, 30_000, 0));
 }
 
 /** `stopOnSignals()`'s options: the signals (default SIGTERM, SIGINT), stop's `timeoutMs`, `exit` (default true). */

@@ -12,10 +12,10 @@ import {
   handlerOption,
   listenerOption,
   registerOptions,
-  resolveTimeoutOption,
   statsQueuesOption,
   stopOnSignalsOptions,
   stopTimeoutOption,
+  timeoutMsOption,
 } from './arguments';
 import { CircuitBreaker } from './circuit-breaker';
 import { Consumer } from './consumer';
@@ -30,6 +30,7 @@ import {
 } from './errors';
 import { encodeEvent } from './event-codec';
 import { HistoryRecorder } from './history';
+import { type BrokerHealth, checkHealth } from './health';
 import { BrokerMetrics } from './metrics';
 import { type PostgresEventBrokerOptions, queueNameOption, resolveBrokerOptions } from './options';
 import { PgBossClient } from './pgboss';
@@ -56,13 +57,10 @@ import { UnsettledAttempts } from './unsettled';
 type BrokerState = 'new' | 'starting' | 'started' | 'stopping' | 'stopped';
 
 /**
- * The durable Arvo event broker on PostgreSQL (pg-boss 12, composed, not extended).
- *
- * One pg-boss queue per handler `source`; every event is routed by `to` to the queue of that name,
- * wherever in the database it was registered (else to the unroutable queue), or, with a non-null
- * `domain`, to the durable domained queue. Each handled event runs in one transaction with its
- * memory's state write, its outputs and its completion; errors follow {@link classifyFailure}; lock
- * contention reschedules instead of costing a retry. The reasoning: docs/design.md, "Broker".
+ * The durable Arvo event broker on PostgreSQL (pg-boss 12, composed): one queue per handler `source`, events
+ * routed by `to` (else to the unroutable queue; with a `domain`, to the domained queue); each handled event
+ * is one transaction with its memory's state write, its outputs and its completion; errors follow
+ * {@link classifyFailure}. The reasoning: docs/design.md, "Broker".
  */
 export class PostgresEventBroker {
   readonly #options: ResolvedBrokerOptions;
@@ -77,7 +75,6 @@ export class PostgresEventBroker {
   readonly #replies = new Replies();
   readonly #notFoundListeners: HandlerNotFoundListener[] = [];
   readonly #metrics = new BrokerMetrics(() => this.getStats());
-  /** Failed attempts whose settle could not reach PostgreSQL, retried until it is back. */
   readonly #unsettled = new UnsettledAttempts(() => this.#logger);
   readonly #dispatchBreaker: CircuitBreaker;
   readonly #deadLetterAlerts = new DeadLetterAlerts(this.#metrics, () => this.#logger);
@@ -171,9 +168,8 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Registers `handler` on the queue named `handler.source` (created if missing; changed options
-   * update an existing queue and never delete its jobs). Before `start()` it is activated by `start`.
-   * Throws {@link DuplicateRegistrationError} when that source is already registered here.
+   * Registers `handler` on the queue named `handler.source` (created if missing; changed options update it
+   * and keep its jobs), activated now or by `start()`; {@link DuplicateRegistrationError} if already here.
    */
   async register(handler: ArvoEventHandlerLike, options: RegisterOptions = {}): Promise<void> {
     const queue = handlerOption(handler);
@@ -187,10 +183,7 @@ export class PostgresEventBroker {
     });
   }
 
-  /**
-   * Delivers the events addressed to the initiator `source` (workflow completions) to `listener`.
-   * A listener that throws gets the event again (retry with backoff, then dead-letter).
-   */
+  /** Delivers workflow completions (events to the initiator `source`) to `listener`; a throw is retried. */
   async onWorkflowComplete(params: {
     source: string;
     listener: BrokerEventListener;
@@ -280,7 +273,7 @@ export class PostgresEventBroker {
    */
   async resolve(event: ArvoEvent, options: { timeoutMs?: number } = {}): Promise<ArvoEvent> {
     this.#assertStarted('resolve');
-    const timeoutMs = resolveTimeoutOption(options);
+    const timeoutMs = timeoutMsOption(options, 30_000);
     const { stored } = encodeEvent(event, this.#options.maxPayloadBytes);
     const source = queueNameOption(event.source, 'event.source');
     const registration = this.#registrations.get(source);
@@ -386,6 +379,12 @@ export class PostgresEventBroker {
       this.#metrics.close();
       this.#state = 'stopped';
     }
+  }
+
+  /** For probes: PostgreSQL reachable (`SELECT 1` within `timeoutMs`, default 5 s), circuit, workers, last fetch. */
+  async health(options: { timeoutMs?: number } = {}): Promise<BrokerHealth> {
+    const timeoutMs = timeoutMsOption(options, 5000);
+    return checkHealth(this.#state, this.#pool?.pool, this.#boss, this.#dispatchBreaker.state, timeoutMs);
   }
 
   /** Opt-in: on SIGTERM or SIGINT, {@link stop} with `timeoutMs`, then exit; returns the listeners' remover. */

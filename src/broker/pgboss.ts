@@ -185,6 +185,15 @@ export class PgBossClient {
     await this.#boss.offWork(queue, { wait: false });
   }
 
+  /** This process's workers: queue, state and when each last fetched (epoch ms). */
+  workers(): Array<{ name: string; state: string; lastFetchedOn: number | null }> {
+    return this.#boss.getWipData().map(({ name, state, lastFetchedOn }) => ({
+      name,
+      state,
+      lastFetchedOn: lastFetchedOn ?? null,
+    }));
+  }
+
   /** Wakes this process's fetch loop of worker `workerId`. */
   notifyWorker(workerId: string): void {
     this.#boss.notifyWorker(workerId);
