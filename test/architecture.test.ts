@@ -39,4 +39,13 @@ describe('CONTRIBUTING.md architecture map', () => {
       assert.deepEqual([...listed].sort(), filesUnder(dir, dir !== 'src'), `### ${dir}`);
     }
   });
+
+  it('src/broker/pgboss.ts is the only module that imports pg-boss', () => {
+    const importers = filesUnder('src', true)
+      .filter((file) => /\.ts$/.test(file))
+      .filter((file) =>
+        /from '(pg-boss)(\/[^']*)?'/.test(readFileSync(path.join(root, 'src', file), 'utf8')),
+      );
+    assert.deepEqual(importers, [path.join('broker', 'pgboss.ts')]);
+  });
 });

@@ -1,5 +1,12 @@
 import type pg from 'pg';
-import { type Db, type JobInsert, type JobResult, type JobWithMetadata, PgBoss } from 'pg-boss';
+import {
+  type Db,
+  getConstructionPlans,
+  type JobInsert,
+  type JobResult,
+  type JobWithMetadata,
+  PgBoss,
+} from 'pg-boss';
 // pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
 // job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
 import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
@@ -18,7 +25,7 @@ import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './types';
  * ({@link assertClaimed}): a claim lost to `expireInSeconds` or `stop()` throws.
  */
 
-export type { Db, JobInsert, JobResult };
+export type { Db, JobInsert, JobResult, PgBoss };
 
 /** A job as pg-boss hands it to a worker, with the stored event as its data. */
 export type FetchedJob = JobWithMetadata<StoredEvent>;
@@ -201,6 +208,46 @@ export class PgBossClient {
 
   stop(options: { graceful: boolean; timeout?: number; close: boolean }): Promise<void> {
     return this.#boss.stop(options);
+  }
+}
+
+/** The DDL pg-boss 12.38 runs to install its schema `schema` (for `migrate --print-sql`). */
+export function pgBossSchemaSql(schema: string): string {
+  return getConstructionPlans(schema);
+}
+
+/**
+ * Runs `fn` with a started pg-boss on `schema` that runs no workers, supervision or schedules (the CLI).
+ * `migrate: true` installs or migrates pg-boss's schema; `false` makes `start()` throw when the
+ * schema is missing ("pg-boss is not installed") or at another version ("requires migrations").
+ */
+export async function withPgBoss<T>(
+  connectionString: string,
+  schema: string,
+  migrate: boolean,
+  fn: (boss: PgBoss) => Promise<T>,
+): Promise<T> {
+  const boss = new PgBoss({
+    connectionString,
+    schema,
+    migrate,
+    supervise: false,
+    schedule: false,
+    max: 2,
+    application_name: 'arvo-postgres-cli',
+  });
+  let failure: unknown;
+  // Without an `error` listener Node throws on emit('error'); remember it for the caller instead.
+  boss.on('error', (error) => {
+    failure ??= error;
+  });
+  try {
+    await boss.start();
+    const result = await fn(boss);
+    if (failure) throw failure;
+    return result;
+  } finally {
+    await boss.stop({ graceful: false, close: true }).catch(() => {});
   }
 }
 

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { withPgBoss } from '../../broker/pgboss';
 import { MachineMemoryTableStructureError } from '../../memory/errors';
 import { connectPostgresMachineMemory } from '../../memory/memory';
 import { memoryComponents } from '../../memory/schema';
@@ -22,7 +23,6 @@ import {
   parseCommand,
   withPool,
 } from '../common';
-import { withPgBoss } from '../pgboss';
 import { recordedMigrationsSql, tableExistsSql } from '../sql';
 
 /** One check: `problems` make it fail (exit 1); `warnings` are reported only. */

@@ -1,4 +1,4 @@
-import { getConstructionPlans } from 'pg-boss';
+import { pgBossSchemaSql, withPgBoss } from '../../broker/pgboss';
 import { brokerMigrationSql, migrateBrokerTables } from '../../broker/schema';
 import { type ArvoToolsMigrationReport, migrateFromArvoTools } from '../../memory/arvo-tools-migration';
 import { connectPostgresMachineMemory } from '../../memory/memory';
@@ -15,7 +15,6 @@ import {
   UsageError,
   withPool,
 } from '../common';
-import { withPgBoss } from '../pgboss';
 
 export const migrateCommand: Command = {
   name: 'migrate',
@@ -70,7 +69,7 @@ ${CONNECTION_HELP}`,
           `-- arvo-postgres machine memory: ${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}, ${names.schema}.${names.historyTable}`,
           memoryMigrationSql({ schema: names.schema, tables }),
           `-- pg-boss 12.38 schema ${names.pgBossSchema}`,
-          `${getConstructionPlans(names.pgBossSchema).trim()}\n`,
+          `${pgBossSchemaSql(names.pgBossSchema).trim()}\n`,
           `-- arvo-postgres broker: ${names.pgBossSchema}.arvo_queue_control`,
           brokerMigrationSql({ schema: names.pgBossSchema }),
         ].join('\n'),
