@@ -168,7 +168,7 @@ function render(checks: DoctorCheck[]): string {
 export const doctorCommand: Command = {
   name: 'doctor',
   summary: 'validate memory tables, indexes and the pg-boss schema; report what is wrong',
-  usage: `Usage: arvo-postgres doctor [--json]
+  usage: `Usage: arvo-postgres doctor [--json] [--broker-only]
 
 Checks, without changing anything:
   connection         the database answers
@@ -179,7 +179,8 @@ Checks, without changing anything:
 
 Exit codes: 0 no problem found; 1 a problem was found (each is listed); 2 usage.
 
-  --json   print the checks as JSON
+  --json          print the checks as JSON
+  --broker-only   check the connection and pg-boss only (a deployment without the machine memory)
 
 ${CONNECTION_HELP}`,
   async run(args: string[], io: CliIo): Promise<number> {
@@ -188,6 +189,7 @@ ${CONNECTION_HELP}`,
       args,
       {
         json: { type: 'boolean', default: false },
+        'broker-only': { type: 'boolean', default: false },
       },
       io,
     );
@@ -217,6 +219,7 @@ ${CONNECTION_HELP}`,
         problems: [],
         warnings: [],
       };
+      if (values['broker-only']) return [connection, await pgBossCheck(url, names)];
       const components = memoryComponents(names.schema, memoryTablesOf(names));
       return [
         connection,

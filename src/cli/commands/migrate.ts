@@ -19,7 +19,7 @@ import {
 export const migrateCommand: Command = {
   name: 'migrate',
   summary: "create or migrate the memory/lock tables and pg-boss's schema (or print the DDL)",
-  usage: `Usage: arvo-postgres migrate [--print-sql]
+  usage: `Usage: arvo-postgres migrate [--print-sql] [--broker-only]
        arvo-postgres migrate --from-arvo-tools [--dry-run] [--from-schema s] [--time-zone z]
 
 Creates what is missing: the machine memory's workflow state and lock tables with their indexes
@@ -27,7 +27,8 @@ Creates what is missing: the machine memory's workflow state and lock tables wit
 migrated to the version pg-boss 12.38 needs), and the broker's queue control table beside it.
 Idempotent; safe while brokers are running.
 
-  --print-sql   print the DDL instead (for a DBA to review and apply); needs no database
+  --print-sql     print the DDL instead (for a DBA to review and apply); needs no database
+  --broker-only   pg-boss's schema only (in --pgboss-schema): a deployment without the machine memory
 
 With --from-arvo-tools, also copies an @arvo-tools/postgres installation's workflow state (its state
 and hierarchy tables) into the state table, in one transaction: versions, parents and roots kept,
@@ -49,6 +50,7 @@ ${CONNECTION_HELP}`,
       args,
       {
         'print-sql': { type: 'boolean', default: false },
+        'broker-only': { type: 'boolean', default: false },
         'from-arvo-tools': { type: 'boolean', default: false },
         'dry-run': { type: 'boolean', default: false },
         'from-schema': { type: 'string' },
@@ -63,11 +65,17 @@ ${CONNECTION_HELP}`,
     const { values, names } = parsed;
 
     const tables = memoryTablesOf(names);
+    const memory = !values['broker-only'];
+    if (!memory && values['from-arvo-tools']) throw new UsageError('--broker-only copies no workflow state');
     if (values['print-sql']) {
       io.stdout(
         [
-          `-- arvo-postgres machine memory: ${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}, ${names.schema}.${names.historyTable}`,
-          memoryMigrationSql({ schema: names.schema, tables }),
+          ...(memory
+            ? [
+                `-- arvo-postgres machine memory: ${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}, ${names.schema}.${names.historyTable}`,
+                memoryMigrationSql({ schema: names.schema, tables }),
+              ]
+            : []),
           `-- pg-boss 12.38 schema ${names.pgBossSchema}`,
           `${pgBossSchemaSql(names.pgBossSchema).trim()}\n`,
           `-- arvo-postgres broker: ${names.pgBossSchema}.arvo_queue_control`,
@@ -98,19 +106,21 @@ ${CONNECTION_HELP}`,
     } else if (values['dry-run'] || values['time-zone'] !== undefined) {
       throw new UsageError('--dry-run and --time-zone go with --from-arvo-tools');
     }
-    await withPool(url, async (pool) => {
-      const memory = await connectPostgresMachineMemory({
-        pool,
-        schema: names.schema,
-        tables,
-        migrate: 'create_if_not_exists',
-        logger: silentLogger,
+    if (memory) {
+      await withPool(url, async (pool) => {
+        const created = await connectPostgresMachineMemory({
+          pool,
+          schema: names.schema,
+          tables,
+          migrate: 'create_if_not_exists',
+          logger: silentLogger,
+        });
+        await created.close();
       });
-      await memory.close();
-    });
-    io.stdout(
-      `memory: ${names.schema}.${names.stateTable} and ${names.schema}.${names.lockTable} ready (layout version 2)\n`,
-    );
+      io.stdout(
+        `memory: ${names.schema}.${names.stateTable} and ${names.schema}.${names.lockTable} ready (layout version 2)\n`,
+      );
+    }
     const version = await withPgBoss(url, names.pgBossSchema, true, (boss) => boss.schemaVersion());
     io.stdout(`pg-boss: schema ${names.pgBossSchema} at version ${version}\n`);
     await withPool(url, (pool) => migrateBrokerTables(pool, names.pgBossSchema));
