@@ -25,7 +25,7 @@ import type {
 
 export type { BrokerQueueOptions, BrokerWorkerOptions, PostgresEventBrokerOptions } from './types';
 
-const BROKER_KEYS = [
+export const BROKER_KEYS = [
   ...CONNECTION_OPTION_KEYS,
   'schema',
   'logger',
@@ -79,8 +79,8 @@ const WORKER_RANGES = {
   expireInSeconds: { min: 1, max: DAY },
 } satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
 
-const QUEUE_KEYS = ['deadLetter', ...Object.keys(QUEUE_RANGES), 'policy', 'partition', 'warningQueueSize'];
-const WORKER_KEYS = [
+export const QUEUE_KEYS = ['deadLetter', ...Object.keys(QUEUE_RANGES), 'policy', 'partition', 'warningQueueSize'];
+export const WORKER_KEYS = [
   ...Object.keys(WORKER_RANGES),
   'concurrency',
   'retryBackoff',
