@@ -79,7 +79,7 @@ const WORKER_RANGES = {
   expireInSeconds: { min: 1, max: DAY },
 } satisfies Partial<Record<keyof ResolvedWorkerOptions, NumericRange>>;
 
-export const QUEUE_KEYS = ['deadLetter', ...Object.keys(QUEUE_RANGES), 'policy', 'partition', 'warningQueueSize'];
+const QUEUE_KEYS = ['deadLetter', ...Object.keys(QUEUE_RANGES), 'policy', 'partition', 'warningQueueSize'];
 export const WORKER_KEYS = [
   ...Object.keys(WORKER_RANGES),
   'concurrency',
@@ -88,6 +88,7 @@ export const WORKER_KEYS = [
   'notifyPollingIntervalSeconds',
   'subjectConcurrency',
 ];
+export { QUEUE_KEYS };
 
 /** An options object with only `keys`, or undefined when not given. */
 function givenObject(value: unknown, option: string, keys: string[]): Record<string, unknown> | undefined {

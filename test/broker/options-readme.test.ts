@@ -71,7 +71,7 @@ describe('README configuration tables', () => {
   });
 
   it('state the defaults the code applies', () => {
-    const valueOf = (root: Record<string, unknown>, option: string) =>
+    const lookup = (root: Record<string, unknown>, option: string) =>
       option.split('.').reduce<unknown>((value, key) => (value as Record<string, unknown>)?.[key], root);
     const checks: Array<[Row[], Record<string, unknown>]> = [
       [broker, resolved],
@@ -82,7 +82,7 @@ describe('README configuration tables', () => {
     for (const [rows, root] of checks) {
       for (const row of rows) {
         if (row.literal === undefined) continue;
-        assert.equal(row.literal, String(valueOf(root, row.option)), `README default of ${row.option}`);
+        assert.equal(row.literal, String(lookup(root, row.option)), `README default of ${row.option}`);
         compared++;
       }
     }
