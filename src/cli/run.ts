@@ -4,6 +4,7 @@ import { describeError } from '../shared/redact';
 import { dashboardCommand } from './commands/dashboard';
 import { dlqCommand } from './commands/dlq';
 import { doctorCommand } from './commands/doctor';
+import { healthCommand } from './commands/health';
 import { migrateCommand } from './commands/migrate';
 import { queuesCommand } from './commands/queues';
 import { statsCommand } from './commands/stats';
@@ -18,6 +19,7 @@ const COMMANDS: Command[] = [
   workflowsCommand,
   migrateCommand,
   doctorCommand,
+  healthCommand,
   dashboardCommand,
 ];
 

@@ -12,7 +12,7 @@ import { cli, type Run, root } from './run-cli';
 const suffix = randomBytes(4).toString('hex');
 const ROLE = `cli_ops_${suffix}`;
 const PASSWORD = `Cli-Pw-${suffix}-secret`;
-const COMMANDS = ['stats', 'dlq', 'workflows', 'migrate', 'doctor'];
+const COMMANDS = ['stats', 'dlq', 'workflows', 'migrate', 'doctor', 'health'];
 
 function assertNoSecret(run: Run): void {
   assert.ok(!run.stdout.includes(PASSWORD), `password in stdout:\n${run.stdout}`);
@@ -459,32 +459,5 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
     const garbage = await run(['stats', '--url', `mysql://${ROLE}:${PASSWORD}@host/db`]);
     assert.equal(garbage.code, 2);
     for (const result of [unreachable, noDatabase, garbage]) assertNoSecret(result);
-  });
-
-  it('a broker-only deployment: migrate --broker-only creates pg-boss in the chosen schema and no memory tables; doctor --broker-only passes', async () => {
-    const own = await createTestDatabase('cli_broker_only');
-    const pool = testPool(own.url, 1);
-    try {
-      const printed = await run(['migrate', '--print-sql', '--broker-only', '--pgboss-schema', 'jobs']);
-      assert.doesNotMatch(printed.stdout, /arvo_workflow_state/);
-      assert.match(printed.stdout, /CREATE TABLE jobs\.job/);
-      // Without the flag doctor fails on the missing memory tables; with it, only pg-boss matters.
-      assert.equal((await run(['doctor', '--url', own.url, '--pgboss-schema', 'jobs'])).code, 1);
-      const migrated = await run(['migrate', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs']);
-      assert.equal(migrated.code, 0, migrated.stderr);
-      assert.doesNotMatch(migrated.stdout, /memory/);
-      const { rows } = await pool.query(
-        "SELECT to_regclass('public.arvo_workflow_state') AS state, to_regclass('jobs.job') AS job",
-      );
-      assert.deepEqual(rows[0], { state: null, job: 'jobs.job' });
-      const doctor = await run(['doctor', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs']);
-      assert.equal(doctor.code, 0, doctor.stdout);
-      assert.doesNotMatch(doctor.stdout, /memory/);
-      assert.equal((await run(['doctor', '--url', own.url, '--pgboss-schema', 'jobs'])).code, 1);
-      assert.equal((await run(['migrate', '--broker-only', '--from-arvo-tools', '--url', own.url])).code, 2);
-    } finally {
-      await pool.end();
-      await own.drop();
-    }
   });
 });

@@ -1,0 +1,79 @@
+import { queryQueueStats } from '../../broker/stats';
+import {
+  type CliIo,
+  CONNECTION_HELP,
+  type Command,
+  connectionStringOf,
+  didYouMean,
+  EXIT,
+  formatAge,
+  json,
+  onPgBoss,
+  parseCommand,
+  parseDuration,
+  withPool,
+} from '../common';
+import { queueNamesSql } from '../sql';
+
+export const healthCommand: Command = {
+  name: 'health',
+  summary: 'exit 0 when the database answers, pg-boss is installed and the given queues keep up (probes)',
+  usage: `Usage: arvo-postgres health [--queue q]... [--max-wait 5m] [--json]
+
+For a probe (a Kubernetes exec probe, cron, a deploy step): checks that the database answers and that
+pg-boss is installed in --pgboss-schema; with --queue, also that the queue exists and none of its due jobs
+has waited longer than --max-wait (a consumer is keeping up). A broker process reports its own health
+with broker.health().
+
+Exit codes: 0 healthy; 1 unhealthy (each problem printed); 2 usage.
+
+  --queue <name>      a queue that must be consumed (repeatable)
+  --max-wait <dur>    longest wait of a due job of those queues (default 5m; ms, s, m, h, d, w)
+  --json              print { ok, problems } as JSON
+
+${CONNECTION_HELP}`,
+  async run(args: string[], io: CliIo): Promise<number> {
+    const parsed = parseCommand(
+      this,
+      args,
+      {
+        queue: { type: 'string', multiple: true },
+        'max-wait': { type: 'string', default: '5m' },
+        json: { type: 'boolean', default: false },
+      },
+      io,
+    );
+    if (!parsed) return EXIT.ok;
+    const { values, names } = parsed;
+    const maxWaitMs = parseDuration(values['max-wait'], '--max-wait');
+    const url = connectionStringOf(values, io);
+    const queues = values.queue ?? [];
+    const problems = await withPool(url, (pool) =>
+      onPgBoss(pool, names.pgBossSchema, async () => {
+        const existing = (await pool.query(queueNamesSql(names.pgBossSchema))).rows.map((row) => row.name);
+        const missing = queues.filter((queue) => !existing.includes(queue));
+        const found: string[] = missing.map(
+          (queue) => `no queue ${JSON.stringify(queue)}${didYouMean(queue, existing)}`,
+        );
+        const present = queues.filter((queue) => existing.includes(queue));
+        for (const stats of await queryQueueStats(pool, names.pgBossSchema, present, false)) {
+          if (stats.oldestQueuedAgeMs !== null && stats.oldestQueuedAgeMs > maxWaitMs) {
+            found.push(
+              `${stats.name}: a due job has waited ${formatAge(stats.oldestQueuedAgeMs)}, more than --max-wait ${values['max-wait']} (${stats.queued} waiting): is a consumer running?`,
+            );
+          }
+        }
+        return found;
+      }),
+    );
+    const ok = problems.length === 0;
+    io.stdout(
+      values.json
+        ? json({ ok, problems })
+        : ok
+          ? 'healthy\n'
+          : `${problems.map((p) => `unhealthy: ${p}`).join('\n')}\n`,
+    );
+    return ok ? EXIT.ok : EXIT.problem;
+  },
+};
