@@ -29,8 +29,8 @@ import {
   InvalidEventError,
 } from './errors';
 import { encodeEvent } from './event-codec';
-import { HistoryRecorder } from './history';
 import { type BrokerHealth, checkHealth } from './health';
+import { HistoryRecorder } from './history';
 import { BrokerMetrics } from './metrics';
 import { type PostgresEventBrokerOptions, queueNameOption, resolveBrokerOptions } from './options';
 import { PgBossClient } from './pgboss';
@@ -104,9 +104,8 @@ export class PostgresEventBroker {
   }
 
   /**
-   * Connects, installs/migrates pg-boss's schema, creates the dead-letter / unroutable / domained
-   * queues and every registered queue, and starts the workers. Throws {@link DatabaseUnavailableError}
-   * when PostgreSQL cannot be reached.
+   * Connects, migrates, creates the internal and registered queues and starts the workers.
+   * Throws {@link DatabaseUnavailableError} when PostgreSQL cannot be reached.
    */
   start(): Promise<void> {
     if (this.#state === 'stopping' || this.#state === 'stopped') {
@@ -210,10 +209,7 @@ export class PostgresEventBroker {
     });
   }
 
-  /**
-   * Receives events with a non-null `domain` (arvo 3), which wait durably in the domained queue until
-   * a listener takes them. A listener that throws gets the event again. A second call replaces the listener.
-   */
+  /** Receives events with a `domain` (arvo 3), kept in the domained queue until taken; one listener. */
   async onDomainedEvent(listener: BrokerEventListener): Promise<void> {
     listenerOption(listener);
     const queue = this.#options.domainedQueue;
