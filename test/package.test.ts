@@ -111,8 +111,21 @@ describe('the packed package', { timeout: 600_000 }, () => {
       'dist/index.d.cts',
       'dist/index.d.ts',
       'dist/index.js',
+      'docs',
+      'docs/migrating-from-arvo-tools.md',
+      'examples',
+      'examples/greeting.ts',
+      'examples/operator.ts',
+      'examples/service-app.ts',
+      'examples/worker.ts',
       'package.json',
     ]);
+    // Every file the README links to (images aside: npm shows only absolute image URLs) ships with it.
+    const readme = await readFile(path.join(app, 'node_modules', 'arvo-postgres', 'README.md'), 'utf8');
+    const linked = [...readme.matchAll(/\]\(([^)#:]+\.(?:md|ts))\)/g)].map((match) => match[1]!);
+    assert.ok(linked.length > 0, 'the README links files of the package');
+    for (const link of linked)
+      assert.ok(files.includes(link), `the README links ${link}, which the package lacks`);
     const pkg = JSON.parse(
       await readFile(path.join(app, 'node_modules', 'arvo-postgres', 'package.json'), 'utf8'),
     );
