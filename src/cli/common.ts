@@ -7,7 +7,7 @@ import { silentLogger } from '../shared/logger';
 import { AGE_RANGE_MS } from '../shared/options';
 import { closePool, openPool, resolveConnection } from '../shared/pool';
 import { redactValue } from '../shared/redact';
-import { pgBossSchemasSql, tableExistsSql } from './sql';
+import { pgBossSchemasSql, queueNamesSql, tableExistsSql } from './sql';
 
 export { formatAge } from '../shared/age';
 
@@ -260,4 +260,26 @@ export async function onPgBoss<T>(pool: pg.Pool, schema: string, fn: () => Promi
       `no pg-boss schema ${JSON.stringify(schema)} in this database. ${elsewhere}`,
     );
   }
+}
+
+/** What the commands that read pg-boss share: a pool on the command line's database, its pg-boss in `schema` (see `onPgBoss`). */
+export function onPgBossDatabase<T>(
+  values: Record<string, unknown>,
+  io: CliIo,
+  schema: string,
+  fn: (pool: pg.Pool) => Promise<T>,
+): Promise<T> {
+  return withPool(connectionStringOf(values, io), (pool) => onPgBoss(pool, schema, () => fn(pool)));
+}
+
+/** The given queues that pg-boss in `schema` does not have, each with a did-you-mean hint ('' when none is close). */
+export async function unknownQueues(
+  pool: pg.Pool,
+  schema: string,
+  queues: readonly string[],
+): Promise<Array<{ queue: string; hint: string }>> {
+  const existing: string[] = (await pool.query(queueNamesSql(schema))).rows.map((row) => row.name);
+  return queues
+    .filter((queue) => !existing.includes(queue))
+    .map((queue) => ({ queue, hint: didYouMean(queue, existing) }));
 }

@@ -3,16 +3,14 @@ import {
   type CliIo,
   CONNECTION_HELP,
   type Command,
-  connectionStringOf,
   EXIT,
   json,
-  onPgBoss,
+  onPgBossDatabase,
   parseCommand,
   parseCount,
   parseDuration,
   table,
   UsageError,
-  withPool,
 } from '../common';
 import { oneLine, shortTime } from '../output';
 
@@ -221,20 +219,17 @@ export const dlqCommand: Command = {
           `unknown dlq subcommand ${JSON.stringify(action)}: expected list, show, replay or purge`,
         );
     }
-    const url = connectionStringOf(values, io);
-    return withPool(url, (pool) =>
-      onPgBoss(pool, names.pgBossSchema, async () => {
-        if (!values['dry-run']) return operation(new DeadLetters({ pool, schema: names.pgBossSchema }));
-        // The real statement, rolled back: exactly what it would do, nothing changed.
-        const client = await pool.connect();
-        try {
-          await client.query('BEGIN');
-          return await operation(new DeadLetters({ pool: client, schema: names.pgBossSchema }));
-        } finally {
-          await client.query('ROLLBACK').catch(() => {});
-          client.release();
-        }
-      }),
-    );
+    return onPgBossDatabase(values, io, names.pgBossSchema, async (pool) => {
+      if (!values['dry-run']) return operation(new DeadLetters({ pool, schema: names.pgBossSchema }));
+      // The real statement, rolled back: exactly what it would do, nothing changed.
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        return await operation(new DeadLetters({ pool: client, schema: names.pgBossSchema }));
+      } finally {
+        await client.query('ROLLBACK').catch(() => {});
+        client.release();
+      }
+    });
   },
 };

@@ -3,17 +3,14 @@ import {
   type CliIo,
   CONNECTION_HELP,
   type Command,
-  connectionStringOf,
-  didYouMean,
   EXIT,
   formatAge,
   json,
-  onPgBoss,
+  onPgBossDatabase,
   parseCommand,
   parseDuration,
-  withPool,
+  unknownQueues,
 } from '../common';
-import { queueNamesSql } from '../sql';
 
 export const healthCommand: Command = {
   name: 'health',
@@ -46,26 +43,20 @@ ${CONNECTION_HELP}`,
     if (!parsed) return EXIT.ok;
     const { values, names } = parsed;
     const maxWaitMs = parseDuration(values['max-wait'], '--max-wait');
-    const url = connectionStringOf(values, io);
     const queues = values.queue ?? [];
-    const problems = await withPool(url, (pool) =>
-      onPgBoss(pool, names.pgBossSchema, async () => {
-        const existing = (await pool.query(queueNamesSql(names.pgBossSchema))).rows.map((row) => row.name);
-        const missing = queues.filter((queue) => !existing.includes(queue));
-        const found: string[] = missing.map(
-          (queue) => `no queue ${JSON.stringify(queue)}${didYouMean(queue, existing)}`,
-        );
-        const present = queues.filter((queue) => existing.includes(queue));
-        for (const stats of await queryQueueStats(pool, names.pgBossSchema, present, false)) {
-          if (stats.oldestQueuedAgeMs !== null && stats.oldestQueuedAgeMs > maxWaitMs) {
-            found.push(
-              `${stats.name}: a due job has waited ${formatAge(stats.oldestQueuedAgeMs)}, more than --max-wait ${values['max-wait']} (${stats.queued} waiting): is a consumer running?`,
-            );
-          }
+    const problems = await onPgBossDatabase(values, io, names.pgBossSchema, async (pool) => {
+      const unknown = await unknownQueues(pool, names.pgBossSchema, queues);
+      const found: string[] = unknown.map(({ queue, hint }) => `no queue ${JSON.stringify(queue)}${hint}`);
+      const present = queues.filter((queue) => !unknown.some((missing) => missing.queue === queue));
+      for (const stats of await queryQueueStats(pool, names.pgBossSchema, present, false)) {
+        if (stats.oldestQueuedAgeMs !== null && stats.oldestQueuedAgeMs > maxWaitMs) {
+          found.push(
+            `${stats.name}: a due job has waited ${formatAge(stats.oldestQueuedAgeMs)}, more than --max-wait ${values['max-wait']} (${stats.queued} waiting): is a consumer running?`,
+          );
         }
-        return found;
-      }),
-    );
+      }
+      return found;
+    });
     const ok = problems.length === 0;
     io.stdout(
       values.json

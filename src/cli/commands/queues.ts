@@ -4,12 +4,10 @@ import {
   type CliIo,
   CONNECTION_HELP,
   type Command,
-  connectionStringOf,
   EXIT,
-  onPgBoss,
+  onPgBossDatabase,
   parseCommand,
   UsageError,
-  withPool,
 } from '../common';
 
 export const queuesCommand: Command = {
@@ -45,20 +43,18 @@ ${CONNECTION_HELP}`,
     if (!queue || rest.length > 0) throw new UsageError(`queues ${action} takes exactly one queue name`);
     if (values.force && action !== 'delete') throw new UsageError('--force applies to queues delete only');
     const schema = names.pgBossSchema;
-    return withPool(connectionStringOf(values, io), (pool) =>
-      onPgBoss(pool, schema, async () => {
-        if (action === 'delete') {
-          const deleted = await deleteQueue(pool, schema, queue, {
-            force: values.force,
-            internal: DEFAULT_INTERNAL_QUEUES,
-          });
-          io.stdout(`deleted queue ${queue}${deleted > 0 ? ` and ${deleted} waiting job(s)` : ''}\n`);
-        } else {
-          await setQueuePaused(pool, schema, queue, action === 'pause');
-          io.stdout(`${action === 'pause' ? 'paused' : 'resumed'} queue ${queue}\n`);
-        }
-        return EXIT.ok;
-      }),
-    );
+    return onPgBossDatabase(values, io, schema, async (pool) => {
+      if (action === 'delete') {
+        const deleted = await deleteQueue(pool, schema, queue, {
+          force: values.force,
+          internal: DEFAULT_INTERNAL_QUEUES,
+        });
+        io.stdout(`deleted queue ${queue}${deleted > 0 ? ` and ${deleted} waiting job(s)` : ''}\n`);
+      } else {
+        await setQueuePaused(pool, schema, queue, action === 'pause');
+        io.stdout(`${action === 'pause' ? 'paused' : 'resumed'} queue ${queue}\n`);
+      }
+      return EXIT.ok;
+    });
   },
 };

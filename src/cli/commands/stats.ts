@@ -3,18 +3,15 @@ import {
   type CliIo,
   CONNECTION_HELP,
   type Command,
-  connectionStringOf,
-  didYouMean,
   EXIT,
   formatAge,
   json,
-  onPgBoss,
+  onPgBossDatabase,
   parseCommand,
   table,
   UsageError,
-  withPool,
+  unknownQueues,
 } from '../common';
-import { queueNamesSql } from '../sql';
 
 const DEFAULT_WATCH_SECONDS = 2;
 /** Prefix of pg-boss's internal queues (e.g. `__pgboss__send-it`). */
@@ -89,52 +86,46 @@ ${CONNECTION_HELP}`,
     const watchSeconds = values.watch === undefined ? null : Number(values.watch);
     if (watchSeconds !== null && !(watchSeconds > 0))
       throw new UsageError('--watch: expected a number of seconds > 0');
-    const url = connectionStringOf(values, io);
     const queues = values.queue ?? [];
-    return withPool(url, (pool) =>
-      onPgBoss(pool, names.pgBossSchema, async () => {
-        if (queues.length > 0) {
-          const existing = (await pool.query(queueNamesSql(names.pgBossSchema))).rows.map((row) => row.name);
-          const unknown = queues.filter((queue) => !existing.includes(queue));
-          if (unknown.length > 0) {
-            for (const queue of unknown) {
-              io.stderr(
-                `arvo-postgres stats: no queue ${JSON.stringify(queue)} in pg-boss schema ${JSON.stringify(names.pgBossSchema)}${didYouMean(queue, existing)}\n`,
-              );
-            }
-            return EXIT.problem;
+    return onPgBossDatabase(values, io, names.pgBossSchema, async (pool) => {
+      if (queues.length > 0) {
+        const unknown = await unknownQueues(pool, names.pgBossSchema, queues);
+        if (unknown.length > 0) {
+          for (const { queue, hint } of unknown) {
+            io.stderr(
+              `arvo-postgres stats: no queue ${JSON.stringify(queue)} in pg-boss schema ${JSON.stringify(names.pgBossSchema)}${hint}\n`,
+            );
           }
+          return EXIT.problem;
         }
-        const read = async () => {
-          const stats = await queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
-          // pg-boss's own internal queues only when asked for by name.
-          return queues.length === 0
-            ? stats.filter((queue) => !queue.name.startsWith(INTERNAL_PREFIX))
-            : stats;
-        };
-        if (watchSeconds === null) {
-          const stats = await read();
-          io.stdout(values.json ? json(stats) : render(stats));
-          return EXIT.ok;
-        }
-        let stopped = false;
-        void io.interrupted().then(() => {
-          stopped = true;
-        });
-        while (!stopped) {
-          const stats = await read();
-          if (values.json) io.stdout(`${JSON.stringify({ at: new Date().toISOString(), queues: stats })}\n`);
-          else {
-            io.clearScreen?.();
-            io.stdout(`${new Date().toISOString()}\n${render(stats)}\n`);
-          }
-          await Promise.race([
-            new Promise((resolve) => setTimeout(resolve, watchSeconds * 1000).unref()),
-            io.interrupted(),
-          ]);
-        }
+      }
+      const read = async () => {
+        const stats = await queryQueueStats(pool, names.pgBossSchema, queues, queues.length === 0);
+        // pg-boss's own internal queues only when asked for by name.
+        return queues.length === 0 ? stats.filter((queue) => !queue.name.startsWith(INTERNAL_PREFIX)) : stats;
+      };
+      if (watchSeconds === null) {
+        const stats = await read();
+        io.stdout(values.json ? json(stats) : render(stats));
         return EXIT.ok;
-      }),
-    );
+      }
+      let stopped = false;
+      void io.interrupted().then(() => {
+        stopped = true;
+      });
+      while (!stopped) {
+        const stats = await read();
+        if (values.json) io.stdout(`${JSON.stringify({ at: new Date().toISOString(), queues: stats })}\n`);
+        else {
+          io.clearScreen?.();
+          io.stdout(`${new Date().toISOString()}\n${render(stats)}\n`);
+        }
+        await Promise.race([
+          new Promise((resolve) => setTimeout(resolve, watchSeconds * 1000).unref()),
+          io.interrupted(),
+        ]);
+      }
+      return EXIT.ok;
+    });
   },
 };
