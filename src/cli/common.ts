@@ -61,6 +61,11 @@ const CONNECTION_OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const satisfies ParseArgsConfig['options'];
 
+/** `--json`, which every command that prints a report accepts: print it as JSON instead. */
+export const JSON_OPTION = {
+  json: { type: 'boolean', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
 export const CONNECTION_HELP = `Connection and names:
   --url <url>             postgres://user:password@host:port/database (default: $DATABASE_URL)
   --schema <name>         schema of the machine memory tables (default public)

@@ -5,6 +5,7 @@ import {
   type Command,
   EXIT,
   formatAge,
+  JSON_OPTION,
   json,
   onPgBossDatabase,
   parseCommand,
@@ -36,7 +37,7 @@ ${CONNECTION_HELP}`,
       {
         queue: { type: 'string', multiple: true },
         'max-wait': { type: 'string', default: '5m' },
-        json: { type: 'boolean', default: false },
+        ...JSON_OPTION,
       },
       io,
     );
