@@ -4,8 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { JobFailureRecord } from '../../src/broker/dead-letters';
 import { PostgresEventBroker } from '../../src/broker/index';
-import { createTestDatabase, type TestDatabase } from '../support/database';
-import { clientEvent, handler, memoryLogger, newPool, waitFor } from './support';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
+import { clientEvent, handler, memoryLogger, openTestDatabase, waitFor } from './support';
 
 describe('PostgresEventBroker: dead-letter alerts', () => {
   let db: TestDatabase;
@@ -16,8 +17,7 @@ describe('PostgresEventBroker: dead-letter alerts', () => {
   const calls: Array<{ record: JobFailureRecord; visible: boolean }> = [];
 
   before(async () => {
-    db = await createTestDatabase('broker_dead_letter_alerts');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('broker_dead_letter_alerts'));
     broker = new PostgresEventBroker({ connectionString: db.url, logger, maintenanceIntervalSeconds: 1 });
     // Retries exhausted (pg-boss moves the last failed attempt), and dead-lettered at once (a bad output).
     await broker.register(
@@ -38,11 +38,7 @@ describe('PostgresEventBroker: dead-letter alerts', () => {
     await broker.start();
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 1000 });
-    await pool?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, pool, db));
 
   it('calls onDeadLetter once per dead letter after its commit (policy, exhausted retries, expiry), and counts them', async () => {
     // A queue nobody serves any more, with a 2 s retention: the expiry sweep dead-letters its events.

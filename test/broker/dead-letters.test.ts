@@ -11,8 +11,9 @@ import {
   queryQueueStats,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
+import { clientEvent, handler, jobsIn, memoryLogger, openTestDatabase, replyTo, waitFor } from './support';
 
 const SECRET_URL = 'postgres://app:dlq-s3cr3t-pw@db.internal:5432/app';
 
@@ -26,8 +27,7 @@ describe('Dead letters: list, show, replay with history, purge', () => {
   const fixed = new Set<string>();
 
   before(async () => {
-    db = await createTestDatabase('broker_dead_letters');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('broker_dead_letters'));
     broker = new PostgresEventBroker({
       connectionString: db.url,
       logger: memoryLogger(),
@@ -57,11 +57,7 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     standalone = new DeadLetters({ pool, schema: 'pgboss' });
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 2000 });
-    await pool?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(broker, pool, db));
 
   async function deadLetterOf(eventId: string, minimumHistory = 0): Promise<DeadLetter> {
     return waitFor(

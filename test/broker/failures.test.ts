@@ -8,7 +8,7 @@ import { PostgresEventBroker } from '../../src/broker/index';
 import { deadLetterAttemptsSql } from '../../src/broker/pgboss';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { TransactionViolation } from '../support/orchestrator';
-import { recordStatements } from '../support/statements';
+import { recordStatements, statementShapes } from '../support/statements';
 import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
 
 const SECRET_URL = 'postgres://app:s3cr3t-pw-123@db.internal:5432/app';
@@ -432,17 +432,7 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
         );
         sent = [...statements.texts];
       }
-      const shape = sent.map((text) =>
-        /^BEGIN/.test(text)
-          ? 'BEGIN'
-          : /^COMMIT/.test(text)
-            ? 'COMMIT'
-            : /INSERT INTO/i.test(text)
-              ? 'insert'
-              : /completed/i.test(text)
-                ? 'complete'
-                : text.slice(0, 60),
-      );
+      const shape = statementShapes(sent);
       assert.deepEqual(shape, ['BEGIN', 'insert', 'insert', 'complete', 'COMMIT'], sent.join('\n---\n'));
       assert.equal((await jobsIn(pool, 'com.count.a')).length, 4);
       assert.equal((await jobsIn(pool, 'com.count.b')).length, 2);

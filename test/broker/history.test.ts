@@ -1,52 +1,23 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import type pg from 'pg';
+import { describe, it } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { HistoryRecorder } from '../../src/broker/history';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { resolveBrokerOptions } from '../../src/broker/options';
 import { deadLetterExpiredJobs } from '../../src/broker/retention';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { createTestDatabase } from '../support/database';
 import { TransactionViolation } from '../support/orchestrator';
-import { recordStatements } from '../support/statements';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, waitFor } from './support';
+import { recordStatements, statementShapes } from '../support/statements';
+import { clientEvent, handler, jobsIn, memoryLogger, newPool, useTestDatabase, waitFor } from './support';
 
 const SECRET_URL = 'postgres://app:s3cr3t-history-pw@db.internal:5432/app';
 
-/** Each statement as a word: the history's insert, pg-boss's insert or complete, BEGIN/COMMIT. */
-function shapeOf(texts: readonly string[]): string[] {
-  return texts.map((text) =>
-    /^(BEGIN|COMMIT)/.test(text)
-      ? text.trim()
-      : /arvo_event_history/.test(text)
-        ? 'history'
-        : /deleted_jobs/.test(text)
-          ? 'dead-letter'
-          : /INSERT INTO/i.test(text)
-            ? 'insert'
-            : /completed/i.test(text)
-              ? 'complete'
-              : text.slice(0, 60),
-  );
-}
-
 describe('PostgresEventBroker: the event history', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-
-  before(async () => {
-    db = await createTestDatabase('broker_history');
-    pool = newPool(db.url);
-  });
-
-  after(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  const suite = useTestDatabase('broker_history');
 
   async function historyOf(eventId: string): Promise<any[]> {
-    const { rows } = await pool.query(
+    const { rows } = await suite.pool.query(
       'SELECT * FROM public.arvo_event_history WHERE event_id = $1 ORDER BY id',
       [eventId],
     );
@@ -54,9 +25,9 @@ describe('PostgresEventBroker: the event history', () => {
   }
 
   it('records a handled event with the ids it produced, by one insert inside the job transaction', async () => {
-    const brokerPool = newPool(db.url);
+    const brokerPool = newPool(suite.db.url);
     const statements = recordStatements(brokerPool);
-    const boss = new PgBoss({ connectionString: db.url });
+    const boss = new PgBoss({ connectionString: suite.db.url });
     boss.on('error', () => {});
     await boss.start();
     await boss.createQueue('com.hist.sink');
@@ -106,12 +77,18 @@ describe('PostgresEventBroker: the event history', () => {
       assert.equal(row.payload, null, 'payloads are opt-in');
       assert.ok(row.ended_at.getTime() >= row.started_at.getTime());
       assert.equal(row.duration_ms, row.ended_at.getTime() - row.started_at.getTime());
-      assert.deepEqual(shapeOf(statements.texts), ['BEGIN', 'insert', 'history', 'complete', 'COMMIT']);
+      assert.deepEqual(statementShapes(statements.texts), [
+        'BEGIN',
+        'insert',
+        'history',
+        'complete',
+        'COMMIT',
+      ]);
 
       const quiet = clientEvent('com.hist.quiet');
       await broker.dispatch(quiet);
       await waitFor('history of the quiet event', async () => (await historyOf(quiet.id)).length > 0);
-      assert.deepEqual(shapeOf(statements.texts), ['BEGIN', 'history', 'complete', 'COMMIT']);
+      assert.deepEqual(statementShapes(statements.texts), ['BEGIN', 'history', 'complete', 'COMMIT']);
     } finally {
       await broker.stop({ timeoutMs: 2000 });
       await boss.stop({ graceful: false });
@@ -120,7 +97,7 @@ describe('PostgresEventBroker: the event history', () => {
   });
 
   it('records failed attempts and the dead-lettering with the redacted error, each with its settle', async () => {
-    const brokerPool = newPool(db.url);
+    const brokerPool = newPool(suite.db.url);
     const statements = recordStatements(brokerPool);
     const broker = new PostgresEventBroker({
       pool: brokerPool,
@@ -159,7 +136,7 @@ describe('PostgresEventBroker: the event history', () => {
         assert.equal(row.error.stack, undefined, 'a summary, not the stack');
       }
       // The history row rides the transaction of the settle: one commit, not two.
-      const shape = shapeOf(statements.texts);
+      const shape = statementShapes(statements.texts);
       assert.equal(shape.length, 4, statements.texts.join('\n---\n'));
       assert.deepEqual([shape[0], shape[1], shape[3]], ['BEGIN', 'history', 'COMMIT']);
     } finally {
@@ -170,7 +147,7 @@ describe('PostgresEventBroker: the event history', () => {
 
   it('records lock contention as rescheduled and keeps payloads only when asked, capped', async () => {
     const broker = new PostgresEventBroker({
-      connectionString: db.url,
+      connectionString: suite.db.url,
       logger: memoryLogger(),
       lockContention: { minDelayMs: 10, maxDelayMs: 20 },
       history: { payloads: true, maxPayloadBytes: 64 },
@@ -210,7 +187,7 @@ describe('PostgresEventBroker: the event history', () => {
   });
 
   it('records an event that waited past its retention as expired, in the sweep transaction', async () => {
-    const boss = new PgBoss({ connectionString: db.url });
+    const boss = new PgBoss({ connectionString: suite.db.url });
     boss.on('error', () => {});
     await boss.start();
     try {
@@ -218,18 +195,21 @@ describe('PostgresEventBroker: the event history', () => {
       await boss.createQueue('com.hist.stale', { deadLetter: 'arvo.dead-letter', retentionSeconds: 1 });
       const event = clientEvent('com.hist.stale', {}, { subject: 'stale-subject' });
       await boss.send('com.hist.stale', event.toJSON());
-      await pool.query(
+      await suite.pool.query(
         `UPDATE pgboss.job SET created_on = now() - interval '1 hour', start_after = now() - interval '1 hour' WHERE name = 'com.hist.stale'`,
       );
-      const history = await HistoryRecorder.start(pool, resolveBrokerOptions({ connectionString: db.url }));
-      assert.equal(await deadLetterExpiredJobs(pool, 'pgboss', history), 1);
+      const history = await HistoryRecorder.start(
+        suite.pool,
+        resolveBrokerOptions({ connectionString: suite.db.url }),
+      );
+      assert.equal(await deadLetterExpiredJobs(suite.pool, 'pgboss', history), 1);
       const [row] = await historyOf(event.id);
       assert.equal(row.outcome, 'expired');
       assert.equal(row.subject, 'stale-subject');
       assert.equal(row.error.kind, 'expired');
       assert.ok(row.duration_ms >= 3_600_000, 'the time it waited');
       assert.equal(
-        (await jobsIn(pool, 'arvo.dead-letter')).filter((job) => job.data.id === event.id).length,
+        (await jobsIn(suite.pool, 'arvo.dead-letter')).filter((job) => job.data.id === event.id).length,
         1,
       );
     } finally {
@@ -238,30 +218,33 @@ describe('PostgresEventBroker: the event history', () => {
   });
 
   it('deletes entries past history.maxAgeSeconds, oldest first, and validates the option', async () => {
-    const options = resolveBrokerOptions({ connectionString: db.url, history: { maxAgeSeconds: 3600 } });
-    const history = await HistoryRecorder.start(pool, options);
-    await pool.query('DELETE FROM arvo_event_history');
+    const options = resolveBrokerOptions({
+      connectionString: suite.db.url,
+      history: { maxAgeSeconds: 3600 },
+    });
+    const history = await HistoryRecorder.start(suite.pool, options);
+    await suite.pool.query('DELETE FROM arvo_event_history');
     // 2,500 entries two hours old (over two sweep batches), then 10 recent ones.
-    await pool.query(`INSERT INTO arvo_event_history
+    await suite.pool.query(`INSERT INTO arvo_event_history
         (subject, event_id, queue, attempt, outcome, started_at, ended_at, duration_ms)
       SELECT 's-' || i, gen_random_uuid()::text, 'q', 1, 'handled',
         now() - interval '2 hours' + i * interval '1 ms', now() - interval '2 hours', 0
       FROM generate_series(1, 2500) AS i`);
-    await pool.query(`INSERT INTO arvo_event_history
+    await suite.pool.query(`INSERT INTO arvo_event_history
         (subject, event_id, queue, attempt, outcome, started_at, ended_at, duration_ms)
       SELECT 'recent', gen_random_uuid()::text, 'q', 1, 'handled', now(), now(), 0 FROM generate_series(1, 10)`);
-    assert.equal(await history.sweep(pool), 2500);
-    const { rows } = await pool.query('SELECT DISTINCT subject FROM arvo_event_history');
+    assert.equal(await history.sweep(suite.pool), 2500);
+    const { rows } = await suite.pool.query('SELECT DISTINCT subject FROM arvo_event_history');
     assert.deepEqual(
       rows.map((row) => row.subject),
       ['recent'],
     );
     assert.throws(
-      () => resolveBrokerOptions({ connectionString: db.url, history: { maxAgeSeconds: 0 } }),
+      () => resolveBrokerOptions({ connectionString: suite.db.url, history: { maxAgeSeconds: 0 } }),
       (error: unknown) => error instanceof InvalidOptionError && error.option === 'history.maxAgeSeconds',
     );
     assert.throws(
-      () => resolveBrokerOptions({ connectionString: db.url, history: { table: 'bad name' } }),
+      () => resolveBrokerOptions({ connectionString: suite.db.url, history: { table: 'bad name' } }),
       (error: unknown) => error instanceof InvalidOptionError && error.option === 'history.table',
     );
   });

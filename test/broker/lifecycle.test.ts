@@ -10,11 +10,21 @@ import {
   ResolveTimeoutError,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
 import { createServiceFixture } from '../support/orchestrator';
 import { freePort } from '../support/postgres-server';
 import { recordSpans } from '../support/telemetry';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+import {
+  clientEvent,
+  handler,
+  jobsIn,
+  memoryLogger,
+  openTestDatabase,
+  replyTo,
+  useTestDatabase,
+  waitFor,
+} from './support';
 
 const exporter = recordSpans();
 
@@ -29,8 +39,7 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
   let broker: PostgresEventBroker;
 
   before(async () => {
-    db = await createTestDatabase('broker_lifecycle');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('broker_lifecycle'));
     broker = new PostgresEventBroker({
       connectionString: db.url,
       logger: memoryLogger(),
@@ -73,8 +82,7 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
 
   after(async () => {
     await broker?.stop({ timeoutMs: 5000 });
-    await pool?.end();
-    await db?.drop();
+    await closeAll(pool, db);
   });
 
   it('keeps one trace id across hops, with producer and consumer spans', async () => {
@@ -248,21 +256,10 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
 });
 
 describe('PostgresEventBroker: stop and availability', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-
-  before(async () => {
-    db = await createTestDatabase('broker_stop');
-    pool = newPool(db.url);
-  });
-
-  after(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  const suite = useTestDatabase('broker_stop');
 
   it('stop() lets an in-flight handler finish and commits its outputs', async () => {
-    const broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const broker = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
     let started = false;
     let finished = false;
     await broker.register(
@@ -280,15 +277,17 @@ describe('PostgresEventBroker: stop and availability', () => {
     await waitFor('handler start', () => started);
     await broker.stop({ timeoutMs: 10_000 });
     assert.equal(finished, true);
-    const [job] = await jobsIn(pool, 'com.stop.slow');
+    const [job] = await jobsIn(suite.pool, 'com.stop.slow');
     assert.equal(job.state, 'completed');
-    const replies = (await jobsIn(pool, 'com.test.client')).filter((j) => j.data.subject === event.subject);
+    const replies = (await jobsIn(suite.pool, 'com.test.client')).filter(
+      (j) => j.data.subject === event.subject,
+    );
     assert.equal(replies.length, 1);
     await assert.rejects(broker.dispatch(clientEvent('com.stop.slow')), BrokerNotStartedError);
   });
 
   it('at the stop deadline the job is handed back, due at once with its retries intact, and the handler transaction rolls back', async () => {
-    const broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const broker = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
     let started = false;
     let finished = false;
     await broker.register(
@@ -308,7 +307,7 @@ describe('PostgresEventBroker: stop and availability', () => {
     await broker.stop({ timeoutMs: 1000 });
     await waitFor('handler end', () => finished);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const [job, copy] = await jobsIn(pool, 'com.stop.stuck');
+    const [job, copy] = await jobsIn(suite.pool, 'com.stop.stuck');
     assert.equal(job.state, 'completed');
     assert.deepEqual(job.output, { rescheduledAs: copy.id, reason: 'broker stopped' });
     assert.equal(copy.state, 'created');
@@ -320,7 +319,7 @@ describe('PostgresEventBroker: stop and availability', () => {
       'the copy is due at once, not after a retry delay',
     );
     assert.equal(
-      (await jobsIn(pool, 'com.test.client')).filter((j) => j.data.subject === event.subject).length,
+      (await jobsIn(suite.pool, 'com.test.client')).filter((j) => j.data.subject === event.subject).length,
       0,
     );
   });

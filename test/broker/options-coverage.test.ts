@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
 import { recordSpans } from '../support/telemetry';
-import { clientEvent, handler, memoryLogger, newPool, waitFor } from './support';
+import { clientEvent, handler, memoryLogger, openTestDatabase, waitFor } from './support';
 
 const exporter = recordSpans();
 
@@ -39,8 +40,7 @@ describe('broker options: partition, warningQueueSize, instanceName, telemetry',
   });
 
   before(async () => {
-    db = await createTestDatabase('broker_options');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('broker_options'));
     broker = new PostgresEventBroker({
       connectionString: db.url,
       logger,
@@ -83,10 +83,7 @@ describe('broker options: partition, warningQueueSize, instanceName, telemetry',
 
   after(async () => {
     releaseBacklog();
-    await quiet?.stop({ timeoutMs: 2000 });
-    await broker?.stop({ timeoutMs: 2000 });
-    await pool?.end();
-    await db?.drop();
+    await closeAll(quiet, broker, pool, db);
   });
 
   it('queue.partition gives the queue its own job table, and its jobs are handled there', async () => {

@@ -5,8 +5,9 @@ import type pg from 'pg';
 import { PostgresEventBroker, QueueDeletionRefusedError } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { runCliInProcess } from '../support/cli';
-import { createTestDatabase, type TestDatabase } from '../support/database';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, waitFor } from './support';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
+import { clientEvent, handler, jobsIn, memoryLogger, openTestDatabase, waitFor } from './support';
 
 describe('PostgresEventBroker: queue control (pause, resume, delete, default priority)', () => {
   let db: TestDatabase;
@@ -18,8 +19,7 @@ describe('PostgresEventBroker: queue control (pause, resume, delete, default pri
   const handled: string[] = [];
 
   before(async () => {
-    db = await createTestDatabase('broker_queue_control');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('broker_queue_control'));
     worker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
     await worker.register(
       handler('com.qc.work', async (event) => {
@@ -36,12 +36,7 @@ describe('PostgresEventBroker: queue control (pause, resume, delete, default pri
     await operator.start();
   });
 
-  after(async () => {
-    await worker?.stop({ timeoutMs: 1000 });
-    await operator?.stop({ timeoutMs: 1000 });
-    await pool?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(worker, operator, pool, db));
 
   it('pauses a queue in every process within a second; dispatch still accepts; resume delivers what waited', async () => {
     await operator.pauseQueue('com.qc.work');

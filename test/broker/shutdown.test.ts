@@ -8,13 +8,14 @@ import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
 import {
   clientEvent,
   handler,
   jobsIn,
   memoryLogger,
-  newPool,
+  openTestDatabase,
   replyTo,
   spawnWorker,
   waitFor,
@@ -29,15 +30,13 @@ describe('PostgresEventBroker.stopOnSignals', () => {
   const brokers: PostgresEventBroker[] = [];
 
   before(async () => {
-    db = await createTestDatabase('broker_shutdown');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('broker_shutdown'));
   });
 
   after(async () => {
     child?.kill('SIGKILL');
     await Promise.all(brokers.map((broker) => broker.stop({ timeoutMs: 1000 })));
-    await pool?.end();
-    await db?.drop();
+    await closeAll(pool, db);
   });
 
   it('SIGTERM mid-handler: the process exits, nothing stays active, another process finishes the job within seconds', async () => {

@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import type { ArvoEventHandlerLike } from '../../src/broker/index';
 import type { Logger } from '../../src/shared/logger';
-import { testPool } from '../support/database';
+import { closeAll } from '../support/close';
+import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
 import { useAsyncContext } from '../support/telemetry';
 
 useAsyncContext();
@@ -84,6 +86,25 @@ export async function jobsIn(pool: pg.Pool, queue: string, schema = 'pgboss'): P
 /** A pool on `url` for a test's own queries (see {@link testPool}). */
 export function newPool(url: string): pg.Pool {
   return testPool(url, 4);
+}
+
+/** A suite's own database and a pool on it for the suite's queries; close with `closeAll(pool, db)`. */
+export async function openTestDatabase(label: string): Promise<{ db: TestDatabase; pool: pg.Pool }> {
+  const db = await createTestDatabase(label);
+  return { db, pool: newPool(db.url) };
+}
+
+/**
+ * For a suite that needs only its database and a pool: opens both in `before`, closes them in
+ * `after`. Read `db` and `pool` from the returned object once `before` has run (in hooks and tests).
+ */
+export function useTestDatabase(label: string): { readonly db: TestDatabase; readonly pool: pg.Pool } {
+  const opened = {} as { db: TestDatabase; pool: pg.Pool };
+  before(async () => {
+    Object.assign(opened, await openTestDatabase(label));
+  });
+  after(() => closeAll(opened.pool, opened.db));
+  return opened;
 }
 
 /**

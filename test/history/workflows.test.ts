@@ -3,10 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { Workflows } from '../../src/history/workflows';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
-import { newPool } from '../broker/support';
+import { openTestDatabase } from '../broker/support';
 import { cli } from '../cli/run-cli';
 import { LEAKED_PASSWORD, startWorkflowWorld, type WorkflowWorld } from '../dashboard/support';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
 
 const TABLES = {
   schema: 'public',
@@ -23,16 +24,14 @@ describe('Workflows: a workflow with its tree, dead letters and event history', 
   let workflows: Workflows;
 
   before(async () => {
-    db = await createTestDatabase('history_workflows');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('history_workflows'));
     world = await startWorkflowWorld(db, 2);
     workflows = new Workflows(pool, TABLES);
   });
 
   after(async () => {
     await world?.stop();
-    await pool?.end();
-    await db?.drop();
+    await closeAll(pool, db);
   });
 
   it('getWorkflow: the record, its parent and children, its dead letters and the timeline across the tree', async () => {
@@ -153,8 +152,7 @@ describe('Workflows.list over 1,000,000 workflow records', () => {
   let pool: pg.Pool;
 
   before(async () => {
-    db = await createTestDatabase('history_million');
-    pool = newPool(db.url);
+    ({ db, pool } = await openTestDatabase('history_million'));
     const memory = await connectPostgresMachineMemory({ pool });
     await memory.close();
     await pool.query(`INSERT INTO arvo_workflow_state
@@ -167,10 +165,7 @@ describe('Workflows.list over 1,000,000 workflow records', () => {
     await pool.query('ANALYZE arvo_workflow_state');
   });
 
-  after(async () => {
-    await pool?.end();
-    await db?.drop();
-  });
+  after(() => closeAll(pool, db));
 
   it('answers every filter by an index range scan, fast', async () => {
     const workflows = new Workflows(pool, TABLES);

@@ -36,3 +36,20 @@ export function recordStatements(pool: pg.Pool): StatementLog {
     },
   };
 }
+
+/** Each statement as a word: BEGIN/COMMIT, the history's insert, a dead-lettering, pg-boss's insert or complete. */
+export function statementShapes(texts: readonly string[]): string[] {
+  return texts.map((text) =>
+    /^(BEGIN|COMMIT)/.test(text)
+      ? text.trim()
+      : /arvo_event_history/.test(text)
+        ? 'history'
+        : /deleted_jobs/.test(text)
+          ? 'dead-letter'
+          : /INSERT INTO/i.test(text)
+            ? 'insert'
+            : /completed/i.test(text)
+              ? 'complete'
+              : text.slice(0, 60),
+  );
+}
