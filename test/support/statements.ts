@@ -9,6 +9,8 @@ export interface StatementLog {
   reset(): void;
 }
 
+const QUEUE_CONTROL_POLL = /^SELECT queue, paused, default_priority FROM /;
+
 /**
  * Records the statements every client of `pool` sends, however it is reached (`pool.query` checks
  * out a client and calls its `query`; `pool.connect()` hands one out). Call it before the pool opens
@@ -20,7 +22,9 @@ export function recordStatements(pool: pg.Pool): StatementLog {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as { query: unknown }).query = (...args: unknown[]) => {
       const [config] = args;
-      texts.push(typeof config === 'string' ? config : String((config as { text?: unknown }).text));
+      const text = typeof config === 'string' ? config : String((config as { text?: unknown }).text);
+      // The broker's once-a-second queue-control poll shares the pool but belongs to no job.
+      if (!QUEUE_CONTROL_POLL.test(text)) texts.push(text);
       return query(...args);
     };
   });
