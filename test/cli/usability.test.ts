@@ -148,8 +148,9 @@ describe('arvo-postgres CLI: the first hour of an operator (subprocess)', { time
   });
 
   it('stats --watch on a terminal redraws in place', async () => {
-    // `script` gives the CLI a pseudo-terminal; Ctrl-C typed into it interrupts the watch.
-    const command = `${process.execPath} --import tsx src/cli/main.ts stats --watch 0.3`;
+    // `script` gives the CLI a pseudo-terminal; Ctrl-C typed into it interrupts the watch. `exec`
+    // makes the CLI the shell itself: dash (CI's /bin/sh) would otherwise exit 130 on the Ctrl-C.
+    const command = `exec ${process.execPath} --import tsx src/cli/main.ts stats --watch 0.3`;
     const child = spawn('script', ['-qfec', command, '/dev/null'], {
       cwd: root,
       env: { ...process.env, DATABASE_URL: db.url },
