@@ -112,6 +112,8 @@ describe('the packed package', { timeout: 600_000 }, () => {
       'dist/index.d.ts',
       'dist/index.js',
       'docs',
+      'docs/cli.md',
+      'docs/configuration.md',
       'docs/migrating-from-arvo-tools.md',
       'examples',
       'examples/greeting.ts',

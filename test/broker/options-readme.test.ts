@@ -1,7 +1,7 @@
 /**
- * The README's configuration tables of the broker list exactly the options the code validates, with the
- * defaults the code applies: a table row added, removed or changed without the code (or the other way
- * round) fails here.
+ * The broker's tables in the configuration reference (docs/configuration.md) list exactly the options the
+ * code validates, with the defaults the code applies: a table row added, removed or changed without the
+ * code (or the other way round) fails here.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { BROKER_KEYS, QUEUE_KEYS, resolveBrokerOptions, WORKER_KEYS } from '../../src/broker/options';
 import { CONNECTION_OPTION_KEYS } from '../../src/shared/pool';
 
-const readme = readFileSync(
-  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'),
+const reference = readFileSync(
+  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'configuration.md'),
   'utf8',
 );
 
@@ -22,11 +22,11 @@ interface Row {
   literal: string | undefined;
 }
 
-/** The rows of the `| option | default | meaning |` table that follows `heading` in the README. */
+/** The rows of the `| option | default | meaning |` table that follows `heading` in docs/configuration.md. */
 function tableAfter(heading: string): Row[] {
-  const start = readme.indexOf(heading);
-  assert.ok(start >= 0, `README has no ${JSON.stringify(heading)}`);
-  const lines = readme.slice(start).split('\n');
+  const start = reference.indexOf(heading);
+  assert.ok(start >= 0, `docs/configuration.md has no ${JSON.stringify(heading)}`);
+  const lines = reference.slice(start).split('\n');
   const header = lines.findIndex((line) => line.startsWith('| option | default |'));
   const rows: Row[] = [];
   for (const line of lines.slice(header + 2)) {
@@ -46,12 +46,12 @@ function tableAfter(heading: string): Row[] {
 
 const sorted = (names: readonly string[]) => [...names].sort();
 
-describe('README configuration tables', () => {
+describe('docs/configuration.md tables', () => {
   const resolved = resolveBrokerOptions({
     connectionString: 'postgres://user@localhost/db',
   }) as unknown as Record<string, Record<string, unknown>>;
-  const connection = tableAfter('### Connection (all three components)');
-  const broker = tableAfter('### `new PostgresEventBroker(options)`');
+  const connection = tableAfter('## Connection (all three components)');
+  const broker = tableAfter('## `new PostgresEventBroker(options)`');
   const queue = tableAfter('Queue options (`register(handler, { queue })`');
   const worker = tableAfter('Worker options (`register(handler, { worker })`');
 
@@ -82,7 +82,7 @@ describe('README configuration tables', () => {
     for (const [rows, root] of checks) {
       for (const row of rows) {
         if (row.literal === undefined) continue;
-        assert.equal(row.literal, String(lookup(root, row.option)), `README default of ${row.option}`);
+        assert.equal(row.literal, String(lookup(root, row.option)), `documented default of ${row.option}`);
         compared++;
       }
     }

@@ -1,6 +1,6 @@
 /**
  * Worker crashes: three worker processes serve a 300-workflow run while a random one is killed with
- * SIGKILL every second and restarted. The guarantee under test (README, "Reliability"): every
+ * SIGKILL every second and restarted. The guarantee under test (README, "Guarantees"): every
  * event is delivered at least once; because the memory shares the database with the broker, each
  * state transition and each output event is committed exactly once, with the job's completion.
  */
