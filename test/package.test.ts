@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createArvoEvent } from 'arvo-core';
 import pg from 'pg';
@@ -13,36 +10,13 @@ import { PgBoss } from 'pg-boss';
 import { PostgresEventBroker } from '../src/broker/index';
 import { silentLogger } from '../src/shared/logger';
 import { createTestDatabase, type TestDatabase } from './support/database';
+import { type ConsumerApp, installPackedPackage, STRICT_NODE } from './support/packed-package';
+import { root } from './support/process';
 import { waitFor } from './support/wait';
 
 const run = promisify(execFile);
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/** The version installed in this repository (some packages do not export their package.json). */
-const versionOf = (name: string): string =>
-  JSON.parse(readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
 /** The examples that import 'arvo-postgres' (demo.ts and step-orchestrator.ts run from the repository). */
 const EXAMPLES = ['greeting.ts', 'service-app.ts', 'worker.ts', 'operator.ts'];
-/** What users install beside the package, at the versions this repository tests with. */
-const CONSUMER_PACKAGES = [
-  'arvo-core',
-  'arvo-event-handler',
-  'zod',
-  'pg',
-  '@opentelemetry/api',
-  '@opentelemetry/context-async-hooks',
-  '@types/node',
-];
-
-/** What a careful user compiles with: strict, Node's module resolution, every declaration file checked. */
-const STRICT_NODE = {
-  strict: true,
-  skipLibCheck: false,
-  module: 'nodenext',
-  moduleResolution: 'nodenext',
-  target: 'es2022',
-  types: ['node'],
-};
-
 /** A strict program over the public API: TS2322 here would hit every orchestrator user. */
 const TYPE_CHECK = `import { connectPostgresMachineMemory, type IMachineMemory, PostgresEventBroker } from 'arvo-postgres';
 type MachineMemoryRecord = {
@@ -60,37 +34,17 @@ export async function wire(connectionString: string): Promise<void> {
 // The package as users get it: `npm pack`, installed into a fresh app with npm, loaded from an ESM and
 // a CommonJS app, compiled by a strict tsc with skipLibCheck false, and the examples run against it.
 describe('the packed package', { timeout: 600_000 }, () => {
-  let work: string;
+  let consumer: ConsumerApp;
   let app: string;
   let db: TestDatabase | undefined;
-  const npm = (args: string[], cwd: string) => run('npm', args, { cwd, maxBuffer: 16 * 1024 * 1024 });
 
   before(async () => {
-    await npm(['run', 'build'], root);
-    work = await mkdtemp(path.join(tmpdir(), 'arvo-postgres-consumer-'));
-    const packed = JSON.parse((await npm(['pack', '--json', '--pack-destination', work], root)).stdout);
-    app = path.join(work, 'app');
-    await mkdir(app);
-    await writeFile(
-      path.join(app, 'package.json'),
-      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
-    );
-    await npm(
-      [
-        'install',
-        '--prefer-offline',
-        '--no-audit',
-        '--no-fund',
-        path.join(work, packed[0].filename),
-        ...CONSUMER_PACKAGES.map((name) => `${name}@${versionOf(name)}`),
-        `typescript@${versionOf('typescript')}`,
-      ],
-      app,
-    );
+    consumer = await installPackedPackage();
+    app = consumer.dir;
   });
 
   after(async () => {
-    await rm(work, { recursive: true, force: true });
+    await consumer?.remove();
     await db?.drop();
   });
 
@@ -176,10 +130,7 @@ describe('the packed package', { timeout: 600_000 }, () => {
         files: ['check.mts', 'check.cts'],
       }),
     );
-    const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
-    await run(process.execPath, [tsc, '-p', 'tsconfig.check.json'], { cwd: app }).catch(
-      (error: { stdout?: string }) => assert.fail(`tsc failed:\n${error.stdout}`),
-    );
+    await consumer.tsc(['-p', 'tsconfig.check.json']);
   });
 
   it('runs the built arvo-postgres bin: --version, migrate and stats against a database', async () => {
@@ -259,10 +210,7 @@ describe('the packed package', { timeout: 600_000 }, () => {
         include: ['*.ts'],
       }),
     );
-    const tsc = path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
-    await run(process.execPath, [tsc, '-p', examples], { cwd: app }).catch((error: { stdout?: string }) =>
-      assert.fail(`the examples do not compile against the package:\n${error.stdout}`),
-    );
+    await consumer.tsc(['-p', examples]);
     const env = { ...process.env, DATABASE_URL: db.url };
     const node = (file: string, ...args: string[]) =>
       run(process.execPath, [path.join(examples, 'out', file), ...args], { cwd: app, env });
