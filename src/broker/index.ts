@@ -36,6 +36,7 @@ export type {
   BrokerWorkerOptions,
   PostgresEventBrokerOptions,
 } from './options';
+export { pgBossSchemaSql } from './pgboss';
 export type { FailureAction, FailureKind } from './policy';
 export { brokerMigrationSql } from './schema';
 export type { StopOnSignalsOptions } from './shutdown';

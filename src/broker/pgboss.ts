@@ -10,7 +10,7 @@ import {
 // pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
 // job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
 import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
-import { quoteIdentifier } from '../shared/identifiers';
+import { quoteIdentifier, validateIdentifier } from '../shared/identifiers';
 import { type Logger, writeLog } from '../shared/logger';
 import { describeError, redactSecrets, redactValue } from '../shared/redact';
 import type { Queryable } from '../shared/transaction';
@@ -211,9 +211,13 @@ export class PgBossClient {
   }
 }
 
-/** The DDL pg-boss 12.38 runs to install its schema `schema` (for `migrate --print-sql`). */
-export function pgBossSchemaSql(schema: string): string {
-  return getConstructionPlans(schema);
+/**
+ * The DDL pg-boss 12.38 runs to install its schema (default `pgboss`), for an administrator to apply when
+ * the application runs with `migrate: false` (SECURITY.md), and for `migrate --print-sql`. Users get it
+ * here, at the pinned version, rather than importing pg-boss themselves.
+ */
+export function pgBossSchemaSql(options: { schema?: string } = {}): string {
+  return getConstructionPlans(validateIdentifier(options.schema ?? 'pgboss', 'schema'));
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Least privilege: an admin role creates the schemas and tables from exported DDL (the memory's
- * `memoryMigrationSql()` and pg-boss's `getConstructionPlans()`); the application then runs as a
+ * Least privilege: an admin role creates the schemas and tables from exported DDL, as SECURITY.md shows
+ * (`memoryMigrationSql()`, `pgBossSchemaSql()`, `brokerMigrationSql()`); the application then runs as a
  * real restricted role holding exactly the GRANTs listed in SECURITY.md (read from the file), with
  * `migrate: false` (broker) and `migrate: 'noop'` (memory). A workflow completes, `doctor` passes;
  * DDL is refused for that role.
@@ -11,8 +11,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
-import { getConstructionPlans } from 'pg-boss';
-import { brokerMigrationSql, PostgresEventBroker } from '../../src/broker/index';
+import { brokerMigrationSql, PostgresEventBroker, pgBossSchemaSql } from '../../src/broker/index';
 import {
   connectPostgresMachineMemory,
   memoryMigrationSql,
@@ -60,7 +59,7 @@ describe('least privilege: the application runs as a role without DDL rights', (
       // PostgreSQL < 15 lets every role create in `public`; make the test mean the same everywhere.
       await admin.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
       await admin.query(memoryMigrationSql());
-      await admin.query(getConstructionPlans('pgboss'));
+      await admin.query(pgBossSchemaSql());
       await admin.query(brokerMigrationSql());
       appUrl = await createTestRole(db, { name: ROLE, password: PASSWORD });
       for (const grant of applicationGrants(ROLE)) await admin.query(grant);

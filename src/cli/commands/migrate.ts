@@ -77,7 +77,7 @@ ${CONNECTION_HELP}`,
               ]
             : []),
           `-- pg-boss 12.38 schema ${names.pgBossSchema}`,
-          `${pgBossSchemaSql(names.pgBossSchema).trim()}\n`,
+          `${pgBossSchemaSql({ schema: names.pgBossSchema }).trim()}\n`,
           `-- arvo-postgres broker: ${names.pgBossSchema}.arvo_queue_control`,
           brokerMigrationSql({ schema: names.pgBossSchema }),
         ].join('\n'),
