@@ -1,13 +1,22 @@
-import { type NumericRange, numericOptions } from '../shared/options';
+import { integer, type OptionTable } from '../shared/options';
 import { DatabaseUnavailableError, databaseUnavailable, isConnectionFailure } from './errors';
 
 /** Options of the circuit breaker guarding `dispatch` while PostgreSQL is unreachable. */
 export interface CircuitBreakerOptions {
-  /** Consecutive connection failures (or timeouts) that open the circuit. Default 3. */
+  /**
+   * Consecutive connection failures (or timeouts) of `dispatch` that open the circuit.
+   * @defaultValue `3`
+   */
   failureThreshold?: number;
-  /** How long an open circuit fails calls at once before one probe call may try again, in ms. Default 2000. */
+  /**
+   * How long an open circuit fails calls at once before one probe call may try again, in ms.
+   * @defaultValue `2000`
+   */
   resetTimeoutMs?: number;
-  /** Longest one guarded call may take before it fails with `DatabaseUnavailableError`, in ms. Default 5000. */
+  /**
+   * Longest one guarded call may take before it fails with `DatabaseUnavailableError`, in ms.
+   * @defaultValue `5000`
+   */
   callTimeoutMs?: number;
 }
 
@@ -16,22 +25,12 @@ export type ResolvedCircuitBreakerOptions = Required<CircuitBreakerOptions>;
 /** `closed`: calls run; `open`: calls fail at once; `halfOpen`: one probe call runs, the others fail at once. */
 export type CircuitState = 'closed' | 'open' | 'halfOpen';
 
-const DEFAULTS: ResolvedCircuitBreakerOptions = {
-  failureThreshold: 3,
-  resetTimeoutMs: 2000,
-  callTimeoutMs: 5000,
-};
-
-const RANGES = {
-  failureThreshold: { min: 1, max: 1000 },
-  resetTimeoutMs: { min: 1, max: 600_000 },
-  callTimeoutMs: { min: 1, max: 600_000 },
-} satisfies Record<keyof CircuitBreakerOptions, NumericRange>;
-
-/** Validates `value` (the broker option `circuitBreaker`). */
-export function resolveCircuitBreakerOptions(value: unknown, option: string): ResolvedCircuitBreakerOptions {
-  return numericOptions(value, option, RANGES, DEFAULTS);
-}
+/** The checks and defaults of {@link CircuitBreakerOptions}. */
+export const CIRCUIT_BREAKER_OPTIONS = {
+  failureThreshold: integer({ min: 1, max: 1000 }, 3),
+  resetTimeoutMs: integer({ min: 1, max: 600_000 }, 2000),
+  callTimeoutMs: integer({ min: 1, max: 600_000 }, 5000),
+} satisfies OptionTable<CircuitBreakerOptions>;
 
 /** The guarded call did not finish in time; treated like a connection failure. */
 class CallTimeout extends Error {}

@@ -23,100 +23,208 @@ import type { PgBossClient } from './pgboss';
 
 /** Queue settings (stored on the pg-boss queue row; re-registering with other values updates them). */
 export interface BrokerQueueOptions {
-  /** Dead-letter queue of this queue; created automatically. Default: the broker's `deadLetterQueue`. */
+  /**
+   * Dead-letter queue of this queue (created automatically).
+   * @defaultValue broker's `deadLetterQueue`
+   */
   deadLetter?: string;
-  /** Seconds a job may wait (created/retry) before it is deleted unprocessed. Default 86400 (1 day). */
+  /**
+   * A job still waiting (created or retrying) after this many seconds is deleted unprocessed.
+   * @defaultValue `86400` (1 d)
+   */
   retentionSeconds?: number;
-  /** Seconds a completed or failed job is kept. Default 3600 (1 hour). */
+  /**
+   * Seconds a completed or failed job is kept.
+   * @defaultValue `3600` (1 h)
+   */
   deleteAfterSeconds?: number;
   /**
-   * pg-boss queue policy (fixed at creation): `standard` (default) or `singleton` (one job active at a
-   * time). pg-boss's `short`, `stately` and `exclusive` policies make it skip inserts that collide on a
-   * singleton key, which would silently drop accepted events, so the broker does not offer them.
+   * pg-boss queue policy, fixed at creation: `standard` or `singleton` (one job active at a time).
+   * pg-boss's `short`, `stately` and `exclusive` are refused: they skip inserts that collide on a
+   * singleton key, which would silently drop accepted events.
+   * @defaultValue `standard`
    */
   policy?: 'standard' | 'singleton';
-  /** Own job table partition for this queue (fixed at creation). Default false. */
+  /**
+   * Own job-table partition for this queue (fixed at creation).
+   * @defaultValue `false`
+   */
   partition?: boolean;
-  /** Warn (logger) when more jobs than this are queued. */
+  /**
+   * Log a warning when more jobs than this are queued.
+   * @defaultValue —
+   */
   warningQueueSize?: number;
 }
 
 /** Worker settings of a queue. Retry settings are stored on the queue row, like pg-boss does. */
 export interface BrokerWorkerOptions {
-  /** Jobs fetched per fetch; they run concurrently. Default 10. */
+  /**
+   * Jobs fetched per fetch; they run concurrently, each in its own transaction.
+   * @defaultValue `10`
+   */
   batchSize?: number;
-  /** Fetch loops per queue in this process. Default 2 (so up to `batchSize × localConcurrency` in flight). */
+  /**
+   * Fetch loops per queue in this process (so up to `batchSize × localConcurrency` jobs in flight).
+   * @defaultValue `2`
+   */
   localConcurrency?: number;
   /**
    * Shorthand for the jobs in flight per process: `2 × concurrency/2` when even, else
    * `1 × concurrency` (fetch loops × batch size). Not together with `batchSize`/`localConcurrency`.
+   * @defaultValue —
    */
   concurrency?: number;
-  /** Retries after the first attempt for retryable failures. Default 3. */
+  /**
+   * Retries after the first attempt, for retryable failures only.
+   * @defaultValue `3`
+   */
   retryLimit?: number;
-  /** Seconds before the first retry. Default 1. */
+  /**
+   * Seconds before the first retry.
+   * @defaultValue `1`
+   */
   retryDelay?: number;
-  /** Exponential backoff between retries. Default true. */
+  /**
+   * Exponential backoff between retries.
+   * @defaultValue `true`
+   */
   retryBackoff?: boolean;
-  /** Maximum seconds between retries. Default 60. */
+  /**
+   * Maximum seconds between retries.
+   * @defaultValue `60`
+   */
   retryDelayMax?: number;
-  /** Seconds a handler may run before the job is failed and retried. Default 300. */
+  /**
+   * Seconds a handler may run before the job is failed and retried.
+   * @defaultValue `300`
+   */
   expireInSeconds?: number;
-  /** Idle poll interval when LISTEN/NOTIFY is unavailable, in seconds (≥ 0.5). Default 1. */
+  /**
+   * Idle poll interval when LISTEN/NOTIFY is unavailable, in seconds (≥ 0.5).
+   * @defaultValue `1`
+   */
   pollingIntervalSeconds?: number;
-  /** Backstop poll while LISTEN/NOTIFY is live, in seconds (≥ polling interval). Default 1 (retries send no NOTIFY). */
+  /**
+   * Backstop poll while LISTEN/NOTIFY is live, in seconds (≥ `pollingIntervalSeconds`; retries and
+   * deferred jobs send no NOTIFY).
+   * @defaultValue `1`
+   */
   notifyPollingIntervalSeconds?: number;
   /**
    * At most this many jobs of one subject are fetched while others of it are active (pg-boss group
    * concurrency, group = event subject); `0` = no limit. pg-boss checks it inside each fetch, so
    * fetches running at the same moment (other fetch loops, other processes) can race past it: it
-   * keeps lock contention rare, the orchestrator's lock keeps it harmless. Default: `1` for
-   * orchestrator queues (source `arvo.orc.*`), where replies to one workflow then mostly wait in the
-   * queue instead of contending for its lock, and `0` for every other queue. Do not limit a service
-   * that receives fan-out calls: those calls share the workflow's subject and would run one by one.
+   * keeps lock contention rare, the orchestrator's lock keeps it harmless. On orchestrator queues
+   * (source `arvo.orc.*`) replies to one workflow then mostly wait in the queue instead of
+   * contending for its lock. Do not limit a service that receives fan-out calls: those calls share
+   * the workflow's subject and would run one by one.
+   * @defaultValue `1` for `arvo.orc.*` queues, else `0`
    */
   subjectConcurrency?: number;
 }
 
 /** Options of {@link PostgresEventBroker}. */
 export interface PostgresEventBrokerOptions extends ConnectionOptions {
-  /** Schema of pg-boss's tables. Default `pgboss`. */
+  /**
+   * Schema of pg-boss's tables.
+   * @defaultValue `pgboss`
+   */
   schema?: string;
-  /** Console- or pino-like logger. Default: warnings and errors to the console. */
+  /**
+   * `console`, a pino, bunyan or winston logger, or any object with `info()` and `error()`; pg-boss
+   * `error`/`warning` events go here too.
+   * @defaultValue console (warn/error)
+   */
   logger?: Logger;
   /** Defaults for every `register` / `onWorkflowComplete` / internal queue. */
-  defaults?: { queue?: BrokerQueueOptions; worker?: BrokerWorkerOptions };
-  /** Largest event accepted, as UTF-8 JSON bytes, at `dispatch` and for handler outputs. Default 1 MiB. */
+  defaults?: {
+    /**
+     * Defaults of every queue's options.
+     * @defaultValue see below
+     */
+    queue?: BrokerQueueOptions;
+    /**
+     * Defaults of every queue's worker options.
+     * @defaultValue see below
+     */
+    worker?: BrokerWorkerOptions;
+  };
+  /**
+   * Largest event accepted, as UTF-8 JSON bytes, at `dispatch` and from handlers.
+   * @defaultValue `1048576` (1 MiB)
+   */
   maxPayloadBytes?: number;
   /**
-   * The event history: one row per settled attempt of an event, written in the transaction that
-   * settles it (`workflows show`, the dashboard's timeline). `false` turns it off. Default on, in
-   * `public.arvo_event_history` (beside the memory's tables, whose deletes take a tree's history along).
+   * The [event history](../README.md#event-history--workflows-show): one row per settled attempt of an event,
+   * written in the transaction that settles it (`workflows show`, the dashboard's timeline). `false`
+   * turns it off.
+   * @defaultValue on
    */
   history?: false | BrokerHistoryOptions;
-  /** Default dead-letter queue. Default `arvo.dead-letter`. */
+  /**
+   * Default dead-letter queue (created automatically).
+   * @defaultValue `arvo.dead-letter`
+   */
   deadLetterQueue?: string;
-  /** Queue keeping events whose `to` has no queue. Default `arvo.unroutable`. */
+  /**
+   * Queue keeping events whose `to` has no queue.
+   * @defaultValue `arvo.unroutable`
+   */
   unroutableQueue?: string;
-  /** Durable queue of events with a non-null `domain`. Default `arvo.domained`. */
+  /**
+   * Durable queue of events with a non-null `domain`.
+   * @defaultValue `arvo.domained`
+   */
   domainedQueue?: string;
-  /** Retention of the dead-letter, unroutable and domained queues in seconds. Default 604800 (7 days). */
+  /**
+   * Retention of the dead-letter, unroutable and domained queues, in seconds.
+   * @defaultValue `604800` (7 d)
+   */
   deadLetterRetentionSeconds?: number;
-  /** `ExecutionViolation`: dead-letter at once (default) or retry like an infrastructure error. */
+  /**
+   * `ExecutionViolation`: dead-letter at once, or `'retry'` like an infrastructure error.
+   * @defaultValue `deadLetter`
+   */
   executionViolation?: 'deadLetter' | 'retry';
-  /** Delay range for re-running a job that hit lock contention, in ms. Default 50–250, jittered. */
-  lockContention?: { minDelayMs?: number; maxDelayMs?: number };
-  /** pg-boss maintenance (retention sweep) interval in seconds. Default 120. */
+  /** Reschedule delay of a job that hit lock contention, jittered between the two. */
+  lockContention?: {
+    /**
+     * Shortest delay in ms.
+     * @defaultValue `50`
+     */
+    minDelayMs?: number;
+    /**
+     * Longest delay in ms (at least `minDelayMs`).
+     * @defaultValue `250`
+     */
+    maxDelayMs?: number;
+  };
+  /**
+   * How often pg-boss's maintenance (retention sweep) runs, in seconds; expired jobs (of a crashed
+   * worker) are failed and retried every `min(60, this)` s.
+   * @defaultValue `120`
+   */
   maintenanceIntervalSeconds?: number;
-  /** Producer/consumer spans (no cost without an OpenTelemetry SDK). Default true. */
+  /**
+   * Producer/consumer spans (no cost without an OpenTelemetry SDK).
+   * @defaultValue `true`
+   */
   telemetry?: boolean;
-  /** Connections of pg-boss's own pool (fetching, settling, LISTEN). Default 6. */
+  /**
+   * Connections of pg-boss's own pool (fetching, settling, LISTEN).
+   * @defaultValue `6`
+   */
   pgBossPoolMax?: number;
-  /** Name of this instance in pg-boss's instance registry. */
+  /**
+   * Name of this instance in pg-boss's instance registry.
+   * @defaultValue —
+   */
   instanceName?: string;
   /**
-   * Install/migrate pg-boss's schema and the broker's queue control table at `start()`. Default true.
+   * Install/migrate pg-boss's schema and the broker's `arvo_queue_control` table at `start()`.
    * `false` for a role without DDL rights: both must exist (see SECURITY.md, "Least privilege").
+   * @defaultValue `true`
    */
   migrate?: boolean;
   /** Fail-fast behaviour of `dispatch` while PostgreSQL is unreachable (see `CircuitBreaker`). */
@@ -253,17 +361,30 @@ export type ResolvedWorkerOptions = Required<
 
 /** Where the event history is kept and what it keeps. */
 export interface BrokerHistoryOptions {
-  /** Schema of the history table; the memory's schema. Default `public`. */
+  /**
+   * Schema of the history table: the memory's schema, so the memory's deletes take a tree's history along.
+   * @defaultValue `public`
+   */
   schema?: string;
-  /** The history table; the memory's `tables.history`. Default `arvo_event_history`. */
+  /**
+   * The history table: the memory's `tables.history`.
+   * @defaultValue `arvo_event_history`
+   */
   table?: string;
-  /** Keep each event's `data` (redacted) too: it may hold personal data. Default `false`. */
+  /**
+   * Keep each event's `data` (redacted) too: it may hold personal data.
+   * @defaultValue `false`
+   */
   payloads?: boolean;
-  /** Largest payload kept, as UTF-8 JSON bytes; a larger one is noted by its size. Default 4096. */
+  /**
+   * Largest payload kept, as UTF-8 JSON bytes; a larger one is noted by its size.
+   * @defaultValue `4096`
+   */
   maxPayloadBytes?: number;
   /**
-   * Entries older than this are deleted by the broker's retention sweep, whatever their workflow (a
-   * tree's history goes earlier, with its records). Default 2592000 (30 days).
+   * Entries older than this many seconds are deleted by the broker's retention sweep, whatever their
+   * workflow (a tree's history goes earlier, with its records).
+   * @defaultValue `2592000` (30 d)
    */
   maxAgeSeconds?: number;
 }

@@ -1,75 +1,102 @@
 import { ArvoPostgresError } from '../shared/errors';
-import { validateIdentifier } from '../shared/identifiers';
-import { type Logger, loggerOption } from '../shared/logger';
+import { LOGGER_OPTION, type Logger } from '../shared/logger';
 import {
-  booleanOption,
-  expectKnownKeys,
   expectObject,
-  integerOption,
+  finite,
+  flag,
+  identifier,
+  integer,
   MAX_TIMER_MS,
-  type NumericRange,
-  numericOptions,
+  nested,
+  type OptionTable,
   requireText,
-  stringOption,
+  resolveOptions,
 } from '../shared/options';
-import { CONNECTION_OPTION_KEYS, type ConnectionOptions, resolveConnection } from '../shared/pool';
+import { CONNECTION_OPTIONS, type ConnectionOptions, resolveConnection } from '../shared/pool';
 import type { LockHandle } from './handle';
 
 /** Retry and TTL settings for acquiring a lock (defaults: {@link LOCK_RETRY_DEFAULTS}). */
 export interface LockRetryOptions {
-  /** Lock lifetime in ms; a holder that crashes blocks others at most this long. Default 30000. */
+  /**
+   * Lock lifetime in ms; a holder that crashes blocks others at most this long.
+   * @defaultValue `30000`
+   */
   ttlMs?: number;
-  /** Attempts in total (1 = no retry). Default 4. */
+  /**
+   * Attempts in total (1 = no retry).
+   * @defaultValue `4`
+   */
   maxAttempts?: number;
-  /** Ceiling of the wait before the second attempt, in ms (each wait is random below its ceiling). Default 50. */
+  /**
+   * Ceiling of the wait before the second attempt, in ms (each wait is random below its ceiling).
+   * @defaultValue `50`
+   */
   initialDelayMs?: number;
-  /** Each further ceiling is the previous one times this factor. Default 2. */
+  /**
+   * Each further ceiling is the previous one times this factor.
+   * @defaultValue `2`
+   */
   backoffExponent?: number;
-  /** Upper bound of one wait, in ms. Default 1000. */
+  /**
+   * Upper bound of one wait, in ms.
+   * @defaultValue `1000`
+   */
   maxDelayMs?: number;
 }
 
 /** Options of {@link PostgresLock}: how to connect plus where the table lives and the defaults. */
 export interface PostgresLockOptions extends ConnectionOptions {
-  /** Postgres schema of the lock table. Default `public`. */
+  /**
+   * Postgres schema of the lock table.
+   * @defaultValue `public`
+   */
   schema?: string;
-  /** Lock table name. Default `arvo_lock`. */
+  /**
+   * Lock table name.
+   * @defaultValue `arvo_lock`
+   */
   table?: string;
-  /** Create the schema and table when missing (`createPostgresLock` only). Default `true`. */
+  /**
+   * Create the schema and table when missing (`createPostgresLock` only).
+   * @defaultValue `true`
+   */
   migrate?: boolean;
-  /** Defaults for `acquire`, `acquireWithRetry` and `withLock`. */
+  /** Defaults for `acquire`, `acquireWithRetry` and `withLock` (as the memory's `lock`). */
   defaults?: LockRetryOptions;
-  /** Delete expired rows every this many ms (`0` = never; call `sweepExpired()` yourself). Default 60000. */
+  /**
+   * Delete expired rows every this many ms (`0` = never; call `sweepExpired()` yourself).
+   * @defaultValue `60000`
+   */
   sweepIntervalMs?: number;
-  /** Where warnings (failed sweeps) go. Default: console warnings and errors. */
+  /**
+   * Where warnings (failed sweeps) go.
+   * @defaultValue console (warn/error)
+   */
   logger?: Logger;
-  /** Create OpenTelemetry spans for lock operations. Default `false`. */
+  /**
+   * Create OpenTelemetry spans for lock operations.
+   * @defaultValue `false`
+   */
   enableOtel?: boolean;
 }
 
-/** Allowed values of each {@link LockRetryOptions} field. */
-const RETRY_RANGES = {
-  ttlMs: { min: 1, max: 86_400_000 },
-  maxAttempts: { min: 1, max: 1000 },
-  initialDelayMs: { min: 0, max: 600_000 },
-  backoffExponent: { min: 1, max: 10, fractional: true },
-  maxDelayMs: { min: 0, max: 600_000 },
-} satisfies Record<keyof LockRetryOptions, NumericRange>;
+/**
+ * The one table of lock retries, for `PostgresLock` and the machine memory's `lock` alike: 4
+ * attempts (the prior art's 3 retries), waits below 50, 100, 200 ms (full jitter), capped at 1 s.
+ */
+export const LOCK_RETRY_OPTIONS = {
+  ttlMs: integer({ min: 1, max: 86_400_000 }, 30_000),
+  maxAttempts: integer({ min: 1, max: 1000 }, 4),
+  initialDelayMs: integer({ min: 0, max: 600_000 }, 50),
+  backoffExponent: finite({ min: 1, max: 10 }, 2),
+  maxDelayMs: integer({ min: 0, max: 600_000 }, 1_000),
+} satisfies OptionTable<LockRetryOptions>;
 
 /** Fully resolved {@link LockRetryOptions}. */
 export type ResolvedLockRetry = Required<LockRetryOptions>;
 
-/**
- * The one default table of lock retries, for `PostgresLock` and the machine memory's `lock` alike:
- * 4 attempts (the prior art's 3 retries), waits below 50, 100, 200 ms (full jitter), capped at 1 s.
- */
-export const LOCK_RETRY_DEFAULTS: ResolvedLockRetry = {
-  ttlMs: 30_000,
-  maxAttempts: 4,
-  initialDelayMs: 50,
-  backoffExponent: 2,
-  maxDelayMs: 1_000,
-};
+/** The defaults of {@link LockRetryOptions}. */
+export const LOCK_RETRY_DEFAULTS: ResolvedLockRetry = resolveOptions(LOCK_RETRY_OPTIONS, undefined, '');
 
 /** Validates retry options given at `option` (a dotted path), filling gaps from `base`. */
 export function resolveLockRetry(
@@ -77,37 +104,37 @@ export function resolveLockRetry(
   option: string,
   base: ResolvedLockRetry = LOCK_RETRY_DEFAULTS,
 ): ResolvedLockRetry {
-  return numericOptions(value, option, RETRY_RANGES, base);
+  return resolveOptions(LOCK_RETRY_OPTIONS, value, option, base);
 }
 
-const LOCK_OPTION_KEYS = [
-  ...CONNECTION_OPTION_KEYS,
-  'schema',
-  'table',
-  'migrate',
-  'defaults',
-  'sweepIntervalMs',
-  'logger',
-  'enableOtel',
-] as const;
+/** The options of `PostgresLock`, beside the connection's. */
+export const LOCK_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  schema: identifier('public'),
+  table: identifier('arvo_lock'),
+  migrate: flag(true),
+  defaults: nested(LOCK_RETRY_OPTIONS),
+  sweepIntervalMs: integer({ min: 0, max: MAX_TIMER_MS }, 60_000),
+  logger: LOGGER_OPTION,
+  enableOtel: flag(false),
+} satisfies OptionTable<PostgresLockOptions>;
 
 /** Validates the options of `PostgresLock`; an {@link InvalidOptionError} names the bad option. */
 export function resolveLockOptions(options: unknown) {
   const given = expectObject(options, 'options');
-  expectKnownKeys(given, LOCK_OPTION_KEYS, '');
+  const { schema, table, migrate, defaults, sweepIntervalMs, enableOtel, logger } = resolveOptions(
+    LOCK_OPTIONS,
+    given,
+    '',
+  );
   return {
-    schema: validateIdentifier(stringOption(given.schema, 'schema', 'public'), 'schema'),
-    table: validateIdentifier(stringOption(given.table, 'table', 'arvo_lock'), 'table'),
-    migrateOnCreate: booleanOption(given.migrate, 'migrate', true),
-    retry: resolveLockRetry(given.defaults, 'defaults'),
-    sweepIntervalMs: integerOption(
-      given.sweepIntervalMs,
-      'sweepIntervalMs',
-      { min: 0, max: MAX_TIMER_MS },
-      60_000,
-    ),
-    enableOtel: booleanOption(given.enableOtel, 'enableOtel', false),
-    logger: loggerOption(given.logger, 'logger'),
+    schema,
+    table,
+    migrateOnCreate: migrate,
+    retry: defaults,
+    sweepIntervalMs,
+    enableOtel,
+    logger,
     connection: resolveConnection(given),
   };
 }
@@ -138,16 +165,17 @@ export function validHandle(handle: unknown): LockHandle {
 
 /** The TTL of one `acquire` attempt; retry settings there would be ignored, so they are refused. */
 export function acquireTtl(options: unknown, defaultTtlMs: number): number {
-  return numericOptions(options, 'acquire.options', { ttlMs: RETRY_RANGES.ttlMs }, { ttlMs: defaultTtlMs })
-    .ttlMs;
+  return resolveOptions({ ttlMs: LOCK_RETRY_OPTIONS.ttlMs }, options, 'acquire.options', {
+    ttlMs: defaultTtlMs,
+  }).ttlMs;
 }
 
 /** The TTL `renew` extends a lock to. */
 export function renewTtl(ttlMs: unknown): number {
-  return integerOption(ttlMs, 'renew.ttlMs', RETRY_RANGES.ttlMs, 0);
+  return LOCK_RETRY_OPTIONS.ttlMs.check(ttlMs, 'renew.ttlMs');
 }
 
 /** The batch size of `sweepExpired`. */
 export function sweepBatchSize(batchSize: unknown): number {
-  return integerOption(batchSize, 'sweepExpired.batchSize', { min: 1, max: 100_000 }, 0);
+  return integer({ min: 1, max: 100_000 }).check(batchSize, 'sweepExpired.batchSize');
 }

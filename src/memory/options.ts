@@ -1,18 +1,20 @@
-import { LOCK_RETRY_DEFAULTS, type ResolvedLockRetry, resolveLockRetry } from '../lock/options';
+import { LOCK_RETRY_OPTIONS, type ResolvedLockRetry } from '../lock/options';
 import { InvalidOptionError } from '../shared/errors';
-import { validateIdentifier } from '../shared/identifiers';
-import { type Logger, loggerOption } from '../shared/logger';
+import { LOGGER_OPTION, type Logger } from '../shared/logger';
 import {
   AGE_RANGE_MS,
-  booleanOption,
-  enumOption,
   expectKnownKeys,
   expectObject,
-  integerOption,
+  flag,
+  identifier,
+  integer,
+  nested,
+  type OptionTable,
+  oneOf,
   requireText,
-  stringOption,
+  resolveOptions,
 } from '../shared/options';
-import { CONNECTION_OPTION_KEYS, type ConnectionOptions, resolveConnection } from '../shared/pool';
+import { CONNECTION_OPTIONS, type ConnectionOptions, resolveConnection } from '../shared/pool';
 import type { MemoryTables } from './migrations/v1';
 
 /** What `connectPostgresMachineMemory` does to the tables before use. */
@@ -20,161 +22,197 @@ export type MemoryMigrateMode = 'noop' | 'create_if_not_exists' | 'drop_and_recr
 
 /** Options of {@link connectPostgresMachineMemory}. Every option is validated at connect. */
 export interface PostgresMachineMemoryOptions extends ConnectionOptions {
-  /** Postgres schema of both tables (created when migrating). Default `public`. */
+  /**
+   * Postgres schema of both tables (created when migrating).
+   * @defaultValue `public`
+   */
   schema?: string;
-  /** Table names. Defaults `arvo_workflow_state` and `arvo_workflow_lock`. */
+  /** Table names. */
   tables?: Partial<MemoryTables>;
   /**
-   * `create_if_not_exists` (default) creates missing tables and indexes; `noop` only validates;
+   * `create_if_not_exists` creates missing tables and indexes; `noop` only validates;
    * `drop_and_recreate` deletes all workflow state first (tests and demos only).
+   * @defaultValue `create_if_not_exists`
    */
   migrate?: MemoryMigrateMode;
-  /**
-   * Workflow lock settings, defaults as `PostgresLock`'s (see `LockRetryOptions`); `maxRetries` =
-   * `maxAttempts - 1`, give one of them.
-   */
+  /** Workflow lock settings, defaults as `PostgresLock`'s (see `LockRetryOptions`). */
   lock?: {
-    /** Lock lifetime in ms. Default 30000. */
+    /**
+     * Lock lifetime in ms; a crashed holder blocks a workflow at most this long.
+     * @defaultValue `30000`
+     */
     ttlMs?: number;
-    /** Attempts of `lock()` before it returns `false`. Default 4. */
+    /**
+     * Attempts of `lock()` before it returns `false` (or `maxRetries`, not both).
+     * @defaultValue `4`
+     */
     maxAttempts?: number;
-    /** Retries after the first attempt (prior-art name). */
+    /**
+     * Retries after the first attempt, the prior art's name for `maxAttempts` − 1.
+     * @defaultValue —
+     */
     maxRetries?: number;
-    /** Ceiling of the wait before the second attempt in ms (each wait is random below it). Default 50. */
+    /**
+     * Ceiling of the wait before the second attempt in ms (each wait is random below its ceiling).
+     * @defaultValue `50`
+     */
     initialDelayMs?: number;
-    /** Growth factor of the ceiling. Default 2. */
+    /**
+     * Growth factor of the ceiling.
+     * @defaultValue `2`
+     */
     backoffExponent?: number;
-    /** Upper bound of one wait in ms. Default 1000. */
+    /**
+     * Upper bound of one wait in ms.
+     * @defaultValue `1000`
+     */
     maxDelayMs?: number;
   };
+  /** What happens to a workflow's records when it finishes. */
   cleanup?: {
     /**
-     * Delete a root workflow's whole tree as soon as it is written with a finished status. Default
-     * `false`: a redelivered init event for a deleted workflow would start it again.
+     * Delete a root workflow's whole tree as soon as it is written with a finished status (a
+     * redelivered init event for a deleted workflow would start it again).
+     * @defaultValue `false`
      */
     onCompletion?: boolean;
   };
+  /** Deletion of old workflow trees by a periodic sweep. */
   retention?: {
-    /** Delete trees whose root finished longer ago than this (ms). Default: keep. */
+    /**
+     * Delete trees whose root finished longer ago than this (ms).
+     * @defaultValue keep
+     */
     finishedAfterMs?: number;
-    /** Delete trees with no write for this long (ms), whatever their status. Default: keep. */
+    /**
+     * Delete trees with no write for this long (ms), whatever their status.
+     * @defaultValue keep
+     */
     abandonedAfterMs?: number;
-    /** Period of the automatic sweep in ms when a retention is set (`0` = never). Default 60000. */
+    /**
+     * Period of the automatic sweep in ms when a retention is set (`0` = never).
+     * @defaultValue `60000` with a retention
+     */
     sweepIntervalMs?: number;
   };
-  /** OpenTelemetry spans per operation. Default `false`. */
+  /**
+   * OpenTelemetry spans per operation.
+   * @defaultValue `false`
+   */
   enableOtel?: boolean;
-  /** Where warnings go (failed sweeps, failed deferred unlocks). Default: console warnings and errors. */
+  /**
+   * Where warnings go (failed sweeps, failed deferred unlocks).
+   * @defaultValue console (warn/error)
+   */
   logger?: Logger;
 }
 
-const MEMORY_OPTION_KEYS = [
-  ...CONNECTION_OPTION_KEYS,
-  'schema',
-  'tables',
-  'migrate',
-  'lock',
-  'cleanup',
-  'retention',
-  'enableOtel',
-  'logger',
-] as const;
-
 const DAY_MS = 86_400_000;
+
+/** Table names, each a SQL identifier; they must differ. */
+const TABLES_OPTION = nested(
+  {
+    state: identifier('arvo_workflow_state'),
+    lock: identifier('arvo_workflow_lock'),
+    history: identifier('arvo_event_history'),
+  } satisfies OptionTable<MemoryTables>,
+  (tables: MemoryTables, option): MemoryTables => {
+    const at = (key: string) => (option ? `${option}.${key}` : key);
+    if (tables.state === tables.lock) {
+      throw new InvalidOptionError(at('lock'), 'must differ from `tables.state`');
+    }
+    if (tables.history === tables.state || tables.history === tables.lock) {
+      throw new InvalidOptionError(at('history'), 'must differ from `tables.state` and `tables.lock`');
+    }
+    return tables;
+  },
+);
+
+/** The `lock` option: `PostgresLock`'s retry table plus `maxRetries`, translated to `maxAttempts`. */
+const MEMORY_LOCK_OPTION = nested(
+  { ...LOCK_RETRY_OPTIONS, maxRetries: integer({ min: 0, max: 999 }) },
+  ({ maxRetries, ...retry }, option, given): ResolvedLockRetry => {
+    if (maxRetries === undefined) return retry;
+    if (given.maxAttempts !== undefined) {
+      throw new InvalidOptionError(
+        `${option}.maxRetries`,
+        'give either `maxRetries` or `maxAttempts`, not both',
+      );
+    }
+    return { ...retry, maxAttempts: maxRetries + 1 };
+  },
+);
+
+/** An age in ms (`AGE_RANGE_MS`). */
+const age = () => integer(AGE_RANGE_MS);
+
+/** The `retention` option: a periodic sweep (every minute by default) needs an age to sweep by. */
+const RETENTION_OPTION = nested(
+  {
+    finishedAfterMs: age(),
+    abandonedAfterMs: age(),
+    sweepIntervalMs: integer({ min: 0, max: DAY_MS }),
+  },
+  (retention, option) => {
+    const hasRetention = retention.finishedAfterMs !== undefined || retention.abandonedAfterMs !== undefined;
+    const sweepIntervalMs = retention.sweepIntervalMs ?? (hasRetention ? 60_000 : 0);
+    if (sweepIntervalMs > 0 && !hasRetention) {
+      throw new InvalidOptionError(
+        `${option}.sweepIntervalMs`,
+        'a periodic sweep needs `retention.finishedAfterMs` or `retention.abandonedAfterMs`',
+      );
+    }
+    return { ...retention, sweepIntervalMs };
+  },
+);
+
+/** The checks and defaults of {@link PostgresMachineMemoryOptions}. */
+export const MEMORY_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  schema: identifier('public'),
+  tables: TABLES_OPTION,
+  migrate: oneOf<MemoryMigrateMode>(
+    ['noop', 'create_if_not_exists', 'drop_and_recreate'],
+    'create_if_not_exists',
+  ),
+  lock: MEMORY_LOCK_OPTION,
+  cleanup: nested({ onCompletion: flag(false) }),
+  retention: RETENTION_OPTION,
+  enableOtel: flag(false),
+  logger: LOGGER_OPTION,
+} satisfies OptionTable<PostgresMachineMemoryOptions>;
 
 /** Validated table names (defaults filled in); they must differ. */
 export function resolveMemoryTables(value: unknown): MemoryTables {
-  const given = value === undefined ? {} : expectObject(value, 'tables');
-  expectKnownKeys(given, ['state', 'lock', 'history'], 'tables');
-  const tables: MemoryTables = {
-    state: validateIdentifier(
-      stringOption(given.state, 'tables.state', 'arvo_workflow_state'),
-      'tables.state',
-    ),
-    lock: validateIdentifier(stringOption(given.lock, 'tables.lock', 'arvo_workflow_lock'), 'tables.lock'),
-    history: validateIdentifier(
-      stringOption(given.history, 'tables.history', 'arvo_event_history'),
-      'tables.history',
-    ),
-  };
-  if (tables.state === tables.lock) {
-    throw new InvalidOptionError('tables.lock', 'must differ from `tables.state`');
-  }
-  if (tables.history === tables.state || tables.history === tables.lock) {
-    throw new InvalidOptionError('tables.history', 'must differ from `tables.state` and `tables.lock`');
-  }
-  return tables;
+  return TABLES_OPTION.check(value, 'tables');
 }
 
 /** The validated options of `memoryMigrationSql`: where the tables live. */
 export function resolveMemoryLocation(options: unknown): { schema: string; tables: MemoryTables } {
-  const given = expectObject(options, 'options');
-  expectKnownKeys(given, ['schema', 'tables'], '');
-  return { schema: resolveSchema(given.schema), tables: resolveMemoryTables(given.tables) };
-}
-
-function resolveSchema(value: unknown): string {
-  return validateIdentifier(stringOption(value, 'schema', 'public'), 'schema');
-}
-
-/** The `lock` option: {@link LOCK_RETRY_DEFAULTS} overridden field by field, `maxRetries` translated. */
-function resolveMemoryLockRetry(value: unknown): ResolvedLockRetry {
-  if (value === undefined) return LOCK_RETRY_DEFAULTS;
-  const { maxRetries, ...rest } = expectObject(value, 'lock');
-  if (maxRetries !== undefined) {
-    if (rest.maxAttempts !== undefined) {
-      throw new InvalidOptionError('lock.maxRetries', 'give either `maxRetries` or `maxAttempts`, not both');
-    }
-    rest.maxAttempts = integerOption(maxRetries, 'lock.maxRetries', { min: 0, max: 999 }, 0) + 1;
-  }
-  return resolveLockRetry(rest, 'lock');
+  const { schema, tables } = MEMORY_OPTIONS;
+  return resolveOptions({ schema, tables }, expectObject(options, 'options'), '');
 }
 
 /** Validates the options of `connectPostgresMachineMemory`; an {@link InvalidOptionError} names the bad one. */
 export function resolveMemoryOptions(options: unknown) {
   const given = expectObject(options, 'options');
-  expectKnownKeys(given, MEMORY_OPTION_KEYS, '');
-  const schema = resolveSchema(given.schema);
-  const tables = resolveMemoryTables(given.tables);
-  const lockRetry = resolveMemoryLockRetry(given.lock);
-
-  const cleanup = given.cleanup === undefined ? {} : expectObject(given.cleanup, 'cleanup');
-  expectKnownKeys(cleanup, ['onCompletion'], 'cleanup');
-  const retention = given.retention === undefined ? {} : expectObject(given.retention, 'retention');
-  expectKnownKeys(retention, ['finishedAfterMs', 'abandonedAfterMs', 'sweepIntervalMs'], 'retention');
-  const finishedAfterMs = optionalAge(retention, 'finishedAfterMs', 'retention', undefined);
-  const abandonedAfterMs = optionalAge(retention, 'abandonedAfterMs', 'retention', undefined);
-  const hasRetention = finishedAfterMs !== undefined || abandonedAfterMs !== undefined;
-  const sweepIntervalMs = integerOption(
-    retention.sweepIntervalMs,
-    'retention.sweepIntervalMs',
-    { min: 0, max: DAY_MS },
-    hasRetention ? 60_000 : 0,
+  const { schema, tables, migrate, lock, cleanup, retention, enableOtel, logger } = resolveOptions(
+    MEMORY_OPTIONS,
+    given,
+    '',
   );
-  if (sweepIntervalMs > 0 && !hasRetention) {
-    throw new InvalidOptionError(
-      'retention.sweepIntervalMs',
-      'a periodic sweep needs `retention.finishedAfterMs` or `retention.abandonedAfterMs`',
-    );
-  }
-
   return {
     connection: resolveConnection(given),
     schema,
     tables,
-    migrate: enumOption(
-      given.migrate,
-      'migrate',
-      ['noop', 'create_if_not_exists', 'drop_and_recreate'],
-      'create_if_not_exists',
-    ),
-    lockRetry,
-    cleanupOnCompletion: booleanOption(cleanup.onCompletion, 'cleanup.onCompletion', false),
-    finishedAfterMs,
-    abandonedAfterMs,
-    sweepIntervalMs,
-    enableOtel: booleanOption(given.enableOtel, 'enableOtel', false),
-    logger: loggerOption(given.logger, 'logger'),
+    migrate,
+    lockRetry: lock,
+    cleanupOnCompletion: cleanup.onCompletion,
+    finishedAfterMs: retention.finishedAfterMs,
+    abandonedAfterMs: retention.abandonedAfterMs,
+    sweepIntervalMs: retention.sweepIntervalMs,
+    enableOtel,
+    logger,
   };
 }
 
@@ -188,7 +226,7 @@ function optionalAge(
   option: string,
   fallback: number | undefined,
 ): number | undefined {
-  return given[key] === undefined ? fallback : integerOption(given[key], `${option}.${key}`, AGE_RANGE_MS, 0);
+  return given[key] === undefined ? fallback : age().check(given[key], `${option}.${key}`);
 }
 
 // Per-call arguments of `PostgresMachineMemory`'s methods.
@@ -208,6 +246,9 @@ export function resolveSweepOptions(
   return {
     finishedAge: optionalAge(given, 'olderThanMs', 'sweep.options', config.finishedAfterMs),
     abandonedAge: optionalAge(given, 'abandonedOlderThanMs', 'sweep.options', config.abandonedAfterMs),
-    batchSize: integerOption(given.batchSize, 'sweep.options.batchSize', { min: 1, max: 100_000 }, 500),
+    batchSize: integer({ min: 1, max: 100_000 }, 500).check(
+      given.batchSize ?? 500,
+      'sweep.options.batchSize',
+    ),
   };
 }

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from './errors';
+import { option } from './options';
 import { redactSecrets, redactValue } from './redact';
 
 /**
@@ -43,6 +44,9 @@ export function loggerOption(value: unknown, option: string, fallback: Logger = 
   }
   return candidate as Logger;
 }
+
+/** The `logger` option of every component. */
+export const LOGGER_OPTION = option((value, at) => loggerOption(value, at), consoleLogger);
 
 // pino and bunyan take (fields, message); console and winston take (message, fields). winston also has
 // child() and a string level, so only what pino (bindings()) and bunyan (streams, fields) alone have counts.

@@ -1,4 +1,5 @@
 import { ArvoPostgresError, InvalidOptionError } from './errors';
+import { validateIdentifier } from './identifiers';
 import { oversizedIndexedText, oversizedIndexedTextReason } from './indexed-text';
 import { unstorableCharacterIn } from './json';
 import { isSecretKey } from './redact';
@@ -106,39 +107,6 @@ export function numberOption(
   return numericOption(value, option, { ...range, fractional: true }, fallback);
 }
 
-/**
- * The numeric fields of the options object `given` (at the dotted path `option`) that `ranges`
- * names, each checked against its range (errors name `option.field`) or taken from `defaults`.
- */
-export function numericFields<K extends string>(
-  given: Record<string, unknown>,
-  option: string,
-  ranges: Record<K, NumericRange>,
-  defaults: Record<NoInfer<K>, number>,
-): Record<K, number> {
-  const fields = {} as Record<K, number>;
-  for (const key of Object.keys(ranges) as K[]) {
-    fields[key] = numericOption(given[key], option ? `${option}.${key}` : key, ranges[key], defaults[key]);
-  }
-  return fields;
-}
-
-/**
- * An options object at `option` made of numeric fields only: unknown keys are refused, each field
- * is checked against its range in `ranges`, and missing fields (or a missing object) take `defaults`.
- */
-export function numericOptions<K extends string>(
-  value: unknown,
-  option: string,
-  ranges: Record<K, NumericRange>,
-  defaults: Record<NoInfer<K>, number>,
-): Record<K, number> {
-  if (value === undefined) return defaults;
-  const given = expectObject(value, option);
-  expectKnownKeys(given, Object.keys(ranges), option);
-  return numericFields(given, option, ranges, defaults);
-}
-
 /** A boolean, or `fallback` when undefined. */
 export function booleanOption(value: unknown, option: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
@@ -174,6 +142,130 @@ export function stringOption(value: unknown, option: string, fallback?: string):
     throw new InvalidOptionError(option, `expected a non-empty string, got ${describe(value, option)}`);
   }
   return value;
+}
+
+// ---------------------------------------------------------------- option tables
+
+/**
+ * One option of an options object: how a given value is checked and, when the option has one that
+ * does not depend on other options, its default. Its doc text is the TSDoc of the matching field of
+ * the public options interface (`npm run docs:options` copies it into the README's tables).
+ */
+export interface OptionSpec<T> {
+  /** Checks a given value (never `undefined`) of the option at the dotted path `option`. */
+  readonly check: (value: unknown, option: string) => T;
+  /** The value when the option is not given. */
+  readonly default?: T;
+}
+
+/** An {@link OptionSpec} with a default. */
+export type DefaultedOptionSpec<T> = OptionSpec<T> & { readonly default: T };
+
+/**
+ * The option table of the public options interface `T`: one spec per key of `T`, each checking to a
+ * value of that key's type. Declared with `satisfies OptionTable<T>`, a table whose keys or value
+ * types drift from the interface does not compile, so the interface (its types and TSDoc, what
+ * users read in the `.d.ts`) and the validation and defaults cannot disagree.
+ */
+export type OptionTable<T> = { readonly [K in keyof T]-?: OptionSpec<NonNullable<T[K]>> };
+
+/** The values a table's options resolve to: the spec's type, possibly undefined when it has no default. */
+export type OptionValues<S> = {
+  -readonly [K in keyof S]: S[K] extends DefaultedOptionSpec<infer T>
+    ? T
+    : S[K] extends OptionSpec<infer T>
+      ? T | undefined
+      : never;
+};
+
+/**
+ * Validates the options object at `option` (`''` for top-level options) against `table`: unknown
+ * keys are refused, each given option is checked, a missing one takes its value from `base`, else
+ * the table's default (left out when there is none). A missing object counts as `{}`.
+ */
+export function resolveOptions<S extends Record<string, OptionSpec<unknown>>>(
+  table: S,
+  value: unknown,
+  option: string,
+  base: Partial<OptionValues<S>> = {},
+): OptionValues<S> {
+  const given = value === undefined ? {} : expectObject(value, option || 'options');
+  expectKnownKeys(given, Object.keys(table), option);
+  const resolved: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(table)) {
+    const fallback = key in base ? (base as Record<string, unknown>)[key] : spec.default;
+    const field =
+      given[key] === undefined ? fallback : spec.check(given[key], option ? `${option}.${key}` : key);
+    if (field !== undefined) resolved[key] = field;
+  }
+  return resolved as OptionValues<S>;
+}
+
+/** A spec from `check`, with `fallback` as its default when given. */
+export function option<T>(check: (value: unknown, option: string) => T): OptionSpec<T>;
+export function option<T>(check: (value: unknown, option: string) => T, fallback: T): DefaultedOptionSpec<T>;
+export function option<T>(check: (value: unknown, option: string) => T, fallback?: T): OptionSpec<T> {
+  return fallback === undefined ? { check } : { check, default: fallback };
+}
+
+/** An integer option within `range`. */
+export function integer(range: { min: number; max?: number }): OptionSpec<number>;
+export function integer(range: { min: number; max?: number }, fallback: number): DefaultedOptionSpec<number>;
+export function integer(range: { min: number; max?: number }, fallback?: number): OptionSpec<number> {
+  return { check: (value, at) => integerOption(value, at, range, 0), default: fallback };
+}
+
+/** A finite-number option within `range`. */
+export function finite(range: { min: number; max?: number }, fallback: number): DefaultedOptionSpec<number> {
+  return option((value, at) => numberOption(value, at, range, 0), fallback);
+}
+
+/** A boolean option. */
+export function flag(fallback: boolean): DefaultedOptionSpec<boolean> {
+  return option((value, at) => booleanOption(value, at, false), fallback);
+}
+
+/** An option taking one of `choices`. */
+export function oneOf<const T extends string>(
+  choices: readonly T[],
+  fallback: NoInfer<T>,
+): DefaultedOptionSpec<T> {
+  return option((value, at) => enumOption(value, at, choices, fallback), fallback);
+}
+
+/** A non-empty string option. */
+export function text(): OptionSpec<string>;
+export function text(fallback: string): DefaultedOptionSpec<string>;
+export function text(fallback?: string): OptionSpec<string> {
+  return { check: (value, at) => stringOption(value, at, ''), default: fallback };
+}
+
+/** A SQL identifier option (a schema or table name, see `validateIdentifier`). */
+export function identifier(fallback: string): DefaultedOptionSpec<string> {
+  return option((value, at) => validateIdentifier(stringOption(value, at, fallback), at), fallback);
+}
+
+/**
+ * An options object of its own, validated against `table` and then `refine`d (the rules between its
+ * fields: `given` is the object as given); when not given, the table's defaults, refined.
+ */
+export function nested<S extends Record<string, OptionSpec<unknown>>>(
+  table: S,
+): DefaultedOptionSpec<OptionValues<S>> & { readonly table: S };
+export function nested<S extends Record<string, OptionSpec<unknown>>, R>(
+  table: S,
+  refine: (values: OptionValues<S>, option: string, given: Record<string, unknown>) => R,
+): DefaultedOptionSpec<R> & { readonly table: S };
+export function nested<S extends Record<string, OptionSpec<unknown>>, R>(
+  table: S,
+  refine?: (values: OptionValues<S>, option: string, given: Record<string, unknown>) => R,
+): DefaultedOptionSpec<R> & { readonly table: S } {
+  const check = (value: unknown, at: string): R => {
+    const values = resolveOptions(table, value, at);
+    const given = value === undefined ? {} : (value as Record<string, unknown>);
+    return refine ? refine(values, at, given) : (values as R);
+  };
+  return { table, check, default: check(undefined, '') };
 }
 
 /**

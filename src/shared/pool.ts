@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { InvalidOptionError } from './errors';
 import { type Logger, writeLog } from './logger';
-import { expectObject, integerOption, MAX_TIMER_MS, stringOption } from './options';
+import {
+  expectObject,
+  integer,
+  MAX_TIMER_MS,
+  type OptionTable,
+  option,
+  resolveOptions,
+  text,
+} from './options';
 import { redactSecrets } from './redact';
 
 /**
@@ -10,55 +18,81 @@ import { redactSecrets } from './redact';
  * library), `connectionString`, or discrete `host`/`port`/`user`/`password`/`database` settings.
  */
 export interface ConnectionOptions {
-  /** An existing pool to use. The library never ends a pool it did not create. */
+  /**
+   * An existing `pg.Pool`, never closed by the library. Give it an `error` listener, as node-postgres
+   * requires, or a failing idle connection crashes the process.
+   * @defaultValue —
+   */
   pool?: pg.Pool;
   /**
    * `postgres://user:password@host:port/database?sslmode=...`. TLS may be set here with the `ssl*`
    * parameters node-postgres reads (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `ssl`,
    * `sslnegotiation`); the files named by `sslrootcert`, `sslcert` and `sslkey` must be readable
    * when the options are validated.
+   * @defaultValue —
    */
   connectionString?: string;
+  /**
+   * Discrete setting: the server's host.
+   * @defaultValue —
+   */
   host?: string;
+  /**
+   * Discrete setting: the server's port.
+   * @defaultValue —
+   */
   port?: number;
+  /**
+   * Discrete setting: the user.
+   * @defaultValue —
+   */
   user?: string;
+  /**
+   * Discrete setting: the password.
+   * @defaultValue —
+   */
   password?: string;
+  /**
+   * Discrete setting: the database.
+   * @defaultValue —
+   */
   database?: string;
   /**
-   * TLS settings passed to node-postgres (`true`, or `{ ca, rejectUnauthorized, ... }`). Not together
-   * with an `ssl*` parameter in `connectionString`: node-postgres would let the string's settings
-   * replace these without a word (`?sslmode=disable` drops `{ ca }` and connects in plain text), so
-   * that combination is refused with an {@link InvalidOptionError}. Give TLS in one place.
+   * TLS settings passed to node-postgres (`true`, or `{ ca, rejectUnauthorized, cert, key }`). Not
+   * together with an `ssl*` parameter in `connectionString`: node-postgres would let the string's
+   * settings replace these without a word (`?sslmode=disable` drops `{ ca }` and connects in plain
+   * text), so that combination is refused with an {@link InvalidOptionError}.
+   * @defaultValue —
    */
   ssl?: pg.ConnectionConfig['ssl'];
-  /** Maximum pool size. Default 10. Ignored with `pool`. */
+  /**
+   * Maximum pool size. Ignored with `pool`.
+   * @defaultValue `10`
+   */
   max?: number;
-  /** Idle connection lifetime in ms. Default 10000. Ignored with `pool`. */
+  /**
+   * Idle connection lifetime in ms. Ignored with `pool`.
+   * @defaultValue `10000`
+   */
   idleTimeoutMillis?: number;
-  /** Time to wait for a connection in ms (`0` = forever). Default 10000. Ignored with `pool`. */
+  /**
+   * Time to wait for a connection in ms (`0` = forever). Ignored with `pool`.
+   * @defaultValue `10000`
+   */
   connectionTimeoutMillis?: number;
-  /** Server-side `statement_timeout` for every statement, in ms (`0` = none). Default 30000. Ignored with `pool`. */
+  /**
+   * Server-side `statement_timeout` of every statement in ms (`0` = none), pg-boss's own pool
+   * included (with `pool`, the pool's `statement_timeout` is reused for pg-boss's); the CLI's
+   * pg-boss connection (`migrate`, `dlq`) has none.
+   * @defaultValue `30000`
+   */
   statementTimeoutMillis?: number;
-  /** `application_name` shown in `pg_stat_activity`. Default `arvo-postgres`. Ignored with `pool`. */
+  /**
+   * `application_name` shown in `pg_stat_activity`. Ignored with `pool`.
+   * @defaultValue `arvo-postgres`
+   */
   applicationName?: string;
 }
-
-/** The option keys of {@link ConnectionOptions}, for `expectKnownKeys`. */
-export const CONNECTION_OPTION_KEYS = [
-  'pool',
-  'connectionString',
-  'host',
-  'port',
-  'user',
-  'password',
-  'database',
-  'ssl',
-  'max',
-  'idleTimeoutMillis',
-  'connectionTimeoutMillis',
-  'statementTimeoutMillis',
-  'applicationName',
-] as const;
 
 /** Validated connection settings. */
 export interface ResolvedConnection {
@@ -77,6 +111,34 @@ function isPool(value: unknown): value is pg.Pool {
     typeof (value as pg.Pool).end === 'function'
   );
 }
+
+/** Pool timeouts: they feed Node timers and `statement_timeout`. */
+const TIMEOUT_RANGE = { min: 0, max: MAX_TIMER_MS };
+
+/** The checks and defaults of {@link ConnectionOptions}; `resolveConnection` adds the rules between them. */
+export const CONNECTION_OPTIONS = {
+  pool: option((value, at): pg.Pool => {
+    if (!isPool(value)) throw new InvalidOptionError(at, 'expected a pg.Pool instance');
+    return value;
+  }),
+  connectionString: text(),
+  host: text(),
+  port: integer({ min: 1, max: 65535 }),
+  user: text(),
+  password: text(),
+  database: text(),
+  ssl: option((value, at) =>
+    typeof value === 'boolean' ? value : (expectObject(value, at) as NonNullable<pg.ConnectionConfig['ssl']>),
+  ),
+  max: integer({ min: 1, max: 1000 }, 10),
+  idleTimeoutMillis: integer(TIMEOUT_RANGE, 10_000),
+  connectionTimeoutMillis: integer(TIMEOUT_RANGE, 10_000),
+  statementTimeoutMillis: integer(TIMEOUT_RANGE, 30_000),
+  applicationName: text('arvo-postgres'),
+} satisfies OptionTable<ConnectionOptions>;
+
+/** The option keys of {@link ConnectionOptions}, for option objects that take a connection. */
+export const CONNECTION_OPTION_KEYS = Object.keys(CONNECTION_OPTIONS) as (keyof ConnectionOptions)[];
 
 /** Connection-string parameters naming a file node-postgres reads when it connects. */
 const TLS_FILE_PARAMETERS = ['sslrootcert', 'sslcert', 'sslkey'] as const;
@@ -111,9 +173,6 @@ function checkTlsParameters(url: URL, sslOptionGiven: boolean, at: (key: string)
   }
 }
 
-/** Pool timeouts: they feed Node timers and `statement_timeout`. */
-const TIMEOUT_RANGE = { min: 0, max: MAX_TIMER_MS };
-
 /**
  * Validates the connection part of an options object. `prefix` is the dotted path used in error
  * messages (`''` for top-level options).
@@ -134,16 +193,19 @@ export function resolveConnection(options: Record<string, unknown>, prefix = '')
         : 'give only one of `connectionString`, `pool`, or discrete `host`/`port`/... settings',
     );
   }
-  if (options.pool !== undefined) {
-    if (!isPool(options.pool)) throw new InvalidOptionError(at('pool'), 'expected a pg.Pool instance');
-    return { pool: options.pool };
-  }
-
-  const connectionString = stringOption(options.connectionString, at('connectionString'));
-  if (connectionString !== undefined) {
+  const settings = Object.fromEntries(
+    CONNECTION_OPTION_KEYS.filter((key) => options[key] !== undefined).map((key) => [key, options[key]]),
+  );
+  const { pool, statementTimeoutMillis, applicationName, ...config } = resolveOptions(
+    CONNECTION_OPTIONS,
+    settings,
+    prefix,
+  );
+  if (pool !== undefined) return { pool };
+  if (config.connectionString !== undefined) {
     let url: URL;
     try {
-      url = new URL(connectionString);
+      url = new URL(config.connectionString);
     } catch {
       throw new InvalidOptionError(
         at('connectionString'),
@@ -161,43 +223,11 @@ export function resolveConnection(options: Record<string, unknown>, prefix = '')
     } catch {
       throw new InvalidOptionError(at('connectionString'), 'the password is not valid percent-encoding');
     }
-    checkTlsParameters(url, options.ssl !== undefined, at);
+    checkTlsParameters(url, config.ssl !== undefined, at);
   }
-  const password = stringOption(options.password, at('password'));
-  if (options.ssl !== undefined && typeof options.ssl !== 'boolean') expectObject(options.ssl, at('ssl'));
-
-  const config: pg.PoolConfig = {
-    ...(connectionString !== undefined ? { connectionString } : {}),
-    ...(options.host !== undefined ? { host: stringOption(options.host, at('host')) } : {}),
-    ...(options.port !== undefined
-      ? { port: integerOption(options.port, at('port'), { min: 1, max: 65535 }, 5432) }
-      : {}),
-    ...(options.user !== undefined ? { user: stringOption(options.user, at('user')) } : {}),
-    ...(password !== undefined ? { password } : {}),
-    ...(options.database !== undefined ? { database: stringOption(options.database, at('database')) } : {}),
-    ...(options.ssl !== undefined ? { ssl: options.ssl as pg.ConnectionConfig['ssl'] } : {}),
-    max: integerOption(options.max, at('max'), { min: 1, max: 1000 }, 10),
-    idleTimeoutMillis: integerOption(
-      options.idleTimeoutMillis,
-      at('idleTimeoutMillis'),
-      TIMEOUT_RANGE,
-      10_000,
-    ),
-    connectionTimeoutMillis: integerOption(
-      options.connectionTimeoutMillis,
-      at('connectionTimeoutMillis'),
-      TIMEOUT_RANGE,
-      10_000,
-    ),
-    statement_timeout: integerOption(
-      options.statementTimeoutMillis,
-      at('statementTimeoutMillis'),
-      TIMEOUT_RANGE,
-      30_000,
-    ),
-    application_name: stringOption(options.applicationName, at('applicationName'), 'arvo-postgres'),
+  return {
+    config: { ...config, statement_timeout: statementTimeoutMillis, application_name: applicationName },
   };
-  return { config };
 }
 
 /** A pool together with whether this library owns it (and so must end it on close). */

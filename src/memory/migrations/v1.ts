@@ -2,11 +2,20 @@ import { createTableMigration, indexOn, type Migration, type MigrationColumn } f
 
 /** Table names of a machine memory. */
 export interface MemoryTables {
-  /** Workflow state, one row per orchestration subject. */
+  /**
+   * Workflow state, one row per orchestration subject.
+   * @defaultValue `arvo_workflow_state`
+   */
   state: string;
-  /** TTL locks, one row per locked subject (layout of `src/lock`). */
+  /**
+   * TTL locks, one row per locked subject (layout of `src/lock`).
+   * @defaultValue `arvo_workflow_lock`
+   */
   lock: string;
-  /** The event history the broker writes (layout of `src/history`), deleted with its records. */
+  /**
+   * The broker's event history (layout of `src/history`), migrated here too; deleting records deletes their history.
+   * @defaultValue `arvo_event_history`
+   */
   history: string;
 }
 
