@@ -55,10 +55,10 @@ export interface DocumentedOption {
   defaultValue: string | undefined;
 }
 
-const program = ts.createProgram(
-  [...new Set(DOCUMENTED_TABLES.map(({ file }) => path.join(ROOT, file)))],
-  { strict: true, noEmit: true },
-);
+const program = ts.createProgram([...new Set(DOCUMENTED_TABLES.map(({ file }) => path.join(ROOT, file)))], {
+  strict: true,
+  noEmit: true,
+});
 const checker = program.getTypeChecker();
 
 /** The declared type of the interface `name` in `file`. */

@@ -116,7 +116,7 @@ function isPool(value: unknown): value is pg.Pool {
 const TIMEOUT_RANGE = { min: 0, max: MAX_TIMER_MS };
 
 /** The checks and defaults of {@link ConnectionOptions}; `resolveConnection` adds the rules between them. */
-export const CONNECTION_OPTIONS = {
+export const CONNECTION_OPTIONS: OptionTable<ConnectionOptions> = {
   pool: option((value, at): pg.Pool => {
     if (!isPool(value)) throw new InvalidOptionError(at, 'expected a pg.Pool instance');
     return value;
@@ -135,7 +135,7 @@ export const CONNECTION_OPTIONS = {
   connectionTimeoutMillis: integer(TIMEOUT_RANGE, 10_000),
   statementTimeoutMillis: integer(TIMEOUT_RANGE, 30_000),
   applicationName: text('arvo-postgres'),
-} satisfies OptionTable<ConnectionOptions>;
+};
 
 /** The option keys of {@link ConnectionOptions}, for option objects that take a connection. */
 export const CONNECTION_OPTION_KEYS = Object.keys(CONNECTION_OPTIONS) as (keyof ConnectionOptions)[];
