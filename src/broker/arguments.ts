@@ -1,9 +1,20 @@
 import { InvalidOptionError } from '../shared/errors';
-import { booleanOption, expectKnownKeys, expectObject, integerOption, MAX_TIMER_MS } from '../shared/options';
-import { type Delivery, priorityValue, startAfterValue, withoutUndefined } from './delivery';
+import {
+  expectKnownKeys,
+  expectObject,
+  flag,
+  integerOption,
+  MAX_TIMER_MS,
+  type OptionTable,
+  option,
+  resolveOptions,
+} from '../shared/options';
+import { type Delivery, PRIORITY_OPTION, priorityValue, startAfterValue, withoutUndefined } from './delivery';
 import { StateOutsideBrokerTransactionError } from './errors';
 import { queueNameOption, resolveQueueOptions, resolveWorkerOptions } from './options';
+import type { StopOnSignalsOptions } from './shutdown';
 import type {
+  RegisterOptions,
   Registration,
   ResolvedBrokerOptions,
   ResolvedQueueOptions,
@@ -13,16 +24,16 @@ import type {
 // The checks of the broker's per-call arguments (its construction options are in options.ts).
 
 /**
- * Refuses `@arvo-tools/postgres`'s `recreateQueue: true` among the options of `register` or
+ * `@arvo-tools/postgres`'s `recreateQueue`, refused unless `false` among the options of `register` or
  * `onWorkflowComplete`: recreating a queue deletes the jobs waiting in it, on every deploy that runs it.
  */
-function refuseRecreateQueue(options: Record<string, unknown>): void {
-  if (options.recreateQueue === undefined || options.recreateQueue === false) return;
+const RECREATE_QUEUE_OPTION = option((value, at): false => {
+  if (value === false) return false;
   throw new InvalidOptionError(
-    'recreateQueue',
+    at,
     'refused: recreating a queue deletes every job waiting in it (events accepted but not yet handled would be lost on each deploy). Remove the option: registering again with changed `queue` options updates the queue in place and keeps its jobs (only `policy` and `partition` are fixed at creation)',
   );
-}
+});
 
 /** `register`'s handler: an object with `execute`; returns its queue (`source`). */
 export function handlerOption(handler: unknown): string {
@@ -36,18 +47,18 @@ export function handlerOption(handler: unknown): string {
   return queueNameOption((handler as { source?: unknown }).source, 'handler.source');
 }
 
-/** `register`'s `allowStateOutsideBrokerTransaction` (default false). */
-export function allowStateOutsideOption(
-  options: { allowStateOutsideBrokerTransaction?: unknown } | undefined,
-): boolean {
-  const allowed = options?.allowStateOutsideBrokerTransaction;
-  if (allowed !== undefined && typeof allowed !== 'boolean') {
-    throw new InvalidOptionError('allowStateOutsideBrokerTransaction', 'expected a boolean');
-  }
-  return allowed ?? false;
+/** The checks of {@link RegisterOptions}: queue and worker options over the broker's `defaults`. */
+function registerOptionTable(defaults: ResolvedBrokerOptions) {
+  return {
+    queue: option((value, at) => resolveQueueOptions(value, at, defaults.queue), defaults.queue),
+    worker: option((value, at) => resolveWorkerOptions(value, at, defaults.worker), defaults.worker),
+    allowStateOutsideBrokerTransaction: flag(false),
+    priority: PRIORITY_OPTION,
+    recreateQueue: RECREATE_QUEUE_OPTION,
+  } satisfies OptionTable<RegisterOptions>;
 }
 
-/** `register`/`onWorkflowComplete` options: queue and worker options over the broker's defaults. */
+/** `register`/`onWorkflowComplete` options, validated. */
 export function registerOptions(
   options: unknown,
   defaults: ResolvedBrokerOptions,
@@ -55,15 +66,18 @@ export function registerOptions(
   queueOptions: ResolvedQueueOptions;
   workerOptions: ResolvedWorkerOptions;
   defaultPriority: number | null;
+  allowStateOutsideBrokerTransaction: boolean;
 } {
-  const given = expectObject(options, 'options');
-  const keys = ['queue', 'worker', 'priority', 'allowStateOutsideBrokerTransaction', 'recreateQueue'];
-  expectKnownKeys(given, keys, '');
-  refuseRecreateQueue(given);
+  const { queue, worker, priority, allowStateOutsideBrokerTransaction } = resolveOptions(
+    registerOptionTable(defaults),
+    expectObject(options, 'options'),
+    '',
+  );
   return {
-    defaultPriority: priorityValue(given.priority, 'priority') ?? null,
-    queueOptions: resolveQueueOptions(given.queue, 'queue', defaults.queue),
-    workerOptions: resolveWorkerOptions(given.worker, 'worker', defaults.worker),
+    queueOptions: queue,
+    workerOptions: worker,
+    defaultPriority: priority ?? null,
+    allowStateOutsideBrokerTransaction,
   };
 }
 
@@ -108,20 +122,24 @@ export function stopTimeoutOption(options: unknown): number {
   return Math.max(1000, timeoutMsOption(options, 30_000, 0));
 }
 
-/** `stopOnSignals()`'s options: the signals (default SIGTERM, SIGINT), stop's `timeoutMs`, `exit` (default true). */
-export function stopOnSignalsOptions(value: unknown): {
-  signals: NodeJS.Signals[];
-  timeoutMs: number;
-  exit: boolean;
-} {
-  const given = value === undefined ? {} : expectObject(value, 'options');
-  expectKnownKeys(given, ['signals', 'timeoutMs', 'exit'], 'options');
-  const signals = given.signals ?? ['SIGTERM', 'SIGINT'];
-  if (!Array.isArray(signals) || signals.length === 0 || signals.some((s) => !/^SIG[A-Z0-9]+$/.test(s))) {
-    throw new InvalidOptionError('signals', "expected a non-empty array of signal names ('SIGTERM', …)");
-  }
-  const timeoutMs = stopTimeoutOption({ timeoutMs: given.timeoutMs as number | undefined });
-  return { signals, timeoutMs, exit: booleanOption(given.exit, 'exit', true) };
+/** The checks and defaults of {@link StopOnSignalsOptions}. */
+const STOP_ON_SIGNALS_OPTIONS = {
+  signals: option(
+    (value, at): NodeJS.Signals[] => {
+      if (!Array.isArray(value) || value.length === 0 || value.some((s) => !/^SIG[A-Z0-9]+$/.test(s))) {
+        throw new InvalidOptionError(at, "expected a non-empty array of signal names ('SIGTERM', …)");
+      }
+      return value;
+    },
+    ['SIGTERM', 'SIGINT'],
+  ),
+  timeoutMs: option((value) => stopTimeoutOption({ timeoutMs: value }), stopTimeoutOption(undefined)),
+  exit: flag(true),
+} satisfies OptionTable<StopOnSignalsOptions>;
+
+/** `stopOnSignals()`'s options, validated. */
+export function stopOnSignalsOptions(value: unknown): Required<StopOnSignalsOptions> {
+  return resolveOptions(STOP_ON_SIGNALS_OPTIONS, value, '');
 }
 
 /** `getStats()`'s `queues`: names (validated), `'all'`, or undefined for the broker's own. */

@@ -1,5 +1,5 @@
 import type { ArvoEvent } from 'arvo-core';
-import { consoleLogger, type Logger, loggerOption, writeLog } from '../shared/logger';
+import { type Logger, loggerOption, writeLog } from '../shared/logger';
 import { expectKnownKeys, expectObject } from '../shared/options';
 import type { PeriodicTask } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
@@ -7,7 +7,6 @@ import { warnIfNoContextManager } from '../shared/telemetry';
 import { readDatabaseId } from '../shared/transaction';
 import {
   adoptedCompletionOptions,
-  allowStateOutsideOption,
   filterOption,
   handlerOption,
   listenerOption,
@@ -86,7 +85,7 @@ export class PostgresEventBroker {
 
   constructor(options: PostgresEventBrokerOptions) {
     this.#options = resolveBrokerOptions(options);
-    this.#logger = this.#options.logger ?? consoleLogger;
+    this.#logger = this.#options.logger;
     this.#dispatchBreaker = new CircuitBreaker(this.#options.circuitBreaker);
     this.#queueControl = new QueueControl(this.#options);
     this.#queues = new Queues(this.#options, this.#queueControl);
@@ -172,12 +171,10 @@ export class PostgresEventBroker {
    */
   async register(handler: ArvoEventHandlerLike, options: RegisterOptions = {}): Promise<void> {
     const queue = handlerOption(handler);
-    const allowStateOutsideBrokerTransaction = allowStateOutsideOption(options);
     await this.#registrations.add({
       kind: 'handler',
       queue,
       handler,
-      allowStateOutsideBrokerTransaction,
       ...registerOptions(options, this.#options),
     });
   }

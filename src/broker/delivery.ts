@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../shared/errors';
-import { integerOption, MAX_PG_INTEGER, numberOption } from '../shared/options';
+import { integer, MAX_PG_INTEGER, numberOption } from '../shared/options';
 import { InvalidEventError } from './errors';
 import type { StoredEvent } from './event-codec';
 
@@ -19,7 +19,8 @@ export interface Delivery {
 /** The extensions of an event that set its {@link Delivery}. */
 export const DELIVERY_EXTENSIONS = { startAfter: 'startafter', priority: 'priority' } as const;
 
-const PRIORITY_RANGE = { min: -MAX_PG_INTEGER, max: MAX_PG_INTEGER };
+/** A job priority: pg-boss keeps it in an `integer` column. */
+export const PRIORITY_OPTION = integer({ min: -MAX_PG_INTEGER, max: MAX_PG_INTEGER });
 // pg-boss adds the delay to now() as an interval: bounded like every other seconds option.
 const DELAY_RANGE = { min: 0, max: MAX_PG_INTEGER };
 
@@ -48,7 +49,7 @@ function isTimestamp(value: unknown): value is string {
 
 /** A `priority` argument: an integer (higher runs first). */
 export function priorityValue(value: unknown, option: string): number | undefined {
-  return value === undefined ? undefined : integerOption(value, option, PRIORITY_RANGE, 0);
+  return value === undefined ? undefined : PRIORITY_OPTION.check(value, option);
 }
 
 /**

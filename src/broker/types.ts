@@ -394,7 +394,7 @@ export type ResolvedHistoryOptions = Required<BrokerHistoryOptions>;
 export interface ResolvedBrokerOptions {
   connection: ResolvedConnection;
   schema: string;
-  logger?: Logger;
+  logger: Logger;
   queue: ResolvedQueueOptions;
   worker: ResolvedWorkerOptions;
   maxPayloadBytes: number;

@@ -1,9 +1,15 @@
-import { deadLetterQueuesOption } from '../broker/options';
+import { DEFAULT_DEAD_LETTER_QUEUE, deadLetterQueuesOption } from '../broker/options';
 import type { WorkflowHistorySource } from '../history/types';
 import { InvalidOptionError } from '../shared/errors';
-import { validateIdentifier } from '../shared/identifiers';
-import { expectKnownKeys, expectObject, integerOption } from '../shared/options';
-import { CONNECTION_OPTION_KEYS, type ConnectionOptions } from '../shared/pool';
+import {
+  expectObject,
+  identifier,
+  integer,
+  type OptionTable,
+  option,
+  resolveOptions,
+} from '../shared/options';
+import { CONNECTION_OPTIONS, type ConnectionOptions } from '../shared/pool';
 
 /** Options of {@link createDashboard}: a connection, the names, and what it may do. */
 export interface DashboardOptions extends ConnectionOptions {
@@ -53,54 +59,51 @@ export interface DashboardSettings {
 /** Shortest accepted action token: guessing must not be an option. */
 export const MIN_TOKEN_LENGTH = 16;
 
+/** The checks and defaults of {@link DashboardOptions} (the connection's are resolved by the pool). */
+const DASHBOARD_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  schema: identifier('public'),
+  stateTable: identifier('arvo_workflow_state'),
+  historyTable: identifier('arvo_event_history'),
+  pgBossSchema: identifier('pgboss'),
+  deadLetterQueues: option((value, at) => deadLetterQueuesOption(value, at), [DEFAULT_DEAD_LETTER_QUEUE]),
+  actionToken: option((value, at): string => {
+    if (typeof value !== 'string' || value.length < MIN_TOKEN_LENGTH) {
+      throw new InvalidOptionError(at, `expected a string of at least ${MIN_TOKEN_LENGTH} characters`);
+    }
+    return value;
+  }),
+  traceUrl: option((value, at): string => {
+    if (typeof value !== 'string' || !/^https?:\/\/\S+$/.test(value) || !value.includes('{traceId}')) {
+      throw new InvalidOptionError(at, 'expected an http(s) URL containing {traceId}');
+    }
+    return value;
+  }),
+  refreshSeconds: integer({ min: 1, max: 3600 }, 5),
+  history: option((value, at): WorkflowHistorySource => {
+    const source = value as Partial<WorkflowHistorySource> | null;
+    if (typeof source?.timeline !== 'function' || typeof source.subjectsOfEvent !== 'function') {
+      throw new InvalidOptionError(at, 'expected { timeline(), subjectsOfEvent() }');
+    }
+    return source as WorkflowHistorySource;
+  }),
+} satisfies OptionTable<DashboardOptions>;
+
 export function dashboardSettings(options: DashboardOptions): DashboardSettings {
-  const given = expectObject(options, 'options');
-  expectKnownKeys(
-    given,
-    [
-      ...CONNECTION_OPTION_KEYS,
-      'schema',
-      'stateTable',
-      'historyTable',
-      'pgBossSchema',
-      'deadLetterQueues',
-      'actionToken',
-      'traceUrl',
-      'refreshSeconds',
-      'history',
-    ],
-    'options',
+  const { actionToken, traceUrl, history, ...settings } = resolveOptions(
+    DASHBOARD_OPTIONS,
+    expectObject(options, 'options'),
+    '',
   );
-  const token = given.actionToken;
-  if (token !== undefined && (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH)) {
-    throw new InvalidOptionError(
-      'actionToken',
-      `expected a string of at least ${MIN_TOKEN_LENGTH} characters`,
-    );
-  }
-  const traceUrl = given.traceUrl;
-  if (
-    traceUrl !== undefined &&
-    (typeof traceUrl !== 'string' || !/^https?:\/\/\S+$/.test(traceUrl) || !traceUrl.includes('{traceId}'))
-  ) {
-    throw new InvalidOptionError('traceUrl', 'expected an http(s) URL containing {traceId}');
-  }
-  const history = given.history as WorkflowHistorySource | undefined;
-  if (
-    history !== undefined &&
-    (typeof history?.timeline !== 'function' || typeof history.subjectsOfEvent !== 'function')
-  ) {
-    throw new InvalidOptionError('history', 'expected { timeline(), subjectsOfEvent() }');
-  }
   return {
-    schema: validateIdentifier(given.schema ?? 'public', 'schema'),
-    stateTable: validateIdentifier(given.stateTable ?? 'arvo_workflow_state', 'stateTable'),
-    historyTable: validateIdentifier(given.historyTable ?? 'arvo_event_history', 'historyTable'),
-    pgBossSchema: validateIdentifier(given.pgBossSchema ?? 'pgboss', 'pgBossSchema'),
-    deadLetterQueues: deadLetterQueuesOption(given.deadLetterQueues),
-    actionToken: (token as string | undefined) ?? null,
-    traceUrl: (traceUrl as string | undefined) ?? null,
-    refreshSeconds: integerOption(given.refreshSeconds, 'refreshSeconds', { min: 1, max: 3600 }, 5),
+    schema: settings.schema,
+    stateTable: settings.stateTable,
+    historyTable: settings.historyTable,
+    pgBossSchema: settings.pgBossSchema,
+    deadLetterQueues: settings.deadLetterQueues,
+    actionToken: actionToken ?? null,
+    traceUrl: traceUrl ?? null,
+    refreshSeconds: settings.refreshSeconds,
     history: history ?? null,
   };
 }
