@@ -149,7 +149,7 @@ export function stringOption(value: unknown, option: string, fallback?: string):
 /**
  * One option of an options object: how a given value is checked and, when the option has one that
  * does not depend on other options, its default. Its doc text is the TSDoc of the matching field of
- * the public options interface (`npm run docs:options` copies it into the README's tables).
+ * the public options interface (`npm run docs:options` copies it into docs/configuration.md).
  */
 export interface OptionSpec<T> {
   /** Checks a given value (never `undefined`) of the option at the dotted path `option`. */
