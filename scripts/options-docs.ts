@@ -20,31 +20,18 @@ export const CONFIGURATION_DOC = path.join(ROOT, 'docs', 'configuration.md');
 
 type Table = Readonly<Record<string, OptionSpec<unknown> & { table?: Table }>>;
 
-/** One generated table: the option table, and the interface (in `file`) documenting it. */
-interface DocumentedTable {
-  marker: string;
-  table: Table;
-  file: string;
-  type: string;
-}
+/** One generated table: its marker, the option table, and the file and interface documenting it. */
+type DocumentedTable = [marker: string, table: Table, file: string, type: string];
 
-export const DOCUMENTED_TABLES: DocumentedTable[] = [
-  { marker: 'connection', table: CONNECTION_OPTIONS, file: 'src/shared/pool.ts', type: 'ConnectionOptions' },
-  {
-    marker: 'broker',
-    table: BROKER_OPTIONS,
-    file: 'src/broker/types.ts',
-    type: 'PostgresEventBrokerOptions',
-  },
-  { marker: 'queue', table: QUEUE_OPTIONS, file: 'src/broker/types.ts', type: 'BrokerQueueOptions' },
-  { marker: 'worker', table: WORKER_OPTIONS, file: 'src/broker/types.ts', type: 'BrokerWorkerOptions' },
-  {
-    marker: 'memory',
-    table: MEMORY_OPTIONS,
-    file: 'src/memory/options.ts',
-    type: 'PostgresMachineMemoryOptions',
-  },
-  { marker: 'lock', table: LOCK_OPTIONS, file: 'src/lock/options.ts', type: 'PostgresLockOptions' },
+const BROKER_TYPES = 'src/broker/types.ts';
+
+const DOCUMENTED_TABLES: DocumentedTable[] = [
+  ['connection', CONNECTION_OPTIONS, 'src/shared/pool.ts', 'ConnectionOptions'],
+  ['broker', BROKER_OPTIONS, BROKER_TYPES, 'PostgresEventBrokerOptions'],
+  ['queue', QUEUE_OPTIONS, BROKER_TYPES, 'BrokerQueueOptions'],
+  ['worker', WORKER_OPTIONS, BROKER_TYPES, 'BrokerWorkerOptions'],
+  ['memory', MEMORY_OPTIONS, 'src/memory/options.ts', 'PostgresMachineMemoryOptions'],
+  ['lock', LOCK_OPTIONS, 'src/lock/options.ts', 'PostgresLockOptions'],
 ];
 
 /** One documented option: its dotted path, spec, TSDoc summary and `@defaultValue`. */
@@ -55,7 +42,7 @@ export interface DocumentedOption {
   defaultValue: string | undefined;
 }
 
-const program = ts.createProgram([...new Set(DOCUMENTED_TABLES.map(({ file }) => path.join(ROOT, file)))], {
+const program = ts.createProgram([...new Set(DOCUMENTED_TABLES.map(([, , file]) => path.join(ROOT, file)))], {
   strict: true,
   noEmit: true,
 });
@@ -118,11 +105,11 @@ function documentedOptions(
 export function documentedTables(): Map<string, DocumentedOption[]> {
   // A table generated on its own (the connection's, the queue's) is left out of the others.
   const tables = new Map<string, DocumentedOption[]>();
-  for (const { marker, table, file, type } of DOCUMENTED_TABLES) {
+  for (const [marker, table, file, type] of DOCUMENTED_TABLES) {
     const separate = new Set<unknown>();
-    for (const other of DOCUMENTED_TABLES.filter((entry) => entry.table !== table)) {
-      separate.add(other.table);
-      if (other.marker === 'connection') for (const spec of Object.values(other.table)) separate.add(spec);
+    for (const [otherMarker, other] of DOCUMENTED_TABLES.filter((entry) => entry[1] !== table)) {
+      separate.add(other);
+      if (otherMarker === 'connection') for (const spec of Object.values(other)) separate.add(spec);
     }
     tables.set(marker, documentedOptions(table, interfaceType(file, type), '', separate));
   }

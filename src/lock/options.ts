@@ -23,7 +23,7 @@ export interface LockRetryOptions {
    */
   ttlMs?: number;
   /**
-   * Attempts in total (1 = no retry).
+   * Attempts in total of `acquireWithRetry` and `withLock` (1 = no retry).
    * @defaultValue `4`
    */
   maxAttempts?: number;
