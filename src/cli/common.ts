@@ -109,6 +109,46 @@ export function parseCommand<O extends Options>(
   return { ...parsed, names: namesOf(parsed.values as Record<string, unknown>) };
 }
 
+/** What a command's `run` gets: its parsed command line, plus helpers bound to it. */
+export type CommandLine<O extends Options> = NonNullable<ReturnType<typeof parseCommand<O>>> & {
+  /** Runs `fn` with a pool on the command line's database, reading its pg-boss (see `onPgBoss`). */
+  onPgBoss<T>(fn: (pool: pg.Pool) => Promise<T>): Promise<T>;
+  /** Prints `value` as JSON with `--json`, else as `render` writes it. */
+  report<T>(value: T, render: (value: T) => string): void;
+};
+
+/**
+ * A command whose usage ends with the connection flags' help and whose `run` starts from its parsed
+ * command line (see `parseCommand`; `--help` is answered before `run`). `normalizeArgs` rewrites the
+ * arguments before they are parsed.
+ */
+export function defineCommand<O extends Options>(definition: {
+  name: string;
+  summary: string;
+  usage: string;
+  options: O;
+  positionals?: boolean;
+  normalizeArgs?: (args: string[]) => string[];
+  run(commandLine: CommandLine<O>, io: CliIo): Promise<number>;
+}): Command {
+  const { options, positionals = false, normalizeArgs = (args) => args } = definition;
+  const command: Command = {
+    name: definition.name,
+    summary: definition.summary,
+    usage: `${definition.usage}\n\n${CONNECTION_HELP}`,
+    async run(args, io) {
+      const parsed = parseCommand(command, normalizeArgs(args), options, io, { positionals });
+      if (!parsed) return EXIT.ok;
+      const onPgBoss = <T>(fn: (pool: pg.Pool) => Promise<T>) =>
+        onPgBossDatabase(parsed.values, io, parsed.names.pgBossSchema, fn);
+      const report = <T>(value: T, render: (value: T) => string) =>
+        io.stdout((parsed.values as { json?: boolean }).json ? json(value) : render(value));
+      return definition.run({ ...parsed, onPgBoss, report }, io);
+    },
+  };
+  return command;
+}
+
 /** Names given on the command line, validated like the library validates them. */
 export interface Names {
   schema: string;

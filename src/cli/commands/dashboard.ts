@@ -1,14 +1,6 @@
 import { createServer } from 'node:http';
 import { createDashboard } from '../../dashboard/index';
-import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
-  connectionStringOf,
-  EXIT,
-  parseCommand,
-  UsageError,
-} from '../common';
+import { connectionStringOf, defineCommand, EXIT, UsageError } from '../common';
 
 const DEFAULT_PORT = 4747;
 const TOKEN_VARIABLE = 'ARVO_DASHBOARD_TOKEN';
@@ -18,7 +10,7 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-export const dashboardCommand: Command = {
+export const dashboardCommand = defineCommand({
   name: 'dashboard',
   summary: 'web UI: queues, dead letters, workflows (read-only by default)',
   usage: `Usage: arvo-postgres dashboard [--port n] [--host addr] [--enable-actions] [--trace-url <url>]
@@ -31,23 +23,14 @@ action then needs the token from $${TOKEN_VARIABLE} (at least 16 characters; nev
   --port <n>          port (default ${DEFAULT_PORT}; 0 picks a free one)
   --host <addr>       address to listen on (default 127.0.0.1: this machine only)
   --enable-actions    allow replay and purge, with the token from $${TOKEN_VARIABLE}
-  --trace-url <url>   link trace ids to a tracing UI, e.g. http://localhost:16686/trace/{traceId}
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      args,
-      {
-        port: { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        'enable-actions': { type: 'boolean', default: false },
-        'trace-url': { type: 'string' },
-      },
-      io,
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, names } = parsed;
+  --trace-url <url>   link trace ids to a tracing UI, e.g. http://localhost:16686/trace/{traceId}`,
+  options: {
+    port: { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'enable-actions': { type: 'boolean', default: false },
+    'trace-url': { type: 'string' },
+  },
+  async run({ values, names }, io) {
     const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
     if (!Number.isInteger(port) || port < 0 || port > 65_535)
       throw new UsageError(`--port: expected 0 (any free port) to 65535, got ${JSON.stringify(values.port)}`);
@@ -90,4 +73,4 @@ ${CONNECTION_HELP}`,
       await dashboard.close();
     }
   },
-};
+});

@@ -1,18 +1,5 @@
 import { type DeadLetter, DeadLetters } from '../../broker/dead-letters';
-import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
-  EXIT,
-  JSON_OPTION,
-  json,
-  onPgBossDatabase,
-  parseCommand,
-  parseCount,
-  parseDuration,
-  table,
-  UsageError,
-} from '../common';
+import { defineCommand, EXIT, JSON_OPTION, parseCount, parseDuration, table, UsageError } from '../common';
 import { oneLine, shortTime } from '../output';
 
 const USAGE = `Usage:
@@ -38,9 +25,7 @@ queue, and arvo.dead-letter).
                      what it would have replayed or purged
   --json             print JSON
 
-Exit codes: 0 done; 1 an id was not found (nothing else is skipped) or the database failed; 2 usage.
-
-${CONNECTION_HELP}`;
+Exit codes: 0 done; 1 an id was not found (nothing else is skipped) or the database failed; 2 usage.`;
 
 function renderList(letters: DeadLetter[]): string {
   if (letters.length === 0) return 'no dead letters\n';
@@ -93,28 +78,21 @@ function renderOne(letter: DeadLetter): string {
   return `${lines.join('\n')}\n`;
 }
 
-export const dlqCommand: Command = {
+export const dlqCommand = defineCommand({
   name: 'dlq',
   summary: 'list | show | replay | purge dead letters',
   usage: USAGE,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      args,
-      {
-        queue: { type: 'string' },
-        dlq: { type: 'string' },
-        limit: { type: 'string' },
-        all: { type: 'boolean', default: false },
-        'older-than': { type: 'string' },
-        'dry-run': { type: 'boolean', default: false },
-        ...JSON_OPTION,
-      },
-      io,
-      { positionals: true },
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, positionals, names } = parsed;
+  options: {
+    queue: { type: 'string' },
+    dlq: { type: 'string' },
+    limit: { type: 'string' },
+    all: { type: 'boolean', default: false },
+    'older-than': { type: 'string' },
+    'dry-run': { type: 'boolean', default: false },
+    ...JSON_OPTION,
+  },
+  positionals: true,
+  async run({ values, positionals, names, onPgBoss, report }, io) {
     // PostgreSQL prints UUIDs in lower case; compare what it returns with the ids as it would print them.
     const [action, ...givenIds] = positionals;
     const ids = givenIds.map((id) => id.toLowerCase());
@@ -148,7 +126,7 @@ export const dlqCommand: Command = {
         const limit = parseCount(values.limit, '--limit', 100);
         operation = async (letters) => {
           const listed = await letters.list({ ...scope, limit });
-          io.stdout(values.json ? json(listed) : renderList(listed));
+          report(listed, renderList);
           return EXIT.ok;
         };
         break;
@@ -162,7 +140,7 @@ export const dlqCommand: Command = {
             io.stderr(`no dead letter with id ${ids[0]}\n`);
             return EXIT.problem;
           }
-          io.stdout(values.json ? json(letter) : renderOne(letter));
+          report(letter, renderOne);
           return EXIT.ok;
         };
         break;
@@ -178,12 +156,12 @@ export const dlqCommand: Command = {
             ...(values.all ? { all: true } : { ids }),
           });
           const missing = ids.filter((id) => !replayed.some((entry) => entry.deadLetterId === id));
-          if (values.json) io.stdout(json({ ...dryRun, replayed, missing }));
-          else {
-            io.stdout(`${would}replayed ${replayed.length} dead letter${replayed.length === 1 ? '' : 's'}\n`);
-            for (const entry of replayed)
-              io.stdout(`  ${entry.deadLetterId} -> ${entry.queue} (job ${entry.jobId})\n`);
-          }
+          report({ ...dryRun, replayed, missing }, () =>
+            [
+              `${would}replayed ${replayed.length} dead letter${replayed.length === 1 ? '' : 's'}\n`,
+              ...replayed.map((entry) => `  ${entry.deadLetterId} -> ${entry.queue} (job ${entry.jobId})\n`),
+            ].join(''),
+          );
           if (missing.length > 0)
             io.stderr(`not replayed (no such waiting dead letter): ${missing.join(', ')}\n`);
           return missing.length > 0 ? EXIT.problem : EXIT.ok;
@@ -204,11 +182,12 @@ export const dlqCommand: Command = {
             ...(olderThanMs === undefined ? {} : { olderThanMs }),
           });
           const missing = ids.filter((id) => !purged.includes(id));
-          if (values.json) io.stdout(json({ ...dryRun, purged, missing }));
-          else {
-            io.stdout(`${would}purged ${purged.length} dead letter${purged.length === 1 ? '' : 's'}\n`);
-            if (values['dry-run']) for (const id of purged) io.stdout(`  ${id}\n`);
-          }
+          report({ ...dryRun, purged, missing }, () =>
+            [
+              `${would}purged ${purged.length} dead letter${purged.length === 1 ? '' : 's'}\n`,
+              ...(values['dry-run'] ? purged.map((id) => `  ${id}\n`) : []),
+            ].join(''),
+          );
           if (missing.length > 0)
             io.stderr(`not purged (no such waiting dead letter): ${missing.join(', ')}\n`);
           return missing.length > 0 ? EXIT.problem : EXIT.ok;
@@ -220,7 +199,7 @@ export const dlqCommand: Command = {
           `unknown dlq subcommand ${JSON.stringify(action)}: expected list, show, replay or purge`,
         );
     }
-    return onPgBossDatabase(values, io, names.pgBossSchema, async (pool) => {
+    return onPgBoss(async (pool) => {
       if (!values['dry-run']) return operation(new DeadLetters({ pool, schema: names.pgBossSchema }));
       // The real statement, rolled back: exactly what it would do, nothing changed.
       const client = await pool.connect();
@@ -233,4 +212,4 @@ export const dlqCommand: Command = {
       }
     });
   },
-};
+});

@@ -12,16 +12,12 @@ import {
 } from '../../shared/migrations';
 import { describeError } from '../../shared/redact';
 import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
   connectionStringOf,
+  defineCommand,
   EXIT,
   JSON_OPTION,
-  json,
   memoryTablesOf,
   type Names,
-  parseCommand,
   withPool,
 } from '../common';
 import { recordedMigrationsSql, tableExistsSql } from '../sql';
@@ -166,7 +162,7 @@ function render(checks: DoctorCheck[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export const doctorCommand: Command = {
+export const doctorCommand = defineCommand({
   name: 'doctor',
   summary: 'validate memory tables, indexes and the pg-boss schema; report what is wrong',
   usage: `Usage: arvo-postgres doctor [--json] [--broker-only]
@@ -181,22 +177,12 @@ Checks, without changing anything:
 Exit codes: 0 no problem found; 1 a problem was found (each is listed); 2 usage.
 
   --json          print the checks as JSON
-  --broker-only   check the connection and pg-boss only (a deployment without the machine memory)
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      args,
-      {
-        ...JSON_OPTION,
-        'broker-only': { type: 'boolean', default: false },
-      },
-      io,
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, names } = parsed;
-
+  --broker-only   check the connection and pg-boss only (a deployment without the machine memory)`,
+  options: {
+    ...JSON_OPTION,
+    'broker-only': { type: 'boolean', default: false },
+  },
+  async run({ values, names, report }, io) {
     const url = connectionStringOf(values, io);
     const checks = await withPool(url, async (pool) => {
       let version: string;
@@ -230,7 +216,7 @@ ${CONNECTION_HELP}`,
         await pgBossCheck(url, names),
       ];
     });
-    io.stdout(values.json ? json({ ok: checks.every((check) => check.ok), checks }) : render(checks));
+    report({ ok: checks.every((check) => check.ok), checks }, () => render(checks));
     return checks.every((check) => check.ok) ? EXIT.ok : EXIT.problem;
   },
-};
+});

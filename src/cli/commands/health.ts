@@ -1,19 +1,7 @@
 import { queryQueueStats } from '../../broker/stats';
-import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
-  EXIT,
-  formatAge,
-  JSON_OPTION,
-  json,
-  onPgBossDatabase,
-  parseCommand,
-  parseDuration,
-  unknownQueues,
-} from '../common';
+import { defineCommand, EXIT, formatAge, JSON_OPTION, parseDuration, unknownQueues } from '../common';
 
-export const healthCommand: Command = {
+export const healthCommand = defineCommand({
   name: 'health',
   summary: 'exit 0 when the database answers, pg-boss is installed and the given queues keep up (probes)',
   usage: `Usage: arvo-postgres health [--queue q]... [--max-wait 5m] [--json]
@@ -27,25 +15,16 @@ Exit codes: 0 healthy; 1 unhealthy (each problem printed); 2 usage.
 
   --queue <name>      a queue that must be consumed (repeatable)
   --max-wait <dur>    longest wait of a due job of those queues (default 5m; ms, s, m, h, d, w)
-  --json              print { ok, problems } as JSON
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      args,
-      {
-        queue: { type: 'string', multiple: true },
-        'max-wait': { type: 'string', default: '5m' },
-        ...JSON_OPTION,
-      },
-      io,
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, names } = parsed;
+  --json              print { ok, problems } as JSON`,
+  options: {
+    queue: { type: 'string', multiple: true },
+    'max-wait': { type: 'string', default: '5m' },
+    ...JSON_OPTION,
+  },
+  async run({ values, names, onPgBoss, report }) {
     const maxWaitMs = parseDuration(values['max-wait'], '--max-wait');
     const queues = values.queue ?? [];
-    const problems = await onPgBossDatabase(values, io, names.pgBossSchema, async (pool) => {
+    const problems = await onPgBoss(async (pool) => {
       const unknown = await unknownQueues(pool, names.pgBossSchema, queues);
       const found: string[] = unknown.map(({ queue, hint }) => `no queue ${JSON.stringify(queue)}${hint}`);
       const present = queues.filter((queue) => !unknown.some((missing) => missing.queue === queue));
@@ -59,13 +38,9 @@ ${CONNECTION_HELP}`,
       return found;
     });
     const ok = problems.length === 0;
-    io.stdout(
-      values.json
-        ? json({ ok, problems })
-        : ok
-          ? 'healthy\n'
-          : `${problems.map((p) => `unhealthy: ${p}`).join('\n')}\n`,
+    report({ ok, problems }, () =>
+      ok ? 'healthy\n' : `${problems.map((p) => `unhealthy: ${p}`).join('\n')}\n`,
     );
     return ok ? EXIT.ok : EXIT.problem;
   },
-};
+});

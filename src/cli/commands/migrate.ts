@@ -4,19 +4,9 @@ import { type ArvoToolsMigrationReport, migrateFromArvoTools } from '../../memor
 import { connectPostgresMachineMemory } from '../../memory/memory';
 import { memoryMigrationSql } from '../../memory/schema';
 import { silentLogger } from '../../shared/logger';
-import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
-  connectionStringOf,
-  EXIT,
-  memoryTablesOf,
-  parseCommand,
-  UsageError,
-  withPool,
-} from '../common';
+import { connectionStringOf, defineCommand, EXIT, memoryTablesOf, UsageError, withPool } from '../common';
 
-export const migrateCommand: Command = {
+export const migrateCommand = defineCommand({
   name: 'migrate',
   summary: "create or migrate the memory/lock tables and pg-boss's schema (or print the DDL)",
   usage: `Usage: arvo-postgres migrate [--print-sql] [--broker-only]
@@ -41,29 +31,19 @@ installation is live: stop its workers first. Its TIMESTAMP columns are read in 
   --from-state-table <name>     its state table (default arvopg_mm_state)
   --from-lock-table <name>      its lock table (default arvopg_mm_lock)
   --from-hierarchy-table <name> its hierarchy table (default arvopg_mm_hierarchy)
-  --time-zone <zone>            zone of its naive timestamps (default: the database's TimeZone)
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      args,
-      {
-        'print-sql': { type: 'boolean', default: false },
-        'broker-only': { type: 'boolean', default: false },
-        'from-arvo-tools': { type: 'boolean', default: false },
-        'dry-run': { type: 'boolean', default: false },
-        'from-schema': { type: 'string' },
-        'from-state-table': { type: 'string' },
-        'from-lock-table': { type: 'string' },
-        'from-hierarchy-table': { type: 'string' },
-        'time-zone': { type: 'string' },
-      },
-      io,
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, names } = parsed;
-
+  --time-zone <zone>            zone of its naive timestamps (default: the database's TimeZone)`,
+  options: {
+    'print-sql': { type: 'boolean', default: false },
+    'broker-only': { type: 'boolean', default: false },
+    'from-arvo-tools': { type: 'boolean', default: false },
+    'dry-run': { type: 'boolean', default: false },
+    'from-schema': { type: 'string' },
+    'from-state-table': { type: 'string' },
+    'from-lock-table': { type: 'string' },
+    'from-hierarchy-table': { type: 'string' },
+    'time-zone': { type: 'string' },
+  },
+  async run({ values, names }, io) {
     const tables = memoryTablesOf(names);
     const memory = !values['broker-only'];
     if (!memory && values['from-arvo-tools']) throw new UsageError('--broker-only copies no workflow state');
@@ -127,7 +107,7 @@ ${CONNECTION_HELP}`,
     io.stdout(`broker: ${names.pgBossSchema}.arvo_queue_control ready (layout version 1)\n`);
     return EXIT.ok;
   },
-};
+});
 
 /** The lines `migrate --from-arvo-tools` prints about the copy. */
 function describeCopy(report: ArvoToolsMigrationReport): string {

@@ -1,16 +1,8 @@
 import { DEFAULT_INTERNAL_QUEUES } from '../../broker/options';
 import { deleteQueue, setQueuePaused } from '../../broker/queue-control';
-import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
-  EXIT,
-  onPgBossDatabase,
-  parseCommand,
-  UsageError,
-} from '../common';
+import { defineCommand, EXIT, UsageError } from '../common';
 
-export const queuesCommand: Command = {
+export const queuesCommand = defineCommand({
   name: 'queues',
   summary: 'pause, resume or delete a queue',
   usage: `Usage:
@@ -27,15 +19,10 @@ export const queuesCommand: Command = {
 
   --force  delete: also when jobs wait or run in the queue
 
-Exit codes: 0 done; 1 refused, no such queue, or the database failed; 2 usage.
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(this, args, { force: { type: 'boolean', default: false } }, io, {
-      positionals: true,
-    });
-    if (!parsed) return EXIT.ok;
-    const { values, positionals, names } = parsed;
+Exit codes: 0 done; 1 refused, no such queue, or the database failed; 2 usage.`,
+  options: { force: { type: 'boolean', default: false } },
+  positionals: true,
+  async run({ values, positionals, names, onPgBoss }, io) {
     const [action, queue, ...rest] = positionals;
     if (!action || !['pause', 'resume', 'delete'].includes(action)) {
       throw new UsageError('expected a subcommand: pause, resume or delete');
@@ -43,7 +30,7 @@ ${CONNECTION_HELP}`,
     if (!queue || rest.length > 0) throw new UsageError(`queues ${action} takes exactly one queue name`);
     if (values.force && action !== 'delete') throw new UsageError('--force applies to queues delete only');
     const schema = names.pgBossSchema;
-    return onPgBossDatabase(values, io, schema, async (pool) => {
+    return onPgBoss(async (pool) => {
       if (action === 'delete') {
         const deleted = await deleteQueue(pool, schema, queue, {
           force: values.force,
@@ -57,4 +44,4 @@ ${CONNECTION_HELP}`,
       return EXIT.ok;
     });
   },
-};
+});

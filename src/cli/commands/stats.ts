@@ -1,18 +1,5 @@
 import { type BrokerQueueStats, queryQueueStats } from '../../broker/stats';
-import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
-  EXIT,
-  formatAge,
-  JSON_OPTION,
-  json,
-  onPgBossDatabase,
-  parseCommand,
-  table,
-  UsageError,
-  unknownQueues,
-} from '../common';
+import { defineCommand, EXIT, formatAge, JSON_OPTION, table, UsageError, unknownQueues } from '../common';
 
 const DEFAULT_WATCH_SECONDS = 2;
 /** Prefix of pg-boss's internal queues (e.g. `__pgboss__send-it`). */
@@ -49,7 +36,7 @@ function normalizeWatch(args: string[]): string[] {
   return out;
 }
 
-export const statsCommand: Command = {
+export const statsCommand = defineCommand({
   name: 'stats',
   summary: 'queued / active / failed / dead-lettered / oldest age per queue',
   usage: `Usage: arvo-postgres stats [--queue <name>]... [--json] [--watch [seconds]]
@@ -67,28 +54,19 @@ PAUSED yes while the queue is paused (\`arvo-postgres queues pause\`).
                      place on a terminal, appended otherwise (one JSON line per refresh with --json)
 
 Exit codes: 0 done; 1 pg-boss is not installed in the schema, a --queue does not exist, or the
-database failed; 2 usage.
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      normalizeWatch(args),
-      {
-        queue: { type: 'string', multiple: true },
-        ...JSON_OPTION,
-        watch: { type: 'string' },
-      },
-      io,
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, names } = parsed;
-
+database failed; 2 usage.`,
+  options: {
+    queue: { type: 'string', multiple: true },
+    ...JSON_OPTION,
+    watch: { type: 'string' },
+  },
+  normalizeArgs: normalizeWatch,
+  async run({ values, names, onPgBoss, report }, io) {
     const watchSeconds = values.watch === undefined ? null : Number(values.watch);
     if (watchSeconds !== null && !(watchSeconds > 0))
       throw new UsageError('--watch: expected a number of seconds > 0');
     const queues = values.queue ?? [];
-    return onPgBossDatabase(values, io, names.pgBossSchema, async (pool) => {
+    return onPgBoss(async (pool) => {
       if (queues.length > 0) {
         const unknown = await unknownQueues(pool, names.pgBossSchema, queues);
         if (unknown.length > 0) {
@@ -107,7 +85,7 @@ ${CONNECTION_HELP}`,
       };
       if (watchSeconds === null) {
         const stats = await read();
-        io.stdout(values.json ? json(stats) : render(stats));
+        report(stats, render);
         return EXIT.ok;
       }
       let stopped = false;
@@ -129,4 +107,4 @@ ${CONNECTION_HELP}`,
       return EXIT.ok;
     });
   },
-};
+});

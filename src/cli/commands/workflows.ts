@@ -3,15 +3,11 @@ import type { WorkflowDetail, WorkflowPage } from '../../history/types';
 import { Workflows } from '../../history/workflows';
 import { FINISHED_STATUSES } from '../../memory/sql';
 import {
-  type CliIo,
-  CONNECTION_HELP,
-  type Command,
   connectionStringOf,
+  defineCommand,
   EXIT,
   formatAge,
   JSON_OPTION,
-  json,
-  parseCommand,
   parseCount,
   parseDuration,
   table,
@@ -21,7 +17,7 @@ import {
 import { oneLine, shortTime } from '../output';
 import { stuckWorkflowsSql, tableExistsSql, workflowCountsSql } from '../sql';
 
-export const workflowsCommand: Command = {
+export const workflowsCommand = defineCommand({
   name: 'workflows',
   summary: 'workflow counts, stuck workflows; list workflows; show one with its tree and timeline',
   usage: `Usage:
@@ -47,29 +43,20 @@ ${FINISHED_STATUSES.join(', ')}, and no failure record) and were not written for
   --json                  print JSON
 
 Exit codes: 0 done (and no stuck workflow); 1 stuck workflows found, no such workflow, or the table is
-missing; 2 usage.
-
-${CONNECTION_HELP}`,
-  async run(args: string[], io: CliIo): Promise<number> {
-    const parsed = parseCommand(
-      this,
-      args,
-      {
-        'stuck-older-than': { type: 'string' },
-        limit: { type: 'string' },
-        ...JSON_OPTION,
-        status: { type: 'string' },
-        orchestrator: { type: 'string' },
-        'updated-before': { type: 'string' },
-        'updated-after': { type: 'string' },
-        search: { type: 'string' },
-        cursor: { type: 'string' },
-      },
-      io,
-      { positionals: true },
-    );
-    if (!parsed) return EXIT.ok;
-    const { values, names, positionals } = parsed;
+missing; 2 usage.`,
+  options: {
+    'stuck-older-than': { type: 'string' },
+    limit: { type: 'string' },
+    ...JSON_OPTION,
+    status: { type: 'string' },
+    orchestrator: { type: 'string' },
+    'updated-before': { type: 'string' },
+    'updated-after': { type: 'string' },
+    search: { type: 'string' },
+    cursor: { type: 'string' },
+  },
+  positionals: true,
+  async run({ values, names, positionals, report }, io) {
     const [subcommand, ...rest] = positionals;
     if (subcommand === 'list' || subcommand === 'show') {
       if (rest.length !== (subcommand === 'show' ? 1 : 0)) {
@@ -86,7 +73,7 @@ ${CONNECTION_HELP}`,
             io.stderr(`no workflow with subject or event id ${JSON.stringify(rest[0])}\n`);
             return EXIT.problem;
           }
-          io.stdout(values.json ? json(detail) : renderDetail(detail));
+          report(detail, renderDetail);
           return EXIT.ok;
         }
         const page = await workflows.listWorkflows({
@@ -98,7 +85,7 @@ ${CONNECTION_HELP}`,
           cursor: values.cursor,
           limit: parseCount(values.limit, '--limit', 50),
         });
-        io.stdout(values.json ? json(page) : renderPage(page));
+        report(page, renderPage);
         return EXIT.ok;
       });
     }
@@ -121,31 +108,28 @@ ${CONNECTION_HELP}`,
         stuckMs === null
           ? null
           : (await pool.query(stuckWorkflowsSql(names.schema, names.stateTable), [stuckMs, limit])).rows;
-      if (values.json) {
-        io.stdout(
-          json({
-            counts: counts.map((row) => ({
-              orchestrator: row.orchestrator,
-              status: row.status,
-              count: row.count,
-              oldestUpdate: row.oldest_update,
-            })),
-            ...(stuck
-              ? {
-                  stuck: stuck.map((row) => ({
-                    subject: row.subject,
-                    orchestrator: row.orchestrator,
-                    status: row.status,
-                    updatedAt: row.updated_at,
-                    idleMs: row.idle_ms,
-                  })),
-                }
-              : {}),
-          }),
-        );
-      } else {
-        io.stdout(
-          counts.length === 0
+      report(
+        {
+          counts: counts.map((row) => ({
+            orchestrator: row.orchestrator,
+            status: row.status,
+            count: row.count,
+            oldestUpdate: row.oldest_update,
+          })),
+          ...(stuck
+            ? {
+                stuck: stuck.map((row) => ({
+                  subject: row.subject,
+                  orchestrator: row.orchestrator,
+                  status: row.status,
+                  updatedAt: row.updated_at,
+                  idleMs: row.idle_ms,
+                })),
+              }
+            : {}),
+        },
+        () =>
+          (counts.length === 0
             ? 'no workflows\n'
             : table(
                 ['ORCHESTRATOR', 'STATUS', 'COUNT', 'OLDEST UPDATE'],
@@ -155,11 +139,10 @@ ${CONNECTION_HELP}`,
                   row.count,
                   row.oldest_update.toISOString(),
                 ]),
-              ),
-        );
-        if (stuck) {
-          io.stdout(
-            stuck.length === 0
+              )) +
+          (stuck === null
+            ? ''
+            : stuck.length === 0
               ? `\nno unfinished workflow idle longer than ${stuckAfter}\n`
               : `\n${stuck.length} unfinished workflow${stuck.length === 1 ? '' : 's'} idle longer than ${stuckAfter}:\n${table(
                   ['SUBJECT', 'ORCHESTRATOR', 'STATUS', 'IDLE'],
@@ -169,14 +152,12 @@ ${CONNECTION_HELP}`,
                     row.status ?? '-',
                     formatAge(row.idle_ms),
                   ]),
-                )}`,
-          );
-        }
-      }
+                )}`),
+      );
       return stuck && stuck.length > 0 ? EXIT.problem : EXIT.ok;
     });
   },
-};
+});
 
 /** An ISO time, or a duration (`1h`) meaning that long ago; undefined when not given. */
 function parseTime(text: string | undefined, flag: string): Date | undefined {
