@@ -6,17 +6,10 @@
  */
 import type pg from 'pg';
 import { qualifiedName } from '../../src/shared/identifiers';
-import {
-  checkTarget,
-  formatRatio,
-  type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
-  summarize,
-} from '../lib';
+import { checkTarget, formatRatio, type Scenario } from '../lib';
 import { hopsPerWorkflow } from '../orchestrator';
 import { RIG_TABLES, startWorkflowRig } from '../workflow';
-import { describeRun } from './throughput';
+import { runMeasurement } from './throughput';
 
 const FAN_OUT = 10;
 /** One step of {@link FAN_OUT} parallel calls. */
@@ -44,7 +37,7 @@ export const fanOutScenario: Scenario = {
   id: 3,
   name: 'fanout',
   title: `fan-out contention: ${FAN_OUT} parallel calls, ${FAN_OUT} replies to one subject (${hopsPerWorkflow(STEPS)} hops)`,
-  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, earlier, log }) {
     const workflows = quick ? 15 : 100;
     const rig = await startWorkflowRig(databaseUrl, STEPS);
     try {
@@ -58,10 +51,8 @@ export const fanOutScenario: Scenario = {
       const sequentialHops = earlier.get('throughput')?.hopsPerSecond;
       const ratioToSequential = sequentialHops ? run.hopsPerSecond / sequentialHops : null;
       const baseline = earlier.get('baseline')?.hopsPerSecond;
-      return {
-        throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
-        hopsPerSecond: run.hopsPerSecond,
-        latency: { ...summarize(run.hopLatencies), of: 'hop (under contention)' },
+      return runMeasurement(run, {
+        of: 'hop (under contention)',
         ratio: baseline ? { to: 'raw pg-boss hops/s', value: run.hopsPerSecond / baseline } : null,
         targets: [
           checkTarget('failed + dead-lettered jobs', '0', failedJobs + deadLettered, (v) => v === 0, String),
@@ -76,7 +67,6 @@ export const fanOutScenario: Scenario = {
           ),
         ],
         details: {
-          ...describeRun(run),
           lockContentionReschedules: run.lockContention,
           rescheduledJobsIncludingWarmUp: jobs.rescheduled,
           jobsThatUsedARetry: jobs.retried,
@@ -84,9 +74,7 @@ export const fanOutScenario: Scenario = {
           deadLettered,
           ratioToScenario1HopsPerSecond: ratioToSequential,
         },
-        cost: { per: 'hop', ...run.costPerHop },
-        pool: run.pool,
-      };
+      });
     } finally {
       await rig.stop();
     }

@@ -2,37 +2,25 @@
  * Scenario 8 — the event history's cost: scenario 1's burst again with `history: false`, judged
  * against scenario 1 (history on, the default) of the same run.
  */
-import {
-  checkTarget,
-  formatRatio,
-  type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
-  summarize,
-} from '../lib';
-import { describeRun, measureThroughput, throughputWorkflows } from './throughput';
+import { checkTarget, formatRatio, type Scenario } from '../lib';
+import { measureThroughput, runMeasurement, throughputWorkflows } from './throughput';
 
 export const historyScenario: Scenario = {
   id: 8,
   name: 'history',
   title: 'the event history: scenario 1 with history off, vs scenario 1 (history on)',
-  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, earlier, log }) {
     const run = await measureThroughput(databaseUrl, throughputWorkflows(quick), log, undefined, {
       history: false,
     });
     const withHistory = earlier.get('throughput')?.hopsPerSecond;
     const ratio = withHistory ? withHistory / run.hopsPerSecond : null;
-    return {
-      throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
-      hopsPerSecond: run.hopsPerSecond,
-      latency: { ...summarize(run.hopLatencies), of: 'hop (under load)' },
+    return runMeasurement(run, {
+      of: 'hop (under load)',
       ratio: ratio === null ? null : { to: 'history on (scenario 1) / history off', value: ratio },
       targets: [
         checkTarget('hops/s with history vs without', '≥ 0.9×', ratio, (value) => value >= 0.9, formatRatio),
       ],
-      details: describeRun(run),
-      cost: { per: 'hop', ...run.costPerHop },
-      pool: run.pool,
-    };
+    });
   },
 };

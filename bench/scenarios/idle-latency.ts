@@ -2,22 +2,15 @@
  * Scenario 2 — hop latency when idle: one workflow at a time (8 hops each), so every figure is the
  * broker's own path (commit, NOTIFY, fetch, handler) and never a queue.
  */
-import {
-  checkTarget,
-  formatMs,
-  type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
-  summarize,
-} from '../lib';
+import { checkTarget, formatMs, type Scenario, summarize } from '../lib';
 import { SEQUENTIAL_STEPS, startWorkflowRig } from '../workflow';
-import { describeRun } from './throughput';
+import { runMeasurement } from './throughput';
 
 export const idleLatencyScenario: Scenario = {
   id: 2,
   name: 'latency',
   title: 'hop latency, idle: one 8-hop workflow at a time',
-  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, earlier, log }) {
     const workflows = quick ? 20 : 200;
     const rig = await startWorkflowRig(databaseUrl, SEQUENTIAL_STEPS);
     try {
@@ -31,10 +24,8 @@ export const idleLatencyScenario: Scenario = {
         | { idleHopLatencyMs?: { p50: number } }
         | undefined;
       const baselineHop = baselineDetails?.idleHopLatencyMs?.p50;
-      return {
-        throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
-        hopsPerSecond: run.hopsPerSecond,
-        latency: { ...hop, of: 'hop (idle)' },
+      return runMeasurement(run, {
+        of: 'hop (idle)',
         ratio: baselineHop ? { to: 'raw pg-boss idle hop p50', value: hop.p50 / baselineHop } : null,
         targets: [
           checkTarget('hop p50', '≤ 4 ms', hop.p50, (value) => value <= 4, formatMs),
@@ -47,10 +38,7 @@ export const idleLatencyScenario: Scenario = {
             (value) => value <= 1.5,
           ),
         ],
-        details: describeRun(run),
-        cost: { per: 'hop', ...run.costPerHop },
-        pool: run.pool,
-      };
+      });
     } finally {
       await rig.stop();
     }

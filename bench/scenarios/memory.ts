@@ -13,8 +13,6 @@ import {
   now,
   poolUsage,
   type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
   startCostMeter,
   summarize,
 } from '../lib';
@@ -56,7 +54,7 @@ export const memoryScenario: Scenario = {
   id: 5,
   name: 'memory',
   title: 'machine memory: lock → read → write → unlock cycles on distinct subjects',
-  async run({ quick, databaseUrl, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, log }) {
     const subjects = quick ? 300 : 2000;
     const pool = new pg.Pool({ connectionString: databaseUrl, max: CONCURRENCY + 2 });
     pool.on('error', () => {});

@@ -14,12 +14,10 @@ import {
   type LatencySummary,
   now,
   type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
   summarize,
 } from '../lib';
 import { RIG_TABLES, type WorkflowRig } from '../workflow';
-import { describeRun, measureThroughput, throughputWorkflows } from './throughput';
+import { measureThroughput, runMeasurement, throughputWorkflows } from './throughput';
 
 /** `$1` count, `$2` queue names: completed jobs spread over the queues, finished in the last 10 minutes. */
 function seedJobsSql(schema: string): string {
@@ -89,7 +87,7 @@ export const scaleScenario: Scenario = {
   id: 6,
   name: 'scale',
   title: 'scale: scenario 1 with 1,000,000 retained jobs and 100,000 finished workflows; getStats()',
-  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, earlier, log }) {
     const workflows = throughputWorkflows(quick);
     const counts = quick ? { jobs: 50_000, workflows: 5_000 } : { jobs: 1_000_000, workflows: 100_000 };
 
@@ -111,25 +109,20 @@ export const scaleScenario: Scenario = {
       stats = await timeGetStats(rig, 20);
     });
     const ratio = run.hopsPerSecond / emptyHopsPerSecond;
-    return {
-      throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
-      hopsPerSecond: run.hopsPerSecond,
-      latency: { ...summarize(run.hopLatencies), of: 'hop (under load, seeded)' },
+    return runMeasurement(run, {
+      of: 'hop (under load, seeded)',
       ratio: { to: 'empty run hops/s', value: ratio },
       targets: [
         checkTarget('hops/s vs empty run', '≥ 0.9×', ratio, (value) => value >= 0.9, formatRatio),
         checkTarget('getStats() p50', '≤ 50 ms', stats.p50, (value) => value <= 50, formatMs),
       ],
       details: {
-        ...describeRun(run),
         seeded: counts,
         seedingSeconds: seeding,
         emptyRunHopsPerSecond: emptyHopsPerSecond,
         getStatsLatencyMs: stats,
         getStatsLatencyBeforeSeedingMs: emptyStats,
       },
-      cost: { per: 'hop', ...run.costPerHop },
-      pool: run.pool,
-    };
+    });
   },
 };

@@ -8,7 +8,6 @@ import {
   formatMs,
   formatRatio,
   type Scenario,
-  type ScenarioContext,
   type ScenarioMeasurement,
   summarize,
 } from '../lib';
@@ -49,8 +48,31 @@ export async function measureThroughput(
   }
 }
 
+/**
+ * A workflow scenario's measurement of `run`: its rates, hop latency (`of` says under what), cost and
+ * pool, around the scenario's own ratio, targets and details.
+ */
+export function runMeasurement(
+  run: WorkflowRun,
+  measured: Pick<ScenarioMeasurement, 'ratio' | 'targets'> & {
+    of: string;
+    details?: Record<string, unknown>;
+  },
+): ScenarioMeasurement {
+  return {
+    throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
+    hopsPerSecond: run.hopsPerSecond,
+    latency: { ...summarize(run.hopLatencies), of: measured.of },
+    ratio: measured.ratio,
+    targets: measured.targets,
+    details: { ...describeRun(run), ...measured.details },
+    cost: { per: 'hop', ...run.costPerHop },
+    pool: run.pool,
+  };
+}
+
 /** The figures every workflow scenario reports about a run. */
-export function describeRun(run: WorkflowRun): Record<string, unknown> {
+function describeRun(run: WorkflowRun): Record<string, unknown> {
   return {
     workflows: run.workflows,
     hops: run.hops,
@@ -71,17 +93,15 @@ export const throughputScenario: Scenario = {
   id: 1,
   name: 'throughput',
   title: 'workflow throughput: broker + orchestrator calling a service 3× (8 hops), all dispatched at once',
-  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, earlier, log }) {
     const run = await measureThroughput(databaseUrl, throughputWorkflows(quick), log);
     const baseline = earlier.get('baseline')?.hopsPerSecond;
     const ratio = baseline ? run.hopsPerSecond / baseline : null;
     const perJobBaseline = earlier.get('baseline-per-job')?.hopsPerSecond;
     const perJobRatio = perJobBaseline ? run.hopsPerSecond / perJobBaseline : null;
     const { nodeCpuMs, postgresCpuMs, writeTransactions } = run.costPerHop;
-    return {
-      throughput: { value: run.workflowsPerSecond, unit: 'workflows/s' },
-      hopsPerSecond: run.hopsPerSecond,
-      latency: { ...summarize(run.hopLatencies), of: 'hop (under load)' },
+    return runMeasurement(run, {
+      of: 'hop (under load)',
       ratio: ratio === null ? null : { to: 'raw pg-boss hops/s', value: ratio },
       targets: [
         checkTarget(
@@ -102,12 +122,7 @@ export const throughputScenario: Scenario = {
         ),
         checkTarget('workflows failed', '0', run.failedWorkflows, (value) => value === 0, String),
       ],
-      details: {
-        ...describeRun(run),
-        ratioToPerJobTransactionBaseline: perJobRatio,
-      },
-      cost: { per: 'hop', ...run.costPerHop },
-      pool: run.pool,
-    };
+      details: { ratioToPerJobTransactionBaseline: perJobRatio },
+    });
   },
 };

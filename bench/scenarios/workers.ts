@@ -19,8 +19,6 @@ import {
   countdown,
   now,
   type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
   startCostMeter,
   summarize,
   withTimeout,
@@ -98,7 +96,7 @@ export const workersScenario: Scenario = {
   id: 7,
   name: 'workers',
   title: `${WORKERS} worker processes on one database: scenario 1's workflow, nothing run twice`,
-  async run({ quick, databaseUrl, earlier, log }: ScenarioContext): Promise<ScenarioMeasurement> {
+  async run({ quick, databaseUrl, earlier, log }) {
     const workflows = quick ? 100 : 1000;
     const hops = workflows * hopsPerWorkflow(SEQUENTIAL_STEPS);
     // This process dispatches and hears completions; it registers no handler.
