@@ -1,10 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { after, before } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
 import type pg from 'pg';
-import type { ArvoEventHandlerLike } from '../../src/broker/index';
+import {
+  type ArvoEventHandlerLike,
+  PostgresEventBroker,
+  type PostgresEventBrokerOptions,
+} from '../../src/broker/index';
 import type { Logger } from '../../src/shared/logger';
 import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
@@ -13,6 +17,23 @@ import { useAsyncContext } from '../support/telemetry';
 useAsyncContext();
 
 export { waitFor } from '../support/wait';
+
+/**
+ * A broker for one test: built from `options` (with a quiet {@link memoryLogger} unless they name a
+ * logger), `setup` run on it before it starts (the test's own registrations and listeners), stopped
+ * when the test ends.
+ */
+export async function startTestBroker(
+  t: TestContext,
+  options: PostgresEventBrokerOptions,
+  setup: (broker: PostgresEventBroker) => Promise<unknown> = async () => {},
+): Promise<PostgresEventBroker> {
+  const broker = new PostgresEventBroker({ logger: memoryLogger(), ...options });
+  t.after(() => broker.stop({ timeoutMs: 5000 }));
+  await setup(broker);
+  await broker.start();
+  return broker;
+}
 
 /** A plain event from the test client to `to`. */
 export function clientEvent(
