@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
-import type pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { jobIdForEvent } from '../../src/broker/event-codec';
 import {
@@ -14,9 +13,17 @@ import {
   UnroutableEventError,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
 import { createServiceFixture } from '../support/orchestrator';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+import {
+  clientEvent,
+  handler,
+  jobsIn,
+  memoryLogger,
+  replyTo,
+  startTestBroker,
+  useTestDatabase,
+  waitFor,
+} from './support';
 
 describe('PostgresEventBroker: options and lifecycle', () => {
   it('rejects unknown and invalid options naming the option', () => {
@@ -76,88 +83,83 @@ describe('PostgresEventBroker: options and lifecycle', () => {
 });
 
 describe('PostgresEventBroker: routing, dispatch and validation', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-  let broker: PostgresEventBroker;
-  const logger = memoryLogger();
-  const completions: ArvoEvent[] = [];
-  const notFound: Array<{ event: ArvoEvent; destination: string | null }> = [];
+  const suite = useTestDatabase('broker_routing');
 
-  before(async () => {
-    db = await createTestDatabase('broker_routing');
-    pool = newPool(db.url);
-    broker = new PostgresEventBroker({ connectionString: db.url, logger, maxPayloadBytes: 4096 });
-    await broker.register(createServiceFixture('com.test.echo'));
-    await broker.register(
-      handler('com.test.big', async (event) => [replyTo(event, 'evt.big.done', { blob: 'x'.repeat(5000) })]),
+  /**
+   * A broker for one test (payloads up to 4 KiB) with `setup`'s registrations, serving the test
+   * client's completion queue, com.test.client: the replies that reach it are in `completions`.
+   */
+  async function startClientBroker(
+    t: TestContext,
+    setup: (broker: PostgresEventBroker) => Promise<unknown> = async () => {},
+  ): Promise<{ broker: PostgresEventBroker; completions: ArvoEvent[] }> {
+    const completions: ArvoEvent[] = [];
+    const broker = await startTestBroker(
+      t,
+      { connectionString: suite.db.url, maxPayloadBytes: 4096 },
+      async (b) => {
+        await b.onWorkflowComplete({
+          source: 'com.test.client',
+          listener: (event) => void completions.push(event),
+        });
+        await setup(b);
+      },
     );
-    await broker.register(
-      handler('com.test.lost', async (event) => [replyTo(event, 'evt.lost.out', {}, 'com.nobody.home')]),
-    );
-    await broker.register(
-      handler('com.test.forger', async (event) => [replyTo(event, 'evt.forged.out', {}, 'arvo.dead-letter')]),
-    );
-    // arvo 3 shape: { events }
-    await broker.register(
-      handler('com.test.v3', async (event) => ({ events: [replyTo(event, 'evt.v3.done', { v: 3 })] })),
-    );
-    await broker.onWorkflowComplete({
-      source: 'com.test.client',
-      listener: (event) => void completions.push(event),
+    return { broker, completions };
+  }
+
+  it('serves one queue per handler source plus the completion queue', async (t) => {
+    const { broker } = await startClientBroker(t, async (b) => {
+      await b.register(createServiceFixture('com.test.echo'));
+      await b.register(handler('com.test.lost', async () => []));
     });
-    broker.onHandlerNotFound(
-      (event, details) => void notFound.push({ event, destination: details.destination }),
-    );
-    await broker.start();
+    assert.deepEqual(broker.queues.sort(), ['com.test.client', 'com.test.echo', 'com.test.lost']);
   });
 
-  after(async () => {
-    await broker?.stop({ timeoutMs: 5000 });
-    await pool?.end();
-    await db?.drop();
-  });
-
-  it('serves one queue per handler source plus the completion queue', () => {
-    assert.deepEqual(broker.queues.sort(), [
-      'com.test.big',
-      'com.test.client',
-      'com.test.echo',
-      'com.test.forger',
-      'com.test.lost',
-      'com.test.v3',
-    ]);
-  });
-
-  it('refuses a second handler for the same source', async () => {
+  it('refuses a second handler for the same source', async (t) => {
+    const { broker } = await startClientBroker(t, (b) => b.register(createServiceFixture('com.test.echo')));
     await assert.rejects(broker.register(createServiceFixture('com.test.echo')), DuplicateRegistrationError);
   });
 
-  it('routes by `to`, rebuilds the event losslessly, and delivers the reply to the initiator', async () => {
+  it('routes by `to`, rebuilds the event losslessly, and delivers the reply to the initiator', async (t) => {
+    const { broker, completions } = await startClientBroker(t, (b) =>
+      b.register(createServiceFixture('com.test.echo')),
+    );
     const event = clientEvent('com.test.echo', { n: 1, nested: { list: [1, 'two'] } });
     const reply = await broker.resolve(event, { timeoutMs: 15_000 });
     assert.equal(reply.type, 'evt.com.test.echo.success');
     assert.equal(reply.subject, event.subject);
     assert.deepEqual((reply.data as any).input, { n: 1, nested: { list: [1, 'two'] } });
-    const [job] = await jobsIn(pool, 'com.test.echo');
+    const job = (await jobsIn(suite.pool, 'com.test.echo')).find((row) => row.data.id === event.id);
     assert.equal(job.id, event.id);
     assert.deepEqual(job.data, event.toJSON());
     assert.equal(job.state, 'completed');
     await waitFor('completion listener', () => completions.some((c) => c.subject === event.subject));
   });
 
-  it('accepts arvo 3 handlers returning { events }', async () => {
+  it('accepts arvo 3 handlers returning { events }', async (t) => {
+    // arvo 3 shape: { events }
+    const v3 = handler('com.test.v3', async (event) => ({
+      events: [replyTo(event, 'evt.v3.done', { v: 3 })],
+    }));
+    const { broker } = await startClientBroker(t, (b) => b.register(v3));
     const reply = await broker.resolve(clientEvent('com.test.v3'), { timeoutMs: 15_000 });
     assert.deepEqual(reply.data, { v: 3 });
   });
 
-  it('enqueues the same event once however often it is dispatched', async () => {
+  it('enqueues the same event once however often it is dispatched', async (t) => {
+    const { broker, completions } = await startClientBroker(t, (b) =>
+      b.register(createServiceFixture('com.test.echo')),
+    );
     const event = clientEvent('com.test.echo', { once: true });
     const first = await broker.dispatch(event);
     const second = await broker.dispatch(event);
     assert.equal(first, second);
     assert.equal(first, event.id);
     await waitFor('reply', () => completions.some((c) => c.subject === event.subject));
-    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE id = $1`, [event.id]);
+    const { rows } = await suite.pool.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE id = $1`, [
+      event.id,
+    ]);
     assert.equal(rows[0].n, 1);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(completions.filter((c) => c.subject === event.subject).length, 1);
@@ -170,7 +172,8 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     assert.notEqual(jobIdForEvent('order-43'), id);
   });
 
-  it('rejects what is not an event, unroutable destinations and oversized payloads at dispatch', async () => {
+  it('rejects what is not an event, unroutable destinations and oversized payloads at dispatch', async (t) => {
+    const { broker } = await startClientBroker(t, (b) => b.register(createServiceFixture('com.test.echo')));
     await assert.rejects(broker.dispatch({ id: 'x' } as any), InvalidEventError);
     await assert.rejects(broker.dispatch(clientEvent('com.nobody.home')), (error: unknown) => {
       assert.ok(error instanceof UnroutableEventError);
@@ -188,9 +191,13 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     );
   });
 
-  it('refuses dispatch to an internal queue (dead-letter, unroutable, domained) and keeps such outputs as unroutable', async () => {
+  it('refuses dispatch to an internal queue (dead-letter, unroutable, domained) and keeps such outputs as unroutable', async (t) => {
+    const forger = handler('com.test.forger', async (event) => [
+      replyTo(event, 'evt.forged.out', {}, 'arvo.dead-letter'),
+    ]);
+    const { broker } = await startClientBroker(t, (b) => b.register(forger));
     // A per-queue dead-letter queue that only another process's registration created.
-    const boss = new PgBoss({ connectionString: db.url, supervise: false, schedule: false, max: 1 });
+    const boss = new PgBoss({ connectionString: suite.db.url, supervise: false, schedule: false, max: 1 });
     boss.on('error', () => {});
     await boss.start();
     await boss.createQueue('com.other.dlq');
@@ -207,36 +214,50 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     const forged = clientEvent('com.test.forger');
     await broker.dispatch(forged);
     const kept = await waitFor('the forged output kept as unroutable', async () =>
-      (await jobsIn(pool, 'arvo.unroutable')).find((job) => job.data.subject === forged.subject),
+      (await jobsIn(suite.pool, 'arvo.unroutable')).find((job) => job.data.subject === forged.subject),
     );
     assert.equal(kept.data.to, 'arvo.dead-letter');
-    const fake = (await jobsIn(pool, 'arvo.dead-letter')).filter((job) =>
+    const fake = (await jobsIn(suite.pool, 'arvo.dead-letter')).filter((job) =>
       ['arvo.dead-letter', 'arvo.unroutable', 'arvo.domained', 'com.other.dlq'].includes(job.data.to),
     );
     assert.deepEqual(fake, [], 'no dead letter was forged');
   });
 
-  it('dead-letters a job whose output is over the payload limit, with the reason', async () => {
+  it('dead-letters a job whose output is over the payload limit, with the reason', async (t) => {
+    const big = handler('com.test.big', async (event) => [
+      replyTo(event, 'evt.big.done', { blob: 'x'.repeat(5000) }),
+    ]);
+    const { broker } = await startClientBroker(t, (b) => b.register(big));
     const event = clientEvent('com.test.big');
     await broker.dispatch(event);
     const dead = await waitFor('dead letter', async () =>
-      (await jobsIn(pool, 'arvo.dead-letter')).find((job) => job.data.id === event.id),
+      (await jobsIn(suite.pool, 'arvo.dead-letter')).find((job) => job.data.id === event.id),
     );
     assert.equal(dead.source_name, 'com.test.big');
     assert.equal(dead.source_retry_count, 0);
     assert.equal(dead.source_output.kind, 'invalidEvent');
     assert.equal(dead.source_output.error.name, 'PayloadTooLargeError');
     assert.equal(
-      (await jobsIn(pool, 'com.test.client')).some((job) => job.data.type === 'evt.big.done'),
+      (await jobsIn(suite.pool, 'com.test.client')).some((job) => job.data.type === 'evt.big.done'),
       false,
     );
   });
 
-  it('keeps events for a destination without a queue anywhere as unroutable and tells the listener', async () => {
+  it('keeps events for a destination without a queue anywhere as unroutable and tells the listener', async (t) => {
+    const notFound: Array<{ event: ArvoEvent; destination: string | null }> = [];
+    const lost = handler('com.test.lost', async (event) => [
+      replyTo(event, 'evt.lost.out', {}, 'com.nobody.home'),
+    ]);
+    const { broker } = await startClientBroker(t, async (b) => {
+      await b.register(lost);
+      b.onHandlerNotFound(
+        (event, details) => void notFound.push({ event, destination: details.destination }),
+      );
+    });
     const event = clientEvent('com.test.lost');
     await broker.dispatch(event);
     const kept = await waitFor('unroutable job', async () =>
-      (await jobsIn(pool, 'arvo.unroutable')).find((job) => job.data.subject === event.subject),
+      (await jobsIn(suite.pool, 'arvo.unroutable')).find((job) => job.data.subject === event.subject),
     );
     assert.equal(kept.data.to, 'com.nobody.home');
     await waitFor('listener', () => notFound.find((entry) => entry.event.subject === event.subject));
@@ -246,41 +267,36 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     );
   });
 
-  it('routes to a queue registered by another broker instance in the same database', async () => {
+  it('routes to a queue registered by another broker instance in the same database', async (t) => {
+    const { broker } = await startClientBroker(t, (b) => b.register(createServiceFixture('com.test.echo')));
     // Created by another process's registration: only the database knows about it.
-    const other = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
     const seen: ArvoEvent[] = [];
-    await other.register(
-      handler('com.test.elsewhere', async (event) => {
-        seen.push(event);
-        return [replyTo(event, 'evt.elsewhere.done')];
-      }),
-    );
-    await other.start();
-    try {
-      const reply = await broker.resolve(clientEvent('com.test.echo', { chain: true }), {
-        timeoutMs: 15_000,
-      });
-      assert.equal(reply.type, 'evt.com.test.echo.success');
-      const event = clientEvent('com.test.elsewhere');
-      const answer = await broker.resolve(event, { timeoutMs: 15_000 });
-      assert.equal(answer.type, 'evt.elsewhere.done');
-      assert.equal(seen[0]?.id, event.id);
-    } finally {
-      await other.stop({ timeoutMs: 5000 });
-    }
+    const elsewhere = handler('com.test.elsewhere', async (event) => {
+      seen.push(event);
+      return [replyTo(event, 'evt.elsewhere.done')];
+    });
+    await startTestBroker(t, { connectionString: suite.db.url }, (b) => b.register(elsewhere));
+    const reply = await broker.resolve(clientEvent('com.test.echo', { chain: true }), {
+      timeoutMs: 15_000,
+    });
+    assert.equal(reply.type, 'evt.com.test.echo.success');
+    const event = clientEvent('com.test.elsewhere');
+    const answer = await broker.resolve(event, { timeoutMs: 15_000 });
+    assert.equal(answer.type, 'evt.elsewhere.done');
+    assert.equal(seen[0]?.id, event.id);
   });
 
-  it('re-registering with changed options updates the queue and keeps its pending jobs', async () => {
+  it('re-registering with changed options updates the queue and keeps its pending jobs', async (t) => {
+    const { broker, completions } = await startClientBroker(t);
     const reconfigured = (n: number) =>
       handler('com.test.reconf', async (event) => [replyTo(event, 'evt.reconf.done', { n })]);
-    const first = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const first = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
     await first.register(reconfigured(1), { worker: { retryLimit: 5 }, queue: { deleteAfterSeconds: 100 } });
     await first.start();
     await first.stop({ timeoutMs: 2000 });
     const queueRow = async () =>
       (
-        await pool.query(
+        await suite.pool.query(
           `SELECT retry_limit, deletion_seconds FROM pgboss.queue WHERE name = 'com.test.reconf'`,
         )
       ).rows[0];
@@ -288,7 +304,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     // Nobody serves the queue now: the job waits.
     const event = clientEvent('com.test.reconf');
     await broker.dispatch(event);
-    const second = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const second = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
     // @arvo-tools/postgres's examples pass recreateQueue: true, which would delete the waiting job.
     for (const [register, what] of [
       [() => second.register(reconfigured(2), { recreateQueue: true } as never), 'register'],
@@ -327,8 +343,9 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     }
   });
 
-  it('refuses unknown keys in every per-call options object (register, onWorkflowComplete, resolve, stop); recreateQueue: false passes', async () => {
-    const unstarted = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+  it('refuses unknown keys in every per-call options object (register, onWorkflowComplete, resolve, stop); recreateQueue: false passes', async (t) => {
+    const { broker } = await startClientBroker(t);
+    const unstarted = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
     const source = handler('com.test.unknownkeys', async () => []);
     const refusals: Array<[() => Promise<unknown>, string]> = [
       [() => unstarted.register(source, { workers: { batchSize: 1 } } as never), 'workers'],
@@ -359,7 +376,8 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     await unstarted.register(source, { recreateQueue: false } as never);
   });
 
-  it('subjectConcurrency 1 (the default of orchestrator queues) keeps a fetch to one job per subject; without it one fetch takes several', async () => {
+  it('subjectConcurrency 1 (the default of orchestrator queues) keeps a fetch to one job per subject; without it one fetch takes several', async (t) => {
+    const { broker } = await startClientBroker(t);
     const running = new Map<string, number>();
     const peak = new Map<string, number>();
     const tracking = (source: string) =>
@@ -375,28 +393,24 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     // checks the limit when it fetches, so two fetches racing each other can both pass it; the
     // orchestrator's lock, not this limit, is what serializes a workflow.)
     const oneLoop = { localConcurrency: 1, batchSize: 6 };
-    const other = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    await other.register(tracking('com.test.serial'), { worker: { ...oneLoop, subjectConcurrency: 1 } });
-    await other.register(tracking('com.test.parallel'), { worker: oneLoop });
-    // Orchestrator queues get subjectConcurrency 1 by default: replies to a workflow wait in turn.
-    await other.register(tracking('arvo.orc.tracked'), { worker: oneLoop });
-    await other.start();
-    try {
-      for (const source of ['com.test.serial', 'com.test.parallel', 'arvo.orc.tracked']) {
-        const events = Array.from({ length: 6 }, () =>
-          clientEvent(source, {}, { subject: `shared-${source}` }),
-        );
-        await Promise.all(events.map((event) => broker.dispatch(event)));
-        await waitFor(`${source} done`, async () => {
-          const jobs = await jobsIn(pool, source);
-          return jobs.length === 6 && jobs.every((job) => job.state === 'completed');
-        });
-      }
-      assert.equal(peak.get('com.test.serial'), 1);
-      assert.equal(peak.get('arvo.orc.tracked'), 1, 'orchestrator queues default to one job per subject');
-      assert.ok((peak.get('com.test.parallel') ?? 0) > 1, `parallel peak ${peak.get('com.test.parallel')}`);
-    } finally {
-      await other.stop({ timeoutMs: 2000 });
+    await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
+      await b.register(tracking('com.test.serial'), { worker: { ...oneLoop, subjectConcurrency: 1 } });
+      await b.register(tracking('com.test.parallel'), { worker: oneLoop });
+      // Orchestrator queues get subjectConcurrency 1 by default: replies to a workflow wait in turn.
+      await b.register(tracking('arvo.orc.tracked'), { worker: oneLoop });
+    });
+    for (const source of ['com.test.serial', 'com.test.parallel', 'arvo.orc.tracked']) {
+      const events = Array.from({ length: 6 }, () =>
+        clientEvent(source, {}, { subject: `shared-${source}` }),
+      );
+      await Promise.all(events.map((event) => broker.dispatch(event)));
+      await waitFor(`${source} done`, async () => {
+        const jobs = await jobsIn(suite.pool, source);
+        return jobs.length === 6 && jobs.every((job) => job.state === 'completed');
+      });
     }
+    assert.equal(peak.get('com.test.serial'), 1);
+    assert.equal(peak.get('arvo.orc.tracked'), 1, 'orchestrator queues default to one job per subject');
+    assert.ok((peak.get('com.test.parallel') ?? 0) > 1, `parallel peak ${peak.get('com.test.parallel')}`);
   });
 });
