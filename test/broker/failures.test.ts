@@ -11,6 +11,7 @@ import {
   clientEvent,
   handler,
   jobsIn,
+  listenToClient,
   memoryLogger,
   newPool,
   replyTo,
@@ -53,11 +54,6 @@ function gate(t: TestContext): { blocked: Promise<void>; release: () => void } {
   // Registered before the test's broker: released first, so its stop finds no handler waiting.
   t.after(() => release());
   return { blocked, release };
-}
-
-/** Replies addressed to the test client have a queue (and are otherwise ignored). */
-function listenToClient(broker: PostgresEventBroker): Promise<void> {
-  return broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
 }
 
 describe('PostgresEventBroker: error policy, dead letters, stats', () => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { createArvoEvent, currentOpenTelemetryHeaders } from 'arvo-core';
-import type pg from 'pg';
 import {
   BrokerNotStartedError,
   ConcurrentResolveError,
@@ -10,18 +9,18 @@ import {
   ResolveTimeoutError,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { closeAll } from '../support/close';
-import type { TestDatabase } from '../support/database';
 import { createServiceFixture } from '../support/orchestrator';
 import { freePort } from '../support/postgres-server';
 import { recordSpans } from '../support/telemetry';
 import {
+  abandonedQueue,
   clientEvent,
   handler,
   jobsIn,
+  listenToClient,
   memoryLogger,
-  openTestDatabase,
   replyTo,
+  startTestBroker,
   useTestDatabase,
   waitFor,
 } from './support';
@@ -34,58 +33,44 @@ function traceHeaders(): { traceparent?: string; tracestate?: string } {
 }
 
 describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-  let broker: PostgresEventBroker;
+  const suite = useTestDatabase('broker_lifecycle');
 
-  before(async () => {
-    ({ db, pool } = await openTestDatabase('broker_lifecycle'));
-    broker = new PostgresEventBroker({
-      connectionString: db.url,
-      logger: memoryLogger(),
-      maintenanceIntervalSeconds: 1,
-    });
+  /** A broker for one test, maintenance every second, with `setup`'s registrations and the test client's queue. */
+  function startLifecycleBroker(
+    t: TestContext,
+    setup: (broker: PostgresEventBroker) => Promise<unknown> = async () => {},
+  ): Promise<PostgresEventBroker> {
+    return startTestBroker(
+      t,
+      { connectionString: suite.db.url, maintenanceIntervalSeconds: 1 },
+      async (b) => {
+        await setup(b);
+        await listenToClient(b);
+      },
+    );
+  }
+
+  it('keeps one trace id across hops, with producer and consumer spans', async (t) => {
     // Service A forwards to service B, which answers the client (B's reply goes to `redirectto`).
-    await broker.register(
-      handler('com.trace.a', async (event) => [
-        createArvoEvent(
-          {
-            source: 'com.trace.a',
-            type: 'com.trace.b',
-            subject: event.subject,
-            to: 'com.trace.b',
-            redirectto: event.source,
-            data: {},
-            ...traceHeaders(),
-          },
-          {},
-          { disable: true },
-        ),
-      ]),
-    );
-    await broker.register(createServiceFixture('com.trace.b'));
-    await broker.register(handler('com.test.silent', async () => []));
-    // Answers after a delay that makes concurrent requests overlap, with what it was asked.
-    await broker.register(
-      handler('com.test.slowecho', async (event) => {
-        await new Promise((resolve) => setTimeout(resolve, Number((event.data as any).delayMs)));
-        return [replyTo(event, 'evt.slowecho.done', { asked: (event.data as any).n })];
-      }),
-    );
-    await broker.register(
-      handler('com.test.shortlived', async (event) => [replyTo(event, 'evt.shortlived.done')]),
-      { queue: { deleteAfterSeconds: 1 } },
-    );
-    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
-    await broker.start();
-  });
-
-  after(async () => {
-    await broker?.stop({ timeoutMs: 5000 });
-    await closeAll(pool, db);
-  });
-
-  it('keeps one trace id across hops, with producer and consumer spans', async () => {
+    const forward = handler('com.trace.a', async (event) => [
+      createArvoEvent(
+        {
+          source: 'com.trace.a',
+          type: 'com.trace.b',
+          subject: event.subject,
+          to: 'com.trace.b',
+          redirectto: event.source,
+          data: {},
+          ...traceHeaders(),
+        },
+        {},
+        { disable: true },
+      ),
+    ]);
+    const broker = await startLifecycleBroker(t, async (b) => {
+      await b.register(forward);
+      await b.register(createServiceFixture('com.trace.b'));
+    });
     exporter.reset();
     const event = clientEvent('com.trace.a');
     assert.equal(event.traceparent, null);
@@ -123,14 +108,23 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     assert.ok(arvoSpans.every((span) => span.spanContext().traceId === traceId));
   });
 
-  it('resolve() rejects with ResolveTimeoutError when no reply comes', async () => {
+  it('resolve() rejects with ResolveTimeoutError when no reply comes', async (t) => {
+    const broker = await startLifecycleBroker(t, (b) =>
+      b.register(handler('com.test.silent', async () => [])),
+    );
     await assert.rejects(
       broker.resolve(clientEvent('com.test.silent'), { timeoutMs: 500 }),
       ResolveTimeoutError,
     );
   });
 
-  it('resolve() refuses a second concurrent call on one subject instead of swapping replies', async () => {
+  it('resolve() refuses a second concurrent call on one subject instead of swapping replies', async (t) => {
+    // Answers after a delay that makes concurrent requests overlap, with what it was asked.
+    const slowEcho = handler('com.test.slowecho', async (event) => {
+      await new Promise((resolve) => setTimeout(resolve, Number((event.data as any).delayMs)));
+      return [replyTo(event, 'evt.slowecho.done', { asked: (event.data as any).n })];
+    });
+    const broker = await startLifecycleBroker(t, (b) => b.register(slowEcho));
     const subject = `shared-${Math.random().toString(36).slice(2)}`;
     const first = broker.resolve(clientEvent('com.test.slowecho', { n: 1, delayMs: 1500 }, { subject }), {
       timeoutMs: 20_000,
@@ -156,7 +150,10 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     assert.equal((again.data as any).asked, 6);
   });
 
-  it('retries, then dead-letters, a reply that no resolve() waits for (never drops it)', async () => {
+  it('retries, then dead-letters, a reply that no resolve() waits for (never drops it)', async (t) => {
+    const broker = await startLifecycleBroker(t, (b) =>
+      b.register(handler('com.test.silent', async () => [])),
+    );
     const asked = clientEvent('com.test.silent', {}, { source: 'com.test.asker' });
     await assert.rejects(broker.resolve(asked, { timeoutMs: 300 }), ResolveTimeoutError);
     const late = clientEvent(
@@ -186,15 +183,10 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     );
   });
 
-  it('dead-letters events that waited past retentionSeconds (kind expired, event intact); replayed, they are delivered', async () => {
+  it('dead-letters events that waited past retentionSeconds (kind expired, event intact); replayed, they are delivered', async (t) => {
+    const broker = await startLifecycleBroker(t);
     // The consumer registered the queue (retention 2 s), then went away: nothing serves it now.
-    const consumer = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    await consumer.register(
-      handler('com.test.away', async () => []),
-      { queue: { retentionSeconds: 2 } },
-    );
-    await consumer.start();
-    await consumer.stop({ timeoutMs: 1000 });
+    await abandonedQueue(suite.db.url, 'com.test.away', { queue: { retentionSeconds: 2 } });
     const events = [1, 2, 3].map((n) => clientEvent('com.test.away', { n, text: 'kept é 🙂' }));
     for (const event of events) await broker.dispatch(event);
     // This broker never registered com.test.away: its sweep covers every queue of the database.
@@ -214,7 +206,7 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
       assert.equal(letter.error?.name, 'EventExpiredError');
       assert.match(letter.error!.message, /retentionSeconds \(2 s\) without being delivered/);
     }
-    const left = await jobsIn(pool, 'com.test.away');
+    const left = await jobsIn(suite.pool, 'com.test.away');
     assert.deepEqual(
       left.map((job) => job.state),
       ['failed', 'failed', 'failed'],
@@ -222,33 +214,33 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     );
     // Replayed once a consumer is back: delivered.
     const delivered: string[] = [];
-    const back = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    await back.register(
-      handler('com.test.away', async (event) => {
-        delivered.push(event.id);
-        return [];
-      }),
-      { queue: { retentionSeconds: 3600 } },
+    const away = handler('com.test.away', async (event) => {
+      delivered.push(event.id);
+      return [];
+    });
+    await startTestBroker(t, { connectionString: suite.db.url }, (b) =>
+      b.register(away, { queue: { retentionSeconds: 3600 } }),
     );
-    await back.start();
-    try {
-      const replayed = await broker.deadLetters.replay({ all: true, sourceQueue: 'com.test.away' });
-      assert.equal(replayed.length, events.length);
-      await waitFor('replayed events delivered', () => delivered.length === events.length, 30_000);
-      assert.deepEqual(delivered.sort(), events.map((event) => event.id).sort());
-    } finally {
-      await back.stop({ timeoutMs: 5000 });
-    }
+    const replayed = await broker.deadLetters.replay({ all: true, sourceQueue: 'com.test.away' });
+    assert.equal(replayed.length, events.length);
+    await waitFor('replayed events delivered', () => delivered.length === events.length, 30_000);
+    assert.deepEqual(delivered.sort(), events.map((event) => event.id).sort());
   });
 
-  it('deletes completed jobs after deleteAfterSeconds (maintenance really runs)', async () => {
+  it('deletes completed jobs after deleteAfterSeconds (maintenance really runs)', async (t) => {
+    const shortLived = handler('com.test.shortlived', async (event) => [
+      replyTo(event, 'evt.shortlived.done'),
+    ]);
+    const broker = await startLifecycleBroker(t, (b) =>
+      b.register(shortLived, { queue: { deleteAfterSeconds: 1 } }),
+    );
     const event = clientEvent('com.test.shortlived');
     await broker.resolve(event, { timeoutMs: 15_000 });
-    const [job] = await jobsIn(pool, 'com.test.shortlived');
+    const [job] = await jobsIn(suite.pool, 'com.test.shortlived');
     assert.equal(job?.id, event.id);
     await waitFor(
       'retention sweep',
-      async () => (await jobsIn(pool, 'com.test.shortlived')).length === 0,
+      async () => (await jobsIn(suite.pool, 'com.test.shortlived')).length === 0,
       30_000,
       250,
     );
@@ -258,20 +250,19 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
 describe('PostgresEventBroker: stop and availability', () => {
   const suite = useTestDatabase('broker_stop');
 
-  it('stop() lets an in-flight handler finish and commits its outputs', async () => {
-    const broker = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
+  it('stop() lets an in-flight handler finish and commits its outputs', async (t) => {
     let started = false;
     let finished = false;
-    await broker.register(
-      handler('com.stop.slow', async (event) => {
-        started = true;
-        await new Promise((resolve) => setTimeout(resolve, 1500));
-        finished = true;
-        return [replyTo(event, 'evt.slow.done')];
-      }),
-    );
-    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
-    await broker.start();
+    const slow = handler('com.stop.slow', async (event) => {
+      started = true;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      finished = true;
+      return [replyTo(event, 'evt.slow.done')];
+    });
+    const broker = await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
+      await b.register(slow);
+      await listenToClient(b);
+    });
     const event = clientEvent('com.stop.slow');
     await broker.dispatch(event);
     await waitFor('handler start', () => started);
@@ -286,20 +277,19 @@ describe('PostgresEventBroker: stop and availability', () => {
     await assert.rejects(broker.dispatch(clientEvent('com.stop.slow')), BrokerNotStartedError);
   });
 
-  it('at the stop deadline the job is handed back, due at once with its retries intact, and the handler transaction rolls back', async () => {
-    const broker = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
+  it('at the stop deadline the job is handed back, due at once with its retries intact, and the handler transaction rolls back', async (t) => {
     let started = false;
     let finished = false;
-    await broker.register(
-      handler('com.stop.stuck', async (event) => {
-        started = true;
-        await new Promise((resolve) => setTimeout(resolve, 2500));
-        finished = true;
-        return [replyTo(event, 'evt.stuck.done')];
-      }),
-    );
-    await broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
-    await broker.start();
+    const stuck = handler('com.stop.stuck', async (event) => {
+      started = true;
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      finished = true;
+      return [replyTo(event, 'evt.stuck.done')];
+    });
+    const broker = await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
+      await b.register(stuck);
+      await listenToClient(b);
+    });
     const event = clientEvent('com.stop.stuck');
     await broker.dispatch(event);
     await waitFor('handler start', () => started);

@@ -8,6 +8,7 @@ import {
   type ArvoEventHandlerLike,
   PostgresEventBroker,
   type PostgresEventBrokerOptions,
+  type RegisterOptions,
 } from '../../src/broker/index';
 import type { Logger } from '../../src/shared/logger';
 import { closeAll } from '../support/close';
@@ -33,6 +34,25 @@ export async function startTestBroker(
   await setup(broker);
   await broker.start();
   return broker;
+}
+
+/** Gives replies to the test client (`com.test.client`) a queue, served by a listener that ignores them. */
+export function listenToClient(broker: PostgresEventBroker): Promise<void> {
+  return broker.onWorkflowComplete({ source: 'com.test.client', listener: () => {} });
+}
+
+/**
+ * Creates `queue` with `options` as its consumer's registration would, from a broker that then
+ * stops: a queue its consumer has left, which nothing serves.
+ */
+export async function abandonedQueue(url: string, queue: string, options: RegisterOptions): Promise<void> {
+  const consumer = new PostgresEventBroker({ connectionString: url, logger: memoryLogger() });
+  await consumer.register(
+    handler(queue, async () => []),
+    options,
+  );
+  await consumer.start();
+  await consumer.stop({ timeoutMs: 1000 });
 }
 
 /** A plain event from the test client to `to`. */
