@@ -1,54 +1,50 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type pg from 'pg';
 import type { JobFailureRecord } from '../../src/broker/dead-letters';
-import { PostgresEventBroker } from '../../src/broker/index';
-import { closeAll } from '../support/close';
-import type { TestDatabase } from '../support/database';
-import { clientEvent, handler, memoryLogger, openTestDatabase, waitFor } from './support';
+import {
+  abandonedQueue,
+  clientEvent,
+  handler,
+  memoryLogger,
+  startTestBroker,
+  useTestDatabase,
+  waitFor,
+} from './support';
+
+/** A handler whose every output is not an event: its jobs are dead-lettered at once. */
+function badOutput(source: string) {
+  return handler(source, async () => [{ not: 'an event' } as never]);
+}
 
 describe('PostgresEventBroker: dead-letter alerts', () => {
-  let db: TestDatabase;
-  let broker: PostgresEventBroker;
-  let pool: pg.Pool;
-  const logger = memoryLogger();
-  /** Every call of the listener, with whether its dead letter was already visible (committed). */
-  const calls: Array<{ record: JobFailureRecord; visible: boolean }> = [];
+  const suite = useTestDatabase('broker_dead_letter_alerts');
 
-  before(async () => {
-    ({ db, pool } = await openTestDatabase('broker_dead_letter_alerts'));
-    broker = new PostgresEventBroker({ connectionString: db.url, logger, maintenanceIntervalSeconds: 1 });
-    // Retries exhausted (pg-boss moves the last failed attempt), and dead-lettered at once (a bad output).
-    await broker.register(
-      handler('com.alert.flaky', async () => {
-        throw new Error('always fails');
-      }),
-      { worker: { retryLimit: 1, retryDelay: 0 } },
-    );
-    await broker.register(handler('com.alert.bad', async () => [{ not: 'an event' } as never]));
-    broker.onDeadLetter(async (record) => {
-      // Seen from another connection: the move committed before the listener ran.
-      const letters = await broker.deadLetters.list({ sourceQueue: record.queue });
-      calls.push({ record, visible: letters.some((letter) => letter.event.id === record.eventId) });
+  it('calls onDeadLetter once per dead letter after its commit (policy, exhausted retries, expiry), and counts them', async (t) => {
+    const logger = memoryLogger();
+    /** Every call of the listener, with whether its dead letter was already visible (committed). */
+    const calls: Array<{ record: JobFailureRecord; visible: boolean }> = [];
+    const options = { connectionString: suite.db.url, logger, maintenanceIntervalSeconds: 1 };
+    const broker = await startTestBroker(t, options, async (b) => {
+      // Retries exhausted (pg-boss moves the last failed attempt), and dead-lettered at once (a bad output).
+      await b.register(
+        handler('com.alert.flaky', async () => {
+          throw new Error('always fails');
+        }),
+        { worker: { retryLimit: 1, retryDelay: 0 } },
+      );
+      await b.register(badOutput('com.alert.bad'));
+      b.onDeadLetter(async (record) => {
+        // Seen from another connection: the move committed before the listener ran.
+        const letters = await b.deadLetters.list({ sourceQueue: record.queue });
+        calls.push({ record, visible: letters.some((letter) => letter.event.id === record.eventId) });
+      });
+      b.onDeadLetter(() => {
+        throw new Error('a broken listener');
+      });
     });
-    broker.onDeadLetter(() => {
-      throw new Error('a broken listener');
-    });
-    await broker.start();
-  });
-
-  after(() => closeAll(broker, pool, db));
-
-  it('calls onDeadLetter once per dead letter after its commit (policy, exhausted retries, expiry), and counts them', async () => {
     // A queue nobody serves any more, with a 2 s retention: the expiry sweep dead-letters its events.
-    const away = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    await away.register(
-      handler('com.alert.away', async () => []),
-      { queue: { retentionSeconds: 2 } },
-    );
-    await away.start();
-    await away.stop({ timeoutMs: 1000 });
+    await abandonedQueue(suite.db.url, 'com.alert.away', { queue: { retentionSeconds: 2 } });
 
     const flaky = [clientEvent('com.alert.flaky'), clientEvent('com.alert.flaky')];
     const bad = [clientEvent('com.alert.bad')];
@@ -97,11 +93,19 @@ describe('PostgresEventBroker: dead-letter alerts', () => {
     assert.match(metrics, /arvo_postgres_queue_dead_lettered_recent\{queue="com\.alert\.flaky"\} 2/);
   });
 
-  it('counts a dead letter as recent for 15 minutes only: the gauge falls back to 0 while the letter stays', async () => {
-    await pool.query(
-      `UPDATE pgboss.job SET created_on = now() - interval '16 minutes' WHERE source_name = 'com.alert.bad'`,
+  it('counts a dead letter as recent for 15 minutes only: the gauge falls back to 0 while the letter stays', async (t) => {
+    const broker = await startTestBroker(t, { connectionString: suite.db.url }, (b) =>
+      b.register(badOutput('com.alert.old')),
     );
-    const [bad] = await broker.getStats({ queues: ['com.alert.bad'] });
+    await broker.dispatch(clientEvent('com.alert.old'));
+    await waitFor(
+      'the dead letter',
+      async () => (await broker.deadLetters.list({ sourceQueue: 'com.alert.old' }))[0],
+    );
+    await suite.pool.query(
+      `UPDATE pgboss.job SET created_on = now() - interval '16 minutes' WHERE source_name = 'com.alert.old'`,
+    );
+    const [bad] = await broker.getStats({ queues: ['com.alert.old'] });
     assert.deepEqual([bad?.deadLettered, bad?.deadLetteredRecently], [1, 0]);
   });
 });

@@ -250,24 +250,33 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
 describe('PostgresEventBroker: stop and availability', () => {
   const suite = useTestDatabase('broker_stop');
 
-  it('stop() lets an in-flight handler finish and commits its outputs', async (t) => {
+  /**
+   * A broker whose handler on `queue` takes `ms`, then replies to the client; returns once the
+   * handler is running on `event`. `finished()` says whether it has returned.
+   */
+  async function handlerRunning(t: TestContext, queue: string, ms: number) {
     let started = false;
     let finished = false;
-    const slow = handler('com.stop.slow', async (event) => {
+    const slow = handler(queue, async (event) => {
       started = true;
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await new Promise((resolve) => setTimeout(resolve, ms));
       finished = true;
-      return [replyTo(event, 'evt.slow.done')];
+      return [replyTo(event, `evt.${queue}.done`)];
     });
     const broker = await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
       await b.register(slow);
       await listenToClient(b);
     });
-    const event = clientEvent('com.stop.slow');
+    const event = clientEvent(queue);
     await broker.dispatch(event);
     await waitFor('handler start', () => started);
+    return { broker, event, finished: () => finished };
+  }
+
+  it('stop() lets an in-flight handler finish and commits its outputs', async (t) => {
+    const { broker, event, finished } = await handlerRunning(t, 'com.stop.slow', 1500);
     await broker.stop({ timeoutMs: 10_000 });
-    assert.equal(finished, true);
+    assert.equal(finished(), true);
     const [job] = await jobsIn(suite.pool, 'com.stop.slow');
     assert.equal(job.state, 'completed');
     const replies = (await jobsIn(suite.pool, 'com.test.client')).filter(
@@ -278,24 +287,10 @@ describe('PostgresEventBroker: stop and availability', () => {
   });
 
   it('at the stop deadline the job is handed back, due at once with its retries intact, and the handler transaction rolls back', async (t) => {
-    let started = false;
-    let finished = false;
-    const stuck = handler('com.stop.stuck', async (event) => {
-      started = true;
-      await new Promise((resolve) => setTimeout(resolve, 2500));
-      finished = true;
-      return [replyTo(event, 'evt.stuck.done')];
-    });
-    const broker = await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
-      await b.register(stuck);
-      await listenToClient(b);
-    });
-    const event = clientEvent('com.stop.stuck');
-    await broker.dispatch(event);
-    await waitFor('handler start', () => started);
+    const { broker, event, finished } = await handlerRunning(t, 'com.stop.stuck', 2500);
     const stopping = Date.now();
     await broker.stop({ timeoutMs: 1000 });
-    await waitFor('handler end', () => finished);
+    await waitFor('handler end', finished);
     await new Promise((resolve) => setTimeout(resolve, 300));
     const [job, copy] = await jobsIn(suite.pool, 'com.stop.stuck');
     assert.equal(job.state, 'completed');

@@ -3,63 +3,43 @@
  * once (no retry spent, nothing left `active` until expiry), and another process finishes it.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
-import type pg from 'pg';
+import { describe, it } from 'node:test';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { closeAll } from '../support/close';
-import type { TestDatabase } from '../support/database';
 import {
   clientEvent,
   handler,
   jobsIn,
   memoryLogger,
-  openTestDatabase,
   replyTo,
   spawnWorker,
+  startTestBroker,
+  useTestDatabase,
   waitFor,
 } from './support';
 
 const QUEUE = 'com.shutdown.slow';
 
 describe('PostgresEventBroker.stopOnSignals', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-  let child: ChildProcess | undefined;
-  const brokers: PostgresEventBroker[] = [];
+  const suite = useTestDatabase('broker_shutdown');
 
-  before(async () => {
-    ({ db, pool } = await openTestDatabase('broker_shutdown'));
-  });
-
-  after(async () => {
-    child?.kill('SIGKILL');
-    await Promise.all(brokers.map((broker) => broker.stop({ timeoutMs: 1000 })));
-    await closeAll(pool, db);
-  });
-
-  it('SIGTERM mid-handler: the process exits, nothing stays active, another process finishes the job within seconds', async () => {
-    const worker = spawnWorker('shutdown-worker.ts', db.url);
-    child = worker.child;
-    const output = worker.output;
+  it('SIGTERM mid-handler: the process exits, nothing stays active, another process finishes the job within seconds', async (t) => {
+    const { child, output } = spawnWorker('shutdown-worker.ts', suite.db.url);
+    t.after(() => child.kill('SIGKILL'));
     await waitFor('worker ready', () => output().includes('ready'), 30_000);
-    const producer = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    brokers.push(producer);
-    await producer.start();
+    const producer = await startTestBroker(t, { connectionString: suite.db.url });
     const event = clientEvent(QUEUE);
     await producer.dispatch(event);
     await waitFor('handler started', () => output().includes('started'), 30_000);
 
-    const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const signalled = Date.now();
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
-    child = undefined;
     // timeoutMs 2000 + pg-boss's grace + drain: far below expireInSeconds (300 s).
     assert.ok(Date.now() - signalled < 15_000, `exited after ${Date.now() - signalled} ms`);
 
-    const jobs = await jobsIn(pool, QUEUE);
+    const jobs = await jobsIn(suite.pool, QUEUE);
     assert.deepEqual(
       jobs.filter((job) => job.state === 'active'),
       [],
@@ -77,17 +57,15 @@ describe('PostgresEventBroker.stopOnSignals', () => {
         replies.push(reply.subject);
       },
     });
-    const successor = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    await successor.register(handler(QUEUE, async (received) => [replyTo(received, 'evt.slow.done')]));
-    brokers.push(successor);
+    const successor = handler(QUEUE, async (received) => [replyTo(received, 'evt.slow.done')]);
     const taking = Date.now();
-    await successor.start();
+    await startTestBroker(t, { connectionString: suite.db.url }, (b) => b.register(successor));
     await waitFor('reply from the successor', () => replies.includes(event.subject), 10_000);
     assert.ok(Date.now() - taking < 10_000);
   });
 
   it('refuses unknown options and bad signal names', () => {
-    const broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
+    const broker = new PostgresEventBroker({ connectionString: suite.db.url, logger: memoryLogger() });
     assert.throws(() => broker.stopOnSignals({ timeout: 5 } as never), InvalidOptionError);
     assert.throws(() => broker.stopOnSignals({ signals: ['TERM' as never] }), InvalidOptionError);
     // Relative counts: the runtime may listen on SIGUSR2 itself (Node 24's test runner does).
