@@ -7,16 +7,20 @@
  * `RAISE` (thrown errors, spans), and event data (stored intact, redacted in CLI output).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
-import { connectPostgresMachineMemory, type PostgresMachineMemory } from '../../src/memory/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
+import {
+  clientEvent,
+  handler,
+  memoryLogger,
+  startTestBroker,
+  useTestDatabase,
+  waitFor,
+} from '../broker/support';
 import { runCliInProcess } from '../support/cli';
-import { closeAll } from '../support/close';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { memoryForTest } from '../support/memory';
 import { recordSpans } from '../support/telemetry';
 
 const exporter = recordSpans();
@@ -102,42 +106,21 @@ function assertRedacted(place: string, text: string, cases: Case[], render = mes
 }
 
 describe('redaction matrix: password shapes × ways of giving them × places', () => {
-  let db: TestDatabase;
-  let admin: pg.Pool;
-  let broker: PostgresEventBroker;
-  let memory: PostgresMachineMemory;
+  const suite = useTestDatabase('sec_redaction_matrix');
+  /** Every test's log lines: the memory's and the broker's. */
   const logger = memoryLogger();
-  const thrown: unknown[] = [];
 
-  before(async () => {
-    db = await createTestDatabase('sec_redaction_matrix');
-    admin = newPool(db.url);
-    memory = await connectPostgresMachineMemory({ connectionString: db.url, logger, enableOtel: true });
+  it('masks every case in thrown errors and spans, and keeps the text around it', async (t) => {
+    const memory = await memoryForTest(t, { connectionString: suite.db.url, logger, enableOtel: true });
     // A real PostgreSQL error carrying the case's message in its message, detail and hint.
-    await admin.query(`
+    await suite.pool.query(`
       CREATE FUNCTION raise_message() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         RAISE EXCEPTION USING MESSAGE = NEW.data->>'raise', DETAIL = NEW.data->>'raise', HINT = NEW.data->>'raise';
       END $$;
       CREATE TRIGGER raise_message BEFORE INSERT ON arvo_workflow_state
         FOR EACH ROW WHEN (NEW.data ? 'raise') EXECUTE FUNCTION raise_message();`);
-    broker = new PostgresEventBroker({
-      connectionString: db.url,
-      logger,
-      defaults: { worker: { retryLimit: 0 } },
-    });
-    await broker.register(
-      handler(QUEUE, async (event) => {
-        const text = message((event.data as { carrier: string }).carrier);
-        throw Object.assign(new Error(text), { code: (event.data as { carrier: string }).carrier });
-      }),
-    );
-    await broker.start();
-  });
-
-  after(() => closeAll(broker, memory, admin, db));
-
-  it('masks every case in thrown errors and spans, and keeps the text around it', async () => {
+    const thrown: unknown[] = [];
     for (const [index, c] of CASES.entries()) {
       await assert.rejects(memory.write(`s-${index}`, { raise: message(c.given) }, null), (error) => {
         thrown.push(error);
@@ -158,22 +141,29 @@ describe('redaction matrix: password shapes × ways of giving them × places', (
     assertRedacted('spans', spans, CASES, oneLine);
   });
 
-  it('masks every case in logs, failed-job outputs, dead letters and CLI output; event data is stored intact', async () => {
+  it('masks every case in logs, failed-job outputs, dead letters and CLI output; event data is stored intact', async (t) => {
+    const failing = handler(QUEUE, async (event) => {
+      const text = message((event.data as { carrier: string }).carrier);
+      throw Object.assign(new Error(text), { code: (event.data as { carrier: string }).carrier });
+    });
+    const options = { connectionString: suite.db.url, logger, defaults: { worker: { retryLimit: 0 } } };
+    const broker = await startTestBroker(t, options, (b) => b.register(failing));
     for (const c of CASES)
       await broker.dispatch(clientEvent(QUEUE, { carrier: c.given, note: message(c.given) }));
     const deadLetters = await waitFor(
       'every case is dead-lettered',
       async () => {
-        const { rows } = await admin.query(
+        const { rows } = await suite.pool.query(
           `SELECT id, source_output FROM pgboss.job WHERE name = 'arvo.dead-letter'`,
         );
         return rows.length === CASES.length ? rows : undefined;
       },
       60_000,
     );
-    const { rows: failedJobs } = await admin.query('SELECT data, output FROM pgboss.job WHERE name = $1', [
-      QUEUE,
-    ]);
+    const { rows: failedJobs } = await suite.pool.query(
+      'SELECT data, output FROM pgboss.job WHERE name = $1',
+      [QUEUE],
+    );
 
     // The event data is the user's: stored as given, for replay.
     const storedData = JSON.stringify(failedJobs.map((job) => job.data));
@@ -190,7 +180,7 @@ describe('redaction matrix: password shapes × ways of giving them × places', (
     assertRedacted('logs', JSON.stringify(logger.lines), CASES, inJson);
 
     const cli = async (...args: string[]) => {
-      const { code, output } = await runCliInProcess(args, { DATABASE_URL: db.url });
+      const { code, output } = await runCliInProcess(args, { DATABASE_URL: suite.db.url });
       assert.equal(code, 0, output);
       return output;
     };

@@ -6,15 +6,20 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import type pg from 'pg';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { createPostgresLock } from '../../src/lock/index';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
-import { clientEvent, handler, memoryLogger, newPool, waitFor } from '../broker/support';
-import { closeAll } from '../support/close';
-import { createTestDatabase, createTestRole, type TestDatabase } from '../support/database';
+import {
+  clientEvent,
+  handler,
+  memoryLogger,
+  startTestBroker,
+  useTestDatabase,
+  waitFor,
+} from '../broker/support';
+import { createTestRole } from '../support/database';
 import { freePort } from '../support/postgres-server';
 import { recordSpans } from '../support/telemetry';
 
@@ -38,33 +43,26 @@ function errorText(error: unknown, depth = 0): string {
 }
 
 describe('redaction: no password or Authorization value leaves the library', () => {
-  let db: TestDatabase;
-  let admin: pg.Pool;
+  const suite = useTestDatabase('sec_redaction');
   let secretUrl: string;
-  let broker: PostgresEventBroker;
-  const logger = memoryLogger();
-  const thrown: unknown[] = [];
 
   before(async () => {
-    db = await createTestDatabase('sec_redaction');
-    admin = newPool(db.url);
-    secretUrl = await createTestRole(db, { name: ROLE, password: PASSWORD });
-    await admin.query(`ALTER DATABASE ${db.name} OWNER TO ${ROLE}`);
+    secretUrl = await createTestRole(suite.db, { name: ROLE, password: PASSWORD });
+    await suite.pool.query(`ALTER DATABASE ${suite.db.name} OWNER TO ${ROLE}`);
   });
 
-  after(() => closeAll(broker, admin, db));
-
-  async function capture(fn: () => Promise<unknown>): Promise<void> {
-    try {
-      await fn();
-    } catch (error) {
-      thrown.push(error);
-      return;
+  it('fails in many ways and leaks the secrets nowhere', async (t) => {
+    const logger = memoryLogger();
+    const thrown: unknown[] = [];
+    async function capture(fn: () => Promise<unknown>): Promise<void> {
+      try {
+        await fn();
+      } catch (error) {
+        thrown.push(error);
+        return;
+      }
+      assert.fail('expected a failure');
     }
-    assert.fail('expected a failure');
-  }
-
-  it('fails in many ways and leaks the secrets nowhere', async () => {
     const unreachable = new URL(secretUrl);
     unreachable.port = String(await freePort());
     // Unreachable database, password in the connection string, for each component.
@@ -92,27 +90,28 @@ describe('redaction: no password or Authorization value leaves the library', () 
         port: Number(unreachable.port),
         user: ROLE,
         password: PASSWORD,
-        database: db.name,
+        database: suite.db.name,
         logger,
         connectionTimeoutMillis: 2000,
       }).start(),
     );
 
     // A working broker and memory as the role, whose handlers fail with secrets in their errors.
-    broker = new PostgresEventBroker({
-      connectionString: secretUrl,
-      logger,
-      defaults: { worker: { retryLimit: 1, retryDelay: 1, retryBackoff: false } },
+    const leaky = handler('com.sec.leaky', async (event) => {
+      const data = event.data as { headers?: unknown };
+      throw new Error(
+        `upstream ${secretUrl} refused ${JSON.stringify(data.headers)} (Authorization: Bearer ${TOKEN})`,
+      );
     });
-    await broker.register(
-      handler('com.sec.leaky', async (event) => {
-        const data = event.data as { headers?: unknown };
-        throw new Error(
-          `upstream ${secretUrl} refused ${JSON.stringify(data.headers)} (Authorization: Bearer ${TOKEN})`,
-        );
-      }),
+    const broker = await startTestBroker(
+      t,
+      {
+        connectionString: secretUrl,
+        logger,
+        defaults: { worker: { retryLimit: 1, retryDelay: 1, retryBackoff: false } },
+      },
+      (b) => b.register(leaky),
     );
-    await broker.start();
     const event = clientEvent('com.sec.leaky', { headers: { Authorization: `Bearer ${TOKEN}` } });
     await broker.dispatch(event);
 
@@ -132,14 +131,14 @@ describe('redaction: no password or Authorization value leaves the library', () 
       'the leaky event is dead-lettered',
       async () =>
         (
-          await admin.query(
+          await suite.pool.query(
             `SELECT id, name, state, output, source_name, source_output FROM pgboss.job WHERE name = 'arvo.dead-letter' AND source_id = $1`,
             [event.id],
           )
         ).rows[0],
       30_000,
     );
-    const { rows: failedJobs } = await admin.query(
+    const { rows: failedJobs } = await suite.pool.query(
       `SELECT output FROM pgboss.job WHERE name = 'com.sec.leaky'`,
     );
     // The failure records really carry the (masked) error, so the scan below looks at real content.
