@@ -2,15 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobFailureRecord } from '../../src/broker/dead-letters';
-import {
-  abandonedQueue,
-  clientEvent,
-  handler,
-  memoryLogger,
-  startTestBroker,
-  useTestDatabase,
-  waitFor,
-} from './support';
+import { abandonedQueue, clientEvent, handler, memoryLogger, useTestDatabase, waitFor } from './support';
 
 /** A handler whose every output is not an event: its jobs are dead-lettered at once. */
 function badOutput(source: string) {
@@ -24,8 +16,7 @@ describe('PostgresEventBroker: dead-letter alerts', () => {
     const logger = memoryLogger();
     /** Every call of the listener, with whether its dead letter was already visible (committed). */
     const calls: Array<{ record: JobFailureRecord; visible: boolean }> = [];
-    const options = { connectionString: suite.db.url, logger, maintenanceIntervalSeconds: 1 };
-    const broker = await startTestBroker(t, options, async (b) => {
+    const broker = await suite.startBroker(t, { logger, maintenanceIntervalSeconds: 1 }, async (b) => {
       // Retries exhausted (pg-boss moves the last failed attempt), and dead-lettered at once (a bad output).
       await b.register(
         handler('com.alert.flaky', async () => {
@@ -94,9 +85,7 @@ describe('PostgresEventBroker: dead-letter alerts', () => {
   });
 
   it('counts a dead letter as recent for 15 minutes only: the gauge falls back to 0 while the letter stays', async (t) => {
-    const broker = await startTestBroker(t, { connectionString: suite.db.url }, (b) =>
-      b.register(badOutput('com.alert.old')),
-    );
+    const broker = await suite.startBroker(t, {}, (b) => b.register(badOutput('com.alert.old')));
     await broker.dispatch(clientEvent('com.alert.old'));
     await waitFor(
       'the dead letter',

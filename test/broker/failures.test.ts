@@ -65,10 +65,9 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
     setup: (broker: PostgresEventBroker) => Promise<unknown>,
     options: Partial<PostgresEventBrokerOptions> = {},
   ): Promise<PostgresEventBroker> {
-    return startTestBroker(
+    return suite.startBroker(
       t,
       {
-        connectionString: suite.db.url,
         defaults: { worker: { retryLimit: 2, retryDelay: 1, retryBackoff: true } },
         lockContention: { minDelayMs: 20, maxDelayMs: 60 },
         ...options,
@@ -399,10 +398,9 @@ describe('PostgresEventBroker: error policy, dead letters, stats', () => {
 
   it('retries an ExecutionViolation when configured with executionViolation: retry', async (t) => {
     const attempts = attemptTimes();
-    const broker = await startTestBroker(
+    const broker = await suite.startBroker(
       t,
       {
-        connectionString: suite.db.url,
         executionViolation: 'retry',
         defaults: { worker: { retryLimit: 1, retryDelay: 0, retryBackoff: false } },
       },

@@ -20,7 +20,6 @@ import {
   listenToClient,
   memoryLogger,
   replyTo,
-  startTestBroker,
   useTestDatabase,
   waitFor,
 } from './support';
@@ -40,14 +39,10 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
     t: TestContext,
     setup: (broker: PostgresEventBroker) => Promise<unknown> = async () => {},
   ): Promise<PostgresEventBroker> {
-    return startTestBroker(
-      t,
-      { connectionString: suite.db.url, maintenanceIntervalSeconds: 1 },
-      async (b) => {
-        await setup(b);
-        await listenToClient(b);
-      },
-    );
+    return suite.startBroker(t, { maintenanceIntervalSeconds: 1 }, async (b) => {
+      await setup(b);
+      await listenToClient(b);
+    });
   }
 
   it('keeps one trace id across hops, with producer and consumer spans', async (t) => {
@@ -218,9 +213,7 @@ describe('PostgresEventBroker: lifecycle, retention, tracing', () => {
       delivered.push(event.id);
       return [];
     });
-    await startTestBroker(t, { connectionString: suite.db.url }, (b) =>
-      b.register(away, { queue: { retentionSeconds: 3600 } }),
-    );
+    await suite.startBroker(t, {}, (b) => b.register(away, { queue: { retentionSeconds: 3600 } }));
     const replayed = await broker.deadLetters.replay({ all: true, sourceQueue: 'com.test.away' });
     assert.equal(replayed.length, events.length);
     await waitFor('replayed events delivered', () => delivered.length === events.length, 30_000);
@@ -263,7 +256,7 @@ describe('PostgresEventBroker: stop and availability', () => {
       finished = true;
       return [replyTo(event, `evt.${queue}.done`)];
     });
-    const broker = await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
+    const broker = await suite.startBroker(t, {}, async (b) => {
       await b.register(slow);
       await listenToClient(b);
     });

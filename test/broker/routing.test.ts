@@ -14,16 +14,7 @@ import {
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { createServiceFixture } from '../support/orchestrator';
-import {
-  clientEvent,
-  handler,
-  jobsIn,
-  memoryLogger,
-  replyTo,
-  startTestBroker,
-  useTestDatabase,
-  waitFor,
-} from './support';
+import { clientEvent, handler, jobsIn, memoryLogger, replyTo, useTestDatabase, waitFor } from './support';
 
 describe('PostgresEventBroker: options and lifecycle', () => {
   it('rejects unknown and invalid options naming the option', () => {
@@ -94,17 +85,13 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     setup: (broker: PostgresEventBroker) => Promise<unknown> = async () => {},
   ): Promise<{ broker: PostgresEventBroker; completions: ArvoEvent[] }> {
     const completions: ArvoEvent[] = [];
-    const broker = await startTestBroker(
-      t,
-      { connectionString: suite.db.url, maxPayloadBytes: 4096 },
-      async (b) => {
-        await b.onWorkflowComplete({
-          source: 'com.test.client',
-          listener: (event) => void completions.push(event),
-        });
-        await setup(b);
-      },
-    );
+    const broker = await suite.startBroker(t, { maxPayloadBytes: 4096 }, async (b) => {
+      await b.onWorkflowComplete({
+        source: 'com.test.client',
+        listener: (event) => void completions.push(event),
+      });
+      await setup(b);
+    });
     return { broker, completions };
   }
 
@@ -275,7 +262,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
       seen.push(event);
       return [replyTo(event, 'evt.elsewhere.done')];
     });
-    await startTestBroker(t, { connectionString: suite.db.url }, (b) => b.register(elsewhere));
+    await suite.startBroker(t, {}, (b) => b.register(elsewhere));
     const reply = await broker.resolve(clientEvent('com.test.echo', { chain: true }), {
       timeoutMs: 15_000,
     });
@@ -393,7 +380,7 @@ describe('PostgresEventBroker: routing, dispatch and validation', () => {
     // checks the limit when it fetches, so two fetches racing each other can both pass it; the
     // orchestrator's lock, not this limit, is what serializes a workflow.)
     const oneLoop = { localConcurrency: 1, batchSize: 6 };
-    await startTestBroker(t, { connectionString: suite.db.url }, async (b) => {
+    await suite.startBroker(t, {}, async (b) => {
       await b.register(tracking('com.test.serial'), { worker: { ...oneLoop, subjectConcurrency: 1 } });
       await b.register(tracking('com.test.parallel'), { worker: oneLoop });
       // Orchestrator queues get subjectConcurrency 1 by default: replies to a workflow wait in turn.

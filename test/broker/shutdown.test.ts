@@ -13,7 +13,6 @@ import {
   memoryLogger,
   replyTo,
   spawnWorker,
-  startTestBroker,
   useTestDatabase,
   waitFor,
 } from './support';
@@ -27,7 +26,7 @@ describe('PostgresEventBroker.stopOnSignals', () => {
     const { child, output } = spawnWorker('shutdown-worker.ts', suite.db.url);
     t.after(() => child.kill('SIGKILL'));
     await waitFor('worker ready', () => output().includes('ready'), 30_000);
-    const producer = await startTestBroker(t, { connectionString: suite.db.url });
+    const producer = await suite.startBroker(t);
     const event = clientEvent(QUEUE);
     await producer.dispatch(event);
     await waitFor('handler started', () => output().includes('started'), 30_000);
@@ -59,7 +58,7 @@ describe('PostgresEventBroker.stopOnSignals', () => {
     });
     const successor = handler(QUEUE, async (received) => [replyTo(received, 'evt.slow.done')]);
     const taking = Date.now();
-    await startTestBroker(t, { connectionString: suite.db.url }, (b) => b.register(successor));
+    await suite.startBroker(t, {}, (b) => b.register(successor));
     await waitFor('reply from the successor', () => replies.includes(event.subject), 10_000);
     assert.ok(Date.now() - taking < 10_000);
   });

@@ -135,17 +135,33 @@ export async function openTestDatabase(label: string): Promise<{ db: TestDatabas
   return { db, pool: newPool(db.url) };
 }
 
+/** A suite's database, a pool on it, and brokers for its tests: see {@link useTestDatabase}. */
+export interface TestSuite {
+  readonly db: TestDatabase;
+  readonly pool: pg.Pool;
+  /** {@link startTestBroker} on the suite's database (unless `options` name another connection). */
+  startBroker(
+    t: TestContext,
+    options?: PostgresEventBrokerOptions,
+    setup?: (broker: PostgresEventBroker) => Promise<unknown>,
+  ): Promise<PostgresEventBroker>;
+}
+
 /**
- * For a suite that needs only its database and a pool: opens both in `before`, closes them in
- * `after`. Read `db` and `pool` from the returned object once `before` has run (in hooks and tests).
+ * For a suite whose tests set up their own brokers: opens its database and a pool in `before`,
+ * closes them in `after`. Read `db` and `pool` from the returned object once `before` has run (in
+ * hooks and tests).
  */
-export function useTestDatabase(label: string): { readonly db: TestDatabase; readonly pool: pg.Pool } {
-  const opened = {} as { db: TestDatabase; pool: pg.Pool };
+export function useTestDatabase(label: string): TestSuite {
+  const suite = {
+    startBroker: (t, options = {}, setup) =>
+      startTestBroker(t, { connectionString: suite.db.url, ...options }, setup),
+  } as TestSuite & { db: TestDatabase; pool: pg.Pool };
   before(async () => {
-    Object.assign(opened, await openTestDatabase(label));
+    Object.assign(suite, await openTestDatabase(label));
   });
-  after(() => closeAll(opened.pool, opened.db));
-  return opened;
+  after(() => closeAll(suite.pool, suite.db));
+  return suite;
 }
 
 /**

@@ -11,14 +11,7 @@ import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import {
-  clientEvent,
-  handler,
-  memoryLogger,
-  startTestBroker,
-  useTestDatabase,
-  waitFor,
-} from '../broker/support';
+import { clientEvent, handler, memoryLogger, useTestDatabase, waitFor } from '../broker/support';
 import { runCliInProcess } from '../support/cli';
 import { memoryForTest } from '../support/memory';
 import { recordSpans } from '../support/telemetry';
@@ -146,8 +139,8 @@ describe('redaction matrix: password shapes × ways of giving them × places', (
       const text = message((event.data as { carrier: string }).carrier);
       throw Object.assign(new Error(text), { code: (event.data as { carrier: string }).carrier });
     });
-    const options = { connectionString: suite.db.url, logger, defaults: { worker: { retryLimit: 0 } } };
-    const broker = await startTestBroker(t, options, (b) => b.register(failing));
+    const options = { logger, defaults: { worker: { retryLimit: 0 } } };
+    const broker = await suite.startBroker(t, options, (b) => b.register(failing));
     for (const c of CASES)
       await broker.dispatch(clientEvent(QUEUE, { carrier: c.given, note: message(c.given) }));
     const deadLetters = await waitFor(

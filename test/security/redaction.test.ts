@@ -11,14 +11,7 @@ import { inspect } from 'node:util';
 import { PostgresEventBroker } from '../../src/broker/index';
 import { createPostgresLock } from '../../src/lock/index';
 import { connectPostgresMachineMemory } from '../../src/memory/index';
-import {
-  clientEvent,
-  handler,
-  memoryLogger,
-  startTestBroker,
-  useTestDatabase,
-  waitFor,
-} from '../broker/support';
+import { clientEvent, handler, memoryLogger, useTestDatabase, waitFor } from '../broker/support';
 import { createTestRole } from '../support/database';
 import { freePort } from '../support/postgres-server';
 import { recordSpans } from '../support/telemetry';
@@ -103,7 +96,7 @@ describe('redaction: no password or Authorization value leaves the library', () 
         `upstream ${secretUrl} refused ${JSON.stringify(data.headers)} (Authorization: Bearer ${TOKEN})`,
       );
     });
-    const broker = await startTestBroker(
+    const broker = await suite.startBroker(
       t,
       {
         connectionString: secretUrl,
