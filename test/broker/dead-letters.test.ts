@@ -1,65 +1,63 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { ContractViolation } from 'arvo-event-handler';
-import type pg from 'pg';
 import {
   type DeadLetter,
   DeadLetters,
   type JobFailureRecord,
   MAX_FAILURE_HISTORY,
-  PostgresEventBroker,
+  type PostgresEventBroker,
   queryQueueStats,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { closeAll } from '../support/close';
-import type { TestDatabase } from '../support/database';
-import { clientEvent, handler, jobsIn, memoryLogger, openTestDatabase, replyTo, waitFor } from './support';
+import { clientEvent, handler, jobsIn, listenToClient, replyTo, useTestDatabase, waitFor } from './support';
 
 const SECRET_URL = 'postgres://app:dlq-s3cr3t-pw@db.internal:5432/app';
 
-describe('Dead letters: list, show, replay with history, purge', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-  let broker: PostgresEventBroker;
-  /** Standalone, on its own pool: what the CLI uses. */
-  let standalone: DeadLetters;
+/**
+ * A handler on `source` that fails with a secret in its error until its event is in `fixed`, then
+ * replies; `calls` counts its attempts by event id.
+ */
+function flakyHandler(source: string) {
   const calls = new Map<string, number>();
   const fixed = new Set<string>();
-
-  before(async () => {
-    ({ db, pool } = await openTestDatabase('broker_dead_letters'));
-    broker = new PostgresEventBroker({
-      connectionString: db.url,
-      logger: memoryLogger(),
-      // Two attempts per round, no delay between them.
-      defaults: { worker: { retryLimit: 1, retryDelay: 0, retryBackoff: false } },
-    });
-    await broker.register(
-      handler('com.dlq.flaky', async (event) => {
-        calls.set(event.id, (calls.get(event.id) ?? 0) + 1);
-        if (!fixed.has(event.id)) throw new Error(`cannot reach ${SECRET_URL} (call ${calls.get(event.id)})`);
-        return [replyTo(event, 'evt.flaky.done')];
-      }),
-    );
-    await broker.register(
-      handler('com.dlq.other', async () => {
-        throw new Error('other queue fails too');
-      }),
-      { queue: { deadLetter: 'com.dlq.other.dead-letter' } },
-    );
-    await broker.register(
-      handler('com.dlq.nul', async () => {
-        throw new ContractViolation('bad \u0000 byte');
-      }),
-    );
-    await broker.onWorkflowComplete({ source: 'com.test.client', listener: async () => {} });
-    await broker.start();
-    standalone = new DeadLetters({ pool, schema: 'pgboss' });
+  const flaky = handler(source, async (event) => {
+    calls.set(event.id, (calls.get(event.id) ?? 0) + 1);
+    if (!fixed.has(event.id)) throw new Error(`cannot reach ${SECRET_URL} (call ${calls.get(event.id)})`);
+    return [replyTo(event, 'evt.flaky.done')];
   });
+  return { flaky, calls, fixed };
+}
 
-  after(() => closeAll(broker, pool, db));
+/** A handler on `source` that always fails. */
+function failingHandler(source: string) {
+  return handler(source, async () => {
+    throw new Error('other queue fails too');
+  });
+}
+
+describe('Dead letters: list, show, replay with history, purge', () => {
+  const suite = useTestDatabase('broker_dead_letters');
+
+  /** A broker for one test with `setup`'s registrations: two attempts per round, no delay between them. */
+  function startDlqBroker(t: TestContext, setup: (broker: PostgresEventBroker) => Promise<unknown>) {
+    return suite.startBroker(
+      t,
+      { defaults: { worker: { retryLimit: 1, retryDelay: 0, retryBackoff: false } } },
+      async (b) => {
+        await setup(b);
+        await listenToClient(b);
+      },
+    );
+  }
+
+  /** Dead letters read standalone, on the suite's pool: what the CLI uses. */
+  function standaloneDeadLetters(): DeadLetters {
+    return new DeadLetters({ pool: suite.pool, schema: 'pgboss' });
+  }
 
   async function deadLetterOf(eventId: string, minimumHistory = 0): Promise<DeadLetter> {
+    const standalone = standaloneDeadLetters();
     return waitFor(
       `dead letter of ${eventId} with ${minimumHistory} earlier failures`,
       async () =>
@@ -70,7 +68,10 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     );
   }
 
-  it('keeps the attempt history when a replayed event fails again, and delivers it once fixed', async () => {
+  it('keeps the attempt history when a replayed event fails again, and delivers it once fixed', async (t) => {
+    const { flaky, calls, fixed } = flakyHandler('com.dlq.flaky');
+    const broker = await startDlqBroker(t, (b) => b.register(flaky));
+    const standalone = standaloneDeadLetters();
     const event = clientEvent('com.dlq.flaky', { n: 1 });
     await broker.dispatch(event);
 
@@ -126,14 +127,17 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     );
     // The handler returned; its job completes when the job's transaction commits, a moment later.
     const completed = async () =>
-      (await jobsIn(pool, 'com.dlq.flaky')).filter(
+      (await jobsIn(suite.pool, 'com.dlq.flaky')).filter(
         (row) => row.data.id === event.id && row.state === 'completed',
       ).length;
     await waitFor('the replayed job completed', async () => (await completed()) > 0);
     assert.equal(await completed(), 1);
   });
 
-  it(`keeps only the newest ${MAX_FAILURE_HISTORY} earlier failures in a record's history`, async () => {
+  it(`keeps only the newest ${MAX_FAILURE_HISTORY} earlier failures in a record's history`, async (t) => {
+    const { flaky, calls } = flakyHandler('com.dlq.flaky');
+    const broker = await startDlqBroker(t, (b) => b.register(flaky));
+    const standalone = standaloneDeadLetters();
     const event = clientEvent('com.dlq.flaky', { n: 'cap' });
     await broker.dispatch(event);
     const letter = await deadLetterOf(event.id);
@@ -147,7 +151,7 @@ describe('Dead letters: list, show, replay with history, purge', () => {
       error: { name: 'Error', message: `older failure ${index}` },
       failedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, index)).toISOString(),
     }));
-    const { rowCount } = await pool.query(
+    const { rowCount } = await suite.pool.query(
       `UPDATE pgboss.job SET source_output = jsonb_set(source_output, '{history}', $3::jsonb)
         WHERE name = $1 AND id = $2`,
       [letter.deadLetterQueue, letter.id, JSON.stringify(older)],
@@ -186,21 +190,29 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     assert.deepEqual(await standalone.purge({ ids: [again.id] }), [again.id]);
   });
 
-  it('lists every dead-letter queue standalone, narrows by queue and source, and shows one', async () => {
-    const flaky = clientEvent('com.dlq.flaky', { n: 2 });
-    const other = clientEvent('com.dlq.other', { n: 3 });
+  it('lists every dead-letter queue standalone, narrows by queue and source, and shows one', async (t) => {
+    // Queues of this test alone, so the narrowed lists hold exactly its dead letters.
+    const broker = await startDlqBroker(t, async (b) => {
+      await b.register(flakyHandler('com.dlq.listed').flaky);
+      await b.register(failingHandler('com.dlq.listed.other'), {
+        queue: { deadLetter: 'com.dlq.listed.other.dead-letter' },
+      });
+    });
+    const standalone = standaloneDeadLetters();
+    const flaky = clientEvent('com.dlq.listed', { n: 2 });
+    const other = clientEvent('com.dlq.listed.other', { n: 3 });
     await broker.dispatch(flaky);
     await broker.dispatch(other);
     const flakyLetter = await deadLetterOf(flaky.id);
     const otherLetter = await deadLetterOf(other.id);
-    assert.equal(otherLetter.deadLetterQueue, 'com.dlq.other.dead-letter');
+    assert.equal(otherLetter.deadLetterQueue, 'com.dlq.listed.other.dead-letter');
 
-    const bySource = await standalone.list({ sourceQueue: 'com.dlq.other' });
+    const bySource = await standalone.list({ sourceQueue: 'com.dlq.listed.other' });
     assert.deepEqual(
       bySource.map((letter) => letter.id),
       [otherLetter.id],
     );
-    const byQueue = await standalone.list({ queue: 'com.dlq.other.dead-letter' });
+    const byQueue = await standalone.list({ queue: 'com.dlq.listed.other.dead-letter' });
     assert.deepEqual(
       byQueue.map((letter) => letter.id),
       [otherLetter.id],
@@ -217,11 +229,18 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     assert.equal(await standalone.show('00000000-0000-4000-8000-000000000000'), null);
   });
 
-  it("getStats and the broker's dead letters count its dead-letter queues even once no queue names them", async () => {
-    const events = [clientEvent('com.dlq.flaky', { n: 8 }), clientEvent('com.dlq.other', { n: 9 })];
+  it("getStats and the broker's dead letters count its dead-letter queues even once no queue names them", async (t) => {
+    const broker = await startDlqBroker(t, async (b) => {
+      await b.register(flakyHandler('com.dlq.counted').flaky);
+      await b.register(failingHandler('com.dlq.counted.other'), {
+        queue: { deadLetter: 'com.dlq.counted.other.dead-letter' },
+      });
+    });
+    const standalone = standaloneDeadLetters();
+    const sources = ['com.dlq.counted', 'com.dlq.counted.other'];
+    const events = sources.map((source, n) => clientEvent(source, { n }));
     for (const event of events) await broker.dispatch(event);
     for (const event of events) await deadLetterOf(event.id);
-    const sources = ['com.dlq.flaky', 'com.dlq.other'];
     const counts = async () => {
       const stats = await broker.getStats({ queues: sources });
       const listed = await Promise.all(
@@ -238,7 +257,7 @@ describe('Dead letters: list, show, replay with history, purge', () => {
       `listed ${named.listed}`,
     );
     // Reconfigured queues no longer name the broker's dead-letter queues; their letters still wait there.
-    const { rows } = await pool.query<{ name: string; dead_letter: string }>(
+    const { rows } = await suite.pool.query<{ name: string; dead_letter: string }>(
       `UPDATE pgboss.queue q SET dead_letter = NULL FROM pgboss.queue old
         WHERE old.name = q.name AND q.dead_letter IS NOT NULL
         RETURNING q.name, old.dead_letter`,
@@ -247,15 +266,15 @@ describe('Dead letters: list, show, replay with history, purge', () => {
       assert.deepEqual(await counts(), named);
       // Counting only the queues some queue names would lose them, as would a standalone DeadLetters
       // that knows only the default dead-letter queue.
-      const unnamed = await queryQueueStats(pool, 'pgboss', sources, false, []);
+      const unnamed = await queryQueueStats(suite.pool, 'pgboss', sources, false, []);
       assert.deepEqual(
         unnamed.map((entry) => entry.deadLettered),
         [0, 0],
       );
-      assert.equal((await standalone.list({ sourceQueue: 'com.dlq.other' })).length, 0);
+      assert.equal((await standalone.list({ sourceQueue: 'com.dlq.counted.other' })).length, 0);
     } finally {
       for (const row of rows) {
-        await pool.query('UPDATE pgboss.queue SET dead_letter = $2 WHERE name = $1', [
+        await suite.pool.query('UPDATE pgboss.queue SET dead_letter = $2 WHERE name = $1', [
           row.name,
           row.dead_letter,
         ]);
@@ -263,7 +282,11 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     }
   });
 
-  it('dead-letters at once, with its record, an error whose message holds a NUL character', async () => {
+  it('dead-letters at once, with its record, an error whose message holds a NUL character', async (t) => {
+    const nul = handler('com.dlq.nul', async () => {
+      throw new ContractViolation('bad \u0000 byte');
+    });
+    const broker = await startDlqBroker(t, (b) => b.register(nul));
     const event = clientEvent('com.dlq.nul');
     await broker.dispatch(event);
     const letter = await deadLetterOf(event.id);
@@ -273,35 +296,49 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     // PostgreSQL cannot store U+0000: it is replaced, the rest of the message kept.
     assert.match(failure.error.message, /bad \uFFFD byte/);
     assert.equal(letter.attempts, 1);
-    const [source] = (await jobsIn(pool, 'com.dlq.nul')).filter((job) => job.id === letter.sourceJobId);
+    const [source] = (await jobsIn(suite.pool, 'com.dlq.nul')).filter((job) => job.id === letter.sourceJobId);
     assert.equal(source?.state, 'failed');
   });
 
-  it('replays all of one source queue in one call', async () => {
-    const events = [clientEvent('com.dlq.flaky', { n: 4 }), clientEvent('com.dlq.flaky', { n: 5 })];
+  it('replays all of one source queue in one call', async (t) => {
+    const { flaky, calls, fixed } = flakyHandler('com.dlq.replayed');
+    const broker = await startDlqBroker(t, async (b) => {
+      await b.register(flaky);
+      await b.register(failingHandler('com.dlq.kept'));
+    });
+    const standalone = standaloneDeadLetters();
+    // A dead letter of another source, which the replay must leave alone.
+    const kept = clientEvent('com.dlq.kept');
+    await broker.dispatch(kept);
+    await deadLetterOf(kept.id);
+    const events = [clientEvent('com.dlq.replayed', { n: 4 }), clientEvent('com.dlq.replayed', { n: 5 })];
     for (const event of events) await broker.dispatch(event);
     const letters = await Promise.all(events.map((event) => deadLetterOf(event.id)));
-    const waiting = await standalone.list({ sourceQueue: 'com.dlq.flaky', limit: 1000 });
+    const waiting = await standalone.list({ sourceQueue: 'com.dlq.replayed', limit: 1000 });
     for (const letter of letters) assert.ok(waiting.some((entry) => entry.id === letter.id));
-    // Fix everything waiting from that queue (an earlier test left one there too).
     for (const letter of waiting) fixed.add(letter.event.id as string);
-    const otherBefore = (await standalone.list({ sourceQueue: 'com.dlq.other' })).length;
-    const replayed = await standalone.replay({ all: true, sourceQueue: 'com.dlq.flaky' });
+    const otherBefore = (await standalone.list({ sourceQueue: 'com.dlq.kept' })).length;
+    assert.equal(otherBefore, 1);
+    const replayed = await standalone.replay({ all: true, sourceQueue: 'com.dlq.replayed' });
     assert.deepEqual(
       replayed.map((entry) => entry.deadLetterId).sort(),
       waiting.map((letter) => letter.id).sort(),
     );
-    assert.ok(replayed.every((entry) => entry.queue === 'com.dlq.flaky'));
-    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.flaky' })).length, 0);
+    assert.ok(replayed.every((entry) => entry.queue === 'com.dlq.replayed'));
+    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.replayed' })).length, 0);
     // Other sources untouched.
-    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.other' })).length, otherBefore);
+    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.kept' })).length, otherBefore);
     for (const event of events) {
       await waitFor(`replayed ${event.id} handled`, () => calls.get(event.id) === 3, 30_000);
     }
   });
 
-  it('purges by id and by age', async () => {
-    const events = [clientEvent('com.dlq.other', { n: 6 }), clientEvent('com.dlq.other', { n: 7 })];
+  it('purges by id and by age', async (t) => {
+    const broker = await startDlqBroker(t, (b) =>
+      b.register(failingHandler('com.dlq.purged'), { queue: { deadLetter: 'com.dlq.purged.dead-letter' } }),
+    );
+    const standalone = standaloneDeadLetters();
+    const events = [clientEvent('com.dlq.purged', { n: 6 }), clientEvent('com.dlq.purged', { n: 7 })];
     for (const event of events) await broker.dispatch(event);
     const [a, b] = await Promise.all(events.map((event) => deadLetterOf(event.id)));
     assert.deepEqual(await standalone.purge({ ids: [a!.id] }), [a!.id]);
@@ -309,12 +346,14 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     assert.deepEqual(await standalone.purge({ olderThanMs: 3_600_000 }), [], 'nothing is an hour old');
     const remaining = (await standalone.list({ limit: 1000 })).map((letter) => letter.id);
     assert.ok(remaining.includes(b!.id));
-    const purged = await standalone.purge({ olderThanMs: 0, sourceQueue: 'com.dlq.other' });
+    const purged = await standalone.purge({ olderThanMs: 0, sourceQueue: 'com.dlq.purged' });
     assert.ok(purged.includes(b!.id));
-    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.other' })).length, 0);
+    assert.equal((await standalone.list({ sourceQueue: 'com.dlq.purged' })).length, 0);
   });
 
   it('rejects bad selections with typed errors naming the option', async () => {
+    const standalone = standaloneDeadLetters();
+    const pool = suite.pool;
     const invalid = (option: string) => (error: unknown) =>
       error instanceof InvalidOptionError && error.option === option;
     await assert.rejects(standalone.replay({}), invalid('ids'));
