@@ -51,6 +51,19 @@ describe('Dead letters: list, show, replay with history, purge', () => {
     );
   }
 
+  /**
+   * A broker for one test with two queues of their own: `name`, flaky, dead-lettering to the default
+   * dead-letter queue, and `name.other`, always failing, with its own `name.other.dead-letter`.
+   */
+  function startTwoSourceBroker(t: TestContext, name: string) {
+    return startDlqBroker(t, async (b) => {
+      await b.register(flakyHandler(name).flaky);
+      await b.register(failingHandler(`${name}.other`), {
+        queue: { deadLetter: `${name}.other.dead-letter` },
+      });
+    });
+  }
+
   /** Dead letters read standalone, on the suite's pool: what the CLI uses. */
   function standaloneDeadLetters(): DeadLetters {
     return new DeadLetters({ pool: suite.pool, schema: 'pgboss' });
@@ -192,12 +205,7 @@ describe('Dead letters: list, show, replay with history, purge', () => {
 
   it('lists every dead-letter queue standalone, narrows by queue and source, and shows one', async (t) => {
     // Queues of this test alone, so the narrowed lists hold exactly its dead letters.
-    const broker = await startDlqBroker(t, async (b) => {
-      await b.register(flakyHandler('com.dlq.listed').flaky);
-      await b.register(failingHandler('com.dlq.listed.other'), {
-        queue: { deadLetter: 'com.dlq.listed.other.dead-letter' },
-      });
-    });
+    const broker = await startTwoSourceBroker(t, 'com.dlq.listed');
     const standalone = standaloneDeadLetters();
     const flaky = clientEvent('com.dlq.listed', { n: 2 });
     const other = clientEvent('com.dlq.listed.other', { n: 3 });
@@ -230,12 +238,7 @@ describe('Dead letters: list, show, replay with history, purge', () => {
   });
 
   it("getStats and the broker's dead letters count its dead-letter queues even once no queue names them", async (t) => {
-    const broker = await startDlqBroker(t, async (b) => {
-      await b.register(flakyHandler('com.dlq.counted').flaky);
-      await b.register(failingHandler('com.dlq.counted.other'), {
-        queue: { deadLetter: 'com.dlq.counted.other.dead-letter' },
-      });
-    });
+    const broker = await startTwoSourceBroker(t, 'com.dlq.counted');
     const standalone = standaloneDeadLetters();
     const sources = ['com.dlq.counted', 'com.dlq.counted.other'];
     const events = sources.map((source, n) => clientEvent(source, { n }));

@@ -4,28 +4,25 @@
  * written, and the misspelled `releasePostgressMachineMemory` closes a memory.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ArvoOrchestrationSubject } from 'arvo-core';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   type ArvoToolsMachineMemoryOptions,
   connectPostgresMachineMemory,
   MachineMemoryTableStructureError,
   type PostgresMachineMemory,
-  releasePostgresMachineMemory,
   releasePostgressMachineMemory,
 } from '../../src/memory/index';
 import { ArvoPostgresError, InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { useMemoryDatabase } from '../support/memory';
 import { recordSpans } from '../support/telemetry';
 
 const exporter = recordSpans();
 const warnings: Error[] = [];
 process.on('warning', (warning) => warnings.push(warning));
 
-let db: TestDatabase;
-let admin: pg.Pool;
-const opened: PostgresMachineMemory[] = [];
+const suite = useMemoryDatabase('memory_arvo_tools_options');
 
 /** Connects with the old shape: `config` over `{ connectionString }`, tables of their own. */
 async function connectOld(
@@ -37,10 +34,9 @@ async function connectOld(
     version: 1,
     migrate: 'if_tables_dont_exist',
     ...options,
-    config: { connectionString: db.url, max: 3, ...options.config },
+    config: { connectionString: suite.db.url, max: 3, ...options.config },
   });
-  opened.push(memory);
-  return memory;
+  return suite.track(memory);
 }
 
 function newSubject(): string {
@@ -50,16 +46,6 @@ function newSubject(): string {
     initiator: 'com.test.client',
   });
 }
-
-before(async () => {
-  db = await createTestDatabase('memory_arvo_tools_options');
-  admin = new pg.Pool({ connectionString: db.url, max: 2 });
-});
-after(async () => {
-  await Promise.all(opened.map((memory) => releasePostgresMachineMemory(memory)));
-  await admin.end();
-  await db.drop();
-});
 
 describe('@arvo-tools/postgres memory options', () => {
   it('warns once per process, naming the new options', async () => {
@@ -83,7 +69,7 @@ describe('@arvo-tools/postgres memory options', () => {
   });
 
   it('maps the connection settings: connectionString or host/port/user/password/database, pool sizes and timeouts', async () => {
-    const url = new URL(db.url);
+    const url = new URL(suite.db.url);
     const memory = await connectOld({
       config: {
         connectionString: undefined,
@@ -104,7 +90,7 @@ describe('@arvo-tools/postgres memory options', () => {
     assert.equal(options.connectionTimeoutMillis, 5432);
     const { rows } = await memory.pool.query('SHOW statement_timeout');
     assert.equal(rows[0].statement_timeout, '6543ms');
-    assert.equal((await memory.pool.query('SELECT current_database() AS db')).rows[0].db, db.name);
+    assert.equal((await memory.pool.query('SELECT current_database() AS db')).rows[0].db, suite.db.name);
 
     // queryTimeoutMillis (client side there) becomes the server's statement_timeout; the tighter
     // of the two wins, and 0 (no timeout) never wins over a bound.
@@ -127,7 +113,7 @@ describe('@arvo-tools/postgres memory options', () => {
     });
     const subject = newSubject();
     assert.equal(await memory.lock(subject), true);
-    const { rows } = await admin.query(
+    const { rows } = await suite.admin.query(
       `SELECT extract(epoch FROM expires_at - acquired_at) * 1000 AS ttl FROM public.arvo_workflow_lock WHERE key = $1`,
       [subject],
     );
@@ -186,7 +172,7 @@ describe('@arvo-tools/postgres memory options', () => {
     const tables = { state: 'legacy_state', lock: 'legacy_lock', hierarchy: 'legacy_hierarchy' };
     // Default noop, as in @arvo-tools/postgres: missing tables are reported, not created.
     await assert.rejects(
-      connectPostgresMachineMemory({ version: 1, config: { connectionString: db.url }, tables }),
+      connectPostgresMachineMemory({ version: 1, config: { connectionString: suite.db.url }, tables }),
       (error: unknown) =>
         error instanceof MachineMemoryTableStructureError &&
         /legacy_state does not exist/.test(error.message),
@@ -202,36 +188,45 @@ describe('@arvo-tools/postgres memory options', () => {
     assert.deepEqual(await created.read(subject), { subject }, 'noop keeps the data');
     await connectOld({ tables, migrate: 'dangerousely_force_migration' });
     assert.equal(await created.read(subject), null, 'force migration recreated the tables');
-    const { rows } = await admin.query(`SELECT to_regclass('public.legacy_hierarchy') AS t`);
+    const { rows } = await suite.admin.query(`SELECT to_regclass('public.legacy_hierarchy') AS t`);
     assert.equal(rows[0].t, null, 'no hierarchy table: the state table holds the hierarchy');
   });
 
   it('refuses bad values and unknown keys, naming the option as written', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
-      [{ version: 2, config: { connectionString: db.url } }, 'version'],
+      [{ version: 2, config: { connectionString: suite.db.url } }, 'version'],
       [{ version: 1 }, 'config'],
-      [{ version: 1, config: { connectionString: db.url, poolSize: 3 } }, 'config.poolSize'],
+      [{ version: 1, config: { connectionString: suite.db.url, poolSize: 3 } }, 'config.poolSize'],
       [
-        { version: 1, config: { connectionString: db.url, lockConfig: { retries: 1 } } },
+        { version: 1, config: { connectionString: suite.db.url, lockConfig: { retries: 1 } } },
         'config.lockConfig.retries',
       ],
-      [{ version: 1, config: { connectionString: db.url }, migrate: 'create_if_not_exists' }, 'migrate'],
-      [{ version: 1, config: { connectionString: db.url }, connectionString: db.url }, 'connectionString'],
       [
-        { version: 1, config: { connectionString: db.url, lockConfig: { ttlMs: -5 } } },
+        { version: 1, config: { connectionString: suite.db.url }, migrate: 'create_if_not_exists' },
+        'migrate',
+      ],
+      [
+        { version: 1, config: { connectionString: suite.db.url }, connectionString: suite.db.url },
+        'connectionString',
+      ],
+      [
+        { version: 1, config: { connectionString: suite.db.url, lockConfig: { ttlMs: -5 } } },
         'config.lockConfig.ttlMs',
       ],
       [
-        { version: 1, config: { connectionString: db.url, lockConfig: { maxRetries: 1.5 } } },
+        { version: 1, config: { connectionString: suite.db.url, lockConfig: { maxRetries: 1.5 } } },
         'config.lockConfig.maxRetries',
       ],
-      [{ version: 1, config: { connectionString: db.url, enableCleanup: 'yes' } }, 'config.enableCleanup'],
       [
-        { version: 1, config: { connectionString: db.url, queryTimeoutMillis: -1 } },
+        { version: 1, config: { connectionString: suite.db.url, enableCleanup: 'yes' } },
+        'config.enableCleanup',
+      ],
+      [
+        { version: 1, config: { connectionString: suite.db.url, queryTimeoutMillis: -1 } },
         'config.queryTimeoutMillis',
       ],
-      [{ version: 1, config: { connectionString: db.url, max: 0 } }, 'config.max'],
-      [{ version: 1, config: { connectionString: db.url }, tables: { state: 'a b' } }, 'tables.state'],
+      [{ version: 1, config: { connectionString: suite.db.url, max: 0 } }, 'config.max'],
+      [{ version: 1, config: { connectionString: suite.db.url }, tables: { state: 'a b' } }, 'tables.state'],
     ];
     for (const [options, option] of cases) {
       await assert.rejects(
@@ -245,7 +240,7 @@ describe('@arvo-tools/postgres memory options', () => {
   it('exports the misspelled releasePostgressMachineMemory, which closes the memory', async () => {
     const memory = await connectPostgresMachineMemory({
       version: 1,
-      config: { connectionString: db.url },
+      config: { connectionString: suite.db.url },
       migrate: 'if_tables_dont_exist',
     });
     await releasePostgressMachineMemory(memory);

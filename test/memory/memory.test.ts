@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ArvoOrchestrationSubject } from 'arvo-core';
 import pg from 'pg';
 import {
@@ -16,18 +16,15 @@ import { ArvoPostgresError, InvalidOptionError, MigrationIndexError } from '../.
 import { applyMigrations } from '../../src/shared/migrations';
 import { type AmbientTransaction, runInAmbientTransaction } from '../../src/shared/transaction';
 import { closeDuringSweep, waitUntilBlocked } from '../support/blocking';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import { useMemoryDatabase } from '../support/memory';
 import { recordStatements } from '../support/statements';
 import { waitFor } from '../support/wait';
 
-let db: TestDatabase;
-let admin: pg.Pool;
-const opened: PostgresMachineMemory[] = [];
+const suite = useMemoryDatabase('memory');
 
 async function connect(options: Partial<PostgresMachineMemoryOptions> = {}): Promise<PostgresMachineMemory> {
-  const memory = await connectPostgresMachineMemory({ connectionString: db.url, max: 3, ...options });
-  opened.push(memory);
-  return memory;
+  const memory = await connectPostgresMachineMemory({ connectionString: suite.db.url, max: 3, ...options });
+  return suite.track(memory);
 }
 
 /** The tables of the hierarchy tests. */
@@ -67,21 +64,11 @@ function record(subject: string, extra: Record<string, unknown> = {}): Record<st
   };
 }
 
-before(async () => {
-  db = await createTestDatabase('memory');
-  admin = new pg.Pool({ connectionString: db.url, max: 2 });
-});
-after(async () => {
-  await Promise.all(opened.map((memory) => releasePostgresMachineMemory(memory)));
-  await admin.end();
-  await db.drop();
-});
-
 describe('PostgresMachineMemory: tables', () => {
   it('creates both tables with their indexes in the configured schema and validates them', async () => {
     const memory = await connect({ schema: 'wf', tables: { state: 'state_v1', lock: 'lock_v1' } });
     await memory.validateTableStructure();
-    const { rows } = await admin.query(
+    const { rows } = await suite.admin.query(
       `SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'wf' ORDER BY tablename, indexname`,
     );
     const defs = rows.map((r) => r.indexdef as string);
@@ -98,7 +85,7 @@ describe('PostgresMachineMemory: tables', () => {
   });
 
   it('names every structural problem: wrong type, nullability, missing column and primary key', async () => {
-    await admin.query(`CREATE SCHEMA broken;
+    await suite.admin.query(`CREATE SCHEMA broken;
       CREATE TABLE broken.state (subject varchar(255), data text NOT NULL, version bigint,
         root_subject text NOT NULL, created_at timestamp NOT NULL, updated_at timestamptz NOT NULL);
       CREATE TABLE broken.locks (key text PRIMARY KEY, owner text NOT NULL, fencing_token bigint NOT NULL,
@@ -137,8 +124,8 @@ describe('PostgresMachineMemory: tables', () => {
   it('prints DDL that, applied by hand, gives tables a `noop` connect accepts', async () => {
     const sql = memoryMigrationSql({ schema: 'by_hand', tables: { state: 's', lock: 'l' } });
     assert.match(sql, /CREATE TABLE IF NOT EXISTS by_hand\.s/);
-    await admin.query(sql);
-    await admin.query(sql);
+    await suite.admin.query(sql);
+    await suite.admin.query(sql);
     const memory = await connect({ schema: 'by_hand', tables: { state: 's', lock: 'l' }, migrate: 'noop' });
     const subject = rootSubject();
     await memory.write(subject, record(subject), null);
@@ -169,17 +156,17 @@ describe('PostgresMachineMemory: tables', () => {
         indexes: [],
       },
     ];
-    assert.equal(await applyMigrations(admin, { schema: 'mig', component: 'test:t', migrations }), 2);
+    assert.equal(await applyMigrations(suite.admin, { schema: 'mig', component: 'test:t', migrations }), 2);
     // A second run would fail on the non-idempotent ALTER if it re-applied anything.
-    assert.equal(await applyMigrations(admin, { schema: 'mig', component: 'test:t', migrations }), 2);
-    const { rows } = await admin.query(
+    assert.equal(await applyMigrations(suite.admin, { schema: 'mig', component: 'test:t', migrations }), 2);
+    const { rows } = await suite.admin.query(
       `SELECT version, description FROM mig.arvo_postgres_migrations WHERE component = 'test:t' ORDER BY version`,
     );
     assert.deepEqual(rows, [
       { version: 1, description: 'create t' },
       { version: 2, description: 'add note' },
     ]);
-    await admin.query('INSERT INTO mig.t (id, note) VALUES (1, $1)', ['ok']);
+    await suite.admin.query('INSERT INTO mig.t (id, note) VALUES (1, $1)', ['ok']);
   });
 
   it('drop_and_recreate starts from empty tables', async () => {
@@ -202,7 +189,7 @@ describe('PostgresMachineMemory: tables', () => {
         (error: unknown) => error instanceof InvalidOptionError && error.option === option,
       );
     }
-    const { rows } = await admin.query(
+    const { rows } = await suite.admin.query(
       `SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'public'`,
     );
     assert.equal(rows[0].n, 1);
@@ -227,7 +214,7 @@ describe('PostgresMachineMemory: tables', () => {
     for (const [options, option] of cases) {
       await assert.rejects(
         connectPostgresMachineMemory({
-          connectionString: db.url,
+          connectionString: suite.db.url,
           ...options,
         } as PostgresMachineMemoryOptions),
         (error: unknown) => error instanceof InvalidOptionError && error.option === option,
@@ -237,7 +224,7 @@ describe('PostgresMachineMemory: tables', () => {
   });
 
   it('never puts the password into a thrown error or a log line', async () => {
-    const url = new URL(db.url);
+    const url = new URL(suite.db.url);
     url.password = 'M3m0ry-Secr3t-Pw';
     const lines: string[] = [];
     const capture = (...args: unknown[]) => lines.push(JSON.stringify(args));
@@ -260,7 +247,7 @@ describe('PostgresMachineMemory: records', () => {
     await memory.write(subject, data, null, { source: 'arvo.orc.parent', initiator: 'com.test.client' });
     const read = await memory.read(subject);
     assert.deepEqual(read, data);
-    const { rows } = await admin.query(
+    const { rows } = await suite.admin.query(
       `SELECT version, parent_subject, root_subject, status, execution_status, orchestrator, initiator, source,
               created_at <= updated_at AS ordered
        FROM public.arvo_workflow_state WHERE subject = $1`,
@@ -283,9 +270,10 @@ describe('PostgresMachineMemory: records', () => {
     const memory = await connect();
     const stored = async (subject: string) =>
       (
-        await admin.query(`SELECT initiator, source FROM public.arvo_workflow_state WHERE subject = $1`, [
-          subject,
-        ])
+        await suite.admin.query(
+          `SELECT initiator, source FROM public.arvo_workflow_state WHERE subject = $1`,
+          [subject],
+        )
       ).rows[0];
     const cases: Array<[unknown, string | null]> = [
       ['com.test.client', 'com.test.client'],
@@ -327,7 +315,7 @@ describe('PostgresMachineMemory: records', () => {
     await memory.write(subject, failure, null);
     const stored = await memory.read(subject);
     assert.deepEqual(stored, failure);
-    const { rows } = await admin.query(
+    const { rows } = await suite.admin.query(
       'SELECT version, execution_status FROM public.arvo_workflow_state WHERE subject = $1',
       [subject],
     );
@@ -536,7 +524,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
       const child = childSubject(root);
       await sweeper.write(root, record(root, { status }), null);
       await sweeper.write(child, record(child, { parentSubject: root, status }), null);
-      await admin.query(
+      await suite.admin.query(
         `UPDATE public.sweep_state SET updated_at = now() - $2::bigint * interval '1 millisecond' WHERE root_subject = $1`,
         [root, ageMs],
       );
@@ -571,7 +559,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     });
     const root = rootSubject();
     await periodic.write(root, record(root, { status: 'done' }), null);
-    await admin.query(`UPDATE public.periodic_state SET updated_at = now() - interval '1 hour'`);
+    await suite.admin.query(`UPDATE public.periodic_state SET updated_at = now() - interval '1 hour'`);
     await waitFor(
       'the periodic sweep deleted the finished tree',
       async () => (await treeSize(periodic, root)) === 0,
@@ -588,7 +576,7 @@ describe('PostgresMachineMemory: hierarchy and cleanup', () => {
     const subject = rootSubject();
     assert.equal(await periodic.lock(subject), true);
     await waitFor('the expired lock row is swept', async () => {
-      const { rowCount } = await admin.query('SELECT 1 FROM public.periodic_lock_lock WHERE key = $1', [
+      const { rowCount } = await suite.admin.query('SELECT 1 FROM public.periodic_lock_lock WHERE key = $1', [
         subject,
       ]);
       return rowCount === 0;
@@ -648,7 +636,7 @@ describe('PostgresMachineMemory: locks', () => {
     assert.equal(await a.lock(subject), true);
     assert.equal(await b.lock(subject), true, 'taken over after the TTL');
     assert.equal(await a.unlock(subject), false);
-    const { rows } = await admin.query('SELECT count(*)::int AS n FROM public.lk_lock WHERE key = $1', [
+    const { rows } = await suite.admin.query('SELECT count(*)::int AS n FROM public.lk_lock WHERE key = $1', [
       subject,
     ]);
     assert.equal(rows[0].n, 1, "the new holder's lock is still there");
@@ -685,7 +673,7 @@ describe('PostgresMachineMemory: locks', () => {
 
 describe('PostgresMachineMemory: round trips and lifecycle', () => {
   it('needs one statement for lock+read and two for write+unlock', async () => {
-    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const pool = new pg.Pool({ connectionString: suite.db.url, max: 2 });
     const statements = recordStatements(pool);
     try {
       const memory = await connectPostgresMachineMemory({
@@ -720,7 +708,7 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
   });
 
   it('keeps the prepared statements of two memories on one pool apart, also with one state table', async () => {
-    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    const pool = new pg.Pool({ connectionString: suite.db.url, max: 1 });
     try {
       const first = await connectPostgresMachineMemory({
         pool,
@@ -749,12 +737,12 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
   it('close() waits for a retention sweep in progress, which stops after its current batch', async () => {
     const tables = { state: 'cs_state', lock: 'cs_lock' };
     await connect({ tables });
-    await admin.query(
+    await suite.admin.query(
       `INSERT INTO public.cs_state (subject, data, version, root_subject, status, updated_at)
        SELECT 's' || i, '{}', 1, 's' || i, 'done', now() - interval '1 hour' FROM generate_series(1, 600) i`,
     );
     const warnings: string[] = [];
-    await closeDuringSweep(db.url, {
+    await closeDuringSweep(suite.db.url, {
       table: 'cs_state',
       sweepFragment: 'WITH roots AS',
       open: (pool) =>
@@ -777,7 +765,7 @@ describe('PostgresMachineMemory: round trips and lifecycle', () => {
   });
 
   it('refuses to work after close', async () => {
-    const memory = await connectPostgresMachineMemory({ connectionString: db.url });
+    const memory = await connectPostgresMachineMemory({ connectionString: suite.db.url });
     await releasePostgresMachineMemory(memory);
     await releasePostgresMachineMemory(memory);
     await assert.rejects(
@@ -791,7 +779,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
   const tables = { state: 'pf_state', lock: 'pf_lock' };
 
   it('serves it to the first read only; later reads and reads after unlock go to the database', async () => {
-    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const pool = new pg.Pool({ connectionString: suite.db.url, max: 2 });
     const statements = recordStatements(pool);
     try {
       const memory = await connectPostgresMachineMemory({ pool, tables });
@@ -887,24 +875,24 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
 
     assert.equal(await stale.lock(subject), true);
     await waitFor('the stale lock expired', async () => {
-      const { rows } = await admin.query(
+      const { rows } = await suite.admin.query(
         'SELECT expires_at <= clock_timestamp() AS expired FROM public.pf_lock WHERE key = $1',
         [subject],
       );
       return rows[0].expired === true;
     });
     // The successor runs in another process (its changes are not counted here): its statements by hand.
-    const { rowCount: takenOver } = await admin.query(
+    const { rowCount: takenOver } = await suite.admin.query(
       `UPDATE public.pf_lock SET owner = 'successor', expires_at = clock_timestamp() + interval '1 minute'
        WHERE key = $1 AND expires_at <= clock_timestamp()`,
       [subject],
     );
     assert.equal(takenOver, 1, 'taken over after the TTL');
-    await admin.query(
+    await suite.admin.query(
       'UPDATE public.pf_state SET data = $2::jsonb, version = version + 1 WHERE subject = $1',
       [subject, JSON.stringify(record(subject, { step: 2 }))],
     );
-    await admin.query('DELETE FROM public.pf_lock WHERE key = $1', [subject]);
+    await suite.admin.query('DELETE FROM public.pf_lock WHERE key = $1', [subject]);
 
     const old = await stale.read(subject);
     assert.deepEqual(old, record(subject, { step: 1 }), 'the record as of the stale acquisition');
@@ -912,7 +900,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
       stale.write(subject, record(subject, { step: 99 }), old),
       (e: unknown) => e instanceof MachineMemoryConflictError && e.expectedVersion === '1',
     );
-    const { rows } = await admin.query('SELECT data, version FROM public.pf_state WHERE subject = $1', [
+    const { rows } = await suite.admin.query('SELECT data, version FROM public.pf_state WHERE subject = $1', [
       subject,
     ]);
     assert.deepEqual(rows[0], { data: record(subject, { step: 2 }), version: '2' });
@@ -929,7 +917,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
     assert.equal(await previous.lock(subject), true);
 
     // The previous holder's last write and its release, committed while `next`'s lock statement runs.
-    const release = new pg.Client({ connectionString: db.url });
+    const release = new pg.Client({ connectionString: suite.db.url });
     await release.connect();
     try {
       await release.query('BEGIN');
@@ -939,8 +927,8 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
       );
       await release.query('DELETE FROM public.pf_lock WHERE key = $1', [subject]);
       const locking = next.lock(subject);
-      await waitUntilBlocked(admin, 'held_before', 'the lock statement waits for the release');
-      const { rows: started } = await admin.query(
+      await waitUntilBlocked(suite.admin, 'held_before', 'the lock statement waits for the release');
+      const { rows: started } = await suite.admin.query(
         `SELECT a.query_start < l.expires_at AS live_at_start FROM pg_stat_activity a, public.pf_lock l
          WHERE a.query LIKE '%held_before%' AND a.wait_event_type = 'Lock'
            AND a.datname = current_database() AND l.key = $1`,
@@ -952,7 +940,7 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
         "the previous holder's lock was live at the start",
       );
       await waitFor("the previous holder's TTL passed while the statement waits", async () => {
-        const { rows } = await admin.query(
+        const { rows } = await suite.admin.query(
           'SELECT expires_at <= clock_timestamp() AS expired FROM public.pf_lock WHERE key = $1',
           [subject],
         );
