@@ -1,71 +1,42 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
-import type pg from 'pg';
 import {
   InvalidBatchEventError,
   InvalidEventError,
   MAX_DISPATCH_BATCH,
-  PostgresEventBroker,
   UnroutableEventError,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { createTestDatabase, type TestDatabase } from '../support/database';
-import { clientEvent, handler, jobsIn, memoryLogger, newPool, replyTo, waitFor } from './support';
+import { clientEvent, handler, jobsIn, replyTo, useTestDatabase, waitFor } from './support';
 
-/** Delayed dispatch, priorities and batches, with the default polling settings. */
-describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () => {
-  let db: TestDatabase;
-  let pool: pg.Pool;
-  let broker: PostgresEventBroker;
-  /** When each event reached a handler (by event id). */
+/** What one test's recording handlers saw: when each event reached them (by id and by label), in order. */
+function recorder() {
   const handledAt = new Map<string, number>();
   const handledOrder: string[] = [];
   const handledByLabel = new Map<string, number>();
-  let releaseGate: (() => void) | undefined;
+  const record = async (event: ArvoEvent): Promise<ArvoEvent[]> => {
+    handledAt.set(event.id, Date.now());
+    handledOrder.push(String(event.data.label ?? ''));
+    handledByLabel.set(String(event.data.label ?? ''), Date.now());
+    return [];
+  };
+  return {
+    handledAt,
+    handledOrder,
+    handledByLabel,
+    record,
+    sink: (source: string) => handler(source, record),
+  };
+}
 
-  before(async () => {
-    db = await createTestDatabase('broker_delivery');
-    pool = newPool(db.url);
-    broker = new PostgresEventBroker({ connectionString: db.url, logger: memoryLogger() });
-    const record = async (event: ArvoEvent): Promise<ArvoEvent[]> => {
-      handledAt.set(event.id, Date.now());
-      handledOrder.push(String(event.data.label ?? ''));
-      handledByLabel.set(String(event.data.label ?? ''), Date.now());
-      return [];
-    };
-    await broker.register(handler('com.test.sink', record));
-    await broker.register(handler('com.test.other', record));
-    // Emits a reminder 2 s later through the `startafter` extension.
-    await broker.register(
-      handler('com.test.reminder', async (event) => [
-        replyTo(event, 'evt.reminder.due', { label: 'reminder' }, 'com.test.sink', { startafter: 2 } as any),
-      ]),
-    );
-    await broker.register(
-      handler('com.test.badreminder', async (event) => [
-        replyTo(event, 'evt.reminder.due', {}, 'com.test.sink', { startafter: 'next tuesday' }),
-      ]),
-    );
-    // One job at a time: a gate holds the first so that later ones queue up behind it.
-    await broker.register(
-      handler('com.test.ranked', async (event) => {
-        if (event.data.label === 'gate') await new Promise<void>((resolve) => (releaseGate = resolve));
-        return record(event);
-      }),
-      { worker: { batchSize: 1, localConcurrency: 1 } },
-    );
-    await broker.start();
-  });
+/** Delayed dispatch, priorities and batches, with the default polling settings. */
+describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () => {
+  const suite = useTestDatabase('broker_delivery');
 
-  after(async () => {
-    releaseGate?.();
-    await broker?.stop({ timeoutMs: 5000 });
-    await pool?.end();
-    await db?.drop();
-  });
-
-  it('delivers an event dispatched with startAfter (seconds or a Date) no earlier than it, and within 5 s of it', async () => {
+  it('delivers an event dispatched with startAfter (seconds or a Date) no earlier than it, and within 5 s of it', async (t) => {
+    const { handledAt, sink } = recorder();
+    const broker = await suite.startBroker(t, {}, (b) => b.register(sink('com.test.sink')));
     const inSeconds = clientEvent('com.test.sink', { label: 'seconds' });
     const atDate = clientEvent('com.test.sink', { label: 'date' });
     const sentAt = Date.now();
@@ -83,7 +54,16 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
     assert.ok(date >= 2900 && date <= 8000, `delivered after ${date} ms, expected 3-8 s`);
   });
 
-  it("delivers a handler's output later when it carries the `startafter` extension", async () => {
+  it("delivers a handler's output later when it carries the `startafter` extension", async (t) => {
+    const { handledByLabel, sink } = recorder();
+    // Emits a reminder 2 s later through the `startafter` extension.
+    const reminder = handler('com.test.reminder', async (event) => [
+      replyTo(event, 'evt.reminder.due', { label: 'reminder' }, 'com.test.sink', { startafter: 2 } as any),
+    ]);
+    const broker = await suite.startBroker(t, {}, async (b) => {
+      await b.register(sink('com.test.sink'));
+      await b.register(reminder);
+    });
     const sentAt = Date.now();
     await broker.dispatch(clientEvent('com.test.reminder'));
     const deliveredAt = await waitFor('the reminder', () => handledByLabel.get('reminder'), 30_000);
@@ -91,7 +71,14 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
     assert.ok(elapsed >= 1900 && elapsed <= 9000, `reminder after ${elapsed} ms, expected 2-9 s`);
   });
 
-  it('dead-letters an output whose `startafter` extension is malformed, and refuses such an event at dispatch', async () => {
+  it('dead-letters an output whose `startafter` extension is malformed, and refuses such an event at dispatch', async (t) => {
+    const badReminder = handler('com.test.badreminder', async (event) => [
+      replyTo(event, 'evt.reminder.due', {}, 'com.test.sink', { startafter: 'next tuesday' }),
+    ]);
+    const broker = await suite.startBroker(t, {}, async (b) => {
+      await b.register(recorder().sink('com.test.sink'));
+      await b.register(badReminder);
+    });
     const event = clientEvent('com.test.badreminder');
     await broker.dispatch(event);
     const [deadLetter] = await waitFor('the dead letter', async () => {
@@ -103,7 +90,19 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
     await assert.rejects(broker.dispatch(bad), InvalidEventError);
   });
 
-  it('fetches jobs of higher priority first within a queue', async () => {
+  it('fetches jobs of higher priority first within a queue', async (t) => {
+    const { handledOrder, record } = recorder();
+    let releaseGate: (() => void) | undefined;
+    // Registered before the broker: released first, so its stop finds no handler waiting.
+    t.after(() => releaseGate?.());
+    // One job at a time: a gate holds the first so that later ones queue up behind it.
+    const rankedHandler = handler('com.test.ranked', async (event) => {
+      if (event.data.label === 'gate') await new Promise<void>((resolve) => (releaseGate = resolve));
+      return record(event);
+    });
+    const broker = await suite.startBroker(t, {}, (b) =>
+      b.register(rankedHandler, { worker: { batchSize: 1, localConcurrency: 1 } }),
+    );
     await broker.dispatch(clientEvent('com.test.ranked', { label: 'gate' }));
     await waitFor('the gate to hold the worker', () => releaseGate);
     for (const label of ['low-1', 'low-2']) {
@@ -122,7 +121,8 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
     assert.deepEqual(ranked, ['gate', 'urgent', 'default', 'low-1', 'low-2']);
   });
 
-  it('refuses invalid dispatch options naming them', async () => {
+  it('refuses invalid dispatch options naming them', async (t) => {
+    const broker = await suite.startBroker(t, {}, (b) => b.register(recorder().sink('com.test.sink')));
     const event = clientEvent('com.test.sink');
     for (const options of [
       { startAfter: -1 },
@@ -137,10 +137,15 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
         JSON.stringify(options),
       );
     }
-    assert.equal((await jobsIn(pool, 'com.test.sink')).filter((job) => job.id === event.id).length, 0);
+    assert.equal((await jobsIn(suite.pool, 'com.test.sink')).filter((job) => job.id === event.id).length, 0);
   });
 
-  it('dispatchMany enqueues every event of a batch in one transaction, returns their ids in order, and is idempotent', async () => {
+  it('dispatchMany enqueues every event of a batch in one transaction, returns their ids in order, and is idempotent', async (t) => {
+    const { handledAt, sink } = recorder();
+    const broker = await suite.startBroker(t, {}, async (b) => {
+      await b.register(sink('com.test.sink'));
+      await b.register(sink('com.test.other'));
+    });
     const events = [
       clientEvent('com.test.sink', { label: 'batch-1' }),
       clientEvent('com.test.other', { label: 'batch-2' }),
@@ -153,7 +158,7 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
     );
     assert.deepEqual(await broker.dispatchMany(events), ids);
     await waitFor('the batch', () => events.every((event) => handledAt.has(event.id)));
-    const { rows } = await pool.query(
+    const { rows } = await suite.pool.query(
       'SELECT id, name, priority FROM pgboss.job WHERE id = ANY($1::uuid[]) ORDER BY name, id',
       [ids],
     );
@@ -161,7 +166,8 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
     assert.deepEqual(new Set(rows.map((row) => row.priority)), new Set([3]));
   });
 
-  it('dispatchMany refuses the whole batch for one invalid or unroutable event, naming its index', async () => {
+  it('dispatchMany refuses the whole batch for one invalid or unroutable event, naming its index', async (t) => {
+    const broker = await suite.startBroker(t, {}, (b) => b.register(recorder().sink('com.test.sink')));
     const good = clientEvent('com.test.sink', { label: 'never' });
     await assert.rejects(broker.dispatchMany([good, { id: 'not-an-event' } as any]), (error: unknown) => {
       assert.ok(error instanceof InvalidBatchEventError);
@@ -178,7 +184,7 @@ describe('PostgresEventBroker: delayed dispatch, priorities, dispatchMany', () =
         return true;
       },
     );
-    const { rows } = await pool.query('SELECT 1 FROM pgboss.job WHERE id = $1', [good.id]);
+    const { rows } = await suite.pool.query('SELECT 1 FROM pgboss.job WHERE id = $1', [good.id]);
     assert.equal(rows.length, 0, 'nothing of a refused batch is enqueued');
     await assert.rejects(broker.dispatchMany([]), InvalidOptionError);
     const tooMany = Array.from({ length: MAX_DISPATCH_BATCH + 1 }, () => good);
