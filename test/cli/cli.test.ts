@@ -19,7 +19,7 @@ function assertNoSecret(run: Run): void {
   assert.ok(!run.stderr.includes(PASSWORD), `password in stderr:\n${run.stderr}`);
 }
 
-describe('arvo-postgres CLI (subprocess)', { timeout: 180_000 }, () => {
+describe('arvo-postgres CLI (subprocess)', { timeout: 420_000 }, () => {
   let db: TestDatabase;
   let admin: pg.Pool;
   /** The test database as a role with a distinctive password, given with --url. */
