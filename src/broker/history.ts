@@ -19,6 +19,15 @@ type EventFields = Partial<Pick<StoredEvent, 'id' | 'type' | 'source' | 'subject
   traceparent?: string | null;
 };
 
+/**
+ * The parent subject an orchestrator's init event names in `data.parentSubject$$` (see
+ * docs/arvo.md), from which the insert derives the row's root; null for any other event.
+ */
+function parentSubjectOf(data: unknown): string | null {
+  const parent = (data as Record<string, unknown> | null | undefined)?.parentSubject$$;
+  return typeof data === 'object' && typeof parent === 'string' && parent !== '' ? parent : null;
+}
+
 /** Something the history's insert runs on: the job's transaction, or a client in a transaction. */
 interface Statements {
   query(statement: { name: string; text: string }, values: unknown[]): Promise<unknown>;
@@ -76,6 +85,7 @@ export class HistoryRecorder {
       : null;
     const entry = {
       subject: typeof event.subject === 'string' ? event.subject : '',
+      parent_subject: parentSubjectOf(event.data),
       event_id: typeof event.id === 'string' ? event.id : job.id,
       event_type: event.type ?? null,
       source: event.source ?? null,

@@ -21,8 +21,8 @@ import { crossSiteReason, readForm, setSecurityHeaders, tokenMatches } from './s
 
 /**
  * The dashboard as a Node request handler: `(req, res, next?)`, usable by `http.createServer`,
- * Express (`app.use('/ops', dashboard)`) and Fastify (through `@fastify/express` or
- * `@fastify/middie`). A request it does not serve goes to `next` when given, else gets a 404.
+ * Express (`app.use('/ops', dashboard)`) and Fastify (`fastify.use('/ops', dashboard)` after
+ * registering `@fastify/middie`). A request it does not serve goes to `next` when given, else gets a 404.
  */
 export type DashboardHandler = ((
   req: IncomingMessage,
@@ -160,6 +160,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
           status: text(params, 'status'),
           orchestrator: text(params, 'orchestrator'),
           search: text(params, 'q'),
+          root: text(params, 'root'),
           cursor: text(params, 'after'),
           limit: PAGE_SIZE,
         };

@@ -262,6 +262,7 @@ export function workflowsPage(
         status: filter.status,
         orchestrator: filter.orchestrator,
         q: filter.search,
+        root: filter.root,
         ...extra,
       }).filter((entry): entry is [string, string] => Boolean(entry[1])),
     ).toString();
@@ -278,6 +279,7 @@ export function workflowsPage(
 <label>Subject or event id <input name="q" size="48" value="${filter.search ?? ''}"></label>
 <label>Status <select name="status"><option value="">any</option>${statuses.map((status) => option(status, filter.status))}</select></label>
 <label>Orchestrator <input name="orchestrator" list="orchestrators" size="28" value="${filter.orchestrator ?? ''}"></label>
+<label>Tree of root <input name="root" size="48" value="${filter.root ?? ''}"></label>
 <datalist id="orchestrators">${orchestrators.map((name) => html`<option value="${name}">`)}</datalist>
 <button type="submit">Filter</button>
 </form>
@@ -329,6 +331,8 @@ export function workflowPage(detail: WorkflowDetail, context: PageContext): Safe
 <dt>Orchestrator</dt><dd class="mono">${record.orchestrator ?? '-'}</dd>
 <dt>Initiator</dt><dd class="mono">${record.initiator ?? '-'}</dd>
 <dt>Parent</dt><dd>${record.parentSubject ? workflowLink(record.parentSubject) : '-'}</dd>
+<dt>Root</dt><dd>${record.rootSubject === record.subject ? html`<span class="muted">this workflow</span>` : workflowLink(record.rootSubject)}
+<a id="whole-tree" href="workflows?root=${encodeURIComponent(record.rootSubject)}">all records of the tree</a></dd>
 <dt>Version</dt><dd>${record.version}</dd>
 <dt>Created</dt><dd>${time(record.createdAt)}</dd>
 <dt>Updated</dt><dd>${time(record.updatedAt)}</dd>
@@ -350,7 +354,7 @@ ${detail.deadLetters.map(
 <td>${traceLink(letter.event.traceparent, context)}</td></tr>`,
 )}</tbody></table>`
 }
-<h2>Timeline</h2>
+<h2>Timeline of the tree</h2>
 <table id="timeline"><thead><tr><th>When</th><th>What</th><th>Subject</th><th>Event</th><th>Detail</th><th>Trace</th></tr></thead>
 <tbody>${detail.timeline.map((entry) => timelineRow(entry, context))}</tbody></table>
 <h2>Current state</h2>

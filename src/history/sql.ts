@@ -9,14 +9,17 @@ export interface NamedStatement {
 
 /** The event history's statements and the workflow reads over it, built once per set of tables. */
 export interface HistoryStatements {
-  /** `$1 text[]` subjects, `$2` limit → the latest `$2` entries of these subjects, oldest first. */
+  /**
+   * `$1` root subject, `$2` limit → the latest `$2` entries of the tree of that root, oldest first
+   * (an index range scan of `(root_subject, id)`).
+   */
   timeline: string;
-  /** `$1` event id → `subject` of the entries of that event, at most 10. */
+  /** `$1` event id → `subject` and `root_subject` of the entries of that event, at most 10. */
   subjectsOfEvent: string;
   /**
    * `$1` status, `$2` orchestrator, `$3 text[]` subjects, `$4` updated before, `$5` updated at or
-   * after (each null = no filter), `$6` cursor `updated_at` (text, exact), `$7` cursor subject, `$8`
-   * limit → records, most recently updated first (keyset pagination on `updated_at, subject`, an
+   * after, `$9` root subject (each null = no filter), `$6` cursor `updated_at` (text, exact), `$7`
+   * cursor subject, `$8` limit → records, most recently updated first (keyset pagination on `updated_at, subject`, an
    * index range scan of `(updated_at)`, `(status, updated_at)` or `(orchestrator, updated_at)`).
    */
   workflows: string;
@@ -43,7 +46,7 @@ const RECORD_COLUMNS = `subject, parent_subject, root_subject, status, execution
   source, version::text AS version, created_at, updated_at, updated_at::text AS updated_cursor`;
 
 /** The history's columns as the read statements return them. */
-const ENTRY_COLUMNS = `id, subject, event_id, event_type, source, destination, queue, attempt, outcome,
+const ENTRY_COLUMNS = `id, subject, root_subject, event_id, event_type, source, destination, queue, attempt, outcome,
   started_at, ended_at, duration_ms, error, produced, traceparent, payload`;
 
 export function historyStatements(names: WorkflowTables): HistoryStatements {
@@ -53,9 +56,9 @@ export function historyStatements(names: WorkflowTables): HistoryStatements {
   const job = `${quoteIdentifier(names.pgBossSchema)}.job`;
   return {
     timeline: `SELECT * FROM (
-  SELECT ${ENTRY_COLUMNS} FROM ${history} WHERE subject = ANY($1::text[]) ORDER BY id DESC LIMIT $2
+  SELECT ${ENTRY_COLUMNS} FROM ${history} WHERE root_subject = $1 ORDER BY id DESC LIMIT $2
 ) latest ORDER BY id`,
-    subjectsOfEvent: `SELECT DISTINCT subject FROM ${history} WHERE event_id = $1 LIMIT 10`,
+    subjectsOfEvent: `SELECT DISTINCT subject, root_subject FROM ${history} WHERE event_id = $1 LIMIT 10`,
     workflows: `SELECT ${RECORD_COLUMNS} FROM ${state}
   WHERE ($1::text IS NULL OR status = $1)
     AND ($2::text IS NULL OR orchestrator = $2)
@@ -63,6 +66,7 @@ export function historyStatements(names: WorkflowTables): HistoryStatements {
     AND ($4::timestamptz IS NULL OR updated_at < $4)
     AND ($5::timestamptz IS NULL OR updated_at >= $5)
     AND ($6::timestamptz IS NULL OR (updated_at, subject) < ($6::timestamptz, $7::text))
+    AND ($9::text IS NULL OR root_subject = $9)
   ORDER BY updated_at DESC, subject DESC
   LIMIT $8`,
     workflow: `SELECT ${RECORD_COLUMNS}, data FROM ${state} WHERE subject = $1`,
@@ -77,21 +81,27 @@ export function historyStatements(names: WorkflowTables): HistoryStatements {
 }
 
 /**
- * `$1` JSON array of entries (the columns by name, `produced` a string array) → inserted into the
- * history table `table` of `schema`, in one statement (named: prepared once per connection).
+ * `$1` JSON array of entries (the columns by name, `produced` a string array, `parent_subject` the
+ * event's `parentSubject$$`) → inserted into the history table `table` of `schema`, in one statement
+ * (named: prepared once per connection). `root_subject` is computed as the memory computes it: the
+ * root already recorded for the subject, else its parent's recorded root, else the parent, else the
+ * subject itself (a child's first event, its init, names the parent; a parent's rows come first).
  */
 export function historyInsertStatement(schema: string, table: string): NamedStatement {
   const history = qualifiedName(schema, table);
+  const rootOf = (subject: string) =>
+    `(SELECT h.root_subject FROM ${history} h WHERE h.subject = ${subject} AND h.root_subject IS NOT NULL ORDER BY h.id LIMIT 1)`;
   return {
     name: `arvo_history_insert_${schema}_${table}`.slice(0, 63),
-    text: `INSERT INTO ${history} (subject, event_id, event_type, source, destination, queue, attempt, outcome,
-  started_at, ended_at, duration_ms, error, produced, traceparent, payload)
-SELECT e.subject, e.event_id, e.event_type, e.source, e.destination, e.queue, e.attempt, e.outcome,
+    text: `INSERT INTO ${history} (subject, root_subject, event_id, event_type, source, destination, queue, attempt,
+  outcome, started_at, ended_at, duration_ms, error, produced, traceparent, payload)
+SELECT e.subject, coalesce(${rootOf('e.subject')}, ${rootOf('e.parent_subject')}, e.parent_subject, e.subject),
+  e.event_id, e.event_type, e.source, e.destination, e.queue, e.attempt, e.outcome,
   e.started_at, e.ended_at, e.duration_ms, e.error,
   ARRAY(SELECT jsonb_array_elements_text(e.produced)), e.traceparent, e.payload
-FROM jsonb_to_recordset($1::jsonb) AS e(subject text, event_id text, event_type text, source text,
-  destination text, queue text, attempt integer, outcome text, started_at timestamptz, ended_at timestamptz,
-  duration_ms integer, error jsonb, produced jsonb, traceparent text, payload jsonb)`,
+FROM jsonb_to_recordset($1::jsonb) AS e(subject text, parent_subject text, event_id text, event_type text,
+  source text, destination text, queue text, attempt integer, outcome text, started_at timestamptz,
+  ended_at timestamptz, duration_ms integer, error jsonb, produced jsonb, traceparent text, payload jsonb)`,
   };
 }
 

@@ -18,18 +18,22 @@ interface HistoryRow {
 }
 
 /**
- * The timeline from the event history table: one entry per settled attempt across the tree; for a
+ * The timeline from the event history table: one entry per settled attempt of every row with the
+ * tree's root (also of subjects without a record: an init that failed before its first write); for a
  * tree it holds nothing of (history off, or older than it) the {@link recordTimeline}.
  */
 export function historyTimeline(pool: pg.Pool, statements: HistoryStatements): WorkflowHistorySource {
   return {
     async subjectsOfEvent(eventId) {
-      const { rows } = await pool.query<{ subject: string }>(statements.subjectsOfEvent, [eventId]);
-      return rows.map((row) => row.subject);
+      const { rows } = await pool.query<{ subject: string; root_subject: string | null }>(
+        statements.subjectsOfEvent,
+        [eventId],
+      );
+      const roots = rows.map((row) => row.root_subject).filter((root): root is string => root !== null);
+      return [...new Set([...rows.map((row) => row.subject), ...roots])];
     },
     async timeline(tree, limit) {
-      const subjects = tree.records.map((record) => record.subject);
-      const { rows } = await pool.query<HistoryRow>(statements.timeline, [subjects, limit]);
+      const { rows } = await pool.query<HistoryRow>(statements.timeline, [tree.rootSubject, limit]);
       if (rows.length === 0) return recordTimeline(tree, limit);
       return rows.map((row) => ({
         at: row.started_at,

@@ -46,7 +46,10 @@ export interface WorkflowTimelineEntry {
 export interface WorkflowHistorySource {
   /** The timeline of a tree, oldest first, at most `limit` entries. */
   timeline(tree: WorkflowTree, limit: number): Promise<WorkflowTimelineEntry[]>;
-  /** Subjects of the workflows that handled or produced `eventId` (for search), at most a few. */
+  /**
+   * Subjects of the workflows that handled `eventId`, then the roots of their trees (for search, and
+   * for `getWorkflow` when a subject has no record), at most a few.
+   */
   subjectsOfEvent(eventId: string): Promise<string[]>;
 }
 
@@ -60,6 +63,8 @@ export interface WorkflowFilter {
   updatedAfter?: Date;
   /** A subject or an event id. */
   search?: string;
+  /** Only the records of the tree of this root subject (the root's record among them). */
+  root?: string;
   /** From a previous page's `next`. */
   cursor?: string;
   limit: number;

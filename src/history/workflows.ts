@@ -93,7 +93,10 @@ export class Workflows {
     this.#history = history ?? historyTimeline(pool, this.#sql);
   }
 
-  /** Records matching `filter`, most recently written first; `search` is a subject or an event id. */
+  /**
+   * Records matching `filter`, most recently written first; `search` is a subject or an event id (its
+   * workflow and that tree's root), `root` a root subject (the whole tree).
+   */
   async listWorkflows(filter: WorkflowFilter): Promise<WorkflowPage> {
     let subjects: string[] | null = null;
     if (filter.search) {
@@ -110,6 +113,7 @@ export class Workflows {
       cursorTime,
       cursorSubject,
       filter.limit + 1,
+      filter.root ?? null,
     ]);
     const more = rows.length > filter.limit;
     const page = rows.slice(0, filter.limit);
@@ -117,8 +121,9 @@ export class Workflows {
   }
 
   /**
-   * The workflow of `subjectOrEventId` (a record's subject, or the id of an event in its history)
-   * with its tree, dead letters and timeline; null when there is none.
+   * The workflow of `subjectOrEventId` (a record's subject, or the id of an event in its history: the
+   * record of the event's subject, else of its tree's root) with its tree, its dead letters and the
+   * timeline of every history row with the tree's root; null when there is none.
    */
   async getWorkflow(subjectOrEventId: string): Promise<WorkflowDetail | null> {
     const candidates = [subjectOrEventId];

@@ -105,6 +105,21 @@ describe('dashboard request handler', { timeout: 180_000 }, () => {
     const traceId = String(letter.event.traceparent).split('-')[1];
     assert.ok(traceId, 'the dispatched events carry a traceparent');
     assert.ok(body.includes(`href="http://traces.test/trace/${traceId}"`), 'trace link');
+    // A child's page links its root and the list of the whole tree; its timeline is the tree's.
+    const [child] = await world.memory.getSubjectsByRoot(subject);
+    const ofChild = await get(readOnly, `workflow?subject=${encodeURIComponent(child!)}`);
+    const rootLink = `href="workflows?root=${encodeURIComponent(subject)}"`;
+    assert.ok(ofChild.body.includes(rootLink), ofChild.body);
+    assert.ok(ofChild.body.includes(`workflow?subject=${encodeURIComponent(subject)}`));
+    assert.ok(ofChild.body.includes(letter.event.id as string), 'the root’s dead-lettered event');
+    const tree = await get(readOnly, `workflows?root=${encodeURIComponent(subject)}`);
+    const listed = [
+      ...tree.body.matchAll(/<tr><td><a class="subject mono" href="workflow\?subject=([^"]+)"/g),
+    ];
+    assert.deepEqual(
+      new Set(listed.map((match) => decodeURIComponent(match[1]!))),
+      new Set([subject, child]),
+    );
   });
 
   it('escapes subjects, record data and errors, and shows no secret', async () => {

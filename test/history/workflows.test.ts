@@ -75,6 +75,53 @@ describe('Workflows: a workflow with its tree, dead letters and event history', 
     assert.equal(await workflows.getWorkflow('no-such-subject'), null);
   });
 
+  it('a parent orchestrator that starts a child writes one tree of history rows under the parent’s subject', async () => {
+    const init = world.inits[0]!;
+    const detail = (await workflows.getWorkflow(init.subject))!;
+    const child = detail.children[0]!;
+    const { rows } = await pool.query(
+      'SELECT subject, root_subject, event_type FROM arvo_event_history WHERE subject = ANY($1) ORDER BY id',
+      [[init.subject, child.subject]],
+    );
+    assert.ok(rows.some((row) => row.subject === child.subject && row.event_type === 'arvo.orc.dashchild'));
+    assert.deepEqual(new Set(rows.map((row) => row.root_subject)), new Set([init.subject]), 'one root');
+    assert.equal(child.rootSubject, init.subject, 'the memory agrees');
+    // The tree is every row with that root: the timeline holds them all, and no other tree's.
+    const { rows: ofRoot } = await pool.query(
+      'SELECT count(*)::int AS n FROM arvo_event_history WHERE root_subject = $1',
+      [init.subject],
+    );
+    assert.equal(detail.timeline.filter((entry) => entry.eventId).length, ofRoot[0].n);
+    assert.equal(ofRoot[0].n, rows.length);
+    // An event of a subject without a record (here: the child's, once its record is gone) finds the tree's root.
+    const childEvent = rows.find((row) => row.subject === child.subject)!;
+    const { rows: ids } = await pool.query(
+      'SELECT event_id FROM arvo_event_history WHERE subject = $1 AND event_type = $2',
+      [child.subject, childEvent.event_type],
+    );
+    await pool.query('UPDATE arvo_workflow_state SET subject = subject || $2 WHERE subject = $1', [
+      child.subject,
+      '-renamed',
+    ]);
+    try {
+      assert.equal((await workflows.getWorkflow(ids[0].event_id))?.record.subject, init.subject);
+    } finally {
+      await pool.query('UPDATE arvo_workflow_state SET subject = $1 WHERE subject = $1 || $2', [
+        child.subject,
+        '-renamed',
+      ]);
+    }
+    // The whole tree by its root, in the API and on the command line.
+    const tree = await workflows.listWorkflows({ root: init.subject, limit: 10 });
+    assert.deepEqual(
+      new Set(tree.records.map((record) => record.subject)),
+      new Set([init.subject, child.subject]),
+    );
+    const listed = await cli(['workflows', 'list', '--root', init.subject, '--json', '--url', db.url]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.equal(JSON.parse(listed.stdout).records.length, 2);
+  });
+
   it('listWorkflows: filters by status, orchestrator, time and search, a keyset page at a time', async () => {
     const parents = await workflows.listWorkflows({ orchestrator: 'arvo.orc.dashparent', limit: 1 });
     assert.equal(parents.records.length, 1);

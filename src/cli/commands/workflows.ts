@@ -23,7 +23,8 @@ export const workflowsCommand = defineCommand({
   usage: `Usage:
   arvo-postgres workflows [--stuck-older-than <duration>] [--limit n] [--json]
   arvo-postgres workflows list [--status s] [--orchestrator o] [--updated-before t] [--updated-after t]
-                               [--search <subject|event id>] [--limit n] [--cursor c] [--json]
+                               [--search <subject|event id>] [--root <subject>] [--limit n] [--cursor c]
+                               [--json]
   arvo-postgres workflows show <subject|event id> [--json]
 
 Without a subcommand: counts of the machine memory's workflow records by orchestrator and status.
@@ -32,13 +33,15 @@ ${FINISHED_STATUSES.join(', ')}, and no failure record) and were not written for
 
   list    records, most recently written first, a page at a time (the next page: --cursor as printed)
   show    one workflow: its record, its tree (parent, children), its dead letters, and the timeline of
-          every handled, failed, dead-lettered, rescheduled or expired event across the tree (from the
-          event history)
+          every handled, failed, dead-lettered, rescheduled or expired event of the tree (the event
+          history's rows with the tree's root subject)
 
   --stuck-older-than <d>  list unfinished workflows idle longer than d (30s, 15m, 1h, 7d)
   --status, --orchestrator  list: only records with this status / orchestrator
   --updated-before/after <t>  list: written before / at or after t (an ISO time, or a duration ago: 1h)
   --search <s>            list: the record with this subject, or of the workflow an event id belongs to
+                          (and its tree's root)
+  --root <subject>        list: every record of the tree with this root subject
   --limit <n>             at most n stuck workflows (default 100), list: n records (default 50)
   --json                  print JSON
 
@@ -53,6 +56,7 @@ missing; 2 usage.`,
     'updated-before': { type: 'string' },
     'updated-after': { type: 'string' },
     search: { type: 'string' },
+    root: { type: 'string' },
     cursor: { type: 'string' },
   },
   positionals: true,
@@ -82,6 +86,7 @@ missing; 2 usage.`,
           updatedBefore: parseTime(values['updated-before'], '--updated-before'),
           updatedAfter: parseTime(values['updated-after'], '--updated-after'),
           search: values.search,
+          root: values.root,
           cursor: values.cursor,
           limit: parseCount(values.limit, '--limit', 50),
         });
