@@ -1,14 +1,16 @@
 /**
- * The dashboard's request handler on plain `http` and under an Express prefix, against real
+ * The dashboard's request handler on plain `http` and under an Express and a Fastify prefix, against real
  * workflows: every page renders, untrusted text is escaped, secrets never show, the read-only mode
  * refuses actions, actions need the token and a same-origin request, and a role with only SELECT
  * rights reads every page.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import middie from '@fastify/middie';
 import express from 'express';
+import Fastify from 'fastify';
 import type pg from 'pg';
 import { createDashboard, type DashboardHandler } from '../../src/dashboard/index';
 import { createTestDatabase, createTestRole, type TestDatabase, testPool } from '../support/database';
@@ -254,5 +256,42 @@ describe('dashboard request handler', { timeout: 180_000 }, () => {
     // What the dashboard does not serve goes on to the application.
     assert.equal(await (await fetch(new URL('health', url))).text(), 'ok');
     assert.equal((await fetch(new URL('ops/nothing-here', url))).status, 404);
+  });
+
+  it('mounts under a path prefix in Fastify (through @fastify/middie), actions included', async () => {
+    const dashboard = createDashboard({ connectionString: db.url, actionToken: TOKEN });
+    dashboards.push(dashboard);
+    const app = Fastify();
+    await app.register(middie);
+    app.use('/ops', dashboard);
+    app.get('/health', async () => 'ok');
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const at = (path: string) => new URL(path, `${url}/`);
+      const redirect = await fetch(at('ops'), { redirect: 'manual' });
+      assert.equal(redirect.status, 308);
+      assert.equal(redirect.headers.get('location'), '/ops/');
+      const page = await fetch(at(`ops/workflow?subject=${encodeURIComponent(world.inits[0]!.subject)}`));
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /arvo\.orc\.dashchild/);
+      assert.equal((await fetch(at('ops/assets/dashboard.js'))).status, 200);
+      assert.equal(await (await fetch(at('health'))).text(), 'ok');
+      assert.equal((await fetch(at('ops/nothing-here'))).status, 404);
+      // A form POST reaches the dashboard with its body unread (Fastify parses bodies after
+      // middleware): the token is checked and the id read (the earlier tests purged every letter).
+      const post = (token: string) =>
+        fetch(at('ops/purge'), {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(url).origin },
+          body: new URLSearchParams({ id: randomUUID(), token, back: 'dead-letters' }),
+        });
+      assert.equal((await post(`${TOKEN}x`)).status, 403);
+      const accepted = await post(TOKEN);
+      assert.equal(accepted.status, 303);
+      assert.equal(accepted.headers.get('location'), 'dead-letters?purged=0&missing=1');
+    } finally {
+      await app.close();
+    }
   });
 });
