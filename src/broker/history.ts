@@ -1,7 +1,6 @@
 import type pg from 'pg';
-import { historyComponent } from '../history/schema';
+import { migrateHistoryTable } from '../history/schema';
 import { historyInsertStatement, historySweepStatement, type NamedStatement } from '../history/sql';
-import { applyMigrations } from '../shared/migrations';
 import { type ErrorDescription, redactValue } from '../shared/redact';
 import type { StoredEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
@@ -50,10 +49,7 @@ export class HistoryRecorder {
   /** The broker's recorder, with the history table created or migrated (when on and `migrate` is). */
   static async start(pool: pg.Pool, options: ResolvedBrokerOptions): Promise<HistoryRecorder> {
     const history = options.history;
-    if (history && options.migrate) {
-      const { component, migrations } = historyComponent(history.schema, history.table);
-      await applyMigrations(pool, { schema: history.schema, component, migrations });
-    }
+    if (history && options.migrate) await migrateHistoryTable(pool, history.schema, history.table);
     return new HistoryRecorder(history);
   }
 

@@ -7,6 +7,7 @@ import { writeLog } from '../shared/logger';
 import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
 import { describeError, redactError } from '../shared/redact';
+import { tableStructureProblems } from '../shared/table-structure';
 import { runOperation } from '../shared/telemetry';
 import { type AmbientTransaction, ambientTransactionFor, readDatabaseId } from '../shared/transaction';
 import {
@@ -25,7 +26,7 @@ import {
   resolveSweepOptions,
 } from './options';
 import { orchestratorOf, recordColumns, requireRecord, shortSubject } from './records';
-import { migrateMemoryTables, tableStructureProblems } from './schema';
+import { memoryTableColumns, migrateMemoryTables } from './schema';
 import { isFinishedWorkflow, type MemoryStatements, memoryStatements, type NamedStatement } from './sql';
 import type { IMachineMemory, MemorySweepResult } from './types';
 
@@ -318,7 +319,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
    */
   async validateTableStructure(): Promise<void> {
     await this.#run('validate_table_structure', '', async () => {
-      const problems = await tableStructureProblems(this.pool, this.#statements, this.schema, this.tables);
+      const problems = await tableStructureProblems(this.pool, this.schema, memoryTableColumns(this.tables));
       if (problems.length > 0) throw new MachineMemoryTableStructureError(problems);
     });
   }

@@ -2,17 +2,12 @@ import { historyComponent } from '../history/schema';
 import { LOCK_COLUMNS_V1 } from '../lock/migrations/v1';
 import { lockComponent } from '../lock/schema';
 import { qualifiedName } from '../shared/identifiers';
-import {
-  applyMigrations,
-  type MigrationColumn,
-  type MigrationComponent,
-  migrationScript,
-} from '../shared/migrations';
+import { applyMigrations, type MigrationComponent, migrationScript } from '../shared/migrations';
 import type { ManagedPool } from '../shared/pool';
+import type { ExpectedTable } from '../shared/table-structure';
 import { type MemoryTables, STATE_COLUMNS_V1, stateMigrationV1 } from './migrations/v1';
 import { stateMigrationV2 } from './migrations/v2';
 import { type MemoryMigrateMode, resolveMemoryLocation } from './options';
-import type { MemoryStatements } from './sql';
 
 /**
  * The migrated components of a machine memory, state table first: `memory:<state table>`, the
@@ -62,62 +57,10 @@ export async function migrateMemoryTables(
   }
 }
 
-/**
- * Every way the state and lock tables in `schema` differ from layout version 1 (existence, columns,
- * types, nullability, primary keys), one sentence each; empty when they match.
- */
-export async function tableStructureProblems(
-  pool: ManagedPool['pool'],
-  statements: MemoryStatements,
-  schema: string,
-  tables: MemoryTables,
-): Promise<string[]> {
-  const names = [tables.state, tables.lock];
-  const [columns, keys, anywhere] = await Promise.all([
-    pool.query(statements.columns, [schema, names]),
-    pool.query(statements.primaryKeys, [schema, names]),
-    pool.query(statements.tablesAnywhere, [names]),
-  ]);
-  const problems: string[] = [];
-  const check = (table: string, expected: readonly MigrationColumn[]) => {
-    const where = `${schema}.${table}`;
-    const actual = columns.rows.filter((row) => row.table_name === table);
-    if (actual.length === 0) {
-      const elsewhere = anywhere.rows
-        .filter((row) => row.table_name === table && row.table_schema !== schema)
-        .map((row) => row.table_schema);
-      problems.push(
-        `table ${where} does not exist${elsewhere.length ? ` (a table of that name exists in schema ${elsewhere.join(', ')})` : ''}`,
-      );
-      return;
-    }
-    for (const column of expected) {
-      const found = actual.find((row) => row.column_name === column.name);
-      if (!found) {
-        problems.push(`column ${where}.${column.name} is missing (expected ${column.type})`);
-        continue;
-      }
-      if (found.data_type !== column.type) {
-        problems.push(`column ${where}.${column.name} has type ${found.data_type}, expected ${column.type}`);
-      }
-      const nullable = found.is_nullable === 'YES';
-      if (nullable !== column.nullable) {
-        problems.push(
-          `column ${where}.${column.name} is ${nullable ? 'nullable' : 'NOT NULL'}, expected ${column.nullable ? 'nullable' : 'NOT NULL'}`,
-        );
-      }
-    }
-    const primaryKey = expected.filter((column) => column.primaryKey).map((column) => column.name);
-    const key = keys.rows.find((row) => row.table_name === table)?.columns as string[] | undefined;
-    if (!key) {
-      problems.push(`table ${where} has no primary key, expected PRIMARY KEY (${primaryKey.join(', ')})`);
-    } else if (key.join(',') !== primaryKey.join(',')) {
-      problems.push(
-        `table ${where} has PRIMARY KEY (${key.join(', ')}), expected PRIMARY KEY (${primaryKey.join(', ')})`,
-      );
-    }
-  };
-  check(tables.state, STATE_COLUMNS_V1);
-  check(tables.lock, LOCK_COLUMNS_V1);
-  return problems;
+/** The state and lock tables with the columns of their layout version 1 (version 2 adds an index). */
+export function memoryTableColumns(tables: MemoryTables): ExpectedTable[] {
+  return [
+    { table: tables.state, columns: STATE_COLUMNS_V1 },
+    { table: tables.lock, columns: LOCK_COLUMNS_V1 },
+  ];
 }

@@ -52,12 +52,6 @@ export interface MemoryStatements {
   sweepFinished: string;
   /** `$1` age in ms, `$2` max trees. Deletes whole trees with no write for longer than `$1`. */
   sweepAbandoned: string;
-  /** `$1` schema, `$2` table names → `table_name`, `column_name`, `data_type`, `is_nullable`. */
-  columns: string;
-  /** `$1` schema, `$2` table names → `table_name`, `columns` (text[]) of each primary key. */
-  primaryKeys: string;
-  /** `$1` table names → `table_schema`, `table_name` of tables with these names in any schema. */
-  tablesAnywhere: string;
 }
 
 /** Statuses (arvo-xstate machine status or this memory's `status`) after which a workflow is finished. */
@@ -194,16 +188,5 @@ SELECT root_subject FROM deleted`,
   RETURNING subject, root_subject
 ), ${historyDeleted}
 SELECT root_subject FROM deleted`,
-    columns: `SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
-WHERE table_schema = $1 AND table_name = ANY($2::text[]) ORDER BY table_name, ordinal_position`,
-    primaryKeys: `SELECT c.relname::text AS table_name, array_agg(a.attname::text ORDER BY k.ord) AS columns
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-WHERE i.indisprimary AND n.nspname = $1 AND c.relname = ANY($2::text[])
-GROUP BY c.relname`,
-    tablesAnywhere: `SELECT table_schema, table_name FROM information_schema.tables WHERE table_name = ANY($1::text[])`,
   };
 }

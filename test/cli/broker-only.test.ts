@@ -19,18 +19,50 @@ describe('arvo-postgres CLI: broker-only deployments and health', { timeout: 180
       const printed = await run(['migrate', '--print-sql', '--broker-only', '--pgboss-schema', 'jobs']);
       assert.doesNotMatch(printed.stdout, /arvo_workflow_state/);
       assert.match(printed.stdout, /CREATE TABLE jobs\.job/);
+      assert.match(printed.stdout, /CREATE TABLE IF NOT EXISTS public\.arvo_event_history /);
       // Without the flag doctor fails on the missing memory tables; with it, only pg-boss matters.
       assert.equal((await run(['doctor', '--url', own.url, '--pgboss-schema', 'jobs'])).code, 1);
       const migrated = await run(['migrate', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs']);
       assert.equal(migrated.code, 0, migrated.stderr);
       assert.doesNotMatch(migrated.stdout, /memory/);
+      assert.match(migrated.stdout, /^history: public\.arvo_event_history ready \(layout version 2\)$/m);
       const { rows } = await pool.query(
-        "SELECT to_regclass('public.arvo_workflow_state') AS state, to_regclass('jobs.job') AS job",
+        `SELECT to_regclass('public.arvo_workflow_state') AS state, to_regclass('jobs.job') AS job,
+          to_regclass('jobs.arvo_queue_control') AS control, to_regclass('public.arvo_event_history') AS history`,
       );
-      assert.deepEqual(rows[0], { state: null, job: 'jobs.job' });
+      assert.deepEqual(rows[0], {
+        state: null,
+        job: 'jobs.job',
+        control: 'jobs.arvo_queue_control',
+        history: 'arvo_event_history',
+      });
       const doctor = await run(['doctor', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs']);
       assert.equal(doctor.code, 0, doctor.stdout);
       assert.doesNotMatch(doctor.stdout, /memory/);
+      assert.match(doctor.stdout, /^ok {4}broker tables/m);
+      // doctor --broker-only checks the broker's tables: the queue control table and the history's index.
+      await pool.query('DROP TABLE jobs.arvo_queue_control');
+      await pool.query('DROP INDEX public.arvo_event_history_root_subject_id_idx');
+      const broken = await run(['doctor', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs']);
+      assert.equal(broken.code, 1, broken.stdout);
+      assert.match(broken.stdout, /table jobs\.arvo_queue_control does not exist/);
+      assert.match(
+        broken.stdout,
+        /index arvo_event_history_root_subject_id_idx on public\.arvo_event_history \(root_subject, id\) is missing/,
+      );
+      await pool.query('DELETE FROM jobs.arvo_postgres_migrations');
+      await pool.query(
+        "DELETE FROM public.arvo_postgres_migrations WHERE component = 'history:arvo_event_history' AND version = 2",
+      );
+      assert.equal(
+        (await run(['migrate', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs'])).code,
+        0,
+      );
+      assert.equal(
+        (await run(['doctor', '--broker-only', '--url', own.url, '--pgboss-schema', 'jobs'])).code,
+        0,
+        'migrate --broker-only repairs both',
+      );
       assert.equal((await run(['doctor', '--url', own.url, '--pgboss-schema', 'jobs'])).code, 1);
       assert.equal((await run(['migrate', '--broker-only', '--from-arvo-tools', '--url', own.url])).code, 2);
     } finally {

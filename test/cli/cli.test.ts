@@ -102,6 +102,8 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 420_000 }, () => {
     assert.match(bare.stdout, /^FAIL {2}memory tables/m);
     assert.match(bare.stdout, /table public\.arvo_workflow_state does not exist/);
     assert.match(bare.stdout, /pg-boss is not installed/);
+    assert.match(bare.stdout, /^FAIL {2}broker tables/m);
+    assert.match(bare.stdout, /table pgboss\.arvo_queue_control does not exist/);
 
     const migrated = await run(['migrate', '--url', url]);
     assert.equal(migrated.code, 0, migrated.stderr);
@@ -114,8 +116,13 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 420_000 }, () => {
     const healthy = await run(['doctor', '--url', url]);
     assert.equal(healthy.code, 0, healthy.stdout);
     assert.match(healthy.stdout, /^ok {4}pg-boss schema {5}pgboss at version 46, no drift$/m);
-    // Four indexes of the state table and one of the lock table, read from their migrations.
-    assert.match(healthy.stdout, /^ok {4}memory indexes {5}8 expected$/m);
+    // Five indexes of the state table, one of the lock table and three of the history, read from their migrations.
+    assert.match(healthy.stdout, /^ok {4}memory indexes {5}9 expected$/m);
+    assert.match(
+      healthy.stdout,
+      /^ok {4}broker tables {6}pgboss\.arvo_queue_control, public\.arvo_event_history$/m,
+    );
+    assert.match(healthy.stdout, /^ok {4}broker migrations {2}broker:arvo_queue_control$/m);
     assert.match(healthy.stdout, /^ok {4}memory tables {6}.*\(layout version 2, 1\)$/m);
     assert.match(healthy.stdout, /no problems found\n$/);
 
@@ -160,6 +167,30 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 420_000 }, () => {
       'CREATE INDEX arvo_workflow_lock_expires_at_idx ON public.arvo_workflow_lock (expires_at)',
     );
     await admin.query('ALTER TABLE public.arvo_workflow_lock ALTER COLUMN owner SET NOT NULL');
+    assert.equal((await run(['doctor', '--url', url])).code, 0);
+
+    // The broker's own tables: the queue control table and the history's columns.
+    await admin.query('ALTER TABLE pgboss.arvo_queue_control DROP COLUMN default_priority');
+    await admin.query('ALTER TABLE public.arvo_event_history DROP COLUMN root_subject');
+    const brokerBroken = await run(['doctor', '--json', '--url', url]);
+    assert.equal(brokerBroken.code, 1);
+    assert.deepEqual(
+      JSON.parse(brokerBroken.stdout).checks.find((check: any) => check.name === 'broker tables').problems,
+      [
+        'column pgboss.arvo_queue_control.default_priority is missing (expected integer)',
+        'column public.arvo_event_history.root_subject is missing (expected text)',
+      ],
+    );
+    await admin.query('ALTER TABLE pgboss.arvo_queue_control ADD COLUMN default_priority integer');
+    await admin.query('ALTER TABLE public.arvo_event_history ADD COLUMN root_subject text');
+    // Dropping the column dropped its index: the memory's index check names it.
+    const withoutIndex = JSON.parse((await run(['doctor', '--json', '--url', url])).stdout);
+    assert.deepEqual(withoutIndex.checks.find((check: any) => check.name === 'memory indexes').problems, [
+      'index arvo_event_history_root_subject_id_idx on public.arvo_event_history (root_subject, id) is missing',
+    ]);
+    await admin.query(
+      'CREATE INDEX arvo_event_history_root_subject_id_idx ON public.arvo_event_history (root_subject, id)',
+    );
     assert.equal((await run(['doctor', '--url', url])).code, 0);
   });
 

@@ -1,5 +1,8 @@
 import type pg from 'pg';
+import { QUEUE_CONTROL_COLUMNS_V1, QUEUE_CONTROL_TABLE } from '../../broker/migrations/v1';
 import { withPgBoss } from '../../broker/pgboss';
+import { brokerComponent } from '../../broker/schema';
+import { historyComponent, historyTableColumns } from '../../history/schema';
 import { MachineMemoryTableStructureError } from '../../memory/errors';
 import { connectPostgresMachineMemory } from '../../memory/memory';
 import { memoryComponents } from '../../memory/schema';
@@ -11,6 +14,7 @@ import {
   type MigrationIndex,
 } from '../../shared/migrations';
 import { describeError } from '../../shared/redact';
+import { tableStructureProblems } from '../../shared/table-structure';
 import {
   connectionStringOf,
   defineCommand,
@@ -36,16 +40,30 @@ function knownVersion(component: MigrationComponent): number {
   return Math.max(...component.migrations.map((migration) => migration.version));
 }
 
-/** The secondary indexes the components' migrations create. */
-function expectedIndexes(components: MigrationComponent[]): MigrationIndex[] {
-  return components.flatMap((component) => component.migrations.flatMap((migration) => migration.indexes));
+/** The secondary indexes the component's migrations create. */
+function indexesOf(component: MigrationComponent): MigrationIndex[] {
+  return component.migrations.flatMap((migration) => migration.indexes);
 }
 
-async function memoryTablesCheck(
-  pool: pg.Pool,
-  names: Names,
-  components: MigrationComponent[],
-): Promise<DoctorCheck> {
+/** A migrated component and the schema it is in (the broker's table sits in pg-boss's schema). */
+interface Placed {
+  schema: string;
+  component: MigrationComponent;
+}
+
+/** What every index of the components' migrations is wrong about, in each component's schema. */
+async function placedIndexProblems(pool: pg.Pool, placed: Placed[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const schema of new Set(placed.map((entry) => entry.schema))) {
+    const indexes = placed
+      .filter((entry) => entry.schema === schema)
+      .flatMap(({ component }) => indexesOf(component));
+    problems.push(...(await indexProblems(pool, schema, indexes)).map(({ description }) => description));
+  }
+  return problems;
+}
+
+async function memoryTablesCheck(pool: pg.Pool, names: Names, placed: Placed[]): Promise<DoctorCheck> {
   const name = 'memory tables';
   const detail = `${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}`;
   try {
@@ -57,7 +75,7 @@ async function memoryTablesCheck(
       logger: silentLogger,
     });
     await memory.close();
-    const versions = [...new Set(components.map(knownVersion))].join(', ');
+    const versions = [...new Set(placed.map(({ component }) => knownVersion(component)))].join(', ');
     return { name, ok: true, detail: `${detail} (layout version ${versions})`, problems: [], warnings: [] };
   } catch (error) {
     const problems =
@@ -66,13 +84,9 @@ async function memoryTablesCheck(
   }
 }
 
-async function memoryIndexesCheck(
-  pool: pg.Pool,
-  names: Names,
-  components: MigrationComponent[],
-): Promise<DoctorCheck> {
-  const expected = expectedIndexes(components);
-  const problems = (await indexProblems(pool, names.schema, expected)).map(({ description }) => description);
+async function memoryIndexesCheck(pool: pg.Pool, placed: Placed[]): Promise<DoctorCheck> {
+  const problems = await placedIndexProblems(pool, placed);
+  const expected = placed.flatMap(({ component }) => indexesOf(component));
   return {
     name: 'memory indexes',
     ok: problems.length === 0,
@@ -82,35 +96,59 @@ async function memoryIndexesCheck(
   };
 }
 
-async function memoryMigrationsCheck(
-  pool: pg.Pool,
-  names: Names,
-  components: MigrationComponent[],
-): Promise<DoctorCheck> {
-  const componentNames = components.map(({ component }) => component);
-  const name = 'memory migrations';
-  const { rows: exists } = await pool.query(tableExistsSql, [names.schema, MIGRATIONS_TABLE]);
-  const recorded = exists[0]?.exists
-    ? (await pool.query(recordedMigrationsSql(names.schema, MIGRATIONS_TABLE), [componentNames])).rows
-    : [];
+/**
+ * The tables brokers write besides pg-boss's: the queue control table (pg-boss's schema) and the event
+ * history, with their columns, primary keys and, for `placed`, indexes.
+ */
+async function brokerTablesCheck(pool: pg.Pool, names: Names, placed: Placed[]): Promise<DoctorCheck> {
+  const problems = [
+    ...(await tableStructureProblems(pool, names.pgBossSchema, [
+      { table: QUEUE_CONTROL_TABLE, columns: QUEUE_CONTROL_COLUMNS_V1 },
+    ])),
+    ...(await tableStructureProblems(pool, names.schema, [historyTableColumns(names.historyTable)])),
+    ...(await placedIndexProblems(pool, placed)),
+  ];
+  return {
+    name: 'broker tables',
+    ok: problems.length === 0,
+    detail: `${names.pgBossSchema}.${QUEUE_CONTROL_TABLE}, ${names.schema}.${names.historyTable}`,
+    problems,
+    warnings: [],
+  };
+}
+
+/** The layout version recorded for each of `placed` in its schema's bookkeeping table. */
+async function migrationsCheck(pool: pg.Pool, name: string, placed: Placed[]): Promise<DoctorCheck> {
   const problems: string[] = [];
   const warnings: string[] = [];
-  for (const component of components) {
-    const version = recorded.find((row) => row.component === component.component)?.version as
-      | number
-      | undefined;
-    const known = knownVersion(component);
-    if (version === undefined) {
-      warnings.push(
-        `no record of ${component.component} in ${names.schema}.${MIGRATIONS_TABLE} (tables created by hand? arvo-postgres migrate records it)`,
-      );
-    } else if (version > known) {
-      problems.push(
-        `${component.component} is at layout version ${version}; this version of arvo-postgres knows version ${known}`,
-      );
+  for (const schema of new Set(placed.map((entry) => entry.schema))) {
+    const components = placed.filter((entry) => entry.schema === schema).map((entry) => entry.component);
+    const { rows: exists } = await pool.query(tableExistsSql, [schema, MIGRATIONS_TABLE]);
+    const recorded = exists[0]?.exists
+      ? (
+          await pool.query(recordedMigrationsSql(schema, MIGRATIONS_TABLE), [
+            components.map(({ component }) => component),
+          ])
+        ).rows
+      : [];
+    for (const component of components) {
+      const version = recorded.find((row) => row.component === component.component)?.version as
+        | number
+        | undefined;
+      const known = knownVersion(component);
+      if (version === undefined) {
+        warnings.push(
+          `no record of ${component.component} in ${schema}.${MIGRATIONS_TABLE} (tables created by hand? arvo-postgres migrate records it)`,
+        );
+      } else if (version > known) {
+        problems.push(
+          `${component.component} is at layout version ${version}; this version of arvo-postgres knows version ${known}`,
+        );
+      }
     }
   }
-  return { name, ok: problems.length === 0, detail: componentNames.join(', '), problems, warnings };
+  const detail = placed.map(({ component }) => component.component).join(', ');
+  return { name, ok: problems.length === 0, detail, problems, warnings };
 }
 
 async function pgBossCheck(url: string, names: Names): Promise<DoctorCheck> {
@@ -164,7 +202,7 @@ function render(checks: DoctorCheck[]): string {
 
 export const doctorCommand = defineCommand({
   name: 'doctor',
-  summary: 'validate memory tables, indexes and the pg-boss schema; report what is wrong',
+  summary: 'validate memory and broker tables, indexes and the pg-boss schema; report what is wrong',
   usage: `Usage: arvo-postgres doctor [--json] [--broker-only]
 
 Checks, without changing anything:
@@ -172,12 +210,16 @@ Checks, without changing anything:
   memory tables      state and lock tables: columns, types, nullability, primary keys
   memory indexes     the secondary indexes of every layout version exist, are valid, on the right columns
   memory migrations  the layout version recorded in <schema>.arvo_postgres_migrations (missing: warning)
+  broker tables      the queue control table (in --pgboss-schema) and the event history table: columns,
+                     types, nullability, primary keys (with --broker-only, the history's indexes too)
+  broker migrations  their layout versions, recorded as above (missing: warning)
   pg-boss schema     installed at the version pg-boss 12.38 needs, no drift in tables, indexes, functions
 
 Exit codes: 0 no problem found; 1 a problem was found (each is listed); 2 usage.
 
   --json          print the checks as JSON
-  --broker-only   check the connection and pg-boss only (a deployment without the machine memory)`,
+  --broker-only   check the connection, the broker's tables and pg-boss only (a deployment without the
+                  machine memory)`,
   options: {
     ...JSON_OPTION,
     'broker-only': { type: 'boolean', default: false },
@@ -206,13 +248,26 @@ Exit codes: 0 no problem found; 1 a problem was found (each is listed); 2 usage.
         problems: [],
         warnings: [],
       };
-      if (values['broker-only']) return [connection, await pgBossCheck(url, names)];
-      const components = memoryComponents(names.schema, memoryTablesOf(names));
+      const place = (schema: string) => (component: MigrationComponent) => ({ schema, component });
+      const brokerPlaced = [place(names.pgBossSchema)(brokerComponent(names.pgBossSchema))];
+      if (values['broker-only']) {
+        // Without the memory, the history table is the broker's alone to migrate (and to check).
+        brokerPlaced.push(place(names.schema)(historyComponent(names.schema, names.historyTable)));
+        return [
+          connection,
+          await brokerTablesCheck(pool, names, brokerPlaced),
+          await migrationsCheck(pool, 'broker migrations', brokerPlaced),
+          await pgBossCheck(url, names),
+        ];
+      }
+      const memoryPlaced = memoryComponents(names.schema, memoryTablesOf(names)).map(place(names.schema));
       return [
         connection,
-        await memoryTablesCheck(pool, names, components),
-        await memoryIndexesCheck(pool, names, components),
-        await memoryMigrationsCheck(pool, names, components),
+        await memoryTablesCheck(pool, names, memoryPlaced),
+        await memoryIndexesCheck(pool, memoryPlaced),
+        await migrationsCheck(pool, 'memory migrations', memoryPlaced),
+        await brokerTablesCheck(pool, names, brokerPlaced),
+        await migrationsCheck(pool, 'broker migrations', brokerPlaced),
         await pgBossCheck(url, names),
       ];
     });

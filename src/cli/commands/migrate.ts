@@ -1,5 +1,6 @@
 import { pgBossSchemaSql, withPgBoss } from '../../broker/pgboss';
 import { brokerMigrationSql, migrateBrokerTables } from '../../broker/schema';
+import { historyMigrationSql, migrateHistoryTable } from '../../history/schema';
 import { type ArvoToolsMigrationReport, migrateFromArvoTools } from '../../memory/arvo-tools-migration';
 import { connectPostgresMachineMemory } from '../../memory/memory';
 import { memoryMigrationSql } from '../../memory/schema';
@@ -12,13 +13,14 @@ export const migrateCommand = defineCommand({
   usage: `Usage: arvo-postgres migrate [--print-sql] [--broker-only]
        arvo-postgres migrate --from-arvo-tools [--dry-run] [--from-schema s] [--time-zone z]
 
-Creates what is missing: the machine memory's workflow state and lock tables with their indexes
+Creates what is missing: the machine memory's workflow state, lock and event history tables with their indexes
 (every layout version, recorded in <schema>.arvo_postgres_migrations) and pg-boss's schema (installed or
 migrated to the version pg-boss 12.38 needs), and the broker's queue control table beside it.
 Idempotent; safe while brokers are running.
 
   --print-sql     print the DDL instead (for a DBA to review and apply); needs no database
-  --broker-only   pg-boss's schema only (in --pgboss-schema): a deployment without the machine memory
+  --broker-only   pg-boss's schema (in --pgboss-schema), the queue control table and the event history
+                  (in --schema) only: a deployment without the machine memory
 
 With --from-arvo-tools, also copies an @arvo-tools/postgres installation's workflow state (its state
 and hierarchy tables) into the state table, in one transaction: versions, parents and roots kept,
@@ -55,7 +57,11 @@ installation is live: stop its workers first. Its TIMESTAMP columns are read in 
                 `-- arvo-postgres machine memory: ${names.schema}.${names.stateTable}, ${names.schema}.${names.lockTable}, ${names.schema}.${names.historyTable}`,
                 memoryMigrationSql({ schema: names.schema, tables }),
               ]
-            : []),
+            : [
+                // The memory migrates the history with its tables; a broker without it writes one too.
+                `-- arvo-postgres event history: ${names.schema}.${names.historyTable}`,
+                historyMigrationSql(names.schema, names.historyTable),
+              ]),
           `-- pg-boss 12.38 schema ${names.pgBossSchema}`,
           `${pgBossSchemaSql({ schema: names.pgBossSchema }).trim()}\n`,
           `-- arvo-postgres broker: ${names.pgBossSchema}.arvo_queue_control`,
@@ -100,6 +106,11 @@ installation is live: stop its workers first. Its TIMESTAMP columns are read in 
       io.stdout(
         `memory: ${names.schema}.${names.stateTable} and ${names.schema}.${names.lockTable} ready (layout version 2)\n`,
       );
+    } else {
+      const version = await withPool(url, (pool) =>
+        migrateHistoryTable(pool, names.schema, names.historyTable),
+      );
+      io.stdout(`history: ${names.schema}.${names.historyTable} ready (layout version ${version})\n`);
     }
     const version = await withPgBoss(url, names.pgBossSchema, true, (boss) => boss.schemaVersion());
     io.stdout(`pg-boss: schema ${names.pgBossSchema} at version ${version}\n`);

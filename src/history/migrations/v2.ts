@@ -1,5 +1,16 @@
 import { qualifiedName } from '../../shared/identifiers';
-import { createIndexSql, indexOn, type Migration } from '../../shared/migrations';
+import { createIndexSql, indexOn, type Migration, type MigrationColumn } from '../../shared/migrations';
+import { HISTORY_COLUMNS_V1 } from './v1';
+
+const ROOT_SUBJECT: MigrationColumn = {
+  name: 'root_subject',
+  definition: 'text',
+  type: 'text',
+  nullable: true,
+};
+
+/** Columns of the event history in layout version 2: version 1's and `root_subject`. */
+export const HISTORY_COLUMNS_V2: readonly MigrationColumn[] = [...HISTORY_COLUMNS_V1, ROOT_SUBJECT];
 
 /**
  * Fills `root_subject` of the rows written before version 2, from what the rows themselves hold.
@@ -45,7 +56,7 @@ export function historyMigrationV2(schema: string, table: string): Migration {
     version: 2,
     description: `event history table ${table}: root_subject (backfilled), index on (root_subject, id)`,
     statements: [
-      `ALTER TABLE ${history} ADD COLUMN IF NOT EXISTS root_subject text`,
+      `ALTER TABLE ${history} ADD COLUMN IF NOT EXISTS ${ROOT_SUBJECT.name} ${ROOT_SUBJECT.definition}`,
       ...backfillSql(history),
       createIndexSql(schema, index),
     ],
