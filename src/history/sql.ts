@@ -119,9 +119,11 @@ export function historySweepStatement(schema: string, table: string): string {
 
 /**
  * A data-modifying CTE named `history_deleted` that deletes the history of the subjects the CTE
- * `deleted` returned (a column `subject`): how the memory's deletes take a tree's history along in
- * the same statement.
+ * `deleted` returned (a column `subject`), and of every tree whose root is among them (also rows of
+ * subjects without a record): how the memory's deletes take a tree's history along in the same
+ * statement. The subjects as one array keep both conditions index scans (a BitmapOr).
  */
 export function deleteHistoryOfDeletedCte(schema: string, table: string): string {
-  return `history_deleted AS (DELETE FROM ${qualifiedName(schema, table)} WHERE subject IN (SELECT subject FROM deleted))`;
+  return `history_deleted AS (DELETE FROM ${qualifiedName(schema, table)}
+  WHERE subject = ANY(ARRAY(SELECT subject FROM deleted)) OR root_subject = ANY(ARRAY(SELECT subject FROM deleted)))`;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { historyMigrationV1 } from '../../src/history/migrations/v1';
 import { historyComponent } from '../../src/history/schema';
-import { historyStatements } from '../../src/history/sql';
+import { deleteHistoryOfDeletedCte, historyStatements } from '../../src/history/sql';
 import { applyMigrations, indexProblems } from '../../src/shared/migrations';
 import { useTestDatabase } from '../broker/support';
 
@@ -96,5 +96,13 @@ describe('event history: root_subject', () => {
       plan,
     );
     assert.doesNotMatch(plan, /Seq Scan/, plan);
+    // The memory's deletes take the history by subject and by root, by both indexes.
+    const { rows: deletion } = await pool.query(
+      `EXPLAIN WITH deleted AS (SELECT 'wf-4711'::text AS subject), ${deleteHistoryOfDeletedCte('public', TABLE)} SELECT 1`,
+    );
+    const deletePlan = deletion.map((row) => row['QUERY PLAN']).join('\n');
+    assert.match(deletePlan, /arvo_event_history_subject_id_idx/, deletePlan);
+    assert.match(deletePlan, /arvo_event_history_root_subject_id_idx/, deletePlan);
+    assert.doesNotMatch(deletePlan, /Seq Scan on arvo_event_history/, deletePlan);
   });
 });

@@ -185,8 +185,18 @@ describe('Workflows: a workflow with its tree, dead letters and event history', 
         ])
       ).rows[0].n;
     assert.ok((await count()) > 0);
+    // A row of the tree whose subject has no record (a child init that failed before its first write).
+    await pool.query(
+      `INSERT INTO arvo_event_history (subject, root_subject, event_id, queue, attempt, outcome, started_at, ended_at, duration_ms)
+       VALUES ('child-without-record', $1, gen_random_uuid()::text, 'q', 1, 'dead-lettered', now(), now(), 0)`,
+      [init.subject],
+    );
     await world.memory.deleteWorkflow(init.subject);
     assert.equal(await count(), 0);
+    const { rows: orphans } = await pool.query(
+      "SELECT count(*)::int AS n FROM arvo_event_history WHERE subject = 'child-without-record'",
+    );
+    assert.equal(orphans[0].n, 0, 'the whole tree by its root');
     assert.ok(
       (await pool.query('SELECT count(*)::int AS n FROM arvo_event_history')).rows[0].n > 0,
       'other workflows keep theirs',
