@@ -1,7 +1,9 @@
 import type pg from 'pg';
-import { migrateHistoryTable } from '../history/schema';
+import { historyTableColumns, migrateHistoryTable } from '../history/schema';
 import { historyInsertStatement, historySweepStatement, type NamedStatement } from '../history/sql';
+import { ArvoPostgresError } from '../shared/errors';
 import { type ErrorDescription, redactValue } from '../shared/redact';
+import { tableStructureProblems } from '../shared/table-structure';
 import type { StoredEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
 import type { Db, FetchedJob } from './pgboss';
@@ -46,10 +48,24 @@ export class HistoryRecorder {
     this.#insert = options ? historyInsertStatement(options.schema, options.table) : null;
   }
 
-  /** The broker's recorder, with the history table created or migrated (when on and `migrate` is). */
+  /**
+   * The broker's recorder, with the history table created or migrated (when on and `migrate` is), or
+   * checked (with `migrate: false`): an insert into a missing table or column would fail every settle.
+   */
   static async start(pool: pg.Pool, options: ResolvedBrokerOptions): Promise<HistoryRecorder> {
     const history = options.history;
     if (history && options.migrate) await migrateHistoryTable(pool, history.schema, history.table);
+    else if (history) {
+      const problems = await tableStructureProblems(pool, history.schema, [
+        historyTableColumns(history.table),
+      ]);
+      if (problems.length > 0) {
+        throw new ArvoPostgresError(
+          'MIGRATION_MISSING',
+          `The event history table is not as this version writes it (${problems.join('; ')}): start a broker with migrate: true once, run \`arvo-postgres migrate\`, apply memoryMigrationSql() as an administrator, or set history: false`,
+        );
+      }
+    }
     return new HistoryRecorder(history);
   }
 

@@ -222,8 +222,9 @@ export interface PostgresEventBrokerOptions extends ConnectionOptions {
    */
   instanceName?: string;
   /**
-   * Install/migrate pg-boss's schema and the broker's `arvo_queue_control` table at `start()`.
-   * `false` for a role without DDL rights: both must exist (see SECURITY.md, "Least privilege").
+   * Install/migrate pg-boss's schema, the broker's `arvo_queue_control` table and the event history
+   * table at `start()`. `false` for a role without DDL rights: all must exist (see SECURITY.md, "Least
+   * privilege"), and `start()` refuses a history table of an older layout (`MIGRATION_MISSING`).
    * @defaultValue `true`
    */
   migrate?: boolean;

@@ -273,4 +273,38 @@ describe('PostgresEventBroker: the event history', () => {
       await other.drop();
     }
   });
+
+  it('with migrate: false, refuses to start on a history table of an older layout, naming what is missing', async () => {
+    const other = await createTestDatabase('broker_history_v1');
+    const otherPool = newPool(other.url);
+    try {
+      // Everything else in place (pg-boss, the queue control table), the history still at version 1.
+      const migrated = new PostgresEventBroker({ connectionString: other.url, logger: memoryLogger() });
+      await migrated.start();
+      await migrated.stop({ timeoutMs: 2000 });
+      await otherPool.query('ALTER TABLE public.arvo_event_history DROP COLUMN root_subject');
+      const broker = new PostgresEventBroker({
+        connectionString: other.url,
+        logger: memoryLogger(),
+        migrate: false,
+      });
+      await assert.rejects(broker.start(), (error: any) => {
+        assert.equal(error.code, 'MIGRATION_MISSING');
+        assert.match(error.message, /column public\.arvo_event_history\.root_subject is missing/);
+        return true;
+      });
+      // With the history off, the table is none of its business.
+      const off = new PostgresEventBroker({
+        connectionString: other.url,
+        logger: memoryLogger(),
+        migrate: false,
+        history: false,
+      });
+      await off.start();
+      await off.stop({ timeoutMs: 2000 });
+    } finally {
+      await otherPool.end();
+      await other.drop();
+    }
+  });
 });
