@@ -168,30 +168,6 @@ describe('arvo-postgres CLI (subprocess)', { timeout: 420_000 }, () => {
     );
     await admin.query('ALTER TABLE public.arvo_workflow_lock ALTER COLUMN owner SET NOT NULL');
     assert.equal((await run(['doctor', '--url', url])).code, 0);
-
-    // The broker's own tables: the queue control table and the history's columns.
-    await admin.query('ALTER TABLE pgboss.arvo_queue_control DROP COLUMN default_priority');
-    await admin.query('ALTER TABLE public.arvo_event_history DROP COLUMN root_subject');
-    const brokerBroken = await run(['doctor', '--json', '--url', url]);
-    assert.equal(brokerBroken.code, 1);
-    assert.deepEqual(
-      JSON.parse(brokerBroken.stdout).checks.find((check: any) => check.name === 'broker tables').problems,
-      [
-        'column pgboss.arvo_queue_control.default_priority is missing (expected integer)',
-        'column public.arvo_event_history.root_subject is missing (expected text)',
-      ],
-    );
-    await admin.query('ALTER TABLE pgboss.arvo_queue_control ADD COLUMN default_priority integer');
-    await admin.query('ALTER TABLE public.arvo_event_history ADD COLUMN root_subject text');
-    // Dropping the column dropped its index: the memory's index check names it.
-    const withoutIndex = JSON.parse((await run(['doctor', '--json', '--url', url])).stdout);
-    assert.deepEqual(withoutIndex.checks.find((check: any) => check.name === 'memory indexes').problems, [
-      'index arvo_event_history_root_subject_id_idx on public.arvo_event_history (root_subject, id) is missing',
-    ]);
-    await admin.query(
-      'CREATE INDEX arvo_event_history_root_subject_id_idx ON public.arvo_event_history (root_subject, id)',
-    );
-    assert.equal((await run(['doctor', '--url', url])).code, 0);
   });
 
   it('stats, dlq list/show/replay/purge against a running broker', async () => {
