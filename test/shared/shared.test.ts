@@ -232,13 +232,13 @@ describe('migration indexes', () => {
     );
     const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
     const expected = components.flatMap(({ migrations }) => migrations.flatMap((m) => m.indexes));
-    assert.equal(expected.length, 8);
+    assert.equal(expected.length, 9);
     assert.deepEqual(rows.sort(byName), expected.map((index) => ({ ...index })).sort(byName));
-    // Besides the eight, only the primary keys: state, lock, history and arvo_postgres_migrations.
+    // Besides the nine, only the primary keys: state, lock, history and arvo_postgres_migrations.
     const { rows: all } = await admin.query(
       `SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = 'Idx'`,
     );
-    assert.equal(all[0].n, 8 + 3 + 1);
+    assert.equal(all[0].n, 9 + 3 + 1);
   });
 });
 
