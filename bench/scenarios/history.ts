@@ -6,14 +6,7 @@
  * table sizes, alternating which goes first (on-off, off-on, …) cancels drift within a pair, and the
  * median drops a pair a neighbour's burst landed on.
  */
-import {
-  checkTarget,
-  formatRatio,
-  round,
-  type Scenario,
-  type ScenarioContext,
-  type ScenarioMeasurement,
-} from '../lib';
+import { checkTarget, formatRatio, round, type Scenario } from '../lib';
 import type { WorkflowRun } from '../workflow';
 import { measureThroughput, runMeasurement, throughputWorkflows } from './throughput';
 
