@@ -141,7 +141,7 @@ export class Consumer {
           const produced = outputs.map((output) => output.id);
           await this.#runtime.history.record(transaction, job, 'handled', { event, produced });
           if (transaction.started) {
-            await boss.complete(job, null, 'rolled back', transaction.db);
+            await boss.complete(job, null, 'rolled back', transaction);
             await transaction.commit();
           } else {
             // Nothing was written for this job (a listener, a handler with no outputs): no transaction
@@ -216,7 +216,7 @@ export class Consumer {
           ...messagingAttributes('send', queue, jobs[0]!.id!, entries[0]!.stored),
           'messaging.batch.message_count': jobs.length,
         },
-        () => this.#runtime.boss.insert(queue, jobs, transaction.db),
+        () => this.#runtime.boss.insert(queue, jobs, transaction),
         SpanKind.PRODUCER,
         undefined,
       );

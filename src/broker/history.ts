@@ -6,7 +6,7 @@ import { type ErrorDescription, redactValue } from '../shared/redact';
 import { tableStructureProblems } from '../shared/table-structure';
 import type { StoredEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
-import type { Db, FetchedJob } from './pgboss';
+import type { FetchedJob } from './pgboss';
 import type { ResolvedBrokerOptions, ResolvedHistoryOptions } from './types';
 
 /** Entries one sweep statement deletes at most. */
@@ -123,7 +123,7 @@ export class HistoryRecorder {
   async settleWith(
     pool: pg.Pool,
     record: (db: Statements) => Promise<void>,
-    settle: (db?: Db) => Promise<void>,
+    settle: (db?: JobTransaction) => Promise<void>,
   ): Promise<void> {
     if (!this.#options) return settle();
     // A JobTransaction for its handling of a connection lost mid-way; it is no ambient transaction
@@ -131,7 +131,7 @@ export class HistoryRecorder {
     const transaction = new JobTransaction(pool, '');
     try {
       await record(transaction);
-      await settle(transaction.db);
+      await settle(transaction);
       await transaction.commit();
     } catch (error) {
       await transaction.rollback();

@@ -1,6 +1,5 @@
 import type pg from 'pg';
 import type { AmbientTransaction } from '../shared/transaction';
-import type { Db } from './pgboss';
 
 /**
  * The one transaction a handled job runs in: the memory's state write (through the ambient
@@ -10,8 +9,6 @@ import type { Db } from './pgboss';
  */
 export class JobTransaction implements AmbientTransaction {
   readonly databaseId: string;
-  /** The same transaction as a pg-boss `db`, for `insert`/`complete` with `{ db }`. */
-  readonly db: Db;
   #pool: pg.Pool;
   #client: Promise<pg.PoolClient> | undefined;
   #settled = false;
@@ -43,7 +40,6 @@ export class JobTransaction implements AmbientTransaction {
     this.#pool = pool;
     this.databaseId = databaseId;
     this.#onCallbackError = onCallbackError;
-    this.db = { executeSql: (text, values) => this.query(text, values) };
     if (signal) {
       this.#signal = signal;
       signal.addEventListener('abort', this.#onAbort);

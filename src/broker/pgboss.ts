@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import {
   type Db,
@@ -25,7 +26,7 @@ import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './types';
  * ({@link assertClaimed}): a claim lost to `expireInSeconds` or `stop()` throws.
  */
 
-export type { Db, JobInsert, JobResult, PgBoss };
+export type { JobInsert, JobResult, PgBoss };
 
 /** A job as pg-boss hands it to a worker, with the stored event as its data. */
 export type FetchedJob = JobWithMetadata<StoredEvent>;
@@ -70,6 +71,32 @@ function assertClaimed(job: FetchedJob, affected: unknown, consequence: string):
 
 function affectedRows(response: unknown): unknown {
   return (response as { affected?: number }).affected;
+}
+
+/** A connection, pool or job transaction that prepares a `{ name, text }` statement once per connection. */
+export interface PreparingDb {
+  query(statement: { name: string; text: string }, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * pg-boss's statement `text` named after its hash, so each connection plans it once (pg-boss sends
+ * its SQL unnamed: PostgreSQL would plan every insert and settle again). The texts are few: pg-boss
+ * passes every value as a parameter.
+ */
+function preparedStatement(text: string): { name: string; text: string } {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `pgboss_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text };
+}
+
+/** `db` as a pg-boss `Db` whose statements are prepared (see {@link preparedStatement}). */
+function preparedDb(db: PreparingDb): Db {
+  return { executeSql: (text, values) => db.query(preparedStatement(text), values) };
 }
 
 export class PgBossClient {
@@ -155,17 +182,31 @@ export class PgBossClient {
     );
   }
 
-  /** Inserts `jobs` into `queue` in one statement, through `db` (a job's transaction) when given. */
-  async insert(queue: string, jobs: JobInsert[], db?: Db): Promise<void> {
-    await this.#boss.insert(queue, jobs, db ? { db } : undefined);
+  /**
+   * pg-boss's own pool (its `Db`'s `pool`: not public API, the version is pinned), for statements
+   * outside a job's transaction: they never wait for a connection of the broker's pool.
+   */
+  get #ownPool(): PreparingDb {
+    return (this.#boss.getDb() as unknown as { pool: pg.Pool }).pool;
   }
 
-  /** Completes this attempt of `job` (through `db` when given); throws when it is no longer claimed. */
-  async complete(job: FetchedJob, output: object | null, consequence: string, db?: Db): Promise<void> {
+  /** Inserts `jobs` into `queue` in one prepared statement, through `db` (a job's transaction) when given. */
+  async insert(queue: string, jobs: JobInsert[], db: PreparingDb = this.#ownPool): Promise<void> {
+    await this.#boss.insert(queue, jobs, { db: preparedDb(db) });
+  }
+
+  /**
+   * Completes this attempt of `job` in one prepared statement, through `db` (a job's transaction)
+   * when given; throws when it is no longer claimed.
+   */
+  async complete(
+    job: FetchedJob,
+    output: object | null,
+    consequence: string,
+    db: PreparingDb = this.#ownPool,
+  ): Promise<void> {
     const attempt = { id: job.id, retryCount: job.retryCount };
-    const response = db
-      ? await this.#boss.complete(job.name, attempt, output, { db })
-      : await this.#boss.complete(job.name, attempt, output);
+    const response = await this.#boss.complete(job.name, attempt, output, { db: preparedDb(db) });
     assertClaimed(job, affectedRows(response), consequence);
   }
 
@@ -174,17 +215,16 @@ export class PgBossClient {
    * when given): pg-boss retries
    * it with the queue's backoff, or at the last attempt moves a copy to the dead-letter queue.
    */
-  async fail(job: FetchedJob, record: JobFailureRecord, db?: Db): Promise<void> {
+  async fail(job: FetchedJob, record: JobFailureRecord, db: PreparingDb = this.#ownPool): Promise<void> {
     const attempt = { id: job.id, retryCount: job.retryCount };
-    const response = await this.#boss.fail(job.name, attempt, record, db ? { db } : undefined);
+    const response = await this.#boss.fail(job.name, attempt, record, { db: preparedDb(db) });
     assertClaimed(job, affectedRows(response) ?? 0, 'not failed');
   }
 
   /** Fails this attempt of `job` terminally and moves a copy to its dead-letter queue at once (through `db` when given). */
-  async deadLetter(job: FetchedJob, record: JobFailureRecord, db?: Db): Promise<void> {
+  async deadLetter(job: FetchedJob, record: JobFailureRecord, db: Queryable = this.#pool): Promise<void> {
     const attempts = [{ id: job.id, retry_count: job.retryCount, output: record }];
-    const client = db ? { query: db.executeSql } : this.#pool;
-    assertClaimed(job, await deadLetterAttempts(client, this.#schema, job.name, attempts), 'not failed');
+    assertClaimed(job, await deadLetterAttempts(db, this.#schema, job.name, attempts), 'not failed');
   }
 
   /** Stops this process's workers of `queue` from fetching; the jobs they hold finish as usual. */

@@ -6,7 +6,7 @@ import type { Delivery } from './delivery';
 import { InternalQueueError, InvalidBatchEventError, UnroutableEventError } from './errors';
 import { encodeEvent, eventDestination, jobIdForEvent, type StoredEvent } from './event-codec';
 import { JobTransaction } from './job-transaction';
-import type { Db } from './pgboss';
+import type { PreparingDb } from './pgboss';
 import type { Destination, Queues } from './queues';
 import { contextFromTraceHeaders, messagingAttributes, traceHeadersOf } from './tracing';
 import type { BrokerRuntime } from './types';
@@ -64,7 +64,7 @@ export class Producer {
       const transaction = new JobTransaction(this.#runtime.pool, this.#runtime.databaseId);
       try {
         for (const [queue, batch] of byQueue) {
-          await this.#send(queue, batch, delivery, undefined, transaction.db);
+          await this.#send(queue, batch, delivery, undefined, transaction);
         }
         await transaction.commit();
       } catch (error) {
@@ -99,7 +99,7 @@ export class Producer {
     events: StoredEvent[],
     delivery: Delivery,
     parent: ReturnType<typeof contextFromTraceHeaders>,
-    db?: Db,
+    db?: PreparingDb,
   ): Promise<void> {
     const first = events[0]!;
     await withSpan(

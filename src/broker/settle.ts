@@ -171,10 +171,10 @@ export class Settlement {
             retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS,
           },
         ],
-        transaction.db,
+        transaction,
       );
       await this.#runtime.history.record(transaction, job, 'rescheduled');
-      await boss.complete(job, { rescheduledAs: copyId, reason }, 'not rescheduled', transaction.db);
+      await boss.complete(job, { rescheduledAs: copyId, reason }, 'not rescheduled', transaction);
       await transaction.commit();
     } catch (error) {
       await transaction.rollback();
