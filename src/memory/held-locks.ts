@@ -1,5 +1,6 @@
 import { type LockHandle, type LockRow, lockHandleFromRow } from '../lock/handle';
 import { type AmbientTransaction, currentJobScope } from '../shared/transaction';
+import type { NamedStatement } from './sql';
 
 /** A stored record and its version, as the read statements return it. */
 export interface StateRow {
@@ -7,8 +8,30 @@ export interface StateRow {
   version: string;
 }
 
-/** A row of `MemoryStatements.lockAndRead`: `data` is NULL when there is no record or it was not read. */
-export type LockAndReadRow = LockRow & { prefetched: boolean } & (StateRow | { data: null; version: null });
+/**
+ * A row of `MemoryStatements.lockAndRead` (or `readInJob`, whose `owner` is NULL: the lock is the job
+ * transaction's): `data` is NULL when there is no record or it was not read.
+ */
+export type LockAndReadRow = (LockRow | { owner: null }) & { prefetched: boolean } & (
+    | StateRow
+    | { data: null; version: null }
+  );
+
+/**
+ * One attempt to lock `id` inside the broker job `tx` runs, with no commit of its own: the job lock
+ * (a transaction-scoped advisory lock, released when the job commits or rolls back), then, in a
+ * fresh snapshot, the check that no live lock row is held and the record. No row when either is held
+ * (a job lock that was taken is kept until the job ends: it cannot be released earlier).
+ */
+export async function lockInJob(
+  tx: AmbientTransaction,
+  statements: { lockInJob: NamedStatement; readInJob: NamedStatement },
+  id: string,
+): Promise<LockAndReadRow[]> {
+  const { rows } = await tx.query(statements.lockInJob, [id]);
+  if (!rows[0]?.locked) return [];
+  return (await tx.query(statements.readInJob, [id])).rows;
+}
 
 /**
  * A lock a memory holds, and the subject's record read by the statement that took it, kept for the
@@ -16,7 +39,8 @@ export type LockAndReadRow = LockRow & { prefetched: boolean } & (StateRow | { d
  * read with the lock".
  */
 interface HeldLock {
-  handle: LockHandle;
+  /** The lock row's handle; `null`: the job's transaction holds the lock and ends it. */
+  handle: LockHandle | null;
   /** The record at acquisition (`null`: none) until the next `read`; `undefined`: read it. */
   prefetched: StateRow | null | undefined;
   /** The table's change count before the lock statement was sent: the record is stale once it moved. */
@@ -76,7 +100,8 @@ export class HeldLocks {
   hold(id: string, row: LockAndReadRow, changesSeen: number): void {
     let prefetched: HeldLock['prefetched'];
     if (row.prefetched) prefetched = row.data === null ? null : { data: row.data, version: row.version };
-    this.#inThisJob(true).set(id, { handle: lockHandleFromRow(row), prefetched, changesSeen });
+    const handle = row.owner === null ? null : lockHandleFromRow(row);
+    this.#inThisJob(true).set(id, { handle, prefetched, changesSeen });
   }
 
   /** The record `lock(id)` fetched (`null`: none), consumed; `undefined` when there is none to serve. */
@@ -93,21 +118,24 @@ export class HeldLocks {
     if (held) held.prefetched = undefined;
   }
 
-  /** Forgets the current job's lock on `id` and returns its handle; `undefined` when it holds none. */
-  forget(id: string): LockHandle | undefined {
+  /**
+   * Forgets the current job's lock on `id` and returns its handle (`null`: a job lock, nothing to
+   * release); `undefined` when it holds none.
+   */
+  forget(id: string): LockHandle | null | undefined {
     const job = this.#currentJob();
     const held = this.#byJob.get(job);
-    const handle = held?.get(id)?.handle;
-    if (!held || !handle) return undefined;
+    const lock = held?.get(id);
+    if (!held || !lock) return undefined;
     held.delete(id);
     if (held.size === 0) this.#byJob.delete(job);
-    return handle;
+    return lock.handle;
   }
 
-  /** Forgets every lock, of every job, and returns their handles. */
+  /** Forgets every lock, of every job, and returns the handles of the lock rows among them. */
   forgetAll(): LockHandle[] {
     const handles = [...this.#byJob.values()].flatMap((byId) =>
-      [...byId.values()].map((held) => held.handle),
+      [...byId.values()].flatMap((held) => (held.handle ? [held.handle] : [])),
     );
     this.#byJob.clear();
     return handles;

@@ -3,10 +3,9 @@ import { PostgresLock } from '../lock/lock';
 import { retryWithBackoff } from '../shared/backoff';
 import { ArvoPostgresError } from '../shared/errors';
 import { qualifiedName } from '../shared/identifiers';
-import { writeLog } from '../shared/logger';
 import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { closePool, type ManagedPool, openPool } from '../shared/pool';
-import { describeError, redactError } from '../shared/redact';
+import { redactError } from '../shared/redact';
 import { tableStructureProblems } from '../shared/table-structure';
 import { runOperation } from '../shared/telemetry';
 import { type AmbientTransaction, ambientTransactionFor, readDatabaseId } from '../shared/transaction';
@@ -16,7 +15,7 @@ import {
   resolveArvoToolsOptions,
 } from './arvo-tools-options';
 import { MachineMemoryConflictError, MachineMemoryTableStructureError } from './errors';
-import { HeldLocks, type LockAndReadRow, type StateRow } from './held-locks';
+import { HeldLocks, type LockAndReadRow, lockInJob, type StateRow } from './held-locks';
 import type { MemoryTables } from './migrations/v1';
 import {
   type MemoryConfig,
@@ -202,30 +201,13 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
 
   /**
    * Releases the lock this instance holds on `id`; `false` when it holds none (or lost it to a TTL
-   * takeover). Inside an ambient transaction of the same database the release waits until that
-   * transaction settled, so nobody reads state that is not committed yet; it then returns `true`.
+   * takeover). A lock taken inside a broker job on this database is the job's transaction's: it ends
+   * when the job commits or rolls back, so nobody reads state that is not committed yet.
    */
   async unlock(id: string): Promise<boolean> {
     requireSubject(id);
     const handle = this.#held.forget(id);
-    if (!handle) return false;
-    const tx = ambientTransactionFor(this.databaseId);
-    if (tx) {
-      tx.onSettled(() =>
-        this.#locks.release(handle).then(
-          () => undefined,
-          (error: unknown) => {
-            writeLog(
-              this.#config.logger,
-              'warn',
-              'arvo-postgres: deferred unlock failed; the lock expires with its TTL',
-              { error: describeError(error) },
-            );
-          },
-        ),
-      );
-      return true;
-    }
+    if (!handle) return handle === null;
     return this.#run('unlock', id, () => this.#locks.release(handle));
   }
 
@@ -358,14 +340,14 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
     );
   }
 
-  /** One attempt to take the lock on `id`, reading the record in the same statement. */
+  /** One attempt to lock `id` and read its record: a job lock inside a broker job on this database, else a lock row. */
   async #lockAndRead(id: string): Promise<{ row: LockAndReadRow; changesSeen: number } | null> {
     const changesSeen = this.#held.changeCount;
-    const { rows } = await this.#query(this.#statements.lockAndRead, [
-      id,
-      randomUUID(),
-      this.#config.lockRetry.ttlMs,
-    ]);
+    const tx = ambientTransactionFor(this.databaseId);
+    const rows = tx
+      ? await lockInJob(tx, this.#statements, id)
+      : (await this.#query(this.#statements.lockAndRead, [id, randomUUID(), this.#config.lockRetry.ttlMs]))
+          .rows;
     const row: LockAndReadRow | undefined = rows[0];
     return row ? { row, changesSeen } : null;
   }

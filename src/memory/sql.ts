@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { deleteHistoryOfDeletedCte } from '../history/sql';
-import { lockStatements } from '../lock/sql';
+import { jobLockSql, lockStatements } from '../lock/sql';
 import { qualifiedName } from '../shared/identifiers';
 import type { MemoryTables } from './migrations/v1';
 
@@ -22,6 +22,14 @@ export interface MemoryStatements {
    * there is none) may predate that holder's last write and is not returned.
    */
   lockAndRead: NamedStatement;
+  /** `$1` subject → `locked`: whether this transaction took (or already held) the subject's job lock. */
+  lockInJob: NamedStatement;
+  /**
+   * `$1` subject → the `lockAndRead` columns (no owner: the job's transaction holds the lock) with the
+   * record, when no live lock row is held on it; no row otherwise. Sent after `lockInJob`, so its
+   * snapshot sees every lock row committed before the job lock was taken.
+   */
+  readInJob: NamedStatement;
   /**
    * `$1` subject, `$2` data, `$3` parent subject, `$4` status, `$5` execution status, `$6` orchestrator,
    * `$7` initiator, `$8` source. Creates a record (version 1) whose root is the parent's root, or the
@@ -112,6 +120,14 @@ SELECT a.key, a.owner, a.fencing_token, a.expires_at,
   NOT EXISTS (SELECT 1 FROM held_before) AS prefetched, s.data, s.version::text AS version
 FROM acquired a
 LEFT JOIN ${state} s ON s.subject = a.key AND NOT EXISTS (SELECT 1 FROM held_before)`,
+    ),
+    lockInJob: named('lock_job', `SELECT ${jobLockSql(lock, '$1::text')} AS locked`),
+    readInJob: named(
+      'read_job',
+      `SELECT $1::text AS key, NULL::text AS owner, NULL::text AS fencing_token, NULL::timestamptz AS expires_at,
+  true AS prefetched, s.data, s.version::text AS version
+FROM (SELECT 1) AS one LEFT JOIN ${state} s ON s.subject = $1
+WHERE NOT EXISTS (SELECT 1 FROM ${lock} WHERE key = $1 AND expires_at > clock_timestamp())`,
     ),
     insert: named(
       'insert',

@@ -181,6 +181,55 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     }
   });
 
+  it("inside a job the lock is the transaction's: no lock row, and it excludes lock rows both ways", async (t) => {
+    const { memory, observer } = await memories(t);
+    const once = await memoryForTest(t, { connectionString: db.url, lock: { maxAttempts: 1 } });
+    const subject = newSubject();
+    const xid = async (tx: AmbientTransaction) =>
+      (await tx.query('SELECT txid_current_if_assigned()::text AS x')).rows[0].x;
+    const lockRows = async () =>
+      (
+        await observer.pool.query('SELECT count(*)::int AS n FROM public.arvo_workflow_lock WHERE key = $1', [
+          subject,
+        ])
+      ).rows[0].n;
+
+    // A lock row held outside any job keeps a job out.
+    assert.equal(await observer.lock(subject), true);
+    const refused = await openTransaction(once);
+    await runInAmbientTransaction(refused.tx, async () => {
+      assert.equal(await once.lock(subject), false, 'a live lock row keeps the job out');
+    });
+    await refused.settle('ROLLBACK');
+    await observer.write(subject, { subject, step: 1 }, null);
+    assert.equal(await observer.unlock(subject), true);
+
+    // The job's lock: no row, no commit, and it keeps lock rows (and other jobs) out until it commits.
+    const first = await openTransaction(memory);
+    const second = await openTransaction(once);
+    await runInAmbientTransaction(first.tx, async () => {
+      assert.equal(await memory.lock(subject), true);
+      assert.deepEqual(
+        await memory.read(subject),
+        { subject, step: 1 },
+        'the record the lock row holder committed',
+      );
+      assert.equal(await xid(first.tx), null, 'the lock wrote nothing: no commit of its own');
+      assert.equal(await lockRows(), 0, 'no lock row');
+      await memory.write(subject, { subject, step: 2 }, { subject, step: 1 });
+      assert.equal(await memory.unlock(subject), true);
+    });
+    assert.equal(await observer.lock(subject), false, 'a lock row is refused while the job holds the lock');
+    await runInAmbientTransaction(second.tx, async () => {
+      assert.equal(await once.lock(subject), false, 'another job is refused too');
+    });
+    await second.settle('ROLLBACK');
+    await first.settle('COMMIT');
+    assert.equal(await observer.lock(subject), true, 'free once the job committed');
+    assert.deepEqual(await observer.read(subject), { subject, step: 2 });
+    assert.equal(await observer.unlock(subject), true);
+  });
+
   it('ignores an ambient transaction of another database', async (t) => {
     const { memory, observer } = await memories(t);
     const subject = newSubject();
