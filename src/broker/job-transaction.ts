@@ -143,7 +143,7 @@ export class JobTransaction implements AmbientTransaction {
     client.release(error === undefined ? undefined : error instanceof Error ? error : true);
   }
 
-  /** Runs the `onSettled` callbacks once (the memory's deferred unlock among them). */
+  /** Runs the `onSettled` callbacks once. */
   async #runSettledCallbacks(): Promise<void> {
     const callbacks = this.#callbacks;
     this.#callbacks = [];

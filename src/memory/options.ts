@@ -101,7 +101,7 @@ export interface PostgresMachineMemoryOptions extends ConnectionOptions {
    */
   enableOtel?: boolean;
   /**
-   * Where warnings go (failed sweeps, failed deferred unlocks).
+   * Where warnings go (failed sweeps).
    * @defaultValue console (warn/error)
    */
   logger?: Logger;

@@ -6,9 +6,9 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  * While the broker runs a handler for a job, it opens a database transaction that will also insert
  * the handler's output events and complete the job, and exposes it here. A machine memory whose
  * database is the same (equal {@link AmbientTransaction.databaseId}) runs its state `write` through
- * it, so state, outputs and acknowledgement commit together or not at all. Locks never join: they
- * must be visible to other workers at once, and `unlock` is deferred until the transaction settles
- * (see {@link AmbientTransaction.onSettled}) so nobody reads the state before it is committed.
+ * it, so state, outputs and acknowledgement commit together or not at all. Its workflow locks are
+ * the transaction's too (advisory locks that end with it, see docs/design.md, "Workflow locks inside
+ * a job"), so nobody reads the state before it is committed.
  */
 export interface AmbientTransaction {
   /** Identity of the database the transaction runs in (see {@link readDatabaseId}). */
