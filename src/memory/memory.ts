@@ -91,8 +91,13 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
     requireSubject(id);
     return this.#run('read', id, async () => {
       const prefetched = this.#held.takePrefetched(id);
-      const row: StateRow | null | undefined =
-        prefetched !== undefined ? prefetched : (await this.#query(this.#statements.read, [id])).rows[0];
+      // Inside a job its transaction holds the lock and a connection: a read on the pool could wait for a
+      // connection that jobs holding locks never give back.
+      const tx = ambientTransactionFor(this.databaseId);
+      const fresh = async () =>
+        (await (tx ? tx.query(this.#statements.read, [id]) : this.#query(this.#statements.read, [id])))
+          .rows[0];
+      const row: StateRow | null | undefined = prefetched !== undefined ? prefetched : await fresh();
       if (!row) return null;
       this.#versions.set(row.data, { subject: id, version: row.version });
       return row.data as T;

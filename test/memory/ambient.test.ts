@@ -230,6 +230,29 @@ describe('PostgresMachineMemory in an ambient transaction', () => {
     assert.equal(await observer.unlock(subject), true);
   });
 
+  it('inside a job every read goes through its transaction, never waiting for a pool connection', async (t) => {
+    // One connection, held by the job's transaction: a read on the pool would wait for it forever.
+    const memory = await memoryForTest(t, {
+      connectionString: db.url,
+      max: 1,
+      connectionTimeoutMillis: 3000,
+    });
+    const [subject, other] = [newSubject(), newSubject()];
+    await memory.write(subject, { subject, step: 0 }, null);
+    const transaction = await openTransaction(memory);
+    try {
+      await runInAmbientTransaction(transaction.tx, async () => {
+        assert.equal(await memory.lock(subject), true);
+        // A change of the state table after the lock: the record read with the lock is not served.
+        await memory.write(other, { subject: other, step: 0 }, null);
+        assert.deepEqual(await memory.read(subject), { subject, step: 0 });
+        assert.equal(await memory.unlock(subject), true);
+      });
+    } finally {
+      await transaction.settle('COMMIT');
+    }
+  });
+
   it('ignores an ambient transaction of another database', async (t) => {
     const { memory, observer } = await memories(t);
     const subject = newSubject();
