@@ -155,14 +155,13 @@ export class Consumer {
             await transaction.rollback();
             return this.#settlement.failure(registration, job, event, error);
           }
-          // Settled at once (handed back, or failed with the library's record); the handler keeps its
-          // slot and its aborted transaction until it returns, as after pg-boss's own abort
-          // (docs/design.md, "Handler timeout" and "Stopping").
+          // Settled at once (handed back, or failed with the library's record); the abort already
+          // rolled the transaction back, with its locks. The handler keeps its slot until it returns,
+          // as after pg-boss's own abort (docs/design.md, "Handler timeout" and "Stopping").
           const failed = stopping
             ? await this.#settlement.handBack(registration, job, event, error)
             : await this.#settlement.failure(registration, job, event, error);
           await delivery.then(noop, noop);
-          await transaction.rollback();
           return failed;
         }
         metrics.processed(job.name);

@@ -23,6 +23,9 @@ export class JobTransaction implements AmbientTransaction {
   #signal: AbortSignal | undefined;
   readonly #onAbort = () => {
     this.#abortReason = this.#signal?.reason ?? new Error('job aborted');
+    // The job's claim ended (expiry, stop, pg-boss's abort): the transaction and the locks it holds
+    // end now, not when the handler returns, so the job's next delivery can take them.
+    void this.rollback();
   };
 
   readonly #onCallbackError: (error: unknown) => void;
@@ -40,7 +43,8 @@ export class JobTransaction implements AmbientTransaction {
     this.#pool = pool;
     this.databaseId = databaseId;
     this.#onCallbackError = onCallbackError;
-    if (signal) {
+    if (signal?.aborted) this.#abortReason = signal.reason;
+    else if (signal) {
       this.#signal = signal;
       signal.addEventListener('abort', this.#onAbort);
     }
@@ -76,13 +80,19 @@ export class JobTransaction implements AmbientTransaction {
     statement: string | { name: string; text: string },
     values?: unknown[],
   ): Promise<{ rows: any[]; rowCount?: number | null }> {
-    if (this.#settled) throw new Error('The job transaction is already settled');
-    if (this.#abortReason) throw this.#abortReason;
+    this.#assertOpen();
     const client = await this.#connect();
+    // Checked again: the transaction may have been rolled back (the job aborted) while connecting.
+    this.#assertOpen();
     if (this.#connectionError) throw this.#connectionError;
     return typeof statement === 'string'
       ? client.query(statement, values)
       : client.query({ name: statement.name, text: statement.text, values });
+  }
+
+  #assertOpen(): void {
+    if (this.#abortReason) throw this.#abortReason;
+    if (this.#settled) throw new Error('The job transaction is already settled');
   }
 
   /** Whether a statement ran, i.e. there is a database transaction to commit. */
@@ -95,18 +105,25 @@ export class JobTransaction implements AmbientTransaction {
   }
 
   /**
-   * Commits, then runs the `onSettled` callbacks; throws (and the caller rolls back) when the job
-   * was aborted meanwhile or the commit failed.
+   * Commits, then runs the `onSettled` callbacks; throws when the job was aborted meanwhile (its
+   * transaction already rolled back) or the commit failed (it then rolls back).
    */
   async commit(): Promise<void> {
     if (this.#abortReason) throw this.#abortReason;
-    if (this.#client) {
-      const client = await this.#client;
-      await client.query('COMMIT');
-      this.#release(client);
-    }
+    // From here the commit decides: an abort arriving meanwhile no longer rolls back.
     this.#markSettled();
-    await this.#runSettledCallbacks();
+    try {
+      if (this.#client) {
+        const client = await this.#client;
+        await client.query('COMMIT');
+        this.#release(client);
+      }
+    } catch (error) {
+      await this.#rollbackClient();
+      throw error;
+    } finally {
+      await this.#runSettledCallbacks();
+    }
   }
 
   /** Rolls back if still open, then runs the `onSettled` callbacks; never throws (a broken connection is dropped instead). */

@@ -96,6 +96,37 @@ describe('JobTransaction', () => {
     assert.equal(rowCount, 0);
   });
 
+  // A workflow's job lock is a transaction-scoped advisory lock: were the transaction kept open until
+  // the overrunning handler returns, the job's next delivery could never take the workflow over.
+  it('ends an aborted job transaction at once, with its locks, not when the handler returns', async () => {
+    const controller = new AbortController();
+    const transaction = new JobTransaction(pool, 'db', controller.signal);
+    await transaction.query('INSERT INTO marks VALUES (4)');
+    await transaction.query('SELECT pg_advisory_xact_lock(4242)');
+    const other = await pool.connect();
+    try {
+      const tryLock = async () =>
+        (await other.query('SELECT pg_try_advisory_lock(4242) AS locked')).rows[0].locked as boolean;
+      assert.equal(await tryLock(), false, 'held while the job runs');
+      controller.abort(new Error('claim expired'));
+      // The handler has not returned (nobody called commit or rollback): the lock is free anyway.
+      const deadline = Date.now() + 10_000;
+      let locked = false;
+      while (!locked && Date.now() < deadline) {
+        locked = await tryLock();
+        if (!locked) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(locked, true, 'the aborted job released its lock');
+      await other.query('SELECT pg_advisory_unlock(4242)');
+      await assert.rejects(transaction.query('INSERT INTO marks VALUES (5)'), /claim expired/);
+      await assert.rejects(transaction.commit(), /claim expired/);
+      const { rowCount } = await pool.query('SELECT 1 FROM marks WHERE id IN (4, 5)');
+      assert.equal(rowCount, 0);
+    } finally {
+      other.release();
+    }
+  });
+
   // Listeners and handlers without outputs write nothing: settling them must not need a transaction
   // (BEGIN, complete, COMMIT on a checked-out connection) when one fenced statement does.
   it('settles a job that wrote nothing without taking a connection from the broker pool', async () => {
