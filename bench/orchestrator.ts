@@ -245,10 +245,13 @@ export function createBenchOrchestrator(options: {
   return {
     source: orchestratorSource,
     async execute(event) {
-      if (!ArvoOrchestrationSubject.isValid(event.subject)) {
+      // Parsed once: isValid() parses (inflates) the subject too, so isValid + parse paid it twice a hop.
+      let subject: ArvoOrchestrationSubjectContent;
+      try {
+        subject = ArvoOrchestrationSubject.parse(event.subject);
+      } catch {
         throw new ExecutionViolation(`Event ${event.id} (${event.type}) has no valid orchestration subject`);
       }
-      const subject = ArvoOrchestrationSubject.parse(event.subject);
       return runOrchestratorTransaction(memory, event.subject, (prev) => {
         const step = compute(event, subject, prev);
         onApplied?.(event);
