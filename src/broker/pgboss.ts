@@ -10,7 +10,7 @@ import {
 } from 'pg-boss';
 // pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
 // job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
-import { deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
+import { completeJobsWithOutputs, deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
 import { quoteIdentifier, validateIdentifier } from '../shared/identifiers';
 import { type Logger, writeLog } from '../shared/logger';
 import { describeError, redactSecrets, redactValue } from '../shared/redact';
@@ -99,10 +99,53 @@ function preparedDb(db: PreparingDb): Db {
   return { executeSql: (text, values) => db.query(preparedStatement(text), values) };
 }
 
+type ExecuteSql = (text: string, values?: unknown[], options?: unknown) => Promise<unknown>;
+
+/**
+ * Whether `text` is pg-boss's per-job completion of a worker's batch on schema `schema`
+ * (`completeJobsWithOutputs`: not public API, the version is pinned), for any queue table.
+ */
+function perJobCompletionMatcher(schema: string): (text: string) => boolean {
+  const [before, after] = completeJobsWithOutputs(schema, '\u0000').split('\u0000') as [string, string];
+  return (text) =>
+    text.length > before.length + after.length &&
+    text.startsWith(before) &&
+    text.endsWith(after) &&
+    /^\w+$/.test(text.slice(before.length, text.length - after.length));
+}
+
+/**
+ * Makes pg-boss's per-job completion after a worker's batch skip the attempts in `settled`, which the
+ * broker settled itself (fenced, in the job's transaction or its failure settle): the statement would
+ * change none of them. A batch whose attempts are all in `settled` sends no statement at all; its
+ * result is the one PostgreSQL would give, nothing settled. Each attempt is looked up once.
+ */
+function skipSettledCompletions(boss: PgBoss, schema: string, settled: Set<string>): void {
+  const db = boss.getDb() as unknown as { executeSql: ExecuteSql };
+  const execute: ExecuteSql = db.executeSql.bind(db);
+  const isPerJobCompletion = perJobCompletionMatcher(schema);
+  db.executeSql = (text, values, options) => {
+    if (!isPerJobCompletion(text) || typeof values?.[1] !== 'string') return execute(text, values, options);
+    const attempts = (JSON.parse(values[1]) as Array<{ id: string; retry_count: number }>).map(
+      ({ id, retry_count }) => attemptKey(id, retry_count),
+    );
+    const unsettled = attempts.filter((attempt) => !settled.has(attempt));
+    for (const attempt of attempts) settled.delete(attempt);
+    if (unsettled.length === 0) return Promise.resolve({ rows: [{ count: 0, ids: [] }] });
+    return execute(text, values, options);
+  };
+}
+
+function attemptKey(id: string, retryCount: number): string {
+  return `${id}:${retryCount}`;
+}
+
 export class PgBossClient {
   readonly #boss: PgBoss;
   readonly #pool: pg.Pool;
   readonly #schema: string;
+  /** Attempts the broker settled itself, until pg-boss's per-job completion of their batch (see {@link skipSettledCompletions}). */
+  readonly #settledByBroker = new Set<string>();
 
   /** pg-boss on a pool of its own (see `pgBossConnection`); `pool` is the broker's, for dead-lettering. */
   constructor(options: ResolvedBrokerOptions, pool: pg.Pool, logger: () => Logger) {
@@ -123,6 +166,7 @@ export class PgBossClient {
       openTelemetry: { enabled: false },
       ...(options.instanceName ? { instanceName: options.instanceName } : {}),
     });
+    skipSettledCompletions(this.#boss, options.schema, this.#settledByBroker);
     // Without an `error` listener Node throws on emit('error') and the process dies.
     this.#boss.on('error', (emitted) => {
       // pg-boss emits worker errors as plain copies (`{ ...error, message, stack, queue, worker }`).
@@ -158,7 +202,11 @@ export class PgBossClient {
     await this.#boss.updateQueue(name, settings);
   }
 
-  /** Starts a worker taking batches of `queue`'s jobs, one result per job; returns its id. */
+  /**
+   * Starts a worker taking batches of `queue`'s jobs, one result per job; returns its id. `handle`
+   * returns `completed` only for a job it settled itself (completed, rescheduled, failed or
+   * dead-lettered by the broker): pg-boss's completion of those is skipped.
+   */
   work(
     queue: string,
     worker: ResolvedWorkerOptions,
@@ -178,7 +226,15 @@ export class PgBossClient {
         perJobResults: true,
         ...(subjectConcurrency > 0 ? { groupConcurrency: subjectConcurrency } : {}),
       },
-      (jobs) => handle(jobs as FetchedJob[]),
+      async (jobs) => {
+        const results = await handle(jobs as FetchedJob[]);
+        const byId = new Map(jobs.map((job) => [job.id, job]));
+        for (const { id, status } of results) {
+          const job = byId.get(id);
+          if (job && status === 'completed') this.#settledByBroker.add(attemptKey(id, job.retryCount));
+        }
+        return results;
+      },
     );
   }
 
