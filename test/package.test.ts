@@ -69,6 +69,7 @@ describe('the packed package', { timeout: 600_000 }, () => {
       'docs/cli.md',
       'docs/configuration.md',
       'docs/migrating-from-arvo-tools.md',
+      'docs/scaling.md',
       'examples',
       'examples/greeting.ts',
       'examples/operator.ts',
