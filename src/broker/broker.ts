@@ -20,13 +20,7 @@ import { CircuitBreaker } from './circuit-breaker';
 import { Consumer } from './consumer';
 import { DeadLetterAlerts, type DeadLetterListener } from './dead-letter-alerts';
 import { type DeadLetter, type DeadLetterFilter, DeadLetters } from './dead-letters';
-import {
-  BrokerNotStartedError,
-  DatabaseUnavailableError,
-  DuplicateRegistrationError,
-  databaseUnavailable,
-  InvalidEventError,
-} from './errors';
+import { BrokerNotStartedError, databaseUnavailable } from './errors';
 import { encodeEvent } from './event-codec';
 import { type BrokerHealth, checkHealth } from './health';
 import { HistoryRecorder } from './history';
@@ -39,6 +33,7 @@ import { Queues } from './queues';
 import { Registrations } from './registrations';
 import { Replies } from './replies';
 import { startExpirySweep } from './retention';
+import { type ScheduledEvent, type ScheduleInfo, type ScheduleOptions, Schedules } from './schedules';
 import { Settlement } from './settle';
 import { type StopOnSignalsOptions, shutDown, stopOnSignals } from './shutdown';
 import { type BrokerQueueStats, queryQueueStats } from './stats';
@@ -82,6 +77,7 @@ export class PostgresEventBroker {
   #consumer: Consumer | undefined;
   #expirySweep: PeriodicTask | undefined; // retention.ts: expired events to their DLQ, the history's age cap
   readonly #queueControl: QueueControl;
+  readonly #schedules: Schedules;
 
   constructor(options: PostgresEventBrokerOptions) {
     this.#options = resolveBrokerOptions(options);
@@ -90,6 +86,7 @@ export class PostgresEventBroker {
     this.#queueControl = new QueueControl(this.#options);
     this.#queues = new Queues(this.#options, this.#queueControl);
     this.#registrations = new Registrations(this.#queues);
+    this.#schedules = new Schedules(this.#options, this.#registrations);
   }
 
   /** Names of the queues this broker serves (handlers, completion listeners, the domained queue). */
@@ -157,6 +154,7 @@ export class PostgresEventBroker {
       settlement: new Settlement(runtime, this.#unsettled, this.#deadLetterAlerts),
       notFoundListeners: this.#notFoundListeners,
     });
+    await this.#schedules.start(runtime, this.#producer);
     this.#state = 'started';
     this.#expirySweep = startExpirySweep(runtime, this.#deadLetterAlerts);
     await this.#queueControl.start(pool, () => this.#registrations.applyPauses(), this.#logger);
@@ -269,23 +267,8 @@ export class PostgresEventBroker {
     const timeoutMs = timeoutMsOption(options, 30_000);
     const { stored } = encodeEvent(event, this.#options.maxPayloadBytes);
     const source = queueNameOption(event.source, 'event.source');
-    const registration = this.#registrations.get(source);
-    if (registration && registration.kind !== 'completion') {
-      throw new InvalidEventError(
-        `resolve: event.source ${JSON.stringify(source)} is a handler's queue on this broker; replies to it would be handled, not returned`,
-      );
-    }
-    if (registration) {
-      // Another resolve() may still be creating the queue the reply has to find.
-      await registration.ready;
-    } else {
-      await this.#registrations.add({
-        kind: 'completion',
-        queue: source,
-        queueOptions: this.#options.queue,
-        workerOptions: this.#options.worker,
-      });
-    }
+    const { queue: queueOptions, worker: workerOptions } = this.#options;
+    await this.#registrations.ensureCompletion(source, { queueOptions, workerOptions });
     return this.#replies.await(source, event, timeoutMs, () => this.#producer!.enqueue(stored));
   }
 
@@ -307,6 +290,24 @@ export class PostgresEventBroker {
    */
   async getMetrics(): Promise<string> {
     return this.#metrics.prometheus(await this.getStats());
+  }
+
+  /** Sends an event on each tick of `cron`, once per tick across processes ({@link Schedules.schedule}). */
+  async schedule(name: string, cron: string, event: ScheduledEvent, options: ScheduleOptions = {}) {
+    this.#assertStarted('schedule');
+    await this.#schedules.schedule(name, cron, event, options);
+  }
+
+  /** Removes schedule `name` in every process; ticks already fired are still delivered. */
+  async unschedule(name: string): Promise<void> {
+    this.#assertStarted('unschedule');
+    await this.#schedules.unschedule(name);
+  }
+
+  /** Every schedule in the database: name, cron, time zone, next run, its event (without data). */
+  async getSchedules(): Promise<ScheduleInfo[]> {
+    this.#assertStarted('getSchedules');
+    return this.#schedules.list();
   }
 
   /** Pauses `queue` in every process within a second (jobs being handled finish; dispatch still accepts). */

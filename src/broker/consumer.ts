@@ -180,7 +180,7 @@ export class Consumer {
 
   /** Runs the handler or listener; returns the events to enqueue. */
   async #deliver(registration: Registration, event: ArvoEvent): Promise<ArvoEvent[]> {
-    if (registration.kind === 'handler') {
+    if (registration.handler) {
       const result = await registration.handler!.execute(event, { inheritFrom: 'CONTEXT' });
       const events = Array.isArray(result) ? result : result?.events;
       if (!Array.isArray(events)) {

@@ -38,6 +38,13 @@ export type {
 } from './options';
 export { pgBossSchemaSql } from './pgboss';
 export type { FailureAction, FailureKind } from './policy';
+export type {
+  ScheduledEvent,
+  ScheduledEventTemplate,
+  ScheduleFactory,
+  ScheduleInfo,
+  ScheduleOptions,
+} from './schedules';
 export { brokerMigrationSql } from './schema';
 export type { StopOnSignalsOptions } from './shutdown';
 export { type BrokerQueueStats, queryQueueStats } from './stats';

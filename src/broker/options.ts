@@ -49,11 +49,14 @@ export function queueNameOption(value: unknown, option: string): string {
 
 /** The dead-letter queue a broker uses unless told otherwise (its `deadLetterQueue` option). */
 export const DEFAULT_DEAD_LETTER_QUEUE = 'arvo.dead-letter';
-/** The default internal queues: dead-letter, unroutable and domained (never deleted by name alone). */
+/** The queue of template schedules' ticks (schedules.ts); factory schedules tick in `<it>.<name>`. */
+export const SCHEDULES_QUEUE = 'arvo.schedules';
+/** The default internal queues: dead-letter, unroutable, domained, schedules (never deleted by name alone). */
 export const DEFAULT_INTERNAL_QUEUES = [
   DEFAULT_DEAD_LETTER_QUEUE,
   'arvo.unroutable',
   'arvo.domained',
+  SCHEDULES_QUEUE,
 ] as const;
 
 /** A queue-name option. */

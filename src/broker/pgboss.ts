@@ -18,6 +18,7 @@ import type { Queryable } from '../shared/transaction';
 import type { JobFailureRecord } from './dead-letters';
 import { databaseUnavailable, isConnectionFailure, pgBossError } from './errors';
 import type { StoredEvent } from './event-codec';
+import { OUT_OF_REACH_RETENTION_SECONDS } from './sql';
 import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './types';
 
 /**
@@ -283,6 +284,21 @@ export class PgBossClient {
     assertClaimed(job, await deadLetterAttempts(db, this.#schema, job.name, attempts), 'not failed');
   }
 
+  /**
+   * Creates or replaces pg-boss's schedule `(queue, key)`: each tick of `cron` in `tz` (pg-boss's cron
+   * pass, claimed by one process at a time, filed once per minute slot) sends one job with `data` to
+   * `queue`, its `keep_until` out of reach like every job the broker inserts. Through `db` when given.
+   */
+  async schedule(queue: string, key: string, cron: string, tz: string, data: object, db?: Db): Promise<void> {
+    const options = { tz, key, retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS };
+    await this.#boss.schedule(queue, cron, data, db ? { ...options, db } : options);
+  }
+
+  /** Removes pg-boss's schedule `(queue, key)` (nothing when there is none), through `db` when given. */
+  async unschedule(queue: string, key: string, db?: Db): Promise<void> {
+    await this.#boss.unschedule(queue, key, db ? { db } : {});
+  }
+
   /** Stops this process's workers of `queue` from fetching; the jobs they hold finish as usual. */
   async offWork(queue: string): Promise<void> {
     await this.#boss.offWork(queue, { wait: false });
@@ -305,6 +321,23 @@ export class PgBossClient {
   stop(options: { graceful: boolean; timeout?: number; close: boolean }): Promise<void> {
     return this.#boss.stop(options);
   }
+}
+
+/** A pg-boss that never connects: its cron evaluation is pure (see {@link nextScheduleRun}). */
+let offlineBoss: PgBoss | undefined;
+
+/**
+ * The next tick of `cron` in time zone `tz` after now (this process's clock), evaluated exactly as
+ * pg-boss's cron pass will; throws pg-boss's error for an expression or zone it refuses.
+ */
+export function nextScheduleRun(cron: string, tz: string): Date | null {
+  offlineBoss ??= new PgBoss({
+    db: { executeSql: () => Promise.reject(new Error('offline: cron evaluation only')) },
+    schedule: false,
+    supervise: false,
+    migrate: false,
+  });
+  return offlineBoss.previewSchedule(cron, { tz, count: 1 })[0] ?? null;
 }
 
 /**

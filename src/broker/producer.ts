@@ -75,6 +75,11 @@ export class Producer {
     });
   }
 
+  /** Throws what `dispatch` would throw for `stored`'s destination (no queue, or an internal one). */
+  async assertRoutable(stored: StoredEvent): Promise<void> {
+    await this.#routeAll([stored]);
+  }
+
   /** The destination of each event; throws for the first that has no queue or names an internal one. */
   async #routeAll(stored: StoredEvent[]): Promise<Array<{ stored: StoredEvent } & Destination>> {
     const routed = await this.#queues.route(

@@ -1,6 +1,7 @@
 import type { Queryable } from '../shared/transaction';
 import { type Delivery, deliveryOf, withoutUndefined } from './delivery';
 import { eventDestination, eventDomain, jobIdForEvent, type StoredEvent } from './event-codec';
+import { SCHEDULES_QUEUE } from './options';
 import type { JobInsert, PgBossClient, QueueSettings } from './pgboss';
 import type { QueueControl } from './queue-control';
 import { existingQueuesSql, OUT_OF_REACH_RETENTION_SECONDS } from './sql';
@@ -30,7 +31,7 @@ export class Queues {
   #boss: PgBossClient | undefined;
   /** Queues that exist (created here or found in the database): destinations. */
   readonly #known = new Set<string>();
-  /** Queues no event may be addressed to: dead-letter (anyone's), unroutable, domained. */
+  /** Queues no event may be addressed to: dead-letter (anyone's), unroutable, domained, schedules. */
   readonly #internal = new Set<string>();
   /** The dead-letter queues this broker created. */
   readonly #deadLetterQueues = new Set<string>();
@@ -40,7 +41,7 @@ export class Queues {
   constructor(options: ResolvedBrokerOptions, control: QueueControl) {
     this.#options = options;
     this.#control = control;
-    this.#internal.add(options.unroutableQueue).add(options.domainedQueue);
+    this.#internal.add(options.unroutableQueue).add(options.domainedQueue).add(SCHEDULES_QUEUE);
   }
 
   /** Creates the broker's own queues (dead-letter, unroutable, domained) through `boss`. */
@@ -93,7 +94,7 @@ export class Queues {
     );
   }
 
-  /** The queues no one may delete: dead-letter (this broker's), unroutable and domained. */
+  /** The queues no one may delete: dead-letter (this broker's), unroutable, domained and schedules. */
   internalQueues(): string[] {
     return [...this.#internal, this.#options.deadLetterQueue];
   }

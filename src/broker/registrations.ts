@@ -1,7 +1,7 @@
 import { InvalidOptionError } from '../shared/errors';
 import { assertStateJoinsTransaction } from './arguments';
 import type { Consumer } from './consumer';
-import { BrokerNotStartedError, DuplicateRegistrationError } from './errors';
+import { BrokerNotStartedError, DuplicateRegistrationError, InvalidEventError } from './errors';
 import type { PgBossClient } from './pgboss';
 import type { QueueControl } from './queue-control';
 import type { Queues } from './queues';
@@ -31,9 +31,11 @@ export class Registrations {
     this.#queues = queues;
   }
 
-  /** The queues registered here, in registration order. */
+  /** The queues registered here, in registration order (not the internal schedules queues). */
   names(): string[] {
-    return [...this.#byQueue.keys()];
+    return [...this.#byQueue.values()]
+      .filter((entry) => entry.kind !== 'schedule')
+      .map((entry) => entry.queue);
   }
 
   get(queue: string): Registration | undefined {
@@ -61,6 +63,36 @@ export class Registrations {
       this.#byQueue.delete(registration.queue);
       throw error;
     }
+  }
+
+  /**
+   * The registration of `registration.queue`: the one already here once its activation finished
+   * (another caller may still be creating its queue), else `registration`, added.
+   */
+  async ensure(registration: Registration): Promise<Registration> {
+    const existing = this.#byQueue.get(registration.queue);
+    if (!existing) {
+      await this.add(registration);
+      return registration;
+    }
+    await existing.ready;
+    return existing;
+  }
+
+  /**
+   * The completion queue of `source` that `resolve()` waits on: the one here, else a new one with
+   * `settings`; refused ({@link InvalidEventError}) when a handler serves `source` on this broker.
+   */
+  async ensureCompletion(
+    source: string,
+    settings: Pick<Registration, 'queueOptions' | 'workerOptions'>,
+  ): Promise<void> {
+    if ((this.#byQueue.get(source)?.kind ?? 'completion') !== 'completion') {
+      throw new InvalidEventError(
+        `resolve: event.source ${JSON.stringify(source)} is a handler's queue on this broker; replies to it would be handled, not returned`,
+      );
+    }
+    await this.ensure({ kind: 'completion', queue: source, ...settings });
   }
 
   /** The broker started: activates every registration made so far, and later ones as they come. */

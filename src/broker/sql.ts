@@ -269,3 +269,16 @@ export function deleteQueueSql(schema: string): string[] {
     `DELETE FROM ${queueControlTable(schema)} WHERE queue = $1`,
   ];
 }
+
+// ---------------------------------------------------------------- schedules (schedules.ts)
+
+/**
+ * `$1` the schedules queue: pg-boss's schedule rows of the broker's schedules (on that queue, and on
+ * the factory queues `$1.<name>`), each with its tick event as `data`, by schedule name.
+ */
+export function schedulesSql(schema: string): string {
+  return `SELECT name AS queue, key, cron, COALESCE(timezone, 'UTC') AS timezone, data, created_on, updated_on
+    FROM ${quoteIdentifier(schema)}.schedule
+   WHERE name = $1 OR starts_with(name, $1 || '.')
+   ORDER BY data->'data'->>'schedule'`;
+}

@@ -306,7 +306,8 @@ export type HandlerNotFoundListener = (
 
 /** A queue this broker consumes, and who consumes it. */
 export interface Registration {
-  kind: 'handler' | 'completion' | 'domained';
+  /** `schedule`: a schedules queue, whose `handler` turns ticks into events (schedules.ts). */
+  kind: 'handler' | 'completion' | 'domained' | 'schedule';
   queue: string;
   handler?: ArvoEventHandlerLike;
   allowStateOutsideBrokerTransaction?: boolean;

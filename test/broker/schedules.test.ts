@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ArvoEvent } from 'arvo-core';
+import type pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import {
+  BrokerNotStartedError,
+  InternalQueueError,
+  InvalidEventError,
+  PostgresEventBroker,
+  UnroutableEventError,
+} from '../../src/broker/index';
+import { InvalidOptionError } from '../../src/shared/errors';
+import { runCliInProcess } from '../support/cli';
+import { closeAll } from '../support/close';
+import type { TestDatabase } from '../support/database';
+import { clientEvent, handler, jobsIn, memoryLogger, openTestDatabase, waitFor } from './support';
+
+const TARGET = 'com.sched.target';
+
+/** A broker on `url` whose handler of TARGET records what it receives in `received`. */
+async function targetBroker(url: string, received: ArvoEvent[]): Promise<PostgresEventBroker> {
+  const broker = new PostgresEventBroker({ connectionString: url, logger: memoryLogger() });
+  await broker.register(
+    handler(TARGET, async (event) => {
+      received.push(event);
+      return [];
+    }),
+  );
+  await broker.start();
+  return broker;
+}
+
+/**
+ * Sends the tick of schedule row `(queue, key)` as pg-boss's cron pass does (its send-it worker sends
+ * the row's data to the row's queue), so a tick's handling is tested without waiting for a minute.
+ */
+async function sendTick(pool: pg.Pool, boss: PgBoss, queue: string, key: string): Promise<string> {
+  const { rows } = await pool.query('SELECT data FROM pgboss.schedule WHERE name = $1 AND key = $2', [
+    queue,
+    key,
+  ]);
+  assert.equal(rows.length, 1, `schedule row (${queue}, ${key})`);
+  return (await boss.send(queue, rows[0].data))!;
+}
+
+describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  let broker: PostgresEventBroker;
+  let boss: PgBoss;
+  const received: ArvoEvent[] = [];
+
+  before(async () => {
+    ({ db, pool } = await openTestDatabase('broker_schedules'));
+    broker = await targetBroker(db.url, received);
+    boss = new PgBoss({ connectionString: db.url, schedule: false, supervise: false });
+    boss.on('error', () => {});
+    await boss.start();
+  });
+
+  after(async () => {
+    await boss.stop({ graceful: false, close: true });
+    await closeAll(broker, pool, db);
+  });
+
+  it('a template tick becomes one new event routed to its `to`; getSchedules and the CLI list it without its data', async () => {
+    await broker.schedule(
+      'nightly-report',
+      '0 3 * * *',
+      { type: 'com.sched.report', source: 'com.sched.clock', to: TARGET, data: { token: 'tick-secret-42' } },
+      { tz: 'Europe/Paris' },
+    );
+    const [listed] = await broker.getSchedules();
+    assert.equal(listed?.name, 'nightly-report');
+    assert.deepEqual([listed?.cron, listed?.tz, listed?.factory], ['0 3 * * *', 'Europe/Paris', false]);
+    assert.deepEqual(listed?.event, {
+      type: 'com.sched.report',
+      source: 'com.sched.clock',
+      to: TARGET,
+      subject: null,
+    });
+    // 03:00 in Paris is 01:00 or 02:00 UTC, within the next day.
+    const next = listed!.nextRunAt!;
+    assert.ok([1, 2].includes(next.getUTCHours()) && next.getUTCMinutes() === 0, next.toISOString());
+    assert.ok(next.getTime() > Date.now() && next.getTime() - Date.now() <= 86_400_000);
+    assert.ok(!JSON.stringify(listed).includes('tick-secret-42'), 'no event data in the listing');
+
+    await sendTick(pool, boss, 'arvo.schedules', 'nightly-report');
+    await sendTick(pool, boss, 'arvo.schedules', 'nightly-report');
+    await waitFor('two ticks delivered', () => received.length === 2);
+    const [first, second] = received;
+    assert.deepEqual(first?.data, { token: 'tick-secret-42' });
+    assert.equal(first?.type, 'com.sched.report');
+    assert.notEqual(first?.id, second?.id, 'a new event per tick');
+    assert.notEqual(first?.subject, second?.subject, 'a new subject per tick when the template has none');
+    const history = await pool.query(
+      `SELECT count(*)::int AS n FROM arvo_event_history WHERE queue = 'arvo.schedules' AND outcome = 'handled'`,
+    );
+    assert.equal(history.rows[0].n, 2, 'each tick is a hop in the history');
+
+    const cli = await runCliInProcess(['schedules', 'list', '--url', db.url]);
+    assert.equal(cli.code, 0, cli.output);
+    assert.match(
+      cli.output,
+      /nightly-report\s+0 3 \* \* \*\s+Europe\/Paris\s+\S+Z\s+com\.sched\.report to com\.sched\.target/,
+    );
+    const asJson = await runCliInProcess(['schedules', 'list', '--json', '--url', db.url]);
+    assert.equal(JSON.parse(asJson.output)[0].name, 'nightly-report');
+    assert.ok(!asJson.output.includes('tick-secret-42'));
+    received.length = 0;
+  });
+
+  it('a factory tick waits for a process that has the factory; unschedule removes the schedule everywhere', async () => {
+    const calls: string[] = [];
+    const factoryBroker = await targetBroker(db.url, received);
+    await factoryBroker.schedule('hourly-factory', '0 * * * *', async ({ schedule }) => {
+      calls.push(schedule);
+      return clientEvent(TARGET, { n: calls.length });
+    });
+    const listed = (await broker.getSchedules()).find((schedule) => schedule.name === 'hourly-factory');
+    assert.deepEqual([listed?.factory, listed?.event], [true, null], 'listed by every broker');
+    await sendTick(pool, boss, 'arvo.schedules.hourly-factory', '');
+    await waitFor('factory tick delivered', () => received.length === 1);
+    assert.deepEqual([calls, received[0]?.data], [['hourly-factory'], { n: 1 }]);
+
+    // The only process with the factory stops: the next tick waits in its queue, not consumed by
+    // `broker` (which has no factory), until a process with the factory starts.
+    await factoryBroker.stop();
+    const waiting = await sendTick(pool, boss, 'arvo.schedules.hourly-factory', '');
+    await sleep(3000);
+    const [job] = (await jobsIn(pool, 'arvo.schedules.hourly-factory')).filter((row) => row.id === waiting);
+    assert.equal(job?.state, 'created', 'waits for a process with the factory');
+    assert.equal(received.length, 1);
+    const restarted = await targetBroker(db.url, received);
+    await restarted.schedule('hourly-factory', '0 * * * *', async () => clientEvent(TARGET, { n: 2 }));
+    await waitFor('waiting tick delivered once the factory is back', () => received.length === 2);
+    assert.deepEqual(received[1]?.data, { n: 2 });
+
+    // Replaced by a template: one schedule, in the shared queue.
+    await restarted.schedule('hourly-factory', '30 * * * *', {
+      type: 'com.sched.hourly',
+      source: 'com.sched.clock',
+      to: TARGET,
+    });
+    const rows = await pool.query(
+      `SELECT name, key FROM pgboss.schedule WHERE key = 'hourly-factory' OR name LIKE 'arvo.schedules.%'`,
+    );
+    assert.deepEqual(rows.rows, [{ name: 'arvo.schedules', key: 'hourly-factory' }]);
+
+    await broker.unschedule('hourly-factory');
+    await broker.unschedule('nightly-report');
+    await broker.unschedule('never-scheduled');
+    assert.deepEqual(await restarted.getSchedules(), []);
+    const cli = await runCliInProcess(['schedules', 'list', '--url', db.url]);
+    assert.equal(cli.output, 'no schedules\n');
+    await restarted.stop();
+    received.length = 0;
+  });
+
+  it('refuses bad input at schedule() with typed errors, and writes nothing', async () => {
+    const template = { type: 'com.sched.x', source: 'com.sched.clock', to: TARGET };
+    const refused: Array<[unknown[], (error: unknown) => boolean]> = [
+      [['bad name!', '* * * * *', template], (e) => e instanceof InvalidOptionError && e.option === 'name'],
+      [['', '* * * * *', template], (e) => e instanceof InvalidOptionError && e.option === 'name'],
+      [['ok', 'not a cron', template], (e) => e instanceof InvalidOptionError && e.option === 'cron'],
+      [['ok', '61 * * * *', template], (e) => e instanceof InvalidOptionError && e.option === 'cron'],
+      [['ok', '', template], (e) => e instanceof InvalidOptionError && e.option === 'cron'],
+      [
+        ['ok', '* * * * *', template, { tz: 'Mars/Olympus' }],
+        (e) => e instanceof InvalidOptionError && e.option === 'options.tz',
+      ],
+      [
+        ['ok', '* * * * *', template, { timezone: 'UTC' }],
+        (e) => e instanceof InvalidOptionError && e.option === 'options.timezone',
+      ],
+      [
+        ['ok', '* * * * *', { ...template, id: 'x' }],
+        (e) => e instanceof InvalidOptionError && e.option === 'event.id',
+      ],
+      [['ok', '* * * * *', 'com.sched.x'], (e) => e instanceof InvalidOptionError && e.option === 'event'],
+      [['ok', '* * * * *', { ...template, type: 'NoDots' }], (e) => e instanceof InvalidEventError],
+      [
+        ['ok', '* * * * *', { ...template, to: 'com.sched.nobody' }],
+        (e) => e instanceof UnroutableEventError,
+      ],
+      [['ok', '* * * * *', { ...template, to: 'arvo.dead-letter' }], (e) => e instanceof InternalQueueError],
+      [['ok', '* * * * *', { ...template, to: 'arvo.schedules' }], (e) => e instanceof InternalQueueError],
+    ];
+    for (const [args, check] of refused) {
+      await assert.rejects(
+        broker.schedule(...(args as Parameters<PostgresEventBroker['schedule']>)),
+        check,
+        JSON.stringify(args),
+      );
+    }
+    assert.deepEqual(await broker.getSchedules(), []);
+    await assert.rejects(
+      new PostgresEventBroker({ connectionString: db.url }).schedule('x', '* * * * *', template),
+      BrokerNotStartedError,
+    );
+  });
+});
