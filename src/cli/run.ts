@@ -7,6 +7,7 @@ import { doctorCommand } from './commands/doctor';
 import { healthCommand } from './commands/health';
 import { migrateCommand } from './commands/migrate';
 import { queuesCommand } from './commands/queues';
+import { schedulesCommand } from './commands/schedules';
 import { statsCommand } from './commands/stats';
 import { workflowsCommand } from './commands/workflows';
 import { type CliIo, type Command, didYouMean, EXIT, UsageError } from './common';
@@ -15,6 +16,7 @@ import { printableIo } from './output';
 const COMMANDS: Command[] = [
   statsCommand,
   queuesCommand,
+  schedulesCommand,
   dlqCommand,
   workflowsCommand,
   migrateCommand,
