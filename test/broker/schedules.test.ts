@@ -12,7 +12,6 @@ import {
   UnroutableEventError,
 } from '../../src/broker/index';
 import { InvalidOptionError } from '../../src/shared/errors';
-import { runCliInProcess } from '../support/cli';
 import { closeAll } from '../support/close';
 import type { TestDatabase } from '../support/database';
 import { clientEvent, handler, jobsIn, memoryLogger, openTestDatabase, waitFor } from './support';
@@ -65,7 +64,7 @@ describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
     await closeAll(broker, pool, db);
   });
 
-  it('a template tick becomes one new event routed to its `to`; getSchedules and the CLI list it without its data', async () => {
+  it('a template tick becomes one new event routed to its `to`; getSchedules lists it without its data', async () => {
     await broker.schedule(
       'nightly-report',
       '0 3 * * *',
@@ -100,15 +99,6 @@ describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
     );
     assert.equal(history.rows[0].n, 2, 'each tick is a hop in the history');
 
-    const cli = await runCliInProcess(['schedules', 'list', '--url', db.url]);
-    assert.equal(cli.code, 0, cli.output);
-    assert.match(
-      cli.output,
-      /nightly-report\s+0 3 \* \* \*\s+Europe\/Paris\s+\S+Z\s+com\.sched\.report to com\.sched\.target/,
-    );
-    const asJson = await runCliInProcess(['schedules', 'list', '--json', '--url', db.url]);
-    assert.equal(JSON.parse(asJson.output)[0].name, 'nightly-report');
-    assert.ok(!asJson.output.includes('tick-secret-42'));
     received.length = 0;
   });
 
@@ -153,8 +143,6 @@ describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
     await broker.unschedule('nightly-report');
     await broker.unschedule('never-scheduled');
     assert.deepEqual(await restarted.getSchedules(), []);
-    const cli = await runCliInProcess(['schedules', 'list', '--url', db.url]);
-    assert.equal(cli.output, 'no schedules\n');
     await restarted.stop();
     received.length = 0;
   });
@@ -200,5 +188,81 @@ describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
       new PostgresEventBroker({ connectionString: db.url }).schedule('x', '* * * * *', template),
       BrokerNotStartedError,
     );
+  });
+});
+
+describe('PostgresEventBroker: schedules firing (waits for pg-boss cron ticks: 1-4 minutes)', {
+  timeout: 360_000,
+}, () => {
+  let db: TestDatabase;
+  let pool: pg.Pool;
+  const brokers: PostgresEventBroker[] = [];
+
+  before(async () => {
+    ({ db, pool } = await openTestDatabase('broker_schedules_firing'));
+  });
+
+  after(() => closeAll(...brokers, pool, db));
+
+  it('fires once per tick across two brokers, for a schedule a stopped broker created; an unscheduled one never fires', async () => {
+    const template = (type: string) => ({ type, source: 'com.sched.clock', to: TARGET });
+    // Created by a broker that then stops: the schedule lives in the database, not in a process.
+    const creator = await targetBroker(db.url, []);
+    await creator.schedule('every-minute', '* * * * *', template('com.sched.minute'));
+    await creator.schedule('removed', '* * * * *', template('com.sched.removed'));
+    await creator.unschedule('removed');
+    await creator.stop();
+
+    const received: ArvoEvent[] = [];
+    const [first, second] = await Promise.all([
+      targetBroker(db.url, received),
+      targetBroker(db.url, received),
+    ]);
+    brokers.push(first!, second!);
+    await first!.schedule('factory-minute', '* * * * *', async () =>
+      clientEvent(TARGET, {}, { type: 'com.sched.factory' }),
+    );
+    const count = (type: string) => received.filter((event) => event.type === type).length;
+    await waitFor(
+      'two ticks of each schedule',
+      () => count('com.sched.minute') >= 2 && count('com.sched.factory') >= 2,
+      240_000,
+      500,
+    );
+    // No new ticks from here; then every tick filed so far must have become exactly one event.
+    await first!.unschedule('every-minute');
+    await first!.unschedule('factory-minute');
+    const filed = async (queue: string, key: string) =>
+      (
+        await pool.query(
+          `SELECT data->>'slot' AS slot, state FROM pgboss.job
+            WHERE name = '__pgboss__send-it' AND data->>'name' = $1 AND data->>'key' = $2`,
+          [queue, key],
+        )
+      ).rows as Array<{ slot: string; state: string }>;
+    const settled = async () => {
+      const ticks = [
+        ...(await filed('arvo.schedules', 'every-minute')),
+        ...(await filed('arvo.schedules.factory-minute', '')),
+      ];
+      const open = await pool.query(
+        `SELECT count(*)::int AS n FROM pgboss.job
+          WHERE name IN ('arvo.schedules', 'arvo.schedules.factory-minute', $1) AND state <> 'completed'`,
+        [TARGET],
+      );
+      return ticks.every((tick) => tick.state === 'completed') && open.rows[0].n === 0;
+    };
+    await waitFor('every filed tick handled', settled, 60_000, 500);
+    await sleep(1000);
+    for (const [queue, key, type] of [
+      ['arvo.schedules', 'every-minute', 'com.sched.minute'],
+      ['arvo.schedules.factory-minute', '', 'com.sched.factory'],
+    ] as const) {
+      const slots = (await filed(queue, key)).map((tick) => tick.slot);
+      assert.equal(new Set(slots).size, slots.length, `${key || queue}: one tick per minute slot`);
+      assert.equal(count(type), slots.length, `${key || queue}: one event per tick (${slots.join(', ')})`);
+    }
+    assert.equal(count('com.sched.removed'), 0);
+    assert.deepEqual(await filed('arvo.schedules', 'removed'), []);
   });
 });
