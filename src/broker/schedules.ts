@@ -42,7 +42,7 @@ const TEMPLATE_KEYS = [
 export interface ScheduledEventTemplate {
   type: string;
   source: string;
-  /** The destination queue: it must exist when `schedule()` is called. */
+  /** The destination queue, which must exist when `schedule()` is called. Default: `type` (as `createArvoEvent`). */
   to?: string;
   /** Default: a new UUID per tick (an orchestrator needs an orchestration subject: use a factory). */
   subject?: string;
@@ -76,7 +76,7 @@ export interface ScheduleInfo {
   /** Whether its events come from a factory (only processes that registered it send them). */
   factory: boolean;
   /** A template schedule's event: type, source, to and subject (null: a new one per tick). */
-  event: { type: string; source: string; to: string | null; subject: string | null } | null;
+  event: { type: string; source: string; to: string; subject: string | null } | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -141,7 +141,7 @@ function templateOption(value: unknown): ScheduledEventTemplate {
   }
 }
 
-/** A new event of `template`; `telemetry` false when only checking it (no span, no trace context). */
+/** A new event of `template`, in a span continuing the current trace unless `telemetry` is false. */
 function eventOf(template: ScheduledEventTemplate, telemetry: boolean): ArvoEvent {
   const { extensions, subject, data, ...fields } = template;
   try {
@@ -160,9 +160,14 @@ function eventOf(template: ScheduledEventTemplate, telemetry: boolean): ArvoEven
 
 /** The tick of schedule `name` in `queue`, as stored on pg-boss's schedule row (and each tick's job). */
 function tickEvent(name: string, queue: string, template: ScheduledEventTemplate | null): ArvoEvent {
-  const data: TickData = { schedule: name, template };
   return createArvoEvent(
-    { type: TICK_TYPE, source: SCHEDULES_QUEUE, subject: name, to: queue, data: { ...data } },
+    {
+      type: TICK_TYPE,
+      source: SCHEDULES_QUEUE,
+      subject: name,
+      to: queue,
+      data: { schedule: name, template },
+    },
     undefined,
     { disable: true },
   );
@@ -271,7 +276,7 @@ export class Schedules {
 
   async #eventOfTick(tick: ArvoEvent): Promise<ArvoEvent> {
     const { schedule, template } = tickDataOf(tick);
-    if (template) return eventOf(template, true);
+    if (template) return eventOf(template, this.#options.telemetry);
     const factory = this.#factories.get(schedule);
     if (!factory) {
       throw new InvalidEventError(
@@ -304,7 +309,7 @@ export async function listSchedules(db: Queryable, schema: string): Promise<Sche
       event: template && {
         type: template.type,
         source: template.source,
-        to: template.to ?? null,
+        to: template.to ?? template.type,
         subject: template.subject ?? null,
       },
       createdAt: row.created_on,

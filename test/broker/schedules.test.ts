@@ -173,6 +173,8 @@ describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
         ['ok', '* * * * *', { ...template, to: 'com.sched.nobody' }],
         (e) => e instanceof UnroutableEventError,
       ],
+      // Without `to`, createArvoEvent addresses the event to its type: no queue com.sched.x.
+      [['ok', '* * * * *', { ...template, to: undefined }], (e) => e instanceof UnroutableEventError],
       [['ok', '* * * * *', { ...template, to: 'arvo.dead-letter' }], (e) => e instanceof InternalQueueError],
       [['ok', '* * * * *', { ...template, to: 'arvo.schedules' }], (e) => e instanceof InternalQueueError],
     ];

@@ -22,7 +22,7 @@ function render(schedules: ScheduleInfo[]): string {
       schedule.tz,
       schedule.nextRunAt?.toISOString() ?? '-',
       schedule.event
-        ? `${schedule.event.type} to ${schedule.event.to ?? '(no to)'}`
+        ? `${schedule.event.type} to ${schedule.event.to}`
         : 'factory (processes that registered it)',
     ]),
   );
