@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArvoEvent } from 'arvo-core';
 import type pg from 'pg';
 import { PgBoss } from 'pg-boss';
+import { HistoryRecorder } from '../../src/broker/history';
 import {
   BrokerNotStartedError,
   InternalQueueError,
@@ -11,6 +12,8 @@ import {
   PostgresEventBroker,
   UnroutableEventError,
 } from '../../src/broker/index';
+import { resolveBrokerOptions } from '../../src/broker/options';
+import { deadLetterExpiredJobs } from '../../src/broker/retention';
 import { InvalidOptionError } from '../../src/shared/errors';
 import { closeAll } from '../support/close';
 import type { TestDatabase } from '../support/database';
@@ -33,15 +36,15 @@ async function targetBroker(url: string, received: ArvoEvent[]): Promise<Postgre
 
 /**
  * Sends the tick of schedule row `(queue, key)` as pg-boss's cron pass does (its send-it worker sends
- * the row's data to the row's queue), so a tick's handling is tested without waiting for a minute.
+ * the row's data to the row's queue with the row's options), so a tick is tested without waiting a minute.
  */
 async function sendTick(pool: pg.Pool, boss: PgBoss, queue: string, key: string): Promise<string> {
-  const { rows } = await pool.query('SELECT data FROM pgboss.schedule WHERE name = $1 AND key = $2', [
-    queue,
-    key,
-  ]);
+  const { rows } = await pool.query(
+    'SELECT data, options FROM pgboss.schedule WHERE name = $1 AND key = $2',
+    [queue, key],
+  );
   assert.equal(rows.length, 1, `schedule row (${queue}, ${key})`);
-  return (await boss.send(queue, rows[0].data))!;
+  return (await boss.send(queue, rows[0].data, rows[0].options))!;
 }
 
 describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
@@ -123,6 +126,22 @@ describe('PostgresEventBroker: schedules (no waiting for ticks)', () => {
     const [job] = (await jobsIn(pool, 'arvo.schedules.hourly-factory')).filter((row) => row.id === waiting);
     assert.equal(job?.state, 'created', 'waits for a process with the factory');
     assert.equal(received.length, 1);
+    // Not lost either when none comes back: pg-boss's retention never deletes a waiting tick (its
+    // keep_until is out of reach); the expiry sweep dead-letters it after the queue's retentionSeconds.
+    const stale = await sendTick(pool, boss, 'arvo.schedules.hourly-factory', '');
+    const kept = await pool.query(
+      `UPDATE pgboss.job SET created_on = now() - interval '2 days', start_after = now() - interval '2 days'
+        WHERE id = $1 RETURNING keep_until > now() + interval '10 years' AS out_of_reach`,
+      [stale],
+    );
+    assert.equal(kept.rows[0].out_of_reach, true);
+    const history = await HistoryRecorder.start(pool, resolveBrokerOptions({ connectionString: db.url }));
+    assert.equal(await deadLetterExpiredJobs(pool, 'pgboss', history), 1);
+    const [letter] = await broker.listDeadLetters();
+    assert.deepEqual(
+      [letter?.sourceQueue, letter?.failure?.kind, letter?.failure?.eventType],
+      ['arvo.schedules.hourly-factory', 'expired', 'arvo.schedule.tick'],
+    );
     const restarted = await targetBroker(db.url, received);
     await restarted.schedule('hourly-factory', '0 * * * *', async () => clientEvent(TARGET, { n: 2 }));
     await waitFor('waiting tick delivered once the factory is back', () => received.length === 2);
@@ -255,6 +274,14 @@ describe('PostgresEventBroker: schedules firing (waits for pg-boss cron ticks: 1
       return ticks.every((tick) => tick.state === 'completed') && open.rows[0].n === 0;
     };
     await waitFor('every filed tick handled', settled, 60_000, 500);
+    const kept = await pool.query(
+      `SELECT bool_and(keep_until > now() + interval '10 years') AS out_of_reach, count(*)::int AS n
+         FROM pgboss.job WHERE name IN ('arvo.schedules', 'arvo.schedules.factory-minute')`,
+    );
+    assert.deepEqual(kept.rows[0], {
+      out_of_reach: true,
+      n: count('com.sched.minute') + count('com.sched.factory'),
+    });
     await sleep(1000);
     for (const [queue, key, type] of [
       ['arvo.schedules', 'every-minute', 'com.sched.minute'],
