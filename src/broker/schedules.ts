@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { type ArvoEvent, createArvoEvent } from 'arvo-core';
 import { InvalidOptionError } from '../shared/errors';
-import { expectKnownKeys, expectObject, stringOption } from '../shared/options';
+import {
+  expectKnownKeys,
+  expectObject,
+  type OptionTable,
+  resolveOptions,
+  stringOption,
+  text,
+} from '../shared/options';
 import type { Queryable } from '../shared/transaction';
 import { InvalidEventError } from './errors';
 import { encodeEvent, type StoredEvent } from './event-codec';
@@ -62,9 +69,15 @@ export type ScheduleFactory = (tick: { schedule: string }) => ArvoEvent | Promis
 export type ScheduledEvent = ScheduledEventTemplate | ScheduleFactory;
 
 export interface ScheduleOptions {
-  /** IANA time zone the cron expression is read in. Default `UTC`. */
+  /**
+   * IANA time zone the cron expression is read in.
+   * @defaultValue `'UTC'`
+   */
   tz?: string;
 }
+
+/** The checks and defaults of {@link ScheduleOptions}. */
+const SCHEDULE_OPTIONS = { tz: text('UTC') } satisfies OptionTable<ScheduleOptions>;
 
 /** A schedule as `getSchedules()` and `arvo-postgres schedules list` report it (no event data). */
 export interface ScheduleInfo {
@@ -111,9 +124,7 @@ function scheduleNameOption(value: unknown): string {
 function recurrenceOption(cron: unknown, options: unknown): { cron: string; tz: string } {
   const expression = stringOption(cron, 'cron');
   if (expression === undefined) throw new InvalidOptionError('cron', 'a cron expression is required');
-  const given = options === undefined ? {} : expectObject(options, 'options');
-  expectKnownKeys(given, ['tz'], 'options');
-  const tz = stringOption(given.tz, 'options.tz', 'UTC');
+  const { tz } = resolveOptions(SCHEDULE_OPTIONS, options, 'options');
   for (const [option, zone] of [
     ['cron', 'UTC'],
     ['options.tz', tz],
