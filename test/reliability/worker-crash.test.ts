@@ -98,9 +98,9 @@ describe('reliability: worker processes killed with SIGKILL during a run', () =>
     }, KILL_EVERY_MS);
     try {
       await waitFor(
-        `all ${WORKFLOWS} completions (have ${deliveries.size})`,
+        () => `all ${WORKFLOWS} completions (have ${deliveries.size})`,
         () => deliveries.size === WORKFLOWS,
-        100_000,
+        180_000,
         200,
       );
     } finally {

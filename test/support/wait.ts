@@ -1,10 +1,10 @@
 /**
  * Polls `probe` until it returns a truthy value and returns that value, or throws after `timeoutMs`
- * naming `what` (and the last error the probe threw, if any): tests wait on conditions, never on
+ * naming `what` (a function is asked at that moment, so it can say how far things got) (and the last error the probe threw, if any): tests wait on conditions, never on
  * fixed sleeps.
  */
 export async function waitFor<T>(
-  what: string,
+  what: string | (() => string),
   probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
   timeoutMs = 20_000,
   intervalMs = 50,
@@ -20,7 +20,7 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${String(last)}` : ''}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
