@@ -95,6 +95,11 @@ function preparedStatement(text: string): { name: string; text: string } {
   return { name, text };
 }
 
+/** `db` as a pg-boss `Db` (statements sent as they are). */
+function plainDb(db: Queryable): Db {
+  return { executeSql: (text, values) => db.query(text, values) };
+}
+
 /** `db` as a pg-boss `Db` whose statements are prepared (see {@link preparedStatement}). */
 function preparedDb(db: PreparingDb): Db {
   return { executeSql: (text, values) => db.query(preparedStatement(text), values) };
@@ -289,14 +294,21 @@ export class PgBossClient {
    * pass, claimed by one process at a time, filed once per minute slot) sends one job with `data` to
    * `queue`, its `keep_until` out of reach like every job the broker inserts. Through `db` when given.
    */
-  async schedule(queue: string, key: string, cron: string, tz: string, data: object, db?: Db): Promise<void> {
+  async schedule(
+    queue: string,
+    key: string,
+    cron: string,
+    tz: string,
+    data: object,
+    db?: Queryable,
+  ): Promise<void> {
     const options = { tz, key, retentionSeconds: OUT_OF_REACH_RETENTION_SECONDS };
-    await this.#boss.schedule(queue, cron, data, db ? { ...options, db } : options);
+    await this.#boss.schedule(queue, cron, data, db ? { ...options, db: plainDb(db) } : options);
   }
 
   /** Removes pg-boss's schedule `(queue, key)` (nothing when there is none), through `db` when given. */
-  async unschedule(queue: string, key: string, db?: Db): Promise<void> {
-    await this.#boss.unschedule(queue, key, db ? { db } : {});
+  async unschedule(queue: string, key: string, db?: Queryable): Promise<void> {
+    await this.#boss.unschedule(queue, key, db ? { db: plainDb(db) } : {});
   }
 
   /** Stops this process's workers of `queue` from fetching; the jobs they hold finish as usual. */

@@ -263,10 +263,10 @@ export class Schedules {
   }
 
   /** Runs `statements` in one transaction. */
-  async #write(statements: (db: JobTransaction['db']) => Promise<void>): Promise<void> {
+  async #write(statements: (db: Queryable) => Promise<void>): Promise<void> {
     const transaction = new JobTransaction(this.#runtime!.pool, this.#runtime!.databaseId);
     try {
-      await statements(transaction.db);
+      await statements(transaction);
       await transaction.commit();
     } catch (error) {
       await transaction.rollback();
