@@ -156,7 +156,9 @@ export class PostgresEventBroker {
     });
     await this.#schedules.start(runtime, this.#producer);
     this.#state = 'started';
-    this.#expirySweep = startExpirySweep(runtime, this.#deadLetterAlerts);
+    this.#expirySweep = startExpirySweep(runtime, this.#deadLetterAlerts, () =>
+      this.#queues.deadLetterQueues(),
+    );
     await this.#queueControl.start(pool, () => this.#registrations.applyPauses(), this.#logger);
     await this.#registrations.activateAll(this.#consumer, boss, this.#queueControl, this.#databaseId);
     writeLog(this.#logger, 'info', 'arvo-postgres broker started', { queues: this.queues });

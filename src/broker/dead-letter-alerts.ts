@@ -4,16 +4,17 @@ import type { JobFailureRecord } from './dead-letters';
 import type { BrokerMetrics } from './metrics';
 
 /**
- * Called once for each job this process moved to a dead-letter queue, after that move committed:
- * the failure record stored with the dead letter (queue, kind, event id and type, error, history).
- * A listener that throws (or rejects) is logged and changes nothing.
+ * Called once for each dead letter, by one process, after the move committed: the failure record
+ * stored with the dead letter (queue, kind, event id and type, error, history). A listener that
+ * throws (or rejects) is logged and changes nothing.
  */
 export type DeadLetterListener = (deadLetter: JobFailureRecord) => void | Promise<void>;
 
 /**
  * The one place every dead-lettering path of a process reports to once it committed: the failure
- * policy (`settle.ts`), its deferred retries (`unsettled.ts`) and the expiry sweep (`retention.ts`).
- * Counts `arvo_postgres.jobs.dead_lettered` and calls the `onDeadLetter` listeners.
+ * policy (`settle.ts`), its deferred retries (`unsettled.ts`) and the expiry sweep (`retention.ts`)
+ * count `arvo_postgres.jobs.dead_lettered` and call the `onDeadLetter` listeners; the sweep of dead
+ * letters pg-boss made (`unreported-dead-letters.ts`) calls the listeners.
  */
 export class DeadLetterAlerts {
   readonly #listeners: DeadLetterListener[] = [];
@@ -29,10 +30,20 @@ export class DeadLetterAlerts {
     this.#listeners.push(listener);
   }
 
-  /** `records` were dead-lettered and committed. */
+  /** Whether any listener is registered (the sweep of unreported dead letters runs only then). */
+  get listening(): boolean {
+    return this.#listeners.length > 0;
+  }
+
+  /** `records` were dead-lettered by this process and committed. */
   deadLettered(records: JobFailureRecord[]): void {
+    for (const record of records) this.#metrics.deadLettered(record.queue, record.kind);
+    this.reportMadeElsewhere(records);
+  }
+
+  /** `records` were dead-lettered by pg-boss (or another process that left them unreported), claimed by this one. */
+  reportMadeElsewhere(records: JobFailureRecord[]): void {
     for (const record of records) {
-      this.#metrics.deadLettered(record.queue, record.kind);
       for (const listener of this.#listeners) {
         // A listener must not turn a committed dead letter into a failed settle (and a retry).
         Promise.resolve()

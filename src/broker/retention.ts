@@ -8,6 +8,7 @@ import type { HistoryRecorder } from './history';
 import { deadLetterAttempts } from './pgboss';
 import { expiringJobsSql } from './sql';
 import type { BrokerRuntime } from './types';
+import { reportUnreportedDeadLetters } from './unreported-dead-letters';
 
 /** Jobs one sweep transaction moves at most; the sweep repeats while batches come back full. */
 const EXPIRY_BATCH_SIZE = 500;
@@ -49,15 +50,21 @@ export async function deadLetterExpiredJobs(
   }
 }
 
-/** Runs {@link deadLetterExpiredJobs}, then the event history's age cap, every maintenance interval. */
+/**
+ * Runs {@link deadLetterExpiredJobs}, the report of dead letters pg-boss made on its own
+ * (`unreported-dead-letters.ts`, of `deadLetterQueues`), then the event history's age cap, every
+ * maintenance interval.
+ */
 export function startExpirySweep(
   { pool, options, history, logger }: BrokerRuntime,
   alerts: DeadLetterAlerts,
+  deadLetterQueues: () => string[],
 ): PeriodicTask {
   return startPeriodic(
     options.maintenanceIntervalSeconds * 1000,
     async () => {
       await deadLetterExpiredJobs(pool, options.schema, history, alerts);
+      await reportUnreportedDeadLetters(pool, options.schema, deadLetterQueues(), alerts);
       await history.sweep(pool);
     },
     logger(),

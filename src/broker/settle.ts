@@ -10,6 +10,7 @@ import type { FetchedJob, JobResult } from './pgboss';
 import { actionFor, classifyFailure } from './policy';
 import { OUT_OF_REACH_RETENTION_SECONDS } from './sql';
 import type { BrokerRuntime, Registration } from './types';
+import { markedUnreported } from './unreported-dead-letters';
 import type { UnsettledAttempts } from './unsettled';
 
 /**
@@ -110,8 +111,10 @@ export class Settlement {
           error: describeError(settleError),
         },
       );
-      // pg-boss settles the batch's results afterwards (fenced the same way): keep the policy.
-      return { id: job.id, status: deadLetter ? 'deadletter' : 'failed', output: record };
+      // pg-boss settles the batch's results afterwards (fenced the same way): keep the policy. A
+      // dead letter it makes that way is marked for the sweep of unreported dead letters (no listener heard of it).
+      const output = terminal ? markedUnreported(record) : record;
+      return { id: job.id, status: deadLetter ? 'deadletter' : 'failed', output };
     }
   }
 

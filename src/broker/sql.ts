@@ -130,6 +130,40 @@ export function deadLettersSql(schema: string): string {
 }
 
 /**
+ * Claims, for the unreported-dead-letter sweep (`unreported-dead-letters.ts`), at most `$2` dead
+ * letters (of the dead-letter queues, `$1` as in {@link deadLetterQueuesCte}) that no process
+ * reported: those pg-boss made on its own, whose `source_output` is not the broker's failure record
+ * (an expired claim: `{ value: { message: 'job timed out' } }`), or carries the `$3` mark the
+ * failure policy adds when it leaves its settle to pg-boss. Locked until the claim commits (`SKIP
+ * LOCKED`: sweeps of several brokers run side by side); `deadLetterReportedSql` then stores the
+ * record, which no sweep claims again.
+ */
+export function unreportedDeadLettersSql(schema: string): string {
+  return `
+    WITH ${deadLetterQueuesCte(schema)}
+    SELECT j.name, j.id, j.source_name, j.source_retry_count, j.source_output, j.created_on,
+           j.data->>'id' AS event_id, j.data->>'type' AS event_type
+      FROM ${quoteIdentifier(schema)}.job j
+     WHERE j.name IN (SELECT name FROM dead_letter_queues)
+       AND j.state IN ('created', 'retry')
+       AND (j.source_output ? $3
+            OR jsonb_typeof(j.source_output->'kind') IS DISTINCT FROM 'string'
+            OR jsonb_typeof(j.source_output->'failedAt') IS DISTINCT FROM 'string'
+            OR jsonb_typeof(j.source_output->'error') IS DISTINCT FROM 'object')
+     LIMIT $2
+     FOR UPDATE OF j SKIP LOCKED`;
+}
+
+/** Stores the failure records `$1` (`[{ name, id, record }]`) as the claimed dead letters' `source_output`. */
+export function deadLetterReportedSql(schema: string): string {
+  return `
+    UPDATE ${quoteIdentifier(schema)}.job j
+       SET source_output = r.record
+      FROM jsonb_to_recordset($1::jsonb) AS r(name text, id uuid, record jsonb)
+     WHERE j.name = r.name AND j.id = r.id`;
+}
+
+/**
  * Replays the dead letters of a selection (`$1`-`$5`, at most `$6`, oldest first) in one statement:
  * each becomes a new job (new id, retry count 0) on its source queue, with the columns pg-boss's own
  * redrive sets (12.38 `redriveInsertValues`: retry and expiry from the source queue as configured

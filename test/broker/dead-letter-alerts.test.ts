@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobFailureRecord } from '../../src/broker/dead-letters';
-import { abandonedQueue, clientEvent, handler, memoryLogger, useTestDatabase, waitFor } from './support';
+import {
+  abandonedQueue,
+  clientEvent,
+  handler,
+  memoryLogger,
+  spawnWorker,
+  useTestDatabase,
+  waitFor,
+} from './support';
 
 /** A handler whose every output is not an event: its jobs are dead-lettered at once. */
 function badOutput(source: string) {
@@ -96,5 +104,85 @@ describe('PostgresEventBroker: dead-letter alerts', () => {
     );
     const [bad] = await broker.getStats({ queues: ['com.alert.old'] });
     assert.deepEqual([bad?.deadLettered, bad?.deadLetteredRecently], [1, 0]);
+  });
+
+  it("reports a dead letter pg-boss made when a killed worker's claim expired: once across two listening processes, none while nobody listens", async (t) => {
+    // A broker without a listener: its maintenance runs every second, and pg-boss's monitor in it
+    // fails the expired claim; the dead letter must wait for a listener, not be marked reported.
+    const quiet = await suite.startBroker(t, { maintenanceIntervalSeconds: 1 });
+    const worker = spawnWorker('dead-letter-worker.ts', suite.db.url);
+    const exited = new Promise((resolve) => worker.child.once('exit', resolve));
+    t.after(async () => {
+      worker.child.kill('SIGKILL');
+      await exited;
+    });
+    await waitFor('the worker ready', async () => worker.output().includes('ready') || undefined, 60_000);
+    const event = clientEvent('com.alert.crash');
+    await quiet.dispatch(event);
+    await waitFor(
+      'the handler running',
+      async () => worker.output().includes('handling') || undefined,
+      60_000,
+    );
+    worker.child.kill('SIGKILL');
+    await exited;
+    await waitFor(
+      'the dead letter pg-boss made',
+      async () => (await quiet.deadLetters.list({ sourceQueue: 'com.alert.crash' }))[0],
+      60_000,
+    );
+    await sleep(2500); // Sweeps of the quiet broker pass.
+
+    const calls: Array<{ listener: string; record: JobFailureRecord }> = [];
+    for (const listener of ['a', 'b']) {
+      await suite.startBroker(t, { maintenanceIntervalSeconds: 1 }, async (b) =>
+        b.onDeadLetter((record) => {
+          calls.push({ listener, record });
+        }),
+      );
+    }
+    await waitFor('a report', async () => calls[0], 60_000);
+    await sleep(4000); // Further sweeps of both report nothing more.
+    assert.equal(calls.length, 1, `reported once in total, got ${JSON.stringify(calls)}`);
+    const [call] = calls;
+    assert.deepEqual(
+      [call?.record.kind, call?.record.queue, call?.record.eventId, call?.record.attempt],
+      ['timeout', 'com.alert.crash', event.id, 1],
+    );
+    assert.match(call?.record.error.message ?? '', /job timed out/);
+    // The dead letter now holds that record, as any the broker made.
+    const [letter] = await quiet.deadLetters.list({ sourceQueue: 'com.alert.crash' });
+    assert.equal((letter?.failure as JobFailureRecord | null)?.kind, 'timeout');
+  });
+
+  it('reports once a dead letter whose settle the broker left to pg-boss, with the stored record unmarked', async (t) => {
+    const calls: JobFailureRecord[] = [];
+    const broker = await suite.startBroker(t, { maintenanceIntervalSeconds: 1 }, async (b) => {
+      await b.register(badOutput('com.alert.left'));
+      b.onDeadLetter((record) => {
+        calls.push(record);
+      });
+    });
+    // The broker's own settle (history row and dead letter in one transaction) fails, and not for a
+    // lost connection: it hands the dead-letter result to pg-boss, which settles it without the history.
+    await suite.pool.query(
+      `ALTER TABLE public.arvo_event_history ADD CONSTRAINT refuse_left
+         CHECK (queue <> 'com.alert.left' OR outcome <> 'dead-lettered') NOT VALID`,
+    );
+    t.after(() => suite.pool.query('ALTER TABLE public.arvo_event_history DROP CONSTRAINT refuse_left'));
+    const event = clientEvent('com.alert.left');
+    await broker.dispatch(event);
+    await waitFor('a report', async () => calls[0], 60_000);
+    await sleep(3000);
+    assert.deepEqual(
+      calls.map((record) => [record.kind, record.queue, record.eventId]),
+      [['invalidEvent', 'com.alert.left', event.id]],
+    );
+    const [letter] = await broker.deadLetters.list({ sourceQueue: 'com.alert.left' });
+    assert.equal((letter?.failure as JobFailureRecord | null)?.kind, 'invalidEvent');
+    assert.ok(
+      letter?.failure && !('unreported' in letter.failure),
+      'the mark is gone from the stored record',
+    );
   });
 });
