@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { SpanKind } from '@opentelemetry/api';
 import type { ArvoEvent } from 'arvo-core';
 import { writeLog } from '../shared/logger';
@@ -51,6 +52,9 @@ export class Consumer {
       notFoundListeners: readonly HandlerNotFoundListener[];
     },
   ) {
+    // Every job in flight listens for the stop, one listener each, removed when it settles: more than
+    // Node's default of 10 is the normal case (10 per fetch × 2 fetch loops per queue), not a leak.
+    setMaxListeners(0, this.#stopping.signal);
     this.#runtime = runtime;
     this.#queues = parts.queues;
     this.#replies = parts.replies;

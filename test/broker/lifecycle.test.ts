@@ -266,6 +266,46 @@ describe('PostgresEventBroker: stop and availability', () => {
     return { broker, event, finished: () => finished };
   }
 
+  it('runs the default 20 jobs of a queue at once without a MaxListenersExceededWarning', async (t) => {
+    // Every job in flight listens for the broker's stop: with defaults (10 per fetch × 2 fetch loops)
+    // that is more than Node's default of 10 listeners, which must not read as a leak to users.
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
+    let running = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const broker = await suite.startBroker(t, {}, (b) =>
+      b.register(
+        handler('com.listeners.slow', async () => {
+          running += 1;
+          await gate;
+          return [];
+        }),
+      ),
+    );
+    // One insert, so each fetch loop finds a full batch.
+    await broker.dispatchMany(Array.from({ length: 20 }, () => clientEvent('com.listeners.slow')));
+    await waitFor(
+      () => `more than 10 handlers running at once (have ${running})`,
+      () => running > 10,
+      30_000,
+    );
+    release();
+    await waitFor('the jobs completed', async () =>
+      (await jobsIn(suite.pool, 'com.listeners.slow')).every((job) => job.state === 'completed'),
+    );
+    // Node emits the warning on the next tick after the eleventh listener.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(
+      warnings.filter((warning) => warning.startsWith('MaxListenersExceededWarning')),
+      [],
+    );
+  });
+
   it('stop() lets an in-flight handler finish and commits its outputs', async (t) => {
     const { broker, event, finished } = await handlerRunning(t, 'com.stop.slow', 1500);
     await broker.stop({ timeoutMs: 10_000 });
