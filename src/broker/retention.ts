@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { type PeriodicTask, startPeriodic } from '../shared/periodic';
 import { describeError } from '../shared/redact';
+import { inTransaction } from '../shared/transaction';
 import type { DeadLetterAlerts } from './dead-letter-alerts';
 import { failureHistory, type JobFailureRecord } from './dead-letters';
 import { EventExpiredError } from './errors';
@@ -78,9 +79,7 @@ async function deadLetterExpiredBatch(
   schema: string,
   history: HistoryRecorder,
 ): Promise<JobFailureRecord[]> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     const { rows } = await client.query<ExpiringJob>(expiringJobsSql(schema), [EXPIRY_BATCH_SIZE]);
     const byQueue = new Map<string, Array<{ id: string; retry_count: number; output: JobFailureRecord }>>();
     const failedAt = new Date().toISOString();
@@ -120,12 +119,6 @@ async function deadLetterExpiredBatch(
     for (const [queue, attempts] of byQueue) {
       await deadLetterAttempts(client, schema, queue, attempts);
     }
-    await client.query('COMMIT');
-    client.release();
     return records;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release(error instanceof Error ? error : true);
-    throw error;
-  }
+  });
 }

@@ -9,10 +9,9 @@ import {
   stringOption,
   text,
 } from '../shared/options';
-import type { Queryable } from '../shared/transaction';
+import { inTransaction, type Queryable } from '../shared/transaction';
 import { InvalidEventError } from './errors';
 import { encodeEvent, type StoredEvent } from './event-codec';
-import { JobTransaction } from './job-transaction';
 import { SCHEDULES_QUEUE } from './options';
 import { nextScheduleRun } from './pgboss';
 import type { Producer } from './producer';
@@ -235,7 +234,7 @@ export class Schedules {
       this.#factories.set(schedule, factory!);
       await this.#registrations.ensure(this.#registration(queue));
     }
-    await this.#write(async (db) => {
+    await inTransaction(this.#runtime!.pool, async (db) => {
       await this.#runtime!.boss.unschedule(tickQueue(schedule, !factory), tickKey(schedule, !factory), db);
       await this.#runtime!.boss.schedule(
         queue,
@@ -251,7 +250,7 @@ export class Schedules {
   /** Removes schedule `name` in every process; ticks already fired are still delivered. */
   async unschedule(name: unknown): Promise<void> {
     const schedule = scheduleNameOption(name);
-    await this.#write(async (db) => {
+    await inTransaction(this.#runtime!.pool, async (db) => {
       for (const factory of [false, true]) {
         await this.#runtime!.boss.unschedule(tickQueue(schedule, factory), tickKey(schedule, factory), db);
       }
@@ -260,18 +259,6 @@ export class Schedules {
 
   list(): Promise<ScheduleInfo[]> {
     return listSchedules(this.#runtime!.pool, this.#options.schema);
-  }
-
-  /** Runs `statements` in one transaction. */
-  async #write(statements: (db: Queryable) => Promise<void>): Promise<void> {
-    const transaction = new JobTransaction(this.#runtime!.pool, this.#runtime!.databaseId);
-    try {
-      await statements(transaction);
-      await transaction.commit();
-    } catch (error) {
-      await transaction.rollback();
-      throw error;
-    }
   }
 
   /** The consumer of tick queue `queue`: each tick becomes one event, emitted like a handler's output. */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from '../shared/transaction';
 import type { DeadLetterAlerts } from './dead-letter-alerts';
 import type { JobFailureRecord } from './dead-letters';
 import { deadLetterReportedSql, unreportedDeadLettersSql } from './sql';
@@ -58,9 +59,7 @@ async function claimBatch(
   schema: string,
   deadLetterQueues: string[],
 ): Promise<JobFailureRecord[]> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     const { rows } = await client.query<UnreportedDeadLetter>(unreportedDeadLettersSql(schema), [
       deadLetterQueues,
       REPORT_BATCH_SIZE,
@@ -68,14 +67,8 @@ async function claimBatch(
     ]);
     const claimed = rows.map((row) => ({ name: row.name, id: row.id, record: failureRecord(row) }));
     if (claimed.length > 0) await client.query(deadLetterReportedSql(schema), [JSON.stringify(claimed)]);
-    await client.query('COMMIT');
-    client.release();
     return claimed.map((letter) => letter.record);
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release(error instanceof Error ? error : true);
-    throw error;
-  }
+  });
 }
 
 /** The broker's record of `row`: its own, unmarked, or one made from what pg-boss stored. */

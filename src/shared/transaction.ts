@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type pg from 'pg';
 
 /**
  * The contract between the broker and the machine memory for "one transaction per handled event".
@@ -73,5 +74,27 @@ export async function readDatabaseId(db: Queryable): Promise<string> {
               '@' || pg_postmaster_start_time()::text AS cluster, current_database() AS database`,
     );
     return `${rows[0].cluster}/${rows[0].database}`;
+  }
+}
+
+/**
+ * Runs `fn` in one transaction on a connection of `pool`: commits what it did, or rolls back and
+ * rethrows. A connection whose rollback failed too is dropped, not returned to the pool.
+ */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    client.release();
+    return result;
+  } catch (error) {
+    const rolledBack = await client.query('ROLLBACK').then(
+      () => true,
+      () => false,
+    );
+    client.release(rolledBack ? undefined : error instanceof Error ? error : true);
+    throw error;
   }
 }
