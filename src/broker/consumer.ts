@@ -7,7 +7,7 @@ import { withSpan } from '../shared/telemetry';
 import { runInAmbientTransaction } from '../shared/transaction';
 import { BrokerStoppingError, HandlerTimeoutError, InvalidEventError, UnclaimedReplyError } from './errors';
 import { decodeEvent, type StoredEvent, serializeEvent } from './event-codec';
-import { JobTransaction } from './job-transaction';
+import { JobBatch } from './job-batch';
 import type { FetchedJob, JobInsert, JobResult } from './pgboss';
 import type { Destination, Queues } from './queues';
 import type { Replies } from './replies';
@@ -29,9 +29,10 @@ interface Output {
 type RoutedOutput = Output & Destination;
 
 /**
- * Consumes the registrations' queues, one hop per job: decode → transaction → deliver → enqueue →
- * complete → commit → after-commit, all of it in the job's one transaction (see docs/design.md,
- * "One transaction per hop"); failures go to {@link Settlement}.
+ * Consumes the registrations' queues, one hop per job: decode → deliver → enqueue → complete →
+ * commit → after-commit, each job's work atomic within its fetched batch's one transaction
+ * ({@link JobBatch}; docs/design.md, "One transaction per hop" and "One commit per batch"); failures
+ * go to {@link Settlement}.
  */
 export class Consumer {
   readonly #runtime: BrokerRuntime;
@@ -68,14 +69,18 @@ export class Consumer {
       registration.queue,
       registration.workerOptions,
       subjectConcurrencyOf(registration),
-      (jobs) =>
-        this.#track(
+      (jobs) => {
+        const batch = new JobBatch(this.#runtime, registration.queue, jobs.length, (error) =>
+          this.#logCallbackError(error),
+        );
+        return this.#track(
           Promise.all(
             jobs.map((job) =>
-              this.#runtime.metrics.timeHandler(job.name, () => this.#process(registration, job)),
+              this.#runtime.metrics.timeHandler(job.name, () => this.#process(registration, job, batch)),
             ),
           ),
-        ),
+        );
+      },
     );
   }
 
@@ -105,14 +110,18 @@ export class Consumer {
     return promise;
   }
 
-  async #process(registration: Registration, job: FetchedJob): Promise<JobResult> {
+  async #process(registration: Registration, job: FetchedJob, batch: JobBatch): Promise<JobResult> {
+    // Aborted by pg-boss (claim lost, stop), by the broker's own expiry or its stop deadline (see withinDeadlines).
+    const expiry = new AbortController();
+    const scope = batch.scope(AbortSignal.any([job.signal, expiry.signal]));
     let event: ArvoEvent;
     try {
       event = decodeEvent(job.data);
     } catch (error) {
+      await scope.rollback();
       return this.#settlement.failure(registration, job, null, error);
     }
-    const { boss, options, pool, databaseId, metrics } = this.#runtime;
+    const { boss, options, metrics } = this.#runtime;
     const parent = contextFromTraceHeaders(event.traceparent, event.tracestate);
     return withSpan(
       options.telemetry,
@@ -122,46 +131,34 @@ export class Consumer {
         'messaging.pgboss.retry_count': job.retryCount,
       },
       async () => {
-        // Aborted by pg-boss (claim lost, stop), by the broker's own expiry or its stop deadline (see withinDeadlines).
-        const expiry = new AbortController();
-        const transaction = new JobTransaction(
-          pool,
-          databaseId,
-          AbortSignal.any([job.signal, expiry.signal]),
-          (error) => this.#logCallbackError(error),
-        );
         let unroutable: RoutedOutput[] = [];
-        const delivery = runInAmbientTransaction(transaction, () => this.#deliver(registration, event));
+        const delivery = runInAmbientTransaction(scope, () => this.#deliver(registration, event));
         try {
           const outputs = await withinDeadlines(delivery, job, expiry, this.#stopping.signal);
           const outgoing = outputs.map((output) => ({
             event: output,
             stored: serializeEvent(output, options.maxPayloadBytes).stored,
           }));
-          // Through the job's transaction: a second pool connection per job could starve the pool.
-          const routed = await this.#queues.route(outgoing, transaction);
+          // Through the job's scope: a second pool connection per job could starve the pool.
+          const routed = await this.#queues.route(outgoing, scope);
           unroutable = routed.filter((entry) => entry.unroutable);
-          await this.#enqueue(routed, transaction);
           const produced = outputs.map((output) => output.id);
-          await this.#runtime.history.record(transaction, job, 'handled', { event, produced });
-          if (transaction.started) {
-            await boss.complete(job, null, 'rolled back', transaction);
-            await transaction.commit();
-          } else {
-            // Nothing was written for this job (a listener, a handler with no outputs): no transaction
-            // to open, one fenced statement settles it. commit() first: it refuses an aborted job.
-            await transaction.commit();
-            await boss.complete(job, null, 'rolled back');
-          }
+          const history = this.#runtime.history.entry(job, 'handled', { event, produced });
+          // A job that wrote state completes in its own scope, fenced: a lost claim undoes its state
+          // alone; the others are completed together by the batch.
+          if (scope.started) await boss.complete(job, null, 'rolled back', scope);
+          const inserts = this.#inserts(routed);
+          await this.#sent(inserts, routed, batch.finish(scope, { job, inserts, history }));
         } catch (error) {
           const stopping = error instanceof BrokerStoppingError;
           if (!stopping && !(error instanceof HandlerTimeoutError)) {
-            await transaction.rollback();
+            await scope.rollback();
             return this.#settlement.failure(registration, job, event, error);
           }
           // Settled at once (handed back, or failed with the library's record); the abort already
-          // rolled the transaction back, with its locks. The handler keeps its slot until it returns,
+          // rolled the job's writes back, with its locks. The handler keeps its slot until it returns,
           // as after pg-boss's own abort (docs/design.md, "Handler timeout" and "Stopping").
+          await scope.rollback();
           const failed = stopping
             ? await this.#settlement.handBack(registration, job, event, error)
             : await this.#settlement.failure(registration, job, event, error);
@@ -201,29 +198,48 @@ export class Consumer {
     return [];
   }
 
-  /** Inserts `routed` in one statement per destination queue, through the job's transaction. */
-  async #enqueue(routed: RoutedOutput[], transaction: JobTransaction): Promise<void> {
-    const byQueue = new Map<string, RoutedOutput[]>();
+  /** The pg-boss jobs of `routed`, by destination queue (the batch inserts each queue's in one statement). */
+  #inserts(routed: RoutedOutput[]): Map<string, JobInsert[]> {
+    const byQueue = new Map<string, JobInsert[]>();
     for (const entry of routed) {
-      const list = byQueue.get(entry.queue) ?? [];
-      list.push(entry);
-      byQueue.set(entry.queue, list);
-    }
-    for (const [queue, entries] of byQueue) {
       // Unroutable events are kept like dead letters, for deadLetterRetentionSeconds (pg-boss's retention).
-      const jobs: JobInsert[] = entries.map((entry) => this.#queues.jobInsert(entry.stored, queue));
-      await withSpan(
-        this.#runtime.options.telemetry,
-        `${queue} send`,
-        {
-          ...messagingAttributes('send', queue, jobs[0]!.id!, entries[0]!.stored),
-          'messaging.batch.message_count': jobs.length,
-        },
-        () => this.#runtime.boss.insert(queue, jobs, transaction),
-        SpanKind.PRODUCER,
-        undefined,
-      );
+      const jobs = byQueue.get(entry.queue) ?? [];
+      jobs.push(this.#queues.jobInsert(entry.stored, entry.queue));
+      byQueue.set(entry.queue, jobs);
     }
+    return byQueue;
+  }
+
+  /**
+   * Waits for `committed`, in one producer span per destination queue of `inserts` (a send ends when
+   * the batch's commit makes its jobs fetchable).
+   */
+  async #sent(
+    inserts: Map<string, JobInsert[]>,
+    routed: RoutedOutput[],
+    committed: Promise<void>,
+  ): Promise<void> {
+    if (inserts.size === 0) return committed;
+    await Promise.all(
+      [...inserts].map(([queue, jobs]) =>
+        withSpan(
+          this.#runtime.options.telemetry,
+          `${queue} send`,
+          {
+            ...messagingAttributes(
+              'send',
+              queue,
+              jobs[0]!.id!,
+              routed.find((entry) => entry.queue === queue)!.stored,
+            ),
+            'messaging.batch.message_count': jobs.length,
+          },
+          () => committed,
+          SpanKind.PRODUCER,
+          undefined,
+        ),
+      ),
+    );
   }
 
   #afterCommit(registration: Registration, event: ArvoEvent, unroutable: RoutedOutput[]): void {

@@ -29,6 +29,19 @@ function parentSubjectOf(data: unknown): string | null {
   return typeof data === 'object' && typeof parent === 'string' && parent !== '' ? parent : null;
 }
 
+/** The job an entry is about. */
+type HistoryJob = Pick<FetchedJob, 'name' | 'retryCount' | 'startedOn' | 'id'> & { data?: unknown };
+
+/** What an entry says beyond the job: the event, the ids it produced, the redacted failure. */
+interface HistoryDetails {
+  event?: EventFields | null;
+  produced?: string[];
+  error?: ErrorDescription & { kind?: string };
+}
+
+/** One history row, as the insert statement takes it (JSON). */
+export type HistoryEntry = Record<string, unknown>;
+
 /** Something the history's insert runs on: the job's transaction, or a client in a transaction. */
 interface Statements {
   query(statement: { name: string; text: string }, values: unknown[]): Promise<unknown>;
@@ -75,15 +88,17 @@ export class HistoryRecorder {
    */
   async record(
     db: Statements,
-    job: Pick<FetchedJob, 'name' | 'retryCount' | 'startedOn' | 'id'> & { data?: unknown },
+    job: HistoryJob,
     outcome: HistoryOutcome,
-    details: {
-      event?: EventFields | null;
-      produced?: string[];
-      error?: ErrorDescription & { kind?: string };
-    } = {},
+    details: HistoryDetails = {},
   ): Promise<void> {
-    if (!this.#options || !this.#insert) return;
+    const entry = this.entry(job, outcome, details);
+    if (entry) await this.insert(db, [entry]);
+  }
+
+  /** The row {@link record} would insert (`null` when the history is off), for {@link insert} later. */
+  entry(job: HistoryJob, outcome: HistoryOutcome, details: HistoryDetails = {}): HistoryEntry | null {
+    if (!this.#options) return null;
     const event = (details.event ?? job.data ?? {}) as EventFields;
     const ended = new Date();
     const started = job.startedOn instanceof Date ? job.startedOn : ended;
@@ -95,7 +110,7 @@ export class HistoryRecorder {
           kind: details.error.kind,
         }
       : null;
-    const entry = {
+    return {
       subject: typeof event.subject === 'string' ? event.subject : '',
       parent_subject: parentSubjectOf(event.data),
       event_id: typeof event.id === 'string' ? event.id : job.id,
@@ -113,7 +128,12 @@ export class HistoryRecorder {
       traceparent: event.traceparent ?? null,
       payload: this.#options.payloads ? this.#payload(event.data) : null,
     };
-    await db.query(this.#insert, [JSON.stringify([entry])]);
+  }
+
+  /** Inserts `entries` (from {@link entry}) in one statement through `db`; none, no statement. */
+  async insert(db: Statements, entries: HistoryEntry[]): Promise<void> {
+    if (!this.#insert || entries.length === 0) return;
+    await db.query(this.#insert, [JSON.stringify(entries)]);
   }
 
   /**

@@ -273,6 +273,21 @@ export class PgBossClient {
   }
 
   /**
+   * Completes these attempts of `queue`'s jobs in one prepared statement, through `db` (a batch's
+   * transaction) when given; returns the ids of those it settled (the others are no longer claimed:
+   * expired or stopped).
+   */
+  async completeAttempts(
+    queue: string,
+    jobs: FetchedJob[],
+    db: PreparingDb = this.#ownPool,
+  ): Promise<Set<string>> {
+    const attempts = jobs.map((job) => ({ id: job.id, retryCount: job.retryCount }));
+    const response = await this.#boss.complete(queue, attempts, null, { db: preparedDb(db) });
+    return new Set((response as { settled?: string[] }).settled ?? []);
+  }
+
+  /**
    * Fails this attempt of `job` with `record` as its output, in one fenced statement (through `db`
    * when given): pg-boss retries
    * it with the queue's backoff, or at the last attempt moves a copy to the dead-letter queue.

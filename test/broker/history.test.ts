@@ -79,16 +79,16 @@ describe('PostgresEventBroker: the event history', () => {
       assert.equal(row.duration_ms, row.ended_at.getTime() - row.started_at.getTime());
       assert.deepEqual(statementShapes(statements.texts), [
         'BEGIN',
+        'complete',
         'insert',
         'history',
-        'complete',
         'COMMIT',
       ]);
 
       const quiet = clientEvent('com.hist.quiet');
       await broker.dispatch(quiet);
       await waitFor('history of the quiet event', async () => (await historyOf(quiet.id)).length > 0);
-      assert.deepEqual(statementShapes(statements.texts), ['BEGIN', 'history', 'complete', 'COMMIT']);
+      assert.deepEqual(statementShapes(statements.texts), ['BEGIN', 'complete', 'history', 'COMMIT']);
     } finally {
       await broker.stop({ timeoutMs: 2000 });
       await boss.stop({ graceful: false });

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import type { ArvoEvent } from 'arvo-core';
+import pg from 'pg';
+import { connectPostgresMachineMemory, type PostgresMachineMemory } from '../../src/memory/index';
+import { recordStatements } from '../support/statements';
+import { clientEvent, handler, jobsIn, replyTo, startTestBroker, useTestDatabase, waitFor } from './support';
+
+/**
+ * One commit per fetched batch (src/broker/job-batch.ts): the jobs of a batch share one transaction,
+ * each job's work stays atomic and isolated from its neighbours, and jobs of one subject run one
+ * after the other although the transaction's advisory locks are re-entrant.
+ */
+describe('PostgresEventBroker: one transaction per fetched batch', () => {
+  const suite = useTestDatabase('broker_job_batch');
+
+  /** The broker's pool (its statements recorded) and a memory on it, closed when the test ends. */
+  function brokerPool(t: TestContext): { pool: pg.Pool; memory: Promise<PostgresMachineMemory> } {
+    const pool = new pg.Pool({ connectionString: suite.db.url, max: 10 });
+    const memory = connectPostgresMachineMemory({ pool, lock: { maxAttempts: 1 } });
+    t.after(async () => {
+      await (await memory).close();
+      await pool.end();
+    });
+    return { pool, memory };
+  }
+
+  /** A counter record `{ count, seen }` kept by the memory protocol: lock → read → write → unlock. */
+  async function countIn(memory: PostgresMachineMemory, subject: string, eventId: string): Promise<void> {
+    assert.ok(await memory.lock(subject), `lock on ${subject}`);
+    try {
+      const previous = (await memory.read(subject)) as { count: number; seen: string[] } | null;
+      // Holds the lock across a turn of the event loop, as a real orchestrator's compute does.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const next = { count: (previous?.count ?? 0) + 1, seen: [...(previous?.seen ?? []), eventId] };
+      await memory.write(subject, next, previous);
+    } finally {
+      await memory.unlock(subject);
+    }
+  }
+
+  it('keeps every other event of a batch when one job in it throws: each delivered exactly once, one commit per batch', async (t) => {
+    const { pool, memory: connecting } = brokerPool(t);
+    const memory = await connecting;
+    const statements = recordStatements(pool);
+    const replies: ArvoEvent[] = [];
+    const counter = handler('com.batch.count', async (event) => {
+      await countIn(memory, event.subject, event.id);
+      if ((event.data as { fail?: boolean }).fail) throw new Error('this job fails after writing its state');
+      return [replyTo(event, 'evt.batch.counted', { id: event.id })];
+    });
+    const broker = await startTestBroker(t, { pool, history: false }, async (b) => {
+      // retryLimit 0: the failing job is dead-lettered at once, so its state must never show.
+      await b.register(counter, { worker: { batchSize: 10, localConcurrency: 1, retryLimit: 0 } });
+      await b.onWorkflowComplete({
+        source: 'com.test.client',
+        listener: (event) => void replies.push(event),
+      });
+    });
+    // Three batches of ten (inserted at once, so each fetch takes ten): one job in each throws.
+    const events = Array.from({ length: 30 }, (_, index) =>
+      clientEvent('com.batch.count', { fail: index % 10 === 3 }),
+    );
+    statements.reset();
+    await broker.dispatchMany(events);
+    const failing = events.filter((event) => (event.data as { fail: boolean }).fail);
+    const passing = events.filter((event) => !(event.data as { fail: boolean }).fail);
+    await waitFor('27 replies and 3 dead letters', async () => {
+      const dead = (await jobsIn(pool, 'arvo.dead-letter')).filter(
+        (job) => job.source_name === 'com.batch.count',
+      );
+      return replies.length >= passing.length && dead.length === failing.length;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Every other event: its state written once, its reply sent once.
+    assert.deepEqual(
+      replies.map((reply) => (reply.data as { id: string }).id).sort(),
+      passing.map((e) => e.id).sort(),
+    );
+    for (const event of passing) {
+      assert.deepEqual(await memory.read(event.subject), { count: 1, seen: [event.id] });
+    }
+    // The failing jobs: no state, dead-lettered with their error.
+    for (const event of failing) assert.equal(await memory.read(event.subject), null);
+    const jobs = await jobsIn(pool, 'com.batch.count');
+    assert.equal(jobs.filter((job) => job.state === 'completed').length, passing.length);
+    assert.ok(jobs.every((job) => job.retry_count === 0));
+    // One commit per batch on the broker's pool (the failed jobs' settles commit on their own).
+    const commits = statements.texts.filter((text) => text.trim() === 'COMMIT').length;
+    assert.ok(commits <= 3 + failing.length, `${commits} commits for ${events.length} jobs in 3 batches`);
+  });
+
+  it('runs jobs of one subject fetched together one after the other, each seeing the state the previous wrote', async (t) => {
+    const { pool, memory: connecting } = brokerPool(t);
+    const memory = await connecting;
+    let running = 0;
+    let overlapped = 0;
+    const counter = handler('com.batch.same', async (event) => {
+      running++;
+      if (running > 1) overlapped++;
+      try {
+        await countIn(memory, event.subject, event.id);
+      } finally {
+        running--;
+      }
+      return [];
+    });
+    const broker = await startTestBroker(t, { pool, history: false }, (b) =>
+      // No per-subject limit: the ten replies of one subject are fetched in one batch, as fan-out replies are.
+      b.register(counter, {
+        worker: { batchSize: 10, localConcurrency: 1, retryLimit: 0, subjectConcurrency: 0 },
+      }),
+    );
+    const subject = `fan-in-${Date.now()}`;
+    const events = Array.from({ length: 10 }, () => clientEvent('com.batch.same', {}, { subject }));
+    await broker.dispatchMany(events);
+    const record = await waitFor('ten counts', async () => {
+      const current = (await memory.read(subject)) as { count: number; seen: string[] } | null;
+      return current?.count === 10 ? current : undefined;
+    });
+    assert.deepEqual([...record.seen].sort(), events.map((event) => event.id).sort());
+    const jobs = await jobsIn(pool, 'com.batch.same');
+    assert.equal(jobs.length, 10, 'no lock-contention copies: the batch ran them in turn');
+    assert.ok(jobs.every((job) => job.state === 'completed' && job.retry_count === 0));
+    assert.ok(overlapped > 0, 'the handlers did run concurrently: only their database work was serialised');
+  });
+});
