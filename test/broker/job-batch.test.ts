@@ -124,4 +124,39 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
     assert.ok(jobs.every((job) => job.state === 'completed' && job.retry_count === 0));
     assert.ok(overlapped > 0, 'the handlers did run concurrently: only their database work was serialised');
   });
+
+  it('commits the jobs that are done without waiting for a slow neighbour in their batch', async (t) => {
+    const { pool } = brokerPool(t);
+    const replies = new Map<string, number>();
+    let releaseSlow!: () => void;
+    const slow = new Promise<void>((resolve) => {
+      releaseSlow = resolve;
+    });
+    t.after(() => releaseSlow());
+    const service = handler('com.batch.mixed', async (event) => {
+      if ((event.data as { slow?: boolean }).slow) await slow;
+      return [replyTo(event, 'evt.batch.mixed.done')];
+    });
+    const broker = await startTestBroker(t, { pool }, async (b) => {
+      await b.register(service, { worker: { batchSize: 10, localConcurrency: 1 } });
+      await b.onWorkflowComplete({
+        source: 'com.test.client',
+        listener: (event) => void replies.set(event.subject, Date.now()),
+      });
+    });
+    const fast = Array.from({ length: 4 }, () => clientEvent('com.batch.mixed'));
+    const slowEvent = clientEvent('com.batch.mixed', { slow: true });
+    await broker.dispatchMany([slowEvent, ...fast]);
+    // The fast jobs' replies arrive while the slow job of the same batch still runs.
+    await waitFor("the fast jobs' replies", () => fast.every((event) => replies.has(event.subject)), 15_000);
+    assert.equal(replies.has(slowEvent.subject), false);
+    const jobs = await jobsIn(pool, 'com.batch.mixed');
+    assert.equal(
+      jobs.find((job) => job.id === slowEvent.id)?.state,
+      'active',
+      'fetched in the same batch, still running',
+    );
+    releaseSlow();
+    await waitFor("the slow job's reply", () => replies.has(slowEvent.subject), 15_000);
+  });
 });
