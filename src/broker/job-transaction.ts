@@ -2,10 +2,9 @@ import type pg from 'pg';
 import type { AmbientTransaction } from '../shared/transaction';
 
 /**
- * The one transaction a handled job runs in: the memory's state write (through the ambient
- * transaction), the insert of the handler's outputs and the job's completion all go through it and
- * commit together. The connection is taken lazily, on the first statement, so a handler that never
- * touches the database (most services) holds no connection while it runs.
+ * A transaction on a connection of its own, opened lazily on the first statement, that settles one job
+ * apart from its batch (a failure, a reschedule, a hand-back, with its history entry); `signal` aborts
+ * it. Handled jobs run in their batch's transaction instead (`JobBatch`, job-batch.ts).
  */
 export class JobTransaction implements AmbientTransaction {
   readonly databaseId: string;

@@ -60,7 +60,8 @@ export interface BrokerQueueOptions {
 /** Worker settings of a queue. Retry settings are stored on the queue row, like pg-boss does. */
 export interface BrokerWorkerOptions {
   /**
-   * Jobs fetched per fetch; they run concurrently, each in its own transaction.
+   * Jobs fetched per fetch; they run concurrently and commit together, each job's work atomic and
+   * isolated from the others' (a job that fails rolls back alone).
    * @defaultValue `10`
    */
   batchSize?: number;
