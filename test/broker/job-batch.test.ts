@@ -159,4 +159,52 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
     releaseSlow();
     await waitFor("the slow job's reply", () => replies.has(slowEvent.subject), 15_000);
   });
+
+  it('redoes a batch one job at a time when a write fails for one of them: only that job fails', async (t) => {
+    const { pool } = brokerPool(t);
+    const replies: string[] = [];
+    // Every insert of a job for com.batch.refused fails inside the batch's transaction.
+    await pool.query(`
+      CREATE OR REPLACE FUNCTION public.refuse_batch_sink() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'sink refused'; END $$;
+      CREATE TRIGGER refuse_batch_sink BEFORE INSERT ON pgboss.job_common
+        FOR EACH ROW WHEN (NEW.name = 'com.batch.refused') EXECUTE FUNCTION public.refuse_batch_sink();`);
+    t.after(() =>
+      suite.pool.query(
+        'DROP TRIGGER IF EXISTS refuse_batch_sink ON pgboss.job_common; DROP FUNCTION IF EXISTS public.refuse_batch_sink()',
+      ),
+    );
+    const service = handler('com.batch.forward', async (event) => {
+      const to = (event.data as { refused?: boolean }).refused ? 'com.batch.refused' : undefined;
+      return [replyTo(event, 'evt.batch.forwarded', { id: event.id }, to)];
+    });
+    const broker = await startTestBroker(t, { pool }, async (b) => {
+      await b.register(service, { worker: { batchSize: 10, localConcurrency: 1, retryLimit: 0 } });
+      await b.register(handler('com.batch.refused', async () => []));
+      await b.onWorkflowComplete({
+        source: 'com.test.client',
+        listener: (event) => void replies.push((event.data as { id: string }).id),
+      });
+    });
+    const events = Array.from({ length: 8 }, (_, index) =>
+      clientEvent('com.batch.forward', { refused: index === 5 }),
+    );
+    await broker.dispatchMany(events);
+    const refused = events[5]!;
+    const dead = await waitFor('the refused job dead-lettered', async () =>
+      (await jobsIn(pool, 'arvo.dead-letter')).find((job) => job.source_id === refused.id),
+    );
+    assert.match(JSON.stringify(dead.source_output), /sink refused/);
+    await waitFor('the other seven replies', () => replies.length >= 7);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(
+      replies.sort(),
+      events
+        .filter((event) => event !== refused)
+        .map((event) => event.id)
+        .sort(),
+    );
+    const jobs = await jobsIn(pool, 'com.batch.forward');
+    assert.equal(jobs.filter((job) => job.state === 'completed').length, 7);
+  });
 });
