@@ -5,7 +5,13 @@ import { writeLog } from '../shared/logger';
 import { describeError } from '../shared/redact';
 import { withSpan } from '../shared/telemetry';
 import { runInAmbientTransaction } from '../shared/transaction';
-import { BrokerStoppingError, HandlerTimeoutError, InvalidEventError, UnclaimedReplyError } from './errors';
+import {
+  BatchRolledBackError,
+  BrokerStoppingError,
+  HandlerTimeoutError,
+  InvalidEventError,
+  UnclaimedReplyError,
+} from './errors';
 import { decodeEvent, type StoredEvent, serializeEvent } from './event-codec';
 import { JobBatch } from './job-batch';
 import type { FetchedJob, JobInsert, JobResult } from './pgboss';
@@ -144,12 +150,12 @@ export class Consumer {
           unroutable = routed.filter((entry) => entry.unroutable);
           const produced = outputs.map((output) => output.id);
           const history = this.#runtime.history.entry(job, 'handled', { event, produced });
-          // A job that wrote state completes in its own scope, fenced: a lost claim undoes its state
-          // alone; the others are completed together by the batch.
-          if (scope.started) await boss.complete(job, null, 'rolled back', scope);
           const inserts = this.#inserts(routed);
           await this.#sent(inserts, routed, batch.finish(scope, { job, inserts, history }));
         } catch (error) {
+          if (error instanceof BatchRolledBackError) {
+            return this.#settlement.handBack(registration, job, event, error, 'batch rolled back');
+          }
           const stopping = error instanceof BrokerStoppingError;
           if (!stopping && !(error instanceof HandlerTimeoutError)) {
             await scope.rollback();
@@ -160,7 +166,7 @@ export class Consumer {
           // as after pg-boss's own abort (docs/design.md, "Handler timeout" and "Stopping").
           await scope.rollback();
           const failed = stopping
-            ? await this.#settlement.handBack(registration, job, event, error)
+            ? await this.#settlement.handBack(registration, job, event, error, 'broker stopped')
             : await this.#settlement.failure(registration, job, event, error);
           await delivery.then(noop, noop);
           return failed;

@@ -174,6 +174,21 @@ export class BrokerStoppingError extends ArvoPostgresError {
 }
 
 /**
+ * The work of a job was rolled back with its whole batch through no fault of its own: another job of
+ * the batch that wrote state lost its claim (expired, or failed by `stop()`) before the batch's commit,
+ * and its state could not be undone alone. The job is handed back to its queue (due at once, no retry
+ * spent) and runs again.
+ */
+export class BatchRolledBackError extends ArvoPostgresError {
+  constructor(queue: string, jobId: string) {
+    super(
+      'BATCH_ROLLED_BACK',
+      `Job ${jobId} of ${queue} was rolled back with its batch (a neighbour lost its claim); the job was handed back`,
+    );
+  }
+}
+
+/**
  * The failure of an event that waited in its queue longer than the queue's `retentionSeconds`
  * without being delivered (its consumer was down): never thrown, it is the error of the `expired`
  * dead letter the broker's retention sweep makes of it.

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { AmbientTransaction } from '../shared/transaction';
+import { BatchRolledBackError } from './errors';
 import type { HistoryEntry, HistoryRecorder } from './history';
 import type { FetchedJob, JobInsert, PgBossClient } from './pgboss';
 
@@ -60,14 +61,14 @@ export class JobBatch {
   }
 
   /**
-   * `handled`'s job is done: keeps what its scope wrote (already completed in it, when it wrote any)
-   * and resolves once its outputs, history entry and completion are committed; rejects when they
-   * were not (the job is then still active, or no longer claimed).
+   * `handled`'s job is done: keeps what its scope wrote and resolves once that, its outputs, history
+   * entry and completion are committed; rejects when they were not (the job is then still active, no
+   * longer claimed, or rolled back with its batch: {@link BatchRolledBackError}).
    */
   async finish(scope: JobScope, handled: HandledJob): Promise<void> {
     let done!: DoneJob;
     const committed = new Promise<void>((resolve, reject) => {
-      done = { ...handled, completed: scope.started, resolve, reject };
+      done = { ...handled, wroteState: scope.started, resolve, reject };
     });
     // Awaited by the caller once `keep` returned; a rejection before that is not unhandled.
     committed.catch(() => {});
@@ -100,7 +101,11 @@ export class JobBatch {
       for (const job of written) job.resolve();
     } catch (error) {
       await this.#connection.end('ROLLBACK');
-      for (const job of jobs) job.reject(error);
+      for (const job of jobs) {
+        job.reject(
+          error instanceof StateClaimLost ? new BatchRolledBackError(this.#queue, job.job.id) : error,
+        );
+      }
     } finally {
       release();
     }
@@ -115,7 +120,8 @@ export class JobBatch {
     }
     try {
       return await this.#connection.guarded(() => this.#writeAll(jobs));
-    } catch {
+    } catch (error) {
+      if (error instanceof StateClaimLost) throw error;
       // One statement failed for all: write them one at a time, so only the job at fault fails.
       return this.#writeEach(jobs);
     }
@@ -123,8 +129,8 @@ export class JobBatch {
 
   /**
    * Writes `jobs` in one statement per destination queue, one for their history entries and one
-   * completing those not yet completed; returns the jobs written (those no longer claimed are
-   * rejected and left out: their outputs must not be sent).
+   * completing them; returns the jobs written (those no longer claimed are rejected and left out:
+   * their outputs must not be sent).
    */
   async #writeAll(jobs: DoneJob[]): Promise<DoneJob[]> {
     const db = this.#connection;
@@ -142,32 +148,30 @@ export class JobBatch {
   }
 
   /**
-   * Completes those of `jobs` not completed yet, through `db` when given; returns the jobs now
-   * completed and rejects the others: no longer claimed (expired or stopped), their writes must not
-   * commit.
+   * Completes `jobs` in one statement, through `db` when given; returns those completed and rejects
+   * the others: no longer claimed (expired or stopped), their writes must not commit. Throws
+   * {@link StateClaimLost} when one of those wrote state, which cannot be undone alone.
    */
   async #completeClaimed(jobs: DoneJob[], db?: BatchConnection): Promise<DoneJob[]> {
-    const toComplete = jobs.filter((job) => !job.completed).map(({ job }) => job);
-    const settled = toComplete.length
-      ? await this.#boss.completeAttempts(this.#queue, toComplete, db)
-      : new Set<string>();
-    const claimed = jobs.filter((job) => job.completed || settled.has(job.job.id));
-    for (const job of jobs) {
-      if (!claimed.includes(job)) {
-        job.reject(
-          new Error(
-            `job ${job.job.id} is no longer claimed by this worker (expired or stopped); rolled back`,
-          ),
-        );
-      }
+    const settled = await this.#boss.completeAttempts(
+      this.#queue,
+      jobs.map(({ job }) => job),
+      db,
+    );
+    const lost = jobs.filter((job) => !settled.has(job.job.id));
+    for (const job of lost) {
+      job.reject(
+        new Error(`job ${job.job.id} is no longer claimed by this worker (expired or stopped); rolled back`),
+      );
     }
-    return claimed;
+    if (lost.some((job) => job.wroteState)) throw new StateClaimLost();
+    return jobs.filter((job) => !lost.includes(job));
   }
 
   /**
    * {@link #writeAll} one job at a time, each in a savepoint: a job whose statements fail is
-   * rejected alone, unless its state was already kept (its scope wrote): that cannot be undone
-   * alone, so everything rolls back.
+   * rejected alone, unless it wrote state (kept in the transaction): that cannot be undone alone,
+   * so everything rolls back.
    */
   async #writeEach(jobs: DoneJob[]): Promise<DoneJob[]> {
     const written: DoneJob[] = [];
@@ -175,7 +179,7 @@ export class JobBatch {
       try {
         written.push(...(await this.#connection.guarded(() => this.#writeAll([job]))));
       } catch (error) {
-        if (job.completed) throw error;
+        if (job.wroteState) throw error;
         job.reject(error);
       }
     }
@@ -183,10 +187,16 @@ export class JobBatch {
   }
 }
 
+/**
+ * A job that wrote state lost its claim before the batch's commit: its state cannot be undone alone, so
+ * the batch rolls back and its other jobs are handed back ({@link BatchRolledBackError}).
+ */
+class StateClaimLost extends Error {}
+
 /** A job of the batch that is done, waiting for its commit. */
 interface DoneJob extends HandledJob {
-  /** Whether the job's completion was already written in its scope (it wrote state: see {@link JobBatch.finish}). */
-  completed: boolean;
+  /** Whether its scope wrote (state kept in the batch's transaction, not undoable alone). */
+  wroteState: boolean;
   resolve(): void;
   reject(error: unknown): void;
 }

@@ -119,27 +119,34 @@ export class Settlement {
   }
 
   /**
-   * `stop()` passed its deadline while `job`'s handler ran: the job goes back to its queue due at
-   * once, without costing a retry (rescheduled as on lock contention), for another process to take.
-   * When that cannot be written, the attempt is failed as any other (see docs/design.md, "Stopping").
+   * `job`'s work was undone through no fault of its own (`stop()` passed its deadline while its handler
+   * ran, or its batch rolled back): the job goes back to its queue due at once, without costing a retry
+   * (rescheduled as on lock contention), for any process to take. When that cannot be written, the
+   * attempt is failed as any other (see docs/design.md, "Stopping").
    */
   async handBack(
     registration: Registration,
     job: FetchedJob,
     event: ArvoEvent,
     error: unknown,
+    reason: 'broker stopped' | 'batch rolled back',
   ): Promise<JobResult> {
     try {
-      await this.#reschedule(registration, job, 0, 'broker stopped');
+      await this.#reschedule(registration, job, 0, reason);
     } catch (handBackError) {
-      writeLog(this.#runtime.logger(), 'warn', 'arvo-postgres broker: could not hand a job back on stop', {
-        queue: job.name,
-        jobId: job.id,
-        error: describeError(handBackError),
-      });
+      writeLog(
+        this.#runtime.logger(),
+        'warn',
+        `arvo-postgres broker: could not hand a job back (${reason})`,
+        {
+          queue: job.name,
+          jobId: job.id,
+          error: describeError(handBackError),
+        },
+      );
       return this.failure(registration, job, event, error);
     }
-    writeLog(this.#runtime.logger(), 'info', 'arvo-postgres broker: job handed back on stop', {
+    writeLog(this.#runtime.logger(), 'info', `arvo-postgres broker: job handed back (${reason})`, {
       queue: job.name,
       jobId: job.id,
     });

@@ -207,4 +207,49 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
     const jobs = await jobsIn(pool, 'com.batch.forward');
     assert.equal(jobs.filter((job) => job.state === 'completed').length, 7);
   });
+
+  it('rolls the batch back when a job that wrote state lost its claim, and hands its neighbours back: each applied once', async (t) => {
+    const { pool, memory: connecting } = brokerPool(t);
+    const memory = await connecting;
+    const runs = new Map<string, number>();
+    const replies: string[] = [];
+    const counter = handler('com.batch.claim', async (event) => {
+      runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+      await countIn(memory, event.subject, event.id);
+      if ((event.data as { loseClaim?: boolean }).loseClaim && runs.get(event.id) === 1) {
+        // As pg-boss's expiry would: the attempt is no longer this worker's before the batch commits.
+        await suite.pool.query(
+          `UPDATE pgboss.job SET state = 'retry', retry_count = retry_count + 1 WHERE id = $1`,
+          [event.id],
+        );
+      }
+      return [replyTo(event, 'evt.batch.claimed', { id: event.id })];
+    });
+    const broker = await startTestBroker(t, { pool, history: false }, async (b) => {
+      await b.register(counter, { worker: { batchSize: 10, localConcurrency: 1, retryLimit: 3 } });
+      await b.onWorkflowComplete({
+        source: 'com.test.client',
+        listener: (event) => void replies.push((event.data as { id: string }).id),
+      });
+    });
+    const losing = clientEvent('com.batch.claim', { loseClaim: true });
+    const neighbours = Array.from({ length: 3 }, () => clientEvent('com.batch.claim'));
+    await broker.dispatchMany([losing, ...neighbours]);
+    await waitFor('four replies', () => replies.length >= 4, 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(replies.sort(), [losing, ...neighbours].map((event) => event.id).sort());
+    for (const event of [losing, ...neighbours]) {
+      // Each state applied once: the first run's writes were rolled back with the batch.
+      assert.deepEqual(await memory.read(event.subject), { count: 1, seen: [event.id] });
+      assert.equal(runs.get(event.id), 2, 'run again after the rollback');
+    }
+    const jobs = await jobsIn(pool, 'com.batch.claim');
+    const handedBack = jobs.filter((job) => job.output?.reason === 'batch rolled back');
+    assert.deepEqual(handedBack.map((job) => job.id).sort(), neighbours.map((event) => event.id).sort());
+    const dead = await jobsIn(pool, 'arvo.dead-letter');
+    assert.deepEqual(
+      dead.filter((job) => job.source_name === 'com.batch.claim'),
+      [],
+    );
+  });
 });
