@@ -8,6 +8,8 @@ import {
   type JobWithMetadata,
   PgBoss,
 } from 'pg-boss';
+// pg-boss dispatches a queue's NOTIFY in its manager (not public API either): see fetch-wake.ts.
+import * as pgBossManager from 'pg-boss/dist/manager.js';
 // pg-boss's own `deadletter` job result settles only after the whole batch; the broker dead-letters a
 // job as soon as its handler fails, with pg-boss's statement for it (not public API: the version is pinned).
 import { completeJobsWithOutputs, deadLetterJobsByIdWithOutputs } from 'pg-boss/dist/plans.js';
@@ -18,6 +20,7 @@ import type { Queryable } from '../shared/transaction';
 import type { JobFailureRecord } from './dead-letters';
 import { databaseUnavailable, isConnectionFailure, pgBossError } from './errors';
 import type { StoredEvent } from './event-codec';
+import { type FetchWake, wakeOneLoopPerNotification } from './fetch-wake';
 import { OUT_OF_REACH_RETENTION_SECONDS } from './sql';
 import type { ResolvedBrokerOptions, ResolvedWorkerOptions } from './types';
 
@@ -152,6 +155,7 @@ export class PgBossClient {
   readonly #schema: string;
   /** Attempts the broker settled itself, until pg-boss's per-job completion of their batch (see {@link skipSettledCompletions}). */
   readonly #settledByBroker = new Set<string>();
+  readonly #fetchWake: FetchWake;
 
   /** pg-boss on a pool of its own (see `pgBossConnection`); `pool` is the broker's, for dead-lettering. */
   constructor(options: ResolvedBrokerOptions, pool: pg.Pool, logger: () => Logger) {
@@ -173,6 +177,7 @@ export class PgBossClient {
       ...(options.instanceName ? { instanceName: options.instanceName } : {}),
     });
     skipSettledCompletions(this.#boss, options.schema, this.#settledByBroker);
+    this.#fetchWake = wakeOneLoopPerNotification(this.#boss, pgBossManager.default);
     // Without an `error` listener Node throws on emit('error') and the process dies.
     this.#boss.on('error', (emitted) => {
       // pg-boss emits worker errors as plain copies (`{ ...error, message, stack, queue, worker }`).
@@ -233,6 +238,7 @@ export class PgBossClient {
         ...(subjectConcurrency > 0 ? { groupConcurrency: subjectConcurrency } : {}),
       },
       async (jobs) => {
+        this.#fetchWake.fetched(queue, jobs.length, worker.batchSize);
         const results = await handle(jobs as FetchedJob[]);
         const byId = new Map(jobs.map((job) => [job.id, job]));
         for (const { id, status } of results) {
