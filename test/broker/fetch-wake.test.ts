@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { notifyChannelSql } from 'pg-boss/dist/plans.js';
+import { quoteIdentifier } from '../../src/shared/identifiers';
 import { clientEvent, handler, useTestDatabase, waitFor } from './support';
 
 /** pg-boss's fetch (`fetchNextJob`) as PostgreSQL receives it: the queue's name is in its text. */
@@ -109,5 +111,48 @@ describe('fetch loops woken by NOTIFY', () => {
     assert.equal(mostAtOnce, 20, 'two loops ran a full batch of 10 at once');
     // Three rounds of two batches take 3 s; a loop left asleep would wait for its 600 s poll.
     assert.ok(Date.now() - started < 15_000, `drained in ${Date.now() - started} ms`);
+  });
+
+  it('has a busy loop fetch right after its batch when an event arrives meanwhile', async (t) => {
+    const queue = 'com.wake.busy';
+    const started: string[] = [];
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const broker = await suite.startBroker(t, {}, (broker) =>
+      broker.register(
+        handler(queue, async (event) => {
+          started.push(event.id);
+          if (started.length <= 2) await released;
+          return [];
+        }),
+        { worker: NO_POLL },
+      ),
+    );
+    const listener = new pg.Client({ connectionString: suite.db.url });
+    await listener.connect();
+    t.after(() => listener.end());
+    const notified: string[] = [];
+    listener.on('notification', ({ payload }) => notified.push(String(payload)));
+    const { rows } = await listener.query(`SELECT ${notifyChannelSql('pgboss')} AS channel`);
+    await listener.query(`LISTEN ${quoteIdentifier(rows[0].channel)}`);
+
+    // Two events held by their handlers: each loop is busy with one.
+    for (const count of [1, 2]) {
+      await broker.dispatch(clientEvent(queue));
+      await waitFor(`handler ${count} started`, () => started.length === count);
+    }
+    const last = clientEvent(queue);
+    await broker.dispatch(last);
+    await waitFor(
+      'the NOTIFY of the third event',
+      () => notified.filter((name) => name === queue).length === 3,
+    );
+    // pg-boss's listener hears it on its own connection: give it that moment before the loops go idle.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    // Asleep after their batches, the loops would fetch it at their 600 s poll.
+    await waitFor('the third event handled after the batches', () => started.includes(last.id), 10_000);
   });
 });
