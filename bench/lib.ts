@@ -292,7 +292,11 @@ export interface CostUsage {
   nodeCpuMs: number;
   /** CPU ms of the PostgreSQL server's processes, when it runs on this machine (`null` otherwise). */
   postgresCpuMs: number | null;
-  /** Transactions that wrote (each one a WAL flush with synchronous_commit on), server-wide. */
+  /**
+   * Commits of transactions that wrote (each one a WAL flush with synchronous_commit on), server-wide:
+   * the WAL's commit records (`pg_walinspect`), or, where that extension cannot be created, the
+   * transaction ids consumed, which count each savepoint that wrote as well.
+   */
   writeTransactions: number;
   /** WAL generated, server-wide. */
   walBytes: number;
@@ -349,6 +353,23 @@ async function postgresTicks(postmaster: number): Promise<number | null> {
 const SERVER_COUNTERS_SQL = `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,
   pg_current_wal_lsn()::text AS lsn, pg_backend_pid() AS pid`;
 
+/**
+ * Commit records in the WAL between `from` and `to`: commits of transactions that wrote, whatever
+ * savepoints they used (each consumes a transaction id of its own); `null` without `pg_walinspect`.
+ */
+async function commitRecords(client: pg.Client, from: string, to: string): Promise<number | null> {
+  try {
+    const { rows } = await client.query(
+      `SELECT coalesce(sum(count), 0)::bigint AS commits FROM pg_get_wal_stats($1::pg_lsn, $2::pg_lsn, true)
+        WHERE "resource_manager/record_type" = 'Transaction/COMMIT'`,
+      [from, to],
+    );
+    return Number(rows[0].commits);
+  } catch {
+    return null;
+  }
+}
+
 async function readServerCounters(client: pg.Client): Promise<{ nextXid: number; lsn: string; pid: number }> {
   const { rows } = await client.query(SERVER_COUNTERS_SQL);
   return { nextXid: Number(rows[0].next_xid), lsn: rows[0].lsn, pid: rows[0].pid };
@@ -370,6 +391,9 @@ export async function startCostMeter(databaseUrl: string): Promise<{ stop(): Pro
   client.on('error', () => {});
   await client.connect();
   try {
+    // Before the window: its own commit is not counted. A server where it cannot be created (no
+    // rights, no contrib) falls back to transaction ids.
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect').catch(() => {});
     const before = await readServerCounters(client);
     // Only when the backend is a local process (a remote server's pid may name anything here).
     const backend = await readProcStat(String(before.pid));
@@ -392,7 +416,8 @@ export async function startCostMeter(databaseUrl: string): Promise<{ stop(): Pro
               postgresBefore === null || postgresAfter === null
                 ? null
                 : ((postgresAfter - postgresBefore) * 1000) / CLOCK_TICKS_PER_SECOND,
-            writeTransactions: after.nextXid - before.nextXid,
+            writeTransactions:
+              (await commitRecords(client, before.lsn, after.lsn)) ?? after.nextXid - before.nextXid,
             walBytes: Number(rows[0].bytes),
           };
         } finally {
