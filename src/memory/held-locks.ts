@@ -43,27 +43,55 @@ interface HeldLock {
   handle: LockHandle | null;
   /** The record at acquisition (`null`: none) until the next `read`; `undefined`: read it. */
   prefetched: StateRow | null | undefined;
-  /** The table's change count before the lock statement was sent: the record is stale once it moved. */
+  /** The subject's change version before the lock statement was sent: the record is stale once it moved. */
   changesSeen: number;
 }
 
-/** Changes this process made to one state table, counted (see {@link stateChanges}). */
-interface StateChanges {
-  count: number;
+/** Subjects whose changes are told apart one by one; past that many, all are treated as changed once. */
+const SUBJECTS_TRACKED = 10_000;
+
+/**
+ * Changes this process made to one state table (see {@link stateChanges}): a change of one subject's
+ * row moves that subject's version only, so a record prefetched under load is not dropped because
+ * other workflows were written meanwhile; a change of many rows (a tree deleted, a sweep) moves
+ * every subject's.
+ */
+export class StateChanges {
+  #sequence = 0;
+  /** The version every subject has at least. */
+  #floor = 0;
+  readonly #bySubject = new Map<string, number>();
+
+  /** A number that moves whenever `subject`'s row may have changed: compare it before and after. */
+  versionOf(subject: string): number {
+    return Math.max(this.#bySubject.get(subject) ?? 0, this.#floor);
+  }
+
+  /** Counts a change of `subject`'s row, or of any rows when `subject` is undefined. */
+  changed(subject?: string): void {
+    this.#sequence++;
+    if (subject === undefined || this.#bySubject.size >= SUBJECTS_TRACKED) {
+      // Forgetting the subjects is safe because the floor moves past every version they had.
+      this.#bySubject.clear();
+      this.#floor = this.#sequence;
+    } else {
+      this.#bySubject.set(subject, this.#sequence);
+    }
+  }
 }
 
 const changesByTable = new Map<string, StateChanges>();
 
 /**
- * The change count of the state table `table` of database `databaseId`, shared by every memory of
- * this process on that table: each statement that changes its rows counts when it returns and again
- * when its transaction settles.
+ * The changes of the state table `table` of database `databaseId`, shared by every memory of this
+ * process on that table: each statement that changes its rows counts when it returns and again when
+ * its transaction settles.
  */
 function stateChanges(databaseId: string, table: string): StateChanges {
   const key = `${databaseId} ${table}`;
   let changes = changesByTable.get(key);
   if (!changes) {
-    changes = { count: 0 };
+    changes = new StateChanges();
     changesByTable.set(key, changes);
   }
   return changes;
@@ -83,20 +111,21 @@ export class HeldLocks {
     this.#changes = stateChanges(databaseId, table);
   }
 
-  /** The change count now: read it before sending a lock statement, pass it to {@link hold}. */
-  get changeCount(): number {
-    return this.#changes.count;
+  /** The change version of `id` now: read it before sending a lock statement, pass it to {@link hold}. */
+  changesOf(id: string): number {
+    return this.#changes.versionOf(id);
   }
 
-  /** Counts a change of state rows now, and again when `tx` (if any) settles. */
-  countChange(tx?: AmbientTransaction): void {
-    this.#changes.count++;
-    tx?.onSettled(() => {
-      this.#changes.count++;
-    });
+  /**
+   * Counts a change of `subject`'s row (of any rows when undefined) now, and again when `tx` (if any)
+   * settles.
+   */
+  countChange(tx: AmbientTransaction | undefined, subject?: string): void {
+    this.#changes.changed(subject);
+    tx?.onSettled(() => this.#changes.changed(subject));
   }
 
-  /** Records the lock a `lockAndRead` row took, for the current job; `changesSeen` as {@link changeCount} before it. */
+  /** Records the lock a `lockAndRead` row took, for the current job; `changesSeen` as {@link changesOf} before it. */
   hold(id: string, row: LockAndReadRow, changesSeen: number): void {
     let prefetched: HeldLock['prefetched'];
     if (row.prefetched) prefetched = row.data === null ? null : { data: row.data, version: row.version };
@@ -110,7 +139,7 @@ export class HeldLocks {
     if (!held) return undefined;
     const { prefetched, changesSeen } = held;
     held.prefetched = undefined;
-    return changesSeen === this.#changes.count ? prefetched : undefined;
+    return changesSeen === this.#changes.versionOf(id) ? prefetched : undefined;
   }
 
   dropPrefetched(id: string): void {

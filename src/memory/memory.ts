@@ -128,7 +128,8 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
         metadata,
       );
       const tx = ambientTransactionFor(this.databaseId);
-      const execute = (statement: NamedStatement, values: unknown[]) => this.#change(statement, values, tx);
+      const execute = (statement: NamedStatement, values: unknown[]) =>
+        this.#change(statement, values, tx, id);
 
       let rows: Array<{ version: string }>;
       if (prevData === null || prevData === undefined) {
@@ -183,7 +184,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
         parentSubject === null &&
         isFinishedWorkflow(status, executionStatus)
       ) {
-        await execute(this.#statements.deleteTree, [id]);
+        await this.#change(this.#statements.deleteTree, [id], tx);
       }
     });
   }
@@ -347,7 +348,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
 
   /** One attempt to lock `id` and read its record: a job lock inside a broker job on this database, else a lock row. */
   async #lockAndRead(id: string): Promise<{ row: LockAndReadRow; changesSeen: number } | null> {
-    const changesSeen = this.#held.changeCount;
+    const changesSeen = this.#held.changesOf(id);
     const tx = ambientTransactionFor(this.databaseId);
     const rows = tx
       ? await lockInJob(tx, this.#statements, id)
@@ -359,12 +360,14 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
 
   /**
    * Runs a statement that changes state rows, through `tx` when given, and counts the change when it
-   * returns and again when `tx` settles. Every such statement runs through here (docs/design.md, "Memory").
+   * returns and again when `tx` settles: of `subject`'s row when the statement changes that row only,
+   * else of any rows. Every such statement runs through here (docs/design.md, "Memory").
    */
   async #change(
     statement: NamedStatement | string,
     values: unknown[],
     tx?: AmbientTransaction,
+    subject?: string,
   ): Promise<{ rows: any[]; rowCount?: number | null }> {
     try {
       if (tx) return await tx.query(statement, values);
@@ -372,7 +375,7 @@ export class PostgresMachineMemory<T extends Record<string, any> = any> implemen
         ? await this.pool.query(statement, values)
         : await this.#query(statement, values);
     } finally {
-      this.#held.countChange(tx);
+      this.#held.countChange(tx, subject);
     }
   }
 

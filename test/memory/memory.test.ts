@@ -854,6 +854,27 @@ describe('PostgresMachineMemory: the record read with the lock', () => {
     }
   });
 
+  it('is still served after writes of other workflows (as under load), by this and other memories', async () => {
+    const pool = new pg.Pool({ connectionString: suite.db.url, max: 2 });
+    const statements = recordStatements(pool);
+    try {
+      const memory = await connectPostgresMachineMemory({ pool, tables });
+      const other = await connect({ tables });
+      const [subject, neighbour] = [rootSubject(), rootSubject()];
+      await memory.write(subject, record(subject, { step: 1 }), null);
+      assert.equal(await memory.lock(subject), true);
+      await memory.write(neighbour, record(neighbour, { step: 1 }), null);
+      await other.write(neighbour, record(neighbour, { step: 2 }), await other.read(neighbour));
+      statements.reset();
+      assert.deepEqual(await memory.read(subject), record(subject, { step: 1 }));
+      assert.equal(statements.count, 0, 'served from the lock statement');
+      assert.equal(await memory.unlock(subject), true);
+      await memory.close();
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('is not served to another holder: a failed lock reads what the holder wrote', async () => {
     const holder = await connect({ tables });
     const waiter = await connect({ tables, lock: { maxAttempts: 1 } });
