@@ -3,6 +3,7 @@ import {
   type Context,
   context,
   createContextKey,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -30,20 +31,29 @@ export async function withSpan<T>(
 ): Promise<T> {
   const base = parent ?? context.active();
   if (!enabled) return parent ? context.with(base, () => fn()) : fn();
-  return trace
-    .getTracer(TRACER_NAME)
-    .startActiveSpan(name, { kind, attributes: redactValue(attributes) }, base, async (span) => {
-      try {
-        return await fn(span);
-      } catch (error) {
-        const message = redactSecrets(error instanceof Error ? error.message : String(error));
-        span.recordException({ name: error instanceof Error ? error.name : 'Error', message });
-        span.setStatus({ code: SpanStatusCode.ERROR, message });
-        throw error;
-      } finally {
-        span.end();
-      }
-    });
+  // Without a tracer provider the span is a no-op that never reads its attributes: skip redacting them.
+  const options = tracerProviderRegistered() ? { kind, attributes: redactValue(attributes) } : { kind };
+  return trace.getTracer(TRACER_NAME).startActiveSpan(name, options, base, async (span) => {
+    try {
+      return await fn(span);
+    } catch (error) {
+      const message = redactSecrets(error instanceof Error ? error.message : String(error));
+      span.recordException({ name: error instanceof Error ? error.name : 'Error', message });
+      span.setStatus({ code: SpanStatusCode.ERROR, message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/**
+ * Whether spans of this library go to a tracer provider (an OpenTelemetry SDK): asked per span, as one
+ * may be registered at any time. A global provider of another copy of the API counts as registered.
+ */
+function tracerProviderRegistered(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer(TRACER_NAME) !== undefined;
 }
 
 /**
