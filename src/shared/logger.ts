@@ -17,12 +17,15 @@ export interface Logger {
 /** Log levels the library emits. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** The method of the library's own loggers that drops a record: {@link writeLog} skips redacting for it. */
+function discard(): void {}
+
 /** A logger that discards everything. */
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+export const silentLogger: Logger = { debug: discard, info: discard, warn: discard, error: discard };
 
 /** The default: warnings and errors to the console, nothing else. */
 export const consoleLogger: Logger = {
-  info() {},
+  info: discard,
   warn: (...args: unknown[]) => console.warn(...args),
   error: (...args: unknown[]) => console.error(...args),
 };
@@ -71,7 +74,7 @@ export function writeLog(
   fields?: Record<string, unknown>,
 ): void {
   const fn = logger[level] ?? (level === 'debug' ? logger.info : level === 'warn' ? logger.error : undefined);
-  if (!fn) return;
+  if (!fn || fn === discard) return;
   const safeMessage = redactSecrets(message);
   const safeFields = fields ? redactValue(fields) : undefined;
   try {

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import bunyan from 'bunyan';
 import pino from 'pino';
 import winston from 'winston';
-import { type Logger, type LogLevel, writeLog } from '../../src/shared/logger';
+import { consoleLogger, type Logger, type LogLevel, silentLogger, writeLog } from '../../src/shared/logger';
 
 /** A real writable stream that keeps what the logging library wrote to it. */
 function capture() {
@@ -109,5 +109,40 @@ describe('logger adapters with the real libraries', () => {
       assert.ok(text.includes('connect postgres://app:[REDACTED]@db/x'), text);
       assert.ok(!text.includes('s3cr3t-pw'), text);
     }
+  });
+});
+
+describe('records the logger drops', () => {
+  /** Log fields that count how often they are read (redacting a record reads every field). */
+  function countingFields() {
+    const counter = { reads: 0 };
+    return {
+      counter,
+      fields: {
+        get detail() {
+          counter.reads++;
+          return 'postgres://app:secret@db/app';
+        },
+      },
+    };
+  }
+
+  it('are not redacted for the silent logger, nor at levels the console logger drops', () => {
+    const { counter, fields } = countingFields();
+    for (const level of ['debug', 'info', 'warn', 'error'] as LogLevel[]) {
+      writeLog(silentLogger, level, 'dropped', fields);
+    }
+    writeLog(consoleLogger, 'debug', 'dropped', fields);
+    writeLog(consoleLogger, 'info', 'dropped', fields);
+    assert.equal(counter.reads, 0);
+  });
+
+  it('are redacted and written for any other logger, also one with no-op methods of its own', () => {
+    const { counter, fields } = countingFields();
+    const written: unknown[][] = [];
+    writeLog({ info: (...args) => written.push(args), error() {} }, 'debug', 'kept', fields);
+    writeLog({ info() {}, error() {} }, 'info', 'kept', fields);
+    assert.equal(counter.reads, 2);
+    assert.deepEqual(written, [['kept', { detail: 'postgres://app:[REDACTED]@db/app' }]]);
   });
 });
