@@ -430,7 +430,8 @@ export class JobScope implements AmbientTransaction {
     try {
       if (this.#entered) {
         await this.#entered;
-        if (this.#savepoint) await this.#connection.query(`RELEASE SAVEPOINT ${this.#savepoint}`);
+        // The savepoint stays (no RELEASE, one round trip less): a later job's savepoint nests inside
+        // it, and rolling back to that one keeps this job's work.
         this.#connection.keepsWork = true;
       }
       for (const callback of this.#callbacks) this.#connection.onSettled(callback);
