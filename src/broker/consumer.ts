@@ -119,7 +119,7 @@ export class Consumer {
   async #process(registration: Registration, job: FetchedJob, batch: JobBatch): Promise<JobResult> {
     // Aborted by pg-boss (claim lost, stop), by the broker's own expiry or its stop deadline (see withinDeadlines).
     const expiry = new AbortController();
-    const scope = batch.scope(AbortSignal.any([job.signal, expiry.signal]));
+    const scope = batch.scope([job.signal, expiry.signal]);
     let event: ArvoEvent;
     try {
       event = decodeEvent(job.data);

@@ -55,9 +55,9 @@ export class JobBatch {
     this.#outstanding = size;
   }
 
-  /** The ambient transaction of one job of the batch; `signal` aborts the job (its work is then rolled back). */
-  scope(signal: AbortSignal): JobScope {
-    return new JobScope(this.databaseId, this.#connection, signal, () => this.#report());
+  /** The ambient transaction of one job of the batch; any of `signals` aborts the job (its work is then rolled back). */
+  scope(signals: AbortSignal[]): JobScope {
+    return new JobScope(this.databaseId, this.#connection, signals, () => this.#report());
   }
 
   /**
@@ -357,7 +357,7 @@ class BatchConnection {
 /**
  * One job's part of its batch's transaction, its ambient transaction: the first statement waits for
  * the batch's connection and keeps it until the job is done; its writes are kept ({@link keep}) or
- * rolled back alone ({@link rollback}). Aborting the job's signal rolls back at once.
+ * rolled back alone ({@link rollback}). Aborting one of the job's signals rolls back at once.
  */
 export class JobScope implements AmbientTransaction {
   readonly databaseId: string;
@@ -371,22 +371,24 @@ export class JobScope implements AmbientTransaction {
   #reported = false;
   #abortReason: unknown;
   #callbacks: SettledCallback[] = [];
-  #signal: AbortSignal | undefined;
+  /** Listened to until the job is settled (not `AbortSignal.any`: one more signal per job, measurably dearer). */
+  #signals: AbortSignal[] = [];
   readonly #onAbort = () => {
-    this.#abortReason = this.#signal?.reason ?? new Error('job aborted');
+    this.#abortReason = this.#signals.find((signal) => signal.aborted)?.reason ?? new Error('job aborted');
     // The job's claim ended (expiry, stop): its writes and the locks they took end now, and the
     // batch's connection is free for the other jobs, not when the handler returns.
     void this.rollback();
   };
 
-  constructor(databaseId: string, connection: BatchConnection, signal: AbortSignal, report: () => void) {
+  constructor(databaseId: string, connection: BatchConnection, signals: AbortSignal[], report: () => void) {
     this.databaseId = databaseId;
     this.#connection = connection;
     this.#report = report;
-    if (signal.aborted) this.#abortReason = signal.reason;
+    const aborted = signals.find((signal) => signal.aborted);
+    if (aborted) this.#abortReason = aborted.reason;
     else {
-      this.#signal = signal;
-      signal.addEventListener('abort', this.#onAbort);
+      this.#signals = signals;
+      for (const signal of signals) signal.addEventListener('abort', this.#onAbort);
     }
   }
 
@@ -478,8 +480,8 @@ export class JobScope implements AmbientTransaction {
   #markSettled(): void {
     this.#settled = true;
     // pg-boss's job signal stays alive while it has listeners: one left behind would keep this scope.
-    this.#signal?.removeEventListener('abort', this.#onAbort);
-    this.#signal = undefined;
+    for (const signal of this.#signals) signal.removeEventListener('abort', this.#onAbort);
+    this.#signals = [];
   }
 
   #reportOnce(): void {
