@@ -29,15 +29,25 @@ export function existingQueuesSql(schema: string): string {
  *
  * Exact and fast at scale: live rows are counted through pg-boss's partial index on live states
  * (`job_i14`), finished rows by an index-only scan of its index on `completed_on` (`job_i16`) per
- * queue, never by scanning the job table itself.
+ * queue, never by scanning the job table itself. That scan is the one cost that grows with
+ * retention, so each of the `named` queues of `$1` (its length) gets its own uncorrelated count,
+ * which PostgreSQL splits over parallel workers when the queue retains many finished rows (a
+ * correlated count never runs in parallel). The other queues (`$2`) share one correlated count,
+ * planned once however many queues the database has (each named count is planned on its own).
  * - `dead_lettered`: copies of this queue's jobs waiting in any dead-letter queue (a queue named
  *   as some queue's `dead_letter`, or in `$3`), i.e. what `DeadLetters.list` returns for it;
  * - `dead_lettered_recently`: of those, the ones dead-lettered less than `$4` seconds ago;
  * - `oldest_queued_age_ms`: age of the oldest job ready to run now, null when none.
  */
-export function queueStatsSql(schema: string): string {
+export function queueStatsSql(schema: string, named: number): string {
   const job = `${quoteIdentifier(schema)}.job`;
   const queue = `${quoteIdentifier(schema)}.queue`;
+  const finishedRows = (name: string) =>
+    `FROM ${job} fj WHERE fj.name = ${name} AND fj.completed_on IS NOT NULL`;
+  const namedFinished = Array.from(
+    { length: named },
+    (_, index) => `(SELECT count(*) ${finishedRows(`($1::text[])[${index + 1}]`)})`,
+  );
   return `
     WITH ${deadLetterQueuesCte(schema, '$3')},
     names AS (
@@ -62,6 +72,12 @@ export function queueStatsSql(schema: string): string {
       WHERE j.name IN (SELECT name FROM names) AND j.state IN ('created', 'retry', 'active', 'failed')
       GROUP BY j.name
     ),
+    -- Finished rows of each named queue, at its position in $1: one uncorrelated count (an
+    -- InitPlan) each, which PostgreSQL can run in parallel workers.
+    named_finished AS (
+      SELECT f.finished, f.position
+      FROM unnest(ARRAY[${namedFinished.join(', ')}]::bigint[]) WITH ORDINALITY AS f(finished, position)
+    ),
     -- Dead letters waiting in a dead-letter queue (what "dlq list" shows): live rows again, so
     -- pg-boss's partial index on live states serves them however many finished rows are retained.
     dead AS (
@@ -85,10 +101,12 @@ export function queueStatsSql(schema: string): string {
       floor(extract(epoch FROM now() - c.oldest_ready) * 1000)::float8 AS oldest_queued_age_ms
     FROM names n
     LEFT JOIN counts c ON c.name = n.name
-    -- Finished rows (completed, cancelled, failed) per queue: an index-only scan of pg-boss's
-    -- job_i16, so a million retained completed jobs count in tens of milliseconds, exactly.
+    -- Finished rows (completed, cancelled, failed): an index-only scan of pg-boss's job_i16 per
+    -- queue, the only count that grows with retention (a million retained jobs cost tens of ms of
+    -- CPU). A named queue's is in named_finished; any other queue's is counted here, serially.
+    LEFT JOIN named_finished nf ON nf.position = n.position
     CROSS JOIN LATERAL (
-      SELECT count(*) AS finished FROM ${job} fj WHERE fj.name = n.name AND fj.completed_on IS NOT NULL
+      SELECT coalesce(nf.finished, count(*)) AS finished ${finishedRows('n.name')} AND nf.finished IS NULL
     ) f
     LEFT JOIN dead d ON d.name = n.name
     ORDER BY n.position`;

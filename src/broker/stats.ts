@@ -47,7 +47,7 @@ export async function queryQueueStats(
   deadLetterQueues?: string[],
 ): Promise<BrokerQueueStats[]> {
   const paused = await pausedQueues(db, schema);
-  const { rows } = await db.query(queueStatsSql(schema), [
+  const { rows } = await db.query(queueStatsSql(schema, names.length), [
     names,
     all,
     deadLetterQueuesOption(deadLetterQueues),
