@@ -1,5 +1,10 @@
 import type pg from 'pg';
-import type { AmbientTransaction } from '../shared/transaction';
+import {
+  type AmbientTransaction,
+  beginTransaction,
+  releaseClient,
+  runSettledCallbacks,
+} from '../shared/transaction';
 import { BatchRolledBackError } from './errors';
 import type { HistoryEntry, HistoryRecorder } from './history';
 import type { FetchedJob, JobInsert, PgBossClient } from './pgboss';
@@ -237,25 +242,12 @@ class BatchConnection {
   }
 
   async query(statement: Statement, values?: unknown[]): Promise<{ rows: any[]; rowCount?: number | null }> {
-    this.#client ??= this.#begin();
+    this.#client ??= beginTransaction(this.#pool, this.#onConnectionError);
     const client = await this.#client;
     if (this.#connectionError) throw this.#connectionError;
     return typeof statement === 'string'
       ? client.query(statement, values)
       : client.query({ name: statement.name, text: statement.text, values });
-  }
-
-  async #begin(): Promise<pg.PoolClient> {
-    const client = await this.#pool.connect();
-    // A checked-out client that loses its connection emits 'error': unheard, it would kill the process.
-    client.on('error', this.#onConnectionError);
-    try {
-      await client.query('BEGIN');
-    } catch (error) {
-      this.#release(client, error);
-      throw error;
-    }
-    return client;
   }
 
   /** A new savepoint, set now. */
@@ -332,25 +324,20 @@ class BatchConnection {
         if (command === 'COMMIT') throw error;
       }
     } finally {
-      await this.#runCallbacks();
+      const callbacks = this.#callbacks;
+      this.#callbacks = [];
+      await this.runCallbacks(callbacks);
     }
   }
 
   #release(client: pg.PoolClient, error?: unknown): void {
     client.off('error', this.#onConnectionError);
-    client.release(error === undefined ? undefined : error instanceof Error ? error : true);
+    releaseClient(client, error);
   }
 
-  async #runCallbacks(): Promise<void> {
-    const callbacks = this.#callbacks;
-    this.#callbacks = [];
-    for (const callback of callbacks) {
-      try {
-        await callback();
-      } catch (error) {
-        this.#onCallbackError(error);
-      }
-    }
+  /** Runs `callbacks` (of the transaction, or of a job's work rolled back); what one throws is logged. */
+  runCallbacks(callbacks: SettledCallback[]): Promise<void> {
+    return runSettledCallbacks(callbacks, this.#onCallbackError);
   }
 }
 
@@ -470,10 +457,7 @@ export class JobScope implements AmbientTransaction {
     } finally {
       const callbacks = this.#callbacks;
       this.#callbacks = [];
-      for (const callback of callbacks)
-        await Promise.resolve()
-          .then(callback)
-          .catch(() => {});
+      await this.#connection.runCallbacks(callbacks);
     }
   }
 

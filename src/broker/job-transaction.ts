@@ -1,5 +1,10 @@
 import type pg from 'pg';
-import type { AmbientTransaction } from '../shared/transaction';
+import {
+  type AmbientTransaction,
+  beginTransaction,
+  releaseClient,
+  runSettledCallbacks,
+} from '../shared/transaction';
 
 /**
  * A transaction on a connection of its own, opened lazily on the first statement, that settles one job
@@ -59,19 +64,7 @@ export class JobTransaction implements AmbientTransaction {
   }
 
   #connect(): Promise<pg.PoolClient> {
-    this.#client ??= (async () => {
-      const client = await this.#pool.connect();
-      // A checked-out client that loses its connection between statements emits 'error'; without
-      // a listener that is an uncaught exception and the whole process dies.
-      client.on('error', this.#onConnectionError);
-      try {
-        await client.query('BEGIN');
-      } catch (error) {
-        this.#release(client, error);
-        throw error;
-      }
-      return client;
-    })();
+    this.#client ??= beginTransaction(this.#pool, this.#onConnectionError);
     return this.#client;
   }
 
@@ -153,22 +146,15 @@ export class JobTransaction implements AmbientTransaction {
     }
   }
 
-  /** Returns the client to the pool; a broken one (`error` given) is destroyed instead. */
   #release(client: pg.PoolClient, error?: unknown): void {
     client.off('error', this.#onConnectionError);
-    client.release(error === undefined ? undefined : error instanceof Error ? error : true);
+    releaseClient(client, error);
   }
 
   /** Runs the `onSettled` callbacks once. */
   async #runSettledCallbacks(): Promise<void> {
     const callbacks = this.#callbacks;
     this.#callbacks = [];
-    for (const callback of callbacks) {
-      try {
-        await callback();
-      } catch (error) {
-        this.#onCallbackError(error);
-      }
-    }
+    await runSettledCallbacks(callbacks, this.#onCallbackError);
   }
 }

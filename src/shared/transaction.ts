@@ -78,15 +78,59 @@ export async function readDatabaseId(db: Queryable): Promise<string> {
 }
 
 /**
+ * Returns a checked-out client to its pool; one that broke (`error` given: its transaction could not
+ * be ended cleanly) is destroyed instead, so no later user gets a connection in an unknown state.
+ */
+export function releaseClient(client: pg.PoolClient, error?: unknown): void {
+  client.release(error === undefined ? undefined : error instanceof Error ? error : true);
+}
+
+/**
+ * A client of `pool` in a transaction just begun. `onConnectionError` hears the connection break while
+ * the client is checked out (unheard, that 'error' would end the process); take it off before release.
+ */
+export async function beginTransaction(
+  pool: pg.Pool,
+  onConnectionError: (error: Error) => void,
+): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  client.on('error', onConnectionError);
+  try {
+    await client.query('BEGIN');
+  } catch (error) {
+    client.off('error', onConnectionError);
+    releaseClient(client, error);
+    throw error;
+  }
+  return client;
+}
+
+/** Runs `callbacks` (a transaction's `onSettled` ones) in order; what one throws goes to `onError`. */
+export async function runSettledCallbacks(
+  callbacks: Array<() => void | Promise<void>>,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  for (const callback of callbacks) {
+    try {
+      await callback();
+    } catch (error) {
+      onError(error);
+    }
+  }
+}
+
+/**
  * Runs `fn` in one transaction on a connection of `pool`: commits what it did, or rolls back and
  * rethrows. A connection whose rollback failed too is dropped, not returned to the pool.
  */
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  // A connection lost mid-way then fails the next statement instead of ending the process.
+  const onConnectionError = () => {};
+  const client = await beginTransaction(pool, onConnectionError);
   try {
-    await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
+    client.off('error', onConnectionError);
     client.release();
     return result;
   } catch (error) {
@@ -94,7 +138,8 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
       () => true,
       () => false,
     );
-    client.release(rolledBack ? undefined : error instanceof Error ? error : true);
+    client.off('error', onConnectionError);
+    releaseClient(client, rolledBack ? undefined : error);
     throw error;
   }
 }
