@@ -37,7 +37,7 @@ type RoutedOutput = Output & Destination;
 /**
  * Consumes the registrations' queues, one hop per job: decode → deliver → enqueue → complete →
  * commit → after-commit, each job's work atomic within its fetched batch's one transaction
- * ({@link JobBatch}; docs/design.md, "One transaction per hop" and "One commit per batch"); failures
+ * ({@link JobBatch}; docs/design.md, "One transaction per hop, one commit per batch"); failures
  * go to {@link Settlement}.
  */
 export class Consumer {

@@ -11,8 +11,8 @@ import type { FetchedJob, JobInsert, PgBossClient } from './pgboss';
 
 /**
  * How long the jobs of a batch that are done wait for their slower neighbours before they commit
- * without them: bounds the latency one slow handler adds to the others (docs/design.md, "One commit
- * per batch").
+ * without them: bounds the latency one slow handler adds to the others (docs/design.md, "One
+ * transaction per hop, one commit per batch").
  */
 const LINGER_MS = 20;
 
@@ -27,11 +27,11 @@ type Statement = string | { name: string; text: string };
 type SettledCallback = () => void | Promise<void>;
 
 /**
- * One fetched batch's database transaction, shared by its jobs, so the batch commits once (issue 13,
- * lever 1; docs/design.md, "One commit per batch"). Handlers still run concurrently; a job that
- * touches the database takes the transaction's connection for the rest of its run (so jobs of one
- * subject run one after the other, whatever its re-entrant advisory locks say) inside a savepoint of
- * its own, and a failed job rolls back to it: it never fails or loses its neighbours. The outputs,
+ * One fetched batch's database transaction, shared by its jobs, so the batch commits once
+ * (docs/design.md, "One transaction per hop, one commit per batch"). Handlers still run concurrently;
+ * a job that touches the database takes the transaction's connection for the rest of its run (so jobs
+ * of one subject run one after the other, whatever its re-entrant advisory locks say) inside a
+ * savepoint of its own, and a failed job rolls back to it: it never fails or loses its neighbours. The outputs,
  * history entries and completions of the jobs that are done are written together, one statement per
  * destination queue, and committed once every job is done (or {@link LINGER_MS} after the first).
  */
