@@ -107,9 +107,10 @@ export class JobBatch {
     } catch (error) {
       await this.#connection.end('ROLLBACK');
       for (const job of jobs) {
-        job.reject(
-          error instanceof StateClaimLost ? new BatchRolledBackError(this.#queue, job.job.id) : error,
-        );
+        // One job's state could not be kept: it alone fails, its neighbours are handed back.
+        if (error instanceof StateNotKept && job !== error.job) {
+          job.reject(new BatchRolledBackError(this.#queue, job.job.id));
+        } else job.reject(error instanceof StateNotKept ? error.cause : error);
       }
     } finally {
       release();
@@ -126,7 +127,7 @@ export class JobBatch {
     try {
       return await this.#connection.guarded(() => this.#writeAll(jobs));
     } catch (error) {
-      if (error instanceof StateClaimLost) throw error;
+      if (error instanceof StateNotKept) throw error;
       // One statement failed for all: write them one at a time, so only the job at fault fails.
       return this.#writeEach(jobs);
     }
@@ -155,7 +156,7 @@ export class JobBatch {
   /**
    * Completes `jobs` in one statement, through `db` when given; returns those completed and rejects
    * the others: no longer claimed (expired or stopped), their writes must not commit. Throws
-   * {@link StateClaimLost} when one of those wrote state, which cannot be undone alone.
+   * {@link StateNotKept} when one of those wrote state, which cannot be undone alone.
    */
   async #completeClaimed(jobs: DoneJob[], db?: BatchConnection): Promise<DoneJob[]> {
     const settled = await this.#boss.completeAttempts(
@@ -165,18 +166,19 @@ export class JobBatch {
     );
     const lost = jobs.filter((job) => !settled.has(job.job.id));
     for (const job of lost) {
-      job.reject(
-        new Error(`job ${job.job.id} is no longer claimed by this worker (expired or stopped); rolled back`),
+      const error = new Error(
+        `job ${job.job.id} is no longer claimed by this worker (expired or stopped); rolled back`,
       );
+      if (job.wroteState) throw new StateNotKept(job, error);
+      job.reject(error);
     }
-    if (lost.some((job) => job.wroteState)) throw new StateClaimLost();
     return jobs.filter((job) => !lost.includes(job));
   }
 
   /**
    * {@link #writeAll} one job at a time, each in a savepoint: a job whose statements fail is
    * rejected alone, unless it wrote state (kept in the transaction): that cannot be undone alone,
-   * so everything rolls back.
+   * so everything rolls back ({@link StateNotKept}).
    */
   async #writeEach(jobs: DoneJob[]): Promise<DoneJob[]> {
     const written: DoneJob[] = [];
@@ -184,7 +186,8 @@ export class JobBatch {
       try {
         written.push(...(await this.#connection.guarded(() => this.#writeAll([job]))));
       } catch (error) {
-        if (job.wroteState) throw error;
+        if (error instanceof StateNotKept) throw error;
+        if (job.wroteState) throw new StateNotKept(job, error);
         job.reject(error);
       }
     }
@@ -193,10 +196,20 @@ export class JobBatch {
 }
 
 /**
- * A job that wrote state lost its claim before the batch's commit: its state cannot be undone alone, so
- * the batch rolls back and its other jobs are handed back ({@link BatchRolledBackError}).
+ * A job that wrote state lost its claim, or its outputs could not be written, before the batch's
+ * commit: its state cannot be undone alone, so the batch rolls back; `job` fails with `cause` and the
+ * others are handed back ({@link BatchRolledBackError}).
  */
-class StateClaimLost extends Error {}
+class StateNotKept extends Error {
+  readonly job: DoneJob;
+  override readonly cause: unknown;
+
+  constructor(job: DoneJob, cause: unknown) {
+    super(`the state job ${job.job.id} wrote could not be kept`);
+    this.job = job;
+    this.cause = cause;
+  }
+}
 
 /** A job of the batch that is done, waiting for its commit. */
 interface DoneJob extends HandledJob {

@@ -252,4 +252,57 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
       [],
     );
   });
+
+  it('fails only the job whose outputs cannot be written after it wrote state; its neighbours are handed back and applied once', async (t) => {
+    const { pool, memory: connecting } = brokerPool(t);
+    const memory = await connecting;
+    await pool.query(`
+      CREATE OR REPLACE FUNCTION public.refuse_state_sink() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'state sink refused'; END $$;
+      CREATE TRIGGER refuse_state_sink BEFORE INSERT ON pgboss.job_common
+        FOR EACH ROW WHEN (NEW.name = 'com.batch.statesink') EXECUTE FUNCTION public.refuse_state_sink();`);
+    t.after(() =>
+      suite.pool.query(
+        'DROP TRIGGER IF EXISTS refuse_state_sink ON pgboss.job_common; DROP FUNCTION IF EXISTS public.refuse_state_sink()',
+      ),
+    );
+    const runs = new Map<string, number>();
+    const replies: string[] = [];
+    const counter = handler('com.batch.stateout', async (event) => {
+      runs.set(event.id, (runs.get(event.id) ?? 0) + 1);
+      await countIn(memory, event.subject, event.id);
+      const to = (event.data as { refused?: boolean }).refused ? 'com.batch.statesink' : undefined;
+      return [replyTo(event, 'evt.batch.stateout', { id: event.id }, to)];
+    });
+    const broker = await startTestBroker(t, { pool, history: false }, async (b) => {
+      await b.register(counter, { worker: { batchSize: 10, localConcurrency: 1, retryLimit: 0 } });
+      await b.register(handler('com.batch.statesink', async () => []));
+      await b.onWorkflowComplete({
+        source: 'com.test.client',
+        listener: (event) => void replies.push((event.data as { id: string }).id),
+      });
+    });
+    const refused = clientEvent('com.batch.stateout', { refused: true });
+    const neighbours = Array.from({ length: 3 }, () => clientEvent('com.batch.stateout'));
+    await broker.dispatchMany([...neighbours, refused]);
+    const dead = await waitFor('the refused job dead-lettered', async () =>
+      (await jobsIn(pool, 'arvo.dead-letter')).find((job) => job.source_id === refused.id),
+    );
+    assert.match(JSON.stringify(dead.source_output), /state sink refused/);
+    await waitFor("the neighbours' replies", () => replies.length >= neighbours.length, 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(replies.sort(), neighbours.map((event) => event.id).sort());
+    assert.equal(await memory.read(refused.subject), null, 'its state rolled back with its outputs');
+    for (const event of neighbours) {
+      assert.deepEqual(await memory.read(event.subject), { count: 1, seen: [event.id] });
+      assert.equal(runs.get(event.id), 2, 'handed back and run again');
+    }
+    const jobs = await jobsIn(pool, 'com.batch.stateout');
+    const handedBack = jobs.filter((job) => job.output?.reason === 'batch rolled back');
+    assert.deepEqual(handedBack.map((job) => job.id).sort(), neighbours.map((event) => event.id).sort());
+    assert.ok(
+      jobs.every((job) => job.retry_count === 0),
+      'no retry spent',
+    );
+  });
 });
