@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { ArvoEvent } from 'arvo-core';
 import pg from 'pg';
+import format from 'pg-format';
 import { connectPostgresMachineMemory, type PostgresMachineMemory } from '../../src/memory/index';
 import { recordStatements } from '../support/statements';
 import { clientEvent, handler, jobsIn, replyTo, startTestBroker, useTestDatabase, waitFor } from './support';
@@ -23,6 +24,26 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
       await pool.end();
     });
     return { pool, memory };
+  }
+
+  /** Makes every insert of a job for `queue` fail with `message`, inside whatever transaction runs it, until the test ends. */
+  async function refuseInsertsInto(t: TestContext, queue: string, message: string): Promise<void> {
+    const name = `refuse_${queue.replace(/\W/g, '_')}`;
+    await suite.pool.query(
+      format(
+        `CREATE FUNCTION public.%I() RETURNS trigger LANGUAGE plpgsql AS %L;
+         CREATE TRIGGER %I BEFORE INSERT ON pgboss.job_common
+           FOR EACH ROW WHEN (NEW.name = %L) EXECUTE FUNCTION public.%I();`,
+        name,
+        format('BEGIN RAISE EXCEPTION %L; END', message),
+        name,
+        queue,
+        name,
+      ),
+    );
+    t.after(() =>
+      suite.pool.query(format('DROP TRIGGER %I ON pgboss.job_common; DROP FUNCTION public.%I()', name, name)),
+    );
   }
 
   /** A counter record `{ count, seen }` kept by the memory protocol: lock → read → write → unlock. */
@@ -163,17 +184,7 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
   it('redoes a batch one job at a time when a write fails for one of them: only that job fails', async (t) => {
     const { pool } = brokerPool(t);
     const replies: string[] = [];
-    // Every insert of a job for com.batch.refused fails inside the batch's transaction.
-    await pool.query(`
-      CREATE OR REPLACE FUNCTION public.refuse_batch_sink() RETURNS trigger LANGUAGE plpgsql AS
-        $$ BEGIN RAISE EXCEPTION 'sink refused'; END $$;
-      CREATE TRIGGER refuse_batch_sink BEFORE INSERT ON pgboss.job_common
-        FOR EACH ROW WHEN (NEW.name = 'com.batch.refused') EXECUTE FUNCTION public.refuse_batch_sink();`);
-    t.after(() =>
-      suite.pool.query(
-        'DROP TRIGGER IF EXISTS refuse_batch_sink ON pgboss.job_common; DROP FUNCTION IF EXISTS public.refuse_batch_sink()',
-      ),
-    );
+    await refuseInsertsInto(t, 'com.batch.refused', 'sink refused');
     const service = handler('com.batch.forward', async (event) => {
       const to = (event.data as { refused?: boolean }).refused ? 'com.batch.refused' : undefined;
       return [replyTo(event, 'evt.batch.forwarded', { id: event.id }, to)];
@@ -256,16 +267,7 @@ describe('PostgresEventBroker: one transaction per fetched batch', () => {
   it('fails only the job whose outputs cannot be written after it wrote state; its neighbours are handed back and applied once', async (t) => {
     const { pool, memory: connecting } = brokerPool(t);
     const memory = await connecting;
-    await pool.query(`
-      CREATE OR REPLACE FUNCTION public.refuse_state_sink() RETURNS trigger LANGUAGE plpgsql AS
-        $$ BEGIN RAISE EXCEPTION 'state sink refused'; END $$;
-      CREATE TRIGGER refuse_state_sink BEFORE INSERT ON pgboss.job_common
-        FOR EACH ROW WHEN (NEW.name = 'com.batch.statesink') EXECUTE FUNCTION public.refuse_state_sink();`);
-    t.after(() =>
-      suite.pool.query(
-        'DROP TRIGGER IF EXISTS refuse_state_sink ON pgboss.job_common; DROP FUNCTION IF EXISTS public.refuse_state_sink()',
-      ),
-    );
+    await refuseInsertsInto(t, 'com.batch.statesink', 'state sink refused');
     const runs = new Map<string, number>();
     const replies: string[] = [];
     const counter = handler('com.batch.stateout', async (event) => {
