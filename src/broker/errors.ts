@@ -175,15 +175,15 @@ export class BrokerStoppingError extends ArvoPostgresError {
 
 /**
  * The work of a job was rolled back with its whole batch through no fault of its own: another job of
- * the batch that wrote state lost its claim (expired, or failed by `stop()`) before the batch's commit,
- * and its state could not be undone alone. The job is handed back to its queue (due at once, no retry
- * spent) and runs again.
+ * the batch that wrote state lost its claim (expired, or failed by `stop()`) or could not have its
+ * outputs written before the batch's commit, and its state could not be undone alone. The job is
+ * handed back to its queue (due at once, no retry spent) and runs again.
  */
 export class BatchRolledBackError extends ArvoPostgresError {
   constructor(queue: string, jobId: string) {
     super(
       'BATCH_ROLLED_BACK',
-      `Job ${jobId} of ${queue} was rolled back with its batch (a neighbour lost its claim); the job was handed back`,
+      `Job ${jobId} of ${queue} was rolled back with its batch (a neighbour's state could not be kept); the job was handed back`,
     );
   }
 }

@@ -10,7 +10,7 @@ import { integerOption, MAX_TIMER_MS, type NumericRange, numberOption } from '..
 import { startPeriodic } from '../../src/shared/periodic';
 import { openPool, resolveConnection } from '../../src/shared/pool';
 import { describeError, isSecretKey, redactSecrets } from '../../src/shared/redact';
-import { readDatabaseId } from '../../src/shared/transaction';
+import { inTransaction, readDatabaseId } from '../../src/shared/transaction';
 import { closeAll } from '../support/close';
 import { createTestDatabase, type TestDatabase, testPool } from '../support/database';
 import { waitFor } from '../support/wait';
@@ -139,6 +139,40 @@ describe('connection options', () => {
       assert.notEqual(idA, idC);
     } finally {
       await Promise.all([a.end(), b.end(), c.end()]);
+    }
+  });
+});
+
+describe('inTransaction', () => {
+  let db: TestDatabase;
+  let admin: pg.Pool;
+  before(async () => {
+    db = await createTestDatabase('shared_transaction');
+    admin = testPool(db.url, 2);
+  });
+  after(() => closeAll(admin, db));
+
+  // A checked-out client whose connection breaks between statements emits 'error'; pg's pool listens
+  // only while the client is idle, so unheard it would end the process (and this test run with it).
+  it('survives the connection breaking between statements: rejects, rolls nothing back into the pool', async () => {
+    const pool = testPool(db.url, 1);
+    try {
+      await pool.query('CREATE TABLE marks (id int)');
+      await assert.rejects(
+        inTransaction(pool, async (client) => {
+          await client.query('INSERT INTO marks VALUES (1)');
+          const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
+          await admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+          // The termination reaches the idle client as an 'error' event before the next statement.
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          await client.query('INSERT INTO marks VALUES (2)');
+        }),
+      );
+      // The broken connection was dropped: the pool's one connection works, and nothing was committed.
+      const { rows } = await pool.query('SELECT count(*)::int AS n FROM marks');
+      assert.equal(rows[0].n, 0);
+    } finally {
+      await pool.end();
     }
   });
 });
